@@ -1,0 +1,185 @@
+-- dci_client 0.1: data sources, secrets, tokens, requests.
+\echo Use "CREATE EXTENSION dci_client CASCADE" to load this file. \quit
+
+-- Signing keys (§6); the table exists from the start because data sources
+-- reference it.  private_key is write-only, like the data source secrets.
+CREATE TABLE dci_signing_key (
+    id integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    key_id text NOT NULL UNIQUE,
+    algorithm text NOT NULL DEFAULT 'ed25519'
+        CHECK (algorithm IN ('ed25519', 'rsa-sha256')),
+    public_key text,
+    private_key text CHECK (private_key IS NULL),
+    private_key_encrypted bytea,
+    private_key_set boolean GENERATED ALWAYS AS (private_key_encrypted IS NOT NULL) STORED,
+    state text NOT NULL DEFAULT 'draft' CHECK (state IN ('draft', 'active', 'revoked')),
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+
+COMMENT ON TABLE dci_signing_key IS 'Keys that sign outgoing DCI messages; private_key is write-only and stored encrypted';
+
+CREATE TABLE dci_data_source (
+    id integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    code text NOT NULL UNIQUE CHECK (code ~ '^[a-z][a-z0-9_]*$'),
+    name text NOT NULL,
+    registry_type text CHECK (registry_type IN ('ns:org:RegistryType:Social',
+        'ns:org:RegistryType:Civil', 'ns:org:RegistryType:IBR',
+        'ns:org:RegistryType:DR', 'ns:org:RegistryType:FR')),
+    base_url text NOT NULL CHECK (base_url ~* '^https?://'),
+    auth_type text NOT NULL DEFAULT 'oauth2' CHECK (auth_type IN ('none', 'bearer', 'oauth2')),
+    auth_url text CHECK (auth_url ~* '^https?://'),
+    client_id text,
+    -- write-only secrets: the trigger encrypts them into *_encrypted; the
+    -- CHECKs keep plaintext out of storage even with triggers disabled
+    client_secret text CHECK (client_secret IS NULL),
+    client_secret_encrypted bytea,
+    client_secret_set boolean GENERATED ALWAYS AS (client_secret_encrypted IS NOT NULL) STORED,
+    credential_location text NOT NULL DEFAULT 'body' CHECK (credential_location IN ('body', 'basic', 'query')),
+    scope text,
+    bearer_token text CHECK (bearer_token IS NULL),
+    bearer_token_encrypted bytea,
+    bearer_token_set boolean GENERATED ALWAYS AS (bearer_token_encrypted IS NOT NULL) STORED,
+    sender_id text,
+    receiver_id text,
+    callback_uri text,
+    search_endpoint text NOT NULL DEFAULT '/registry/sync/search' CHECK (search_endpoint ~ '^/'),
+    ping_endpoint text NOT NULL DEFAULT '/registry/ping' CHECK (ping_endpoint ~ '^/'),
+    timeout_ms integer CHECK (timeout_ms > 0),
+    verify_ssl boolean NOT NULL DEFAULT true,
+    ca_cert text,
+    client_cert text,
+    client_key text CHECK (client_key IS NULL),
+    client_key_encrypted bytea,
+    client_key_set boolean GENERATED ALWAYS AS (client_key_encrypted IS NOT NULL) STORED,
+    extra_headers jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(extra_headers) = 'object'),
+    signing_key_id integer REFERENCES dci_signing_key (id),
+    registry_public_key text,
+    active boolean NOT NULL DEFAULT true,
+    state text NOT NULL DEFAULT 'draft' CHECK (state IN ('draft', 'testing', 'active', 'error')),
+    last_test_at timestamptz,
+    last_error text,
+    notes text,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT dci_data_source_oauth2_needs_auth_url
+        CHECK (auth_type <> 'oauth2' OR auth_url IS NOT NULL)
+);
+
+COMMENT ON TABLE dci_data_source IS 'External DCI registries; client_secret, bearer_token and client_key are write-only and stored encrypted';
+COMMENT ON COLUMN dci_data_source.client_secret IS 'Write-only: stored encrypted in client_secret_encrypted; reads back NULL; '''' removes it';
+COMMENT ON COLUMN dci_data_source.bearer_token IS 'Write-only: stored encrypted in bearer_token_encrypted; reads back NULL; '''' removes it';
+COMMENT ON COLUMN dci_data_source.client_key IS 'Write-only: stored encrypted in client_key_encrypted; reads back NULL; '''' removes it';
+
+CREATE FUNCTION dci_data_source_trigger() RETURNS trigger
+    AS 'MODULE_PATHNAME', 'dci_data_source_trigger' LANGUAGE C;
+CREATE FUNCTION dci_signing_key_trigger() RETURNS trigger
+    AS 'MODULE_PATHNAME', 'dci_signing_key_trigger' LANGUAGE C;
+CREATE FUNCTION dci_invalidate_trigger() RETURNS trigger
+    AS 'MODULE_PATHNAME', 'dci_invalidate_trigger' LANGUAGE C;
+
+CREATE TRIGGER dci_data_source_secrets BEFORE INSERT OR UPDATE ON dci_data_source
+    FOR EACH ROW EXECUTE FUNCTION dci_data_source_trigger();
+CREATE TRIGGER dci_data_source_invalidate AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON dci_data_source
+    FOR EACH STATEMENT EXECUTE FUNCTION dci_invalidate_trigger();
+CREATE TRIGGER dci_signing_key_secrets BEFORE INSERT OR UPDATE ON dci_signing_key
+    FOR EACH ROW EXECUTE FUNCTION dci_signing_key_trigger();
+CREATE TRIGGER dci_signing_key_invalidate AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON dci_signing_key
+    FOR EACH STATEMENT EXECUTE FUNCTION dci_invalidate_trigger();
+-- secrets are encrypted whatever session_replication_role says (replicas, restores)
+ALTER TABLE dci_data_source ENABLE ALWAYS TRIGGER dci_data_source_secrets;
+ALTER TABLE dci_data_source ENABLE ALWAYS TRIGGER dci_data_source_invalidate;
+ALTER TABLE dci_signing_key ENABLE ALWAYS TRIGGER dci_signing_key_secrets;
+ALTER TABLE dci_signing_key ENABLE ALWAYS TRIGGER dci_signing_key_invalidate;
+
+-- pg_dump carries the rows (ciphertext only) and the identity sequences
+SELECT pg_catalog.pg_extension_config_dump('dci_data_source', '');
+SELECT pg_catalog.pg_extension_config_dump('dci_signing_key', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('@extschema@.dci_data_source', 'id'), '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('@extschema@.dci_signing_key', 'id'), '');
+
+CREATE TYPE dci_response AS (
+    status integer,
+    headers jsonb,
+    body text,
+    elapsed_ms double precision
+);
+
+CREATE FUNCTION dci_get_token(source text, force_refresh boolean DEFAULT false)
+    RETURNS text AS 'MODULE_PATHNAME', 'dci_get_token' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE FUNCTION dci_get_token(source integer, force_refresh boolean DEFAULT false)
+    RETURNS text AS 'MODULE_PATHNAME', 'dci_get_token' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION dci_request(source text, method text, path text, body jsonb DEFAULT NULL, headers jsonb DEFAULT NULL)
+    RETURNS dci_response AS 'MODULE_PATHNAME', 'dci_request' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE FUNCTION dci_request(source integer, method text, path text, body jsonb DEFAULT NULL, headers jsonb DEFAULT NULL)
+    RETURNS dci_response AS 'MODULE_PATHNAME', 'dci_request' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION dci_test_connection(source text)
+    RETURNS TABLE (step text, ok boolean, detail text, elapsed_ms double precision)
+    AS 'MODULE_PATHNAME', 'dci_test_connection' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE FUNCTION dci_test_connection(source integer)
+    RETURNS TABLE (step text, ok boolean, detail text, elapsed_ms double precision)
+    AS 'MODULE_PATHNAME', 'dci_test_connection' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+-- Runs as the caller: removing a secret needs UPDATE on the table.
+CREATE FUNCTION dci_clear_secret(source text, column_name text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF column_name IS NULL OR column_name NOT IN ('client_secret', 'bearer_token', 'client_key') THEN
+        RAISE EXCEPTION 'column "%" is not a secret of dci_data_source', column_name
+            USING ERRCODE = '22023',
+                  HINT = 'The secrets are client_secret, bearer_token and client_key.';
+    END IF;
+    EXECUTE format('UPDATE @extschema@.dci_data_source SET %I = '''' WHERE code = $1', column_name)
+        USING source;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'data source "%" does not exist', source USING ERRCODE = 'DC001';
+    END IF;
+END
+$$;
+CREATE FUNCTION dci_clear_secret(source integer, column_name text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    source_code text;
+BEGIN
+    SELECT code INTO source_code FROM @extschema@.dci_data_source WHERE id = source;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'data source "%" does not exist', source USING ERRCODE = 'DC001';
+    END IF;
+    PERFORM @extschema@.dci_clear_secret(source_code, column_name);
+END
+$$;
+
+CREATE FUNCTION dci_secret_binding(text, text, text, boolean, text) RETURNS text
+    AS 'MODULE_PATHNAME', 'dci_secret_binding_sql' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+
+CREATE FUNCTION dci_reencrypt_secrets() RETURNS integer
+    AS 'MODULE_PATHNAME', 'dci_reencrypt_secrets' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION dci_token_status_entries(
+        OUT source_id integer, OUT obtained_at timestamptz, OUT expires_at timestamptz, OUT shared boolean)
+    RETURNS SETOF record AS 'MODULE_PATHNAME', 'dci_token_status_entries' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+-- Per source: whether a token is cached, when it was obtained and when it
+-- expires; never the token itself.
+CREATE VIEW dci_token_status AS
+SELECT s.id AS source_id,
+       s.code AS source,
+       s.auth_type,
+       t.source_id IS NOT NULL AS cached,
+       t.obtained_at,
+       t.expires_at,
+       coalesce(t.shared, false) AS shared
+  FROM @extschema@.dci_data_source s
+  LEFT JOIN @extschema@.dci_token_status_entries() t ON t.source_id = s.id;
+
+-- Nothing for PUBLIC: the README shows the GRANTs for calling and
+-- administering roles.
+REVOKE ALL ON FUNCTION dci_data_source_trigger(), dci_signing_key_trigger(), dci_invalidate_trigger(),
+    dci_get_token(text, boolean), dci_get_token(integer, boolean),
+    dci_request(text, text, text, jsonb, jsonb), dci_request(integer, text, text, jsonb, jsonb),
+    dci_test_connection(text), dci_test_connection(integer),
+    dci_clear_secret(text, text), dci_clear_secret(integer, text),
+    dci_secret_binding(text, text, text, boolean, text),
+    dci_reencrypt_secrets(), dci_token_status_entries()
+    FROM PUBLIC;

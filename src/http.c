@@ -1,0 +1,774 @@
+/*
+ * http.c
+ *		HTTP transfers with libcurl inside a backend.
+ *
+ * One multi handle and one easy handle per backend, reused for every call,
+ * so connections (and TLS sessions) are kept per origin.  Transfers are
+ * driven with curl_multi_socket_action and waited for on a WaitEventSet that
+ * also holds the process latch: a cancel or statement_timeout interrupts a
+ * transfer at once (57014), and pg_stat_activity shows the wait as
+ * wait_event_type "Extension".
+ *
+ * libcurl callbacks never raise: they record what happened in TransferState
+ * and return a failure code; errors are raised after libcurl returns.
+ * curl error codes become SQLSTATEs in one place: describe_failure().
+ */
+#include "dci_client.h"
+
+#include <math.h>
+#include <arpa/inet.h>
+#include <sys/socket.h>
+
+#include <curl/curl.h>
+#include <openssl/x509.h>
+
+#include "access/xact.h"
+#include "common/pg_prng.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/latch.h"
+#include "utils/memutils.h"
+#include "utils/wait_event.h"
+
+#include "host_rules.h"
+#include "http_headers.h"
+
+/* header text per response and distinct header names, against floods */
+#define MAX_HEADER_BYTES	(256 * 1024)
+#define MAX_HEADER_COUNT	500
+/* buffers larger than this are released after the call */
+#define KEEP_BUFFER_BYTES	(1024 * 1024)
+#define MAX_SOCKETS 8
+
+/* what happened to one attempt */
+typedef enum Outcome
+{
+	OUTCOME_HTTP,				/* an HTTP answer */
+	OUTCOME_NOT_CONNECTED,		/* no connection: nothing reached the server */
+	OUTCOME_RESET,				/* failed after the request may have been sent */
+	OUTCOME_FAILED				/* no answer, not to be retried */
+} Outcome;
+
+typedef struct TransferState
+{
+	/* response body */
+	char	   *body;
+	size_t		body_len;
+	size_t		body_cap;
+	size_t		max_bytes;
+	DciHeaderList headers;
+
+	/* what the callbacks saw */
+	bool		too_large;
+	bool		headers_too_large;
+	bool		out_of_memory;
+	bool		blocked_address;
+	bool		check_addresses;
+	char		blocked[INET6_ADDRSTRLEN + 8];
+
+	/* sockets and timer libcurl asked us to watch */
+	int			nsockets;
+	curl_socket_t sockets[MAX_SOCKETS];
+	int			socket_what[MAX_SOCKETS];
+	long		timer_ms;		/* -1: none */
+	bool		socket_overflow;
+} TransferState;
+
+static CURLM *multi = NULL;
+static CURL *easy = NULL;
+static bool transfer_active = false;
+static bool xact_callback_registered = false;
+static TransferState ts;
+static char curl_errbuf[CURL_ERROR_SIZE];
+
+/* ---- libcurl callbacks: no ereport, no palloc ---- */
+
+static size_t
+write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+	size_t		n = size * nmemb;
+
+	if (ts.body_len + n > ts.max_bytes)
+	{
+		ts.too_large = true;
+		return 0;				/* aborts the transfer: nothing more is read */
+	}
+	if (ts.body_len + n + 1 > ts.body_cap)
+	{
+		size_t		cap = Max(ts.body_cap * 2, ts.body_len + n + 1);
+		char	   *p;
+
+		cap = Max(cap, 16384);
+		p = realloc(ts.body, cap);
+		if (p == NULL)
+		{
+			ts.out_of_memory = true;
+			return 0;
+		}
+		ts.body = p;
+		ts.body_cap = cap;
+	}
+	memcpy(ts.body + ts.body_len, ptr, n);
+	ts.body_len += n;
+	return n;
+}
+
+static size_t
+header_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+	size_t		n = size * nmemb;
+
+	switch (header_list_feed(&ts.headers, ptr, n, MAX_HEADER_BYTES, MAX_HEADER_COUNT))
+	{
+		case HEADER_OK:
+			return n;
+		case HEADER_TOO_LARGE:
+			ts.headers_too_large = true;
+			return 0;
+		default:
+			ts.out_of_memory = true;
+			return 0;
+	}
+}
+
+static int
+socket_cb(CURL *e, curl_socket_t s, int what, void *userp, void *socketp)
+{
+	int			i;
+
+	for (i = 0; i < ts.nsockets; i++)
+		if (ts.sockets[i] == s)
+			break;
+	if (what == CURL_POLL_REMOVE)
+	{
+		if (i < ts.nsockets)
+		{
+			ts.sockets[i] = ts.sockets[ts.nsockets - 1];
+			ts.socket_what[i] = ts.socket_what[ts.nsockets - 1];
+			ts.nsockets--;
+		}
+		return 0;
+	}
+	if (i == ts.nsockets)
+	{
+		if (ts.nsockets == MAX_SOCKETS)
+		{
+			ts.socket_overflow = true;
+			return -1;
+		}
+		ts.nsockets++;
+	}
+	ts.sockets[i] = s;
+	ts.socket_what[i] = what;
+	return 0;
+}
+
+static int
+timer_cb(CURLM *m, long timeout_ms, void *userp)
+{
+	ts.timer_ms = timeout_ms;
+	return 0;
+}
+
+/* the last check of allowed_hosts: the address actually connected to */
+static curl_socket_t
+opensocket_cb(void *clientp, curlsocktype purpose, struct curl_sockaddr *addr)
+{
+	if (ts.check_addresses && !host_rules_allow_address(dci_host_rules(), &addr->addr))
+	{
+		char		host[INET6_ADDRSTRLEN] = "?";
+
+		if (addr->family == AF_INET)
+			inet_ntop(AF_INET, &((struct sockaddr_in *) &addr->addr)->sin_addr, host, sizeof(host));
+		else if (addr->family == AF_INET6)
+			inet_ntop(AF_INET6, &((struct sockaddr_in6 *) &addr->addr)->sin6_addr, host, sizeof(host));
+		snprintf(ts.blocked, sizeof(ts.blocked), "%s", host);
+		ts.blocked_address = true;
+		return CURL_SOCKET_BAD;
+	}
+	return socket(addr->family, addr->socktype, addr->protocol);
+}
+
+/* ---- handle lifetime ---- */
+
+static void
+end_transfer(void)
+{
+	if (transfer_active)
+	{
+		curl_multi_remove_handle(multi, easy);
+		transfer_active = false;
+	}
+	ts.nsockets = 0;
+	ts.timer_ms = -1;
+}
+
+/* keep small buffers for the next call, give big ones back */
+static void
+trim_buffers(void)
+{
+	if (ts.body_cap > KEEP_BUFFER_BYTES)
+	{
+		free(ts.body);
+		ts.body = NULL;
+		ts.body_cap = 0;
+		ts.body_len = 0;
+	}
+}
+
+/* an aborted transaction may leave a transfer half done: drop it */
+static void
+xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+	{
+		end_transfer();
+		trim_buffers();
+	}
+}
+
+static void
+ensure_handles(void)
+{
+	if (multi == NULL)
+	{
+		multi = curl_multi_init();
+		if (multi == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("could not create a libcurl multi handle")));
+		curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
+		curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+		ts.timer_ms = -1;
+	}
+	if (easy == NULL)
+	{
+		easy = curl_easy_init();
+		if (easy == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("could not create a libcurl handle")));
+	}
+	if (!xact_callback_registered)
+	{
+		RegisterXactCallback(xact_callback, NULL);
+		xact_callback_registered = true;
+	}
+}
+
+/* ---- time ---- */
+
+long
+dci_ms_until(TimestampTz deadline)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (now >= deadline)
+		return 0;
+	return (long) ((deadline - now + 999) / 1000);
+}
+
+TimestampTz
+dci_call_deadline(const DciSource *src)
+{
+	int			ms = (src && src->timeout_ms > 0) ? src->timeout_ms : dci_timeout_ms;
+
+	return TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ms);
+}
+
+char *
+dci_url_encode(const char *s)
+{
+	char	   *enc;
+	char	   *result;
+
+	ensure_handles();
+	enc = curl_easy_escape(easy, s, 0);
+	if (enc == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory")));
+	result = pstrdup(enc);
+	explicit_bzero(enc, strlen(enc));
+	curl_free(enc);
+	return result;
+}
+
+/* host[:port] of a URL, for messages: never the path or query string */
+static char *
+url_origin(const char *url)
+{
+	CURLU	   *u = curl_url();
+	char	   *host = NULL;
+	char	   *port = NULL;
+	char	   *result;
+
+	if (u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK)
+	{
+		curl_url_get(u, CURLUPART_HOST, &host, 0);
+		curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT);
+	}
+	result = psprintf("%s%s%s", host ? host : "?", port ? ":" : "", port ? port : "");
+	curl_free(host);
+	curl_free(port);
+	curl_url_cleanup(u);
+	return result;
+}
+
+static char *
+url_host(const char *url)
+{
+	CURLU	   *u = curl_url();
+	char	   *host = NULL;
+	char	   *result = NULL;
+
+	if (u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+		curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK)
+	{
+		size_t		len = strlen(host);
+
+		/* IPv6 literals come bracketed */
+		if (len > 2 && host[0] == '[' && host[len - 1] == ']')
+			result = pnstrdup(host + 1, len - 2);
+		else
+			result = pstrdup(host);
+	}
+	curl_free(host);
+	curl_url_cleanup(u);
+	return result;
+}
+
+/* ---- one attempt ---- */
+
+static void
+set_options(const DciHttpRequest *req, struct curl_slist *headers, long timeout_ms)
+{
+	const DciSource *src = req->source;
+	long		connect_ms = Min((long) dci_connect_timeout_ms, timeout_ms);
+
+	curl_easy_reset(easy);
+	curl_easy_setopt(easy, CURLOPT_URL, req->url);
+	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, curl_errbuf);
+	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, write_cb);
+	curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, header_cb);
+	curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, opensocket_cb);
+	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
+	curl_easy_setopt(easy, CURLOPT_USERAGENT, dci_user_agent);
+	curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "");	/* all libcurl decodes */
+	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, Max(timeout_ms, 1L));
+	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, Max(connect_ms, 1L));
+	curl_easy_setopt(easy, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t) dci_max_response_bytes);
+	/* "" disables the proxy environment variables too */
+	curl_easy_setopt(easy, CURLOPT_PROXY, dci_proxy ? dci_proxy : "");
+	curl_easy_setopt(easy, CURLOPT_SSLVERSION, (long) CURL_SSLVERSION_TLSv1_2);
+	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, (src == NULL || src->verify_ssl) ? 1L : 0L);
+	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, (src == NULL || src->verify_ssl) ? 2L : 0L);
+	if (src && src->ca_cert)
+	{
+		struct curl_blob blob = {src->ca_cert, strlen(src->ca_cert), CURL_BLOB_NOCOPY};
+
+		curl_easy_setopt(easy, CURLOPT_CAINFO_BLOB, &blob);
+	}
+	if (src && src->client_cert && src->client_key)
+	{
+		/* mutual TLS from memory: the key never touches the disk */
+		struct curl_blob cert = {src->client_cert, strlen(src->client_cert), CURL_BLOB_NOCOPY};
+		struct curl_blob key = {src->client_key, strlen(src->client_key), CURL_BLOB_NOCOPY};
+
+		curl_easy_setopt(easy, CURLOPT_SSLCERT_BLOB, &cert);
+		curl_easy_setopt(easy, CURLOPT_SSLCERTTYPE, "PEM");
+		curl_easy_setopt(easy, CURLOPT_SSLKEY_BLOB, &key);
+		curl_easy_setopt(easy, CURLOPT_SSLKEYTYPE, "PEM");
+	}
+
+	if (strcmp(req->method, "GET") == 0 && req->body == NULL)
+		curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
+	else if (strcmp(req->method, "HEAD") == 0)
+		curl_easy_setopt(easy, CURLOPT_NOBODY, 1L);
+	else
+	{
+		if (strcmp(req->method, "POST") != 0)
+			curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, req->method);
+		if (req->body != NULL || strcmp(req->method, "POST") == 0)
+		{
+			curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) req->body_len);
+			curl_easy_setopt(easy, CURLOPT_POSTFIELDS, req->body ? req->body : "");
+		}
+	}
+}
+
+/* wait for libcurl's sockets, its timer, or the latch */
+static void
+wait_for_events(void)
+{
+	WaitEventSet *set;
+	WaitEvent	events[MAX_SOCKETS + 2];
+	long		timeout = ts.timer_ms;
+	int			nfired;
+	int			running;
+	bool		socket_fired = false;
+
+	/* no timer: wake now and then anyway, libcurl may rely on being called */
+	if (timeout < 0 || timeout > 1000)
+		timeout = 1000;
+
+	set = CreateWaitEventSet(CurrentMemoryContext, ts.nsockets + 2);
+	AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+	AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	for (int i = 0; i < ts.nsockets; i++)
+	{
+		uint32		ev = 0;
+
+		if (ts.socket_what[i] & CURL_POLL_IN)
+			ev |= WL_SOCKET_READABLE;
+		if (ts.socket_what[i] & CURL_POLL_OUT)
+			ev |= WL_SOCKET_WRITEABLE;
+		if (ev)
+			AddWaitEventToSet(set, ev, ts.sockets[i], NULL, NULL);
+	}
+	nfired = WaitEventSetWait(set, timeout, events, lengthof(events), PG_WAIT_EXTENSION);
+	FreeWaitEventSet(set);
+
+	for (int i = 0; i < nfired; i++)
+	{
+		if (events[i].events & WL_LATCH_SET)
+		{
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+		}
+		else if (events[i].events & (WL_SOCKET_READABLE | WL_SOCKET_WRITEABLE))
+		{
+			int			flags = 0;
+
+			if (events[i].events & WL_SOCKET_READABLE)
+				flags |= CURL_CSELECT_IN;
+			if (events[i].events & WL_SOCKET_WRITEABLE)
+				flags |= CURL_CSELECT_OUT;
+			curl_multi_socket_action(multi, events[i].fd, flags, &running);
+			socket_fired = true;
+		}
+	}
+	if (nfired == 0 || (!socket_fired && ts.timer_ms >= 0 && ts.timer_ms <= timeout))
+	{
+		ts.timer_ms = -1;
+		curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	}
+}
+
+/* run one transfer to its end; returns libcurl's result */
+static CURLcode
+run_transfer(const DciHttpRequest *req, struct curl_slist *headers, long timeout_ms)
+{
+	CURLMcode	mc;
+	CURLcode	result = CURLE_OK;
+	bool		done = false;
+	int			running;
+
+	end_transfer();
+	header_list_clear(&ts.headers);
+	ts.body_len = 0;
+	ts.max_bytes = (size_t) dci_max_response_bytes;
+	ts.too_large = ts.headers_too_large = ts.out_of_memory = false;
+	ts.blocked_address = false;
+	ts.socket_overflow = false;
+	/* through a proxy, the address connected to is the proxy's own */
+	ts.check_addresses = dci_host_rules() != NULL && (dci_proxy == NULL || *dci_proxy == '\0');
+	curl_errbuf[0] = '\0';
+
+	set_options(req, headers, timeout_ms);
+	mc = curl_multi_add_handle(multi, easy);
+	if (mc != CURLM_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_DCI_TRANSPORT),
+				 errmsg("could not start an HTTP transfer: %s", curl_multi_strerror(mc))));
+	transfer_active = true;
+	curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &running);
+
+	while (!done)
+	{
+		CURLMsg    *msg;
+		int			queued;
+
+		while ((msg = curl_multi_info_read(multi, &queued)) != NULL)
+		{
+			if (msg->msg == CURLMSG_DONE && msg->easy_handle == easy)
+			{
+				result = msg->data.result;
+				done = true;
+			}
+		}
+		if (done)
+			break;
+		CHECK_FOR_INTERRUPTS();
+		if (ts.timer_ms == 0)
+		{
+			ts.timer_ms = -1;
+			curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &running);
+			continue;
+		}
+		wait_for_events();
+	}
+	return result;
+}
+
+/* classify a finished attempt and describe a failure in err */
+static Outcome
+describe_failure(const DciHttpRequest *req, CURLcode rc, DciError *err)
+{
+	char	   *origin = url_origin(req->url);
+	curl_off_t	t_dns = 0,
+				t_connect = 0,
+				t_tls = 0,
+				t_total = 0;
+	long		verify = 0;
+	const char *why = curl_errbuf[0] ? curl_errbuf : curl_easy_strerror(rc);
+	Outcome		outcome;
+
+	curl_easy_getinfo(easy, CURLINFO_NAMELOOKUP_TIME_T, &t_dns);
+	curl_easy_getinfo(easy, CURLINFO_CONNECT_TIME_T, &t_connect);
+	curl_easy_getinfo(easy, CURLINFO_APPCONNECT_TIME_T, &t_tls);
+	curl_easy_getinfo(easy, CURLINFO_TOTAL_TIME_T, &t_total);
+
+	if (ts.blocked_address)
+	{
+		dci_error_set(err, ERRCODE_DCI_CONFIG, "address %s of \"%s\" is not allowed by dci_client.allowed_hosts",
+					  ts.blocked, origin);
+		dci_error_detail(err, "Loopback, private and link-local addresses must be listed as IP addresses or CIDR ranges.");
+		return OUTCOME_FAILED;
+	}
+	if (ts.too_large || rc == CURLE_FILESIZE_EXCEEDED)
+	{
+		dci_error_set(err, ERRCODE_DCI_TOO_LARGE, "response from \"%s\" exceeds dci_client.max_response_bytes (%d bytes)",
+					  origin, dci_max_response_bytes);
+		return OUTCOME_FAILED;
+	}
+	if (ts.headers_too_large)
+	{
+		dci_error_set(err, ERRCODE_DCI_TOO_LARGE, "response headers from \"%s\" exceed %d bytes or %d fields",
+					  origin, MAX_HEADER_BYTES, MAX_HEADER_COUNT);
+		return OUTCOME_FAILED;
+	}
+	if (ts.out_of_memory)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory while receiving a response from \"%s\"", origin)));
+
+	switch (rc)
+	{
+		case CURLE_COULDNT_RESOLVE_HOST:
+		case CURLE_COULDNT_RESOLVE_PROXY:
+			dci_error_set(err, ERRCODE_DCI_TRANSPORT, "could not resolve host of \"%s\"", origin);
+			outcome = OUTCOME_NOT_CONNECTED;
+			break;
+		case CURLE_COULDNT_CONNECT:
+			dci_error_set(err, ERRCODE_DCI_TRANSPORT, "could not connect to \"%s\"", origin);
+			outcome = OUTCOME_NOT_CONNECTED;
+			break;
+		case CURLE_OPERATION_TIMEDOUT:
+			if (GetCurrentTimestamp() >= req->deadline)
+			{
+				dci_error_set(err, ERRCODE_DCI_TIMEOUT, "call to \"%s\" ran out of time", origin);
+				dci_error_hint(err, "The budget is the data source's timeout_ms, or dci_client.timeout_ms.");
+				outcome = OUTCOME_FAILED;
+			}
+			else
+			{
+				dci_error_set(err, ERRCODE_DCI_TRANSPORT, "timed out connecting to \"%s\"", origin);
+				outcome = OUTCOME_NOT_CONNECTED;
+			}
+			break;
+		case CURLE_PEER_FAILED_VERIFICATION:
+#if LIBCURL_VERSION_NUM < 0x073e00
+		case CURLE_SSL_CACERT:
+#endif
+			curl_easy_getinfo(easy, CURLINFO_SSL_VERIFYRESULT, &verify);
+			dci_error_set(err, ERRCODE_DCI_TRANSPORT, "TLS certificate of \"%s\" is not trusted: %s",
+						  origin, verify ? X509_verify_cert_error_string(verify) : "verification failed");
+			dci_error_hint(err, "Check ca_cert and verify_ssl of the data source, and the server's certificate.");
+			outcome = OUTCOME_FAILED;
+			break;
+		case CURLE_SSL_CONNECT_ERROR:
+			dci_error_set(err, ERRCODE_DCI_TRANSPORT, "TLS handshake with \"%s\" failed", origin);
+			outcome = OUTCOME_FAILED;
+			break;
+		case CURLE_SSL_CERTPROBLEM:
+		case CURLE_SSL_CIPHER:
+		case CURLE_SSL_CACERT_BADFILE:
+			dci_error_set(err, ERRCODE_DCI_CONFIG, "TLS settings for \"%s\" could not be used", origin);
+			dci_error_hint(err, "Check ca_cert, client_cert and client_key of the data source.");
+			outcome = OUTCOME_FAILED;
+			break;
+		case CURLE_SEND_ERROR:
+		case CURLE_RECV_ERROR:
+		case CURLE_GOT_NOTHING:
+		case CURLE_PARTIAL_FILE:
+#if LIBCURL_VERSION_NUM >= 0x074000
+		case CURLE_HTTP2_STREAM:
+#endif
+		case CURLE_HTTP2:
+			dci_error_set(err, ERRCODE_DCI_TRANSPORT, "connection to \"%s\" was closed before a complete answer", origin);
+			outcome = OUTCOME_RESET;
+			break;
+		case CURLE_WEIRD_SERVER_REPLY:
+		case CURLE_BAD_CONTENT_ENCODING:
+		case CURLE_UNSUPPORTED_PROTOCOL:
+			dci_error_set(err, ERRCODE_DCI_TRANSPORT, "protocol error talking to \"%s\"", origin);
+			outcome = OUTCOME_FAILED;
+			break;
+		default:
+			dci_error_set(err, ERRCODE_DCI_TRANSPORT, "HTTP transfer to \"%s\" failed", origin);
+			outcome = OUTCOME_FAILED;
+			break;
+	}
+	dci_error_detail(err, "%s (DNS %.1f ms, connect %.1f ms, TLS %.1f ms, total %.1f ms).",
+					 why, t_dns / 1000.0, t_connect / 1000.0, t_tls / 1000.0, t_total / 1000.0);
+	return outcome;
+}
+
+static Outcome
+attempt(const DciHttpRequest *req, struct curl_slist *headers, long *status, DciError *err)
+{
+	long		remaining = dci_ms_until(req->deadline);
+	CURLcode	rc;
+
+	if (remaining <= 0)
+	{
+		dci_error_set(err, ERRCODE_DCI_TIMEOUT, "call to \"%s\" ran out of time", url_origin(req->url));
+		dci_error_hint(err, "The budget is the data source's timeout_ms, or dci_client.timeout_ms.");
+		return OUTCOME_FAILED;
+	}
+	rc = run_transfer(req, headers, remaining);
+	if (rc == CURLE_OK)
+	{
+		curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, status);
+		end_transfer();
+		return OUTCOME_HTTP;
+	}
+	{
+		Outcome		o = describe_failure(req, rc, err);
+
+		end_transfer();
+		return o;
+	}
+}
+
+/* exponential backoff with jitter, or what Retry-After asks */
+static long
+retry_delay_ms(int attempt_no, long status)
+{
+	const char *ra = (status == 429 || status == 503) ? header_list_get(&ts.headers, "retry-after") : NULL;
+	long		base = 100L << Min(attempt_no - 1, 10);
+	long		asked = ra ? retry_after_ms(ra, time(NULL)) : -1;
+
+	if (asked >= 0)
+		return asked;
+	base = Min(base, 5000L);
+	return base / 2 + (long) (pg_prng_double(&pg_global_prng_state) * (base / 2));
+}
+
+static bool
+retryable(Outcome o, long status, bool idempotent)
+{
+	switch (o)
+	{
+		case OUTCOME_NOT_CONNECTED:
+			return true;
+		case OUTCOME_RESET:
+			return idempotent;
+		case OUTCOME_HTTP:
+			return status == 429 || status == 503 ||
+				(idempotent && (status == 502 || status == 504));
+		default:
+			return false;
+	}
+}
+
+bool
+dci_http_exchange(const DciHttpRequest *req, DciHttpResponse *resp)
+{
+	TimestampTz start = GetCurrentTimestamp();
+	struct curl_slist *headers = NULL;
+	Outcome		o = OUTCOME_FAILED;
+	long		status = 0;
+	char	   *host;
+
+	memset(resp, 0, sizeof(*resp));
+	ensure_handles();
+
+	/* allowed_hosts, by name, before anything is sent */
+	if (dci_host_rules() != NULL)
+	{
+		host = url_host(req->url);
+		if (host == NULL || !host_rules_allow_host(dci_host_rules(), host))
+		{
+			dci_error_set(&resp->error, ERRCODE_DCI_CONFIG,
+						  "host \"%s\" is not allowed by dci_client.allowed_hosts", host ? host : "?");
+			return false;
+		}
+	}
+
+	for (const char *const *h = req->headers; h && *h; h++)
+	{
+		struct curl_slist *n = curl_slist_append(headers, *h);
+
+		if (n == NULL)
+		{
+			curl_slist_free_all(headers);
+			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+		}
+		headers = n;
+	}
+	/* no 100-continue round trip for large bodies */
+	headers = curl_slist_append(headers, "Expect:");
+
+	PG_TRY();
+	{
+		for (resp->attempts = 1;; resp->attempts++)
+		{
+			long		delay;
+
+			memset(&resp->error, 0, sizeof(resp->error));
+			status = 0;
+			o = attempt(req, headers, &status, &resp->error);
+			if (resp->attempts > dci_max_retries || !retryable(o, status, req->idempotent))
+				break;
+			delay = retry_delay_ms(resp->attempts, status);
+			/* a wait that would outlast the budget: answer with what we have */
+			if (delay >= dci_ms_until(req->deadline))
+				break;
+			if (delay > 0)
+			{
+				(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+								 delay, PG_WAIT_EXTENSION);
+				ResetLatch(MyLatch);
+			}
+			CHECK_FOR_INTERRUPTS();
+		}
+	}
+	PG_FINALLY();
+	{
+		curl_slist_free_all(headers);
+	}
+	PG_END_TRY();
+
+	resp->elapsed_ms = (GetCurrentTimestamp() - start) / 1000.0;
+	if (o != OUTCOME_HTTP)
+	{
+		trim_buffers();
+		return false;
+	}
+
+	resp->status = status;
+	resp->body = palloc(ts.body_len + 1);
+	if (ts.body_len)
+		memcpy(resp->body, ts.body, ts.body_len);
+	resp->body[ts.body_len] = '\0';
+	resp->body_len = ts.body_len;
+	resp->headers = &ts.headers;
+	trim_buffers();
+	return true;
+}

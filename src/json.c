@@ -1,0 +1,206 @@
+/*
+ * json.c
+ *		jsonb in and out: compact wire text, header objects.
+ */
+#include "dci_client.h"
+
+#include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/numeric.h"
+
+#include "http_headers.h"
+
+/*
+ * Compact JSON text of a jsonb value: what jsonb's own output prints, less
+ * the spaces after ':' and ','.  This is the text sent on the wire (and the
+ * text a signature is computed over).
+ */
+char *
+dci_jsonb_to_compact(Jsonb *jb, size_t *len)
+{
+	StringInfoData out;
+	JsonbIterator *it = JsonbIteratorInit(&jb->root);
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	bool		first = true;	/* no comma before the next element */
+
+	initStringInfo(&out);
+	while ((tok = JsonbIteratorNext(&it, &v, false)) != WJB_DONE)
+	{
+		switch (tok)
+		{
+			case WJB_BEGIN_ARRAY:
+				if (v.val.array.rawScalar)
+					break;		/* a bare scalar: just the value follows */
+				if (!first)
+					appendStringInfoChar(&out, ',');
+				appendStringInfoChar(&out, '[');
+				first = true;
+				break;
+			case WJB_BEGIN_OBJECT:
+				if (!first)
+					appendStringInfoChar(&out, ',');
+				appendStringInfoChar(&out, '{');
+				first = true;
+				break;
+			case WJB_END_ARRAY:
+				if (!v.val.array.rawScalar)
+					appendStringInfoChar(&out, ']');
+				first = false;
+				break;
+			case WJB_END_OBJECT:
+				appendStringInfoChar(&out, '}');
+				first = false;
+				break;
+			case WJB_KEY:
+				if (!first)
+					appendStringInfoChar(&out, ',');
+				escape_json(&out, pnstrdup(v.val.string.val, v.val.string.len));
+				appendStringInfoChar(&out, ':');
+				first = true;	/* the value follows without a comma */
+				break;
+			case WJB_VALUE:
+			case WJB_ELEM:
+				if (!first)
+					appendStringInfoChar(&out, ',');
+				switch (v.type)
+				{
+					case jbvNull:
+						appendStringInfoString(&out, "null");
+						break;
+					case jbvString:
+						escape_json(&out, pnstrdup(v.val.string.val, v.val.string.len));
+						break;
+					case jbvNumeric:
+						appendStringInfoString(&out,
+											   DatumGetCString(DirectFunctionCall1(numeric_out,
+																				   NumericGetDatum(v.val.numeric))));
+						break;
+					case jbvBool:
+						appendStringInfoString(&out, v.val.boolean ? "true" : "false");
+						break;
+					default:
+						elog(ERROR, "unexpected jsonb value type %d", (int) v.type);
+				}
+				first = false;
+				break;
+			default:
+				elog(ERROR, "unexpected jsonb iterator token %d", (int) tok);
+		}
+	}
+	if (len)
+		*len = out.len;
+	return out.data;
+}
+
+/* header names the caller may not set: libcurl and the extension own them */
+static bool
+reserved_header(const char *name)
+{
+	return pg_strcasecmp(name, "authorization") == 0 ||
+		pg_strcasecmp(name, "host") == 0 ||
+		pg_strcasecmp(name, "content-length") == 0;
+}
+
+DciHeaders *
+dci_jsonb_to_headers(Jsonb *jb, const char *what)
+{
+	DciHeaders *h = palloc0(sizeof(DciHeaders));
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	char	   *name = NULL;
+	int			cap;
+
+	if (!JB_ROOT_IS_OBJECT(jb) || JB_ROOT_IS_SCALAR(jb))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be a JSON object of header names and string values", what)));
+	cap = JB_ROOT_COUNT(jb);
+	h->names = palloc0(sizeof(char *) * (cap + 1));
+	h->values = palloc0(sizeof(char *) * (cap + 1));
+
+	it = JsonbIteratorInit(&jb->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok == WJB_KEY)
+		{
+			name = pnstrdup(v.val.string.val, v.val.string.len);
+			if (!header_name_valid(name))
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("%s has an invalid header name \"%s\"", what,
+								dci_quote_text(name, strlen(name))),
+						 errdetail("Header names are HTTP tokens: letters, digits and !#$%%&'*+-.^_`|~.")));
+			if (reserved_header(name))
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("%s may not set header \"%s\"", what, name),
+						 errdetail("Authorization, Host and Content-Length are set by dci_client.")));
+		}
+		else if (tok == WJB_VALUE)
+		{
+			char	   *value;
+
+			if (v.type != jbvString)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("%s: the value of header \"%s\" must be a string", what, name)));
+			value = pnstrdup(v.val.string.val, v.val.string.len);
+			if (!header_value_valid(value) || strlen(value) != v.val.string.len)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("%s: the value of header \"%s\" contains a carriage return, line feed or NUL", what, name)));
+			h->names[h->n] = name;
+			h->values[h->n] = value;
+			h->n++;
+		}
+	}
+	return h;
+}
+
+/* header text as a valid string of the server encoding: bytes that are not become '?' */
+static char *
+header_text(const char *s)
+{
+	int			len = strlen(s);
+	char	   *copy;
+
+	if (pg_verifymbstr(s, len, true))
+		return (char *) s;
+	copy = pstrdup(s);
+	for (char *p = copy; *p; p++)
+		if ((unsigned char) *p >= 0x80)
+			*p = '?';
+	return copy;
+}
+
+Jsonb *
+dci_header_list_to_jsonb(const DciHeaderList *headers)
+{
+	JsonbParseState *state = NULL;
+	JsonbValue *res;
+
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	for (size_t i = 0; headers != NULL && i < headers->n; i++)
+	{
+		JsonbValue	k;
+		JsonbValue	v;
+		char	   *name = header_text(headers->names[i]);
+		char	   *value = header_text(headers->values[i]);
+
+		k.type = jbvString;
+		k.val.string.val = name;
+		k.val.string.len = strlen(name);
+		v.type = jbvString;
+		v.val.string.val = value;
+		v.val.string.len = strlen(value);
+		pushJsonbValue(&state, WJB_KEY, &k);
+		pushJsonbValue(&state, WJB_VALUE, &v);
+	}
+	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+	return JsonbValueToJsonb(res);
+}

@@ -1,0 +1,385 @@
+/*
+ * oauth.c
+ *		Access token lifecycle: OAuth2 client credentials (RFC 6749 §4.4),
+ *		the per-session token cache, and dci_get_token().
+ *
+ * Each session keeps its tokens in TopMemoryContext (never on disk, never
+ * in a table: read-only transactions and standbys behave the same).  With
+ * the library preloaded, the session copy is backed by token_cache.c, which
+ * makes one fetch serve every session of the cluster.
+ */
+#include "dci_client.h"
+
+#include "common/base64.h"
+#include "funcapi.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/tuplestore.h"
+
+#include "token_cache.h"
+#include "token_response.h"
+
+typedef struct LocalToken
+{
+	int32		source_id;
+	uint64		fingerprint;
+	char	   *token;			/* TopMemoryContext; NULL: none */
+	TimestampTz obtained_at;
+	TimestampTz expires_at;
+	uint64		generation;
+} LocalToken;
+
+static LocalToken *local_tokens = NULL;
+static int	nlocal = 0;
+static int	maxlocal = 0;
+static uint64 local_generation = 0;
+
+static LocalToken *
+local_token(int32 source_id)
+{
+	for (int i = 0; i < nlocal; i++)
+		if (local_tokens[i].source_id == source_id)
+			return &local_tokens[i];
+	if (nlocal == maxlocal)
+	{
+		maxlocal = maxlocal ? maxlocal * 2 : 8;
+		local_tokens = local_tokens ?
+			repalloc(local_tokens, maxlocal * sizeof(LocalToken)) :
+			MemoryContextAlloc(TopMemoryContext, maxlocal * sizeof(LocalToken));
+	}
+	memset(&local_tokens[nlocal], 0, sizeof(LocalToken));
+	local_tokens[nlocal].source_id = source_id;
+	return &local_tokens[nlocal++];
+}
+
+static void
+local_forget(LocalToken *lt)
+{
+	if (lt->token)
+	{
+		explicit_bzero(lt->token, strlen(lt->token));
+		pfree(lt->token);
+		lt->token = NULL;
+	}
+}
+
+static void
+local_set(LocalToken *lt, uint64 fingerprint, const char *token, TimestampTz obtained,
+		  TimestampTz expires, uint64 generation)
+{
+	local_forget(lt);
+	lt->fingerprint = fingerprint;
+	lt->token = MemoryContextStrdup(TopMemoryContext, token);
+	lt->obtained_at = obtained;
+	lt->expires_at = expires;
+	lt->generation = generation;
+}
+
+static char *
+base64(const char *s)
+{
+	int			len = strlen(s);
+	char	   *out = palloc(pg_b64_enc_len(len) + 1);
+	int			n = pg_b64_encode(s, len, out, pg_b64_enc_len(len));
+
+	out[n] = '\0';
+	return out;
+}
+
+/* "error: description" of a token endpoint refusal, cut and cleaned */
+static char *
+refusal_text(const DciHttpResponse *resp)
+{
+	TokenResponse tr;
+	char	   *text;
+
+	if (token_response_parse(resp->body, resp->body_len, &tr) && (tr.error || tr.error_description))
+		text = psprintf("%s%s%s", tr.error ? tr.error : "",
+						tr.error && tr.error_description ? ": " : "",
+						tr.error_description ? tr.error_description : "");
+	else
+		text = pstrdup("");
+	token_response_free(&tr);
+	return dci_quote_text(text, strlen(text));
+}
+
+/*
+ * POST grant_type=client_credentials to the token endpoint.  On success
+ * returns the token (palloc'd) and its lifetime; else NULL with err set.
+ */
+static char *
+fetch_token(DciSource *src, TimestampTz deadline, TimestampTz *obtained,
+			TimestampTz *expires, DciError *err)
+{
+	StringInfoData body;
+	StringInfoData url;
+	char	   *id_enc = dci_url_encode(src->client_id);
+	char	   *secret_enc = dci_url_encode(src->client_secret);
+	char	   *basic = NULL;
+	const char *headers[4];
+	DciHttpRequest req = {0};
+	DciHttpResponse resp;
+	TokenResponse tr;
+	char	   *token = NULL;
+	bool		ok;
+
+	initStringInfo(&body);
+	appendStringInfoString(&body, "grant_type=client_credentials");
+	if (src->scope && *src->scope)
+		appendStringInfo(&body, "&scope=%s", dci_url_encode(src->scope));
+	initStringInfo(&url);
+	appendStringInfoString(&url, src->auth_url);
+
+	headers[0] = "Content-Type: application/x-www-form-urlencoded";
+	headers[1] = "Accept: application/json";
+	headers[2] = NULL;
+	headers[3] = NULL;
+	switch (src->cred_location)
+	{
+		case DCI_CRED_BODY:
+			appendStringInfo(&body, "&client_id=%s&client_secret=%s", id_enc, secret_enc);
+			break;
+		case DCI_CRED_BASIC:
+			{
+				/* RFC 6749 §2.3.1: form-encode each part, then Basic */
+				char	   *pair = psprintf("%s:%s", id_enc, secret_enc);
+
+				basic = psprintf("Authorization: Basic %s", base64(pair));
+				dci_secret_free(pair);
+				headers[2] = basic;
+				break;
+			}
+		case DCI_CRED_QUERY:
+			appendStringInfo(&url, "%sclient_id=%s&client_secret=%s",
+							 strchr(src->auth_url, '?') ? "&" : "?", id_enc, secret_enc);
+			break;
+	}
+
+	req.method = "POST";
+	req.url = url.data;
+	req.headers = headers;
+	req.body = body.data;
+	req.body_len = body.len;
+	req.source = src;
+	req.deadline = deadline;
+	req.idempotent = false;
+	ok = dci_http_exchange(&req, &resp);
+
+	/* the request held the secret: wipe every copy we made */
+	explicit_bzero(body.data, body.len);
+	explicit_bzero(url.data, url.len);
+	dci_secret_free(id_enc);
+	dci_secret_free(secret_enc);
+	if (basic)
+		dci_secret_free(basic);
+
+	if (!ok)
+	{
+		*err = resp.error;
+		return NULL;
+	}
+	if (resp.status < 200 || resp.status > 299)
+	{
+		char	   *why = refusal_text(&resp);
+
+		dci_error_set(err, ERRCODE_DCI_AUTH, "could not obtain an access token for data source \"%s\"", src->code);
+		dci_error_detail(err, "The token endpoint answered HTTP %ld%s%s.", resp.status,
+						 *why ? ": " : "", why);
+		if (resp.status == 400 || resp.status == 401 || resp.status == 403)
+			dci_error_hint(err, "Check client_id, client_secret, scope and credential_location of data source \"%s\".", src->code);
+		return NULL;
+	}
+	if (!token_response_parse(resp.body, resp.body_len, &tr))
+	{
+		token_response_free(&tr);
+		dci_error_set(err, ERRCODE_DCI_BAD_JSON, "token endpoint of data source \"%s\" did not answer with a JSON object", src->code);
+		dci_error_detail(err, "HTTP %ld, %zu bytes that are not JSON.", resp.status, resp.body_len);
+		return NULL;
+	}
+	if (tr.access_token == NULL)
+	{
+		char	   *why = (tr.error || tr.error_description) ? refusal_text(&resp) : pstrdup("");
+
+		token_response_free(&tr);
+		dci_error_set(err, ERRCODE_DCI_AUTH, "token endpoint of data source \"%s\" answered without access_token", src->code);
+		if (*why)
+			dci_error_detail(err, "It said: %s.", why);
+		return NULL;
+	}
+	token = pstrdup(tr.access_token);
+	*obtained = GetCurrentTimestamp();
+	*expires = *obtained + (TimestampTz) (tr.expires_in * USECS_PER_SEC);
+	token_response_free(&tr);
+	explicit_bzero(resp.body, resp.body_len);
+	return token;
+}
+
+char *
+dci_token_get(DciSource *src, bool force_refresh, TimestampTz deadline,
+			  uint64 *generation, DciError *err)
+{
+	LocalToken *lt;
+	TimestampTz now;
+	TimestampTz valid_until;
+	TimestampTz obtained;
+	TimestampTz expires;
+	char	   *token;
+	bool		shared = dci_token_cache_enabled();
+	TokenCacheResult r = TOKEN_CACHE_UNAVAILABLE;
+
+	*generation = 0;
+	if (!dci_source_check_complete(src, err))
+		return NULL;
+	if (src->auth_type == DCI_AUTH_NONE)
+		return NULL;
+	if (src->auth_type == DCI_AUTH_BEARER)
+		return src->bearer_token;
+
+	now = GetCurrentTimestamp();
+	valid_until = now + (TimestampTz) dci_token_refresh_margin_s * USECS_PER_SEC;
+	lt = local_token(src->id);
+	if (lt->token && lt->fingerprint != src->credential_fingerprint)
+		local_forget(lt);
+	if (!force_refresh && lt->token && lt->expires_at > valid_until)
+	{
+		*generation = lt->generation;
+		return lt->token;
+	}
+
+	if (shared)
+	{
+		DciSharedToken st;
+
+		r = dci_token_cache_acquire(src->id, src->credential_fingerprint, force_refresh,
+									valid_until, deadline, &st);
+		if (r == TOKEN_CACHE_HIT)
+		{
+			local_set(lt, src->credential_fingerprint, st.token, st.obtained_at,
+					  st.expires_at, st.generation);
+			dci_secret_free(st.token);
+			*generation = lt->generation;
+			return lt->token;
+		}
+		if (r == TOKEN_CACHE_TIMEOUT)
+		{
+			dci_error_set(err, ERRCODE_DCI_TIMEOUT, "call to data source \"%s\" ran out of time waiting for an access token", src->code);
+			dci_error_detail(err, "Another session was fetching the token.");
+			return NULL;
+		}
+	}
+
+	if (r == TOKEN_CACHE_FETCH)
+	{
+		/* whatever happens, the waiting sessions must be woken */
+		PG_TRY();
+		{
+			token = fetch_token(src, deadline, &obtained, &expires, err);
+		}
+		PG_CATCH();
+		{
+			dci_token_cache_abandon(src->id, src->credential_fingerprint);
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
+		if (token == NULL)
+		{
+			dci_token_cache_abandon(src->id, src->credential_fingerprint);
+			return NULL;
+		}
+		dci_token_cache_store(src->id, src->credential_fingerprint, token, obtained,
+							  expires, generation);
+	}
+	else
+	{
+		token = fetch_token(src, deadline, &obtained, &expires, err);
+		if (token == NULL)
+			return NULL;
+		*generation = ++local_generation;
+	}
+	local_set(lt, src->credential_fingerprint, token, obtained, expires, *generation);
+	dci_secret_free(token);
+	return lt->token;
+}
+
+void
+dci_token_drop(DciSource *src, uint64 generation)
+{
+	LocalToken *lt = local_token(src->id);
+
+	if (lt->token && lt->generation == generation)
+		local_forget(lt);
+	if (dci_token_cache_enabled())
+		dci_token_cache_drop(src->id, src->credential_fingerprint, generation);
+}
+
+PG_FUNCTION_INFO_V1(dci_get_token);
+
+/* dci_get_token(source text|integer, force_refresh boolean) returns text */
+Datum
+dci_get_token(PG_FUNCTION_ARGS)
+{
+	DciSource  *src = dci_source_from_arg(fcinfo, true);
+	bool		force = PG_ARGISNULL(1) ? false : PG_GETARG_BOOL(1);
+	DciError	err = {0};
+	uint64		generation;
+	char	   *token;
+
+	token = dci_token_get(src, force, dci_call_deadline(src), &generation, &err);
+	if (err.sqlstate != 0)
+		dci_error_raise(&err);
+	if (token == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(token));
+}
+
+PG_FUNCTION_INFO_V1(dci_token_status_entries);
+
+/*
+ * dci_token_status_entries() returns (source_id, obtained_at, expires_at,
+ * shared): the tokens this session holds and, when preloaded, the ones in
+ * shared memory for this database.  Never the token.
+ */
+Datum
+dci_token_status_entries(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	DciTokenInfo *shared = NULL;
+	int			nshared = 0;
+	Datum		values[4];
+	bool		nulls[4] = {false, false, false, false};
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (dci_token_cache_enabled())
+	{
+		shared = palloc(sizeof(DciTokenInfo) * dci_shared_token_slots);
+		nshared = dci_token_cache_list(shared, dci_shared_token_slots);
+	}
+	for (int i = 0; i < nshared; i++)
+	{
+		values[0] = Int32GetDatum(shared[i].source_id);
+		values[1] = TimestampTzGetDatum(shared[i].obtained_at);
+		values[2] = TimestampTzGetDatum(shared[i].expires_at);
+		values[3] = BoolGetDatum(true);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	for (int i = 0; i < nlocal; i++)
+	{
+		bool		in_shared = false;
+
+		if (local_tokens[i].token == NULL)
+			continue;
+		for (int j = 0; j < nshared; j++)
+			if (shared[j].source_id == local_tokens[i].source_id)
+				in_shared = true;
+		if (in_shared)
+			continue;
+		values[0] = Int32GetDatum(local_tokens[i].source_id);
+		values[1] = TimestampTzGetDatum(local_tokens[i].obtained_at);
+		values[2] = TimestampTzGetDatum(local_tokens[i].expires_at);
+		values[3] = BoolGetDatum(false);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}

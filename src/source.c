@@ -1,0 +1,414 @@
+/*
+ * source.c
+ *		The per-backend cache of data sources.
+ *
+ * Like postgres_fdw's connection cache: rows are loaded once (SPI, as the
+ * bootstrap superuser, so callers need EXECUTE only), their secrets
+ * decrypted once, and kept until the table changes.  Any change to the
+ * table fires a statement trigger that sends a relcache invalidation of the
+ * table; the callback below marks every entry stale, and the next call
+ * reloads.  The warm path does no SPI, no catalog access and no decryption.
+ */
+#include "dci_client.h"
+
+#include <openssl/sha.h>
+
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/pg_authid.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "storage/sinval.h"
+#include "utils/builtins.h"
+#include "utils/inval.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+
+#define SOURCE_COLUMNS \
+	"id, code, registry_type, base_url, auth_type, auth_url, client_id, " \
+	"client_secret_encrypted, credential_location, scope, bearer_token_encrypted, " \
+	"sender_id, receiver_id, callback_uri, search_endpoint, ping_endpoint, timeout_ms, " \
+	"verify_ssl, ca_cert, client_cert, client_key_encrypted, extra_headers, " \
+	"signing_key_id, registry_public_key, active"
+
+typedef struct CacheEntry
+{
+	DciSource  *source;
+	bool		stale;
+} CacheEntry;
+
+static CacheEntry *entries = NULL;
+static int	nentries = 0;
+static int	maxentries = 0;
+static bool any_stale = false;
+static bool callback_registered = false;
+static Oid	table_oid = InvalidOid;
+static Oid	schema_oid = InvalidOid;
+
+static void
+free_source(DciSource *src)
+{
+	/* wipe secrets before the memory goes back to the allocator */
+	if (src->client_secret)
+		explicit_bzero(src->client_secret, strlen(src->client_secret));
+	if (src->bearer_token)
+		explicit_bzero(src->bearer_token, strlen(src->bearer_token));
+	if (src->client_key)
+		explicit_bzero(src->client_key, strlen(src->client_key));
+	MemoryContextDelete(src->cxt);
+}
+
+static void
+relcache_callback(Datum arg, Oid relid)
+{
+	/*
+	 * Only marks: an entry may be in use by the running call.  Stale entries
+	 * are freed at the start of the next lookup.
+	 */
+	if (relid == InvalidOid || relid == table_oid)
+	{
+		for (int i = 0; i < nentries; i++)
+			entries[i].stale = true;
+		any_stale = nentries > 0;
+		table_oid = InvalidOid;
+	}
+}
+
+static void
+purge_stale(void)
+{
+	int			kept = 0;
+
+	if (!any_stale)
+		return;
+	for (int i = 0; i < nentries; i++)
+	{
+		if (entries[i].stale)
+			free_source(entries[i].source);
+		else
+			entries[kept++] = entries[i];
+	}
+	nentries = kept;
+	any_stale = false;
+}
+
+Oid
+dci_extension_schema(Oid fn_oid)
+{
+	if (!OidIsValid(schema_oid))
+		schema_oid = get_func_namespace(fn_oid);
+	return schema_oid;
+}
+
+static Oid
+source_table(Oid fn_oid)
+{
+	if (!OidIsValid(table_oid))
+	{
+		table_oid = get_relname_relid("dci_data_source", dci_extension_schema(fn_oid));
+		if (!OidIsValid(table_oid))
+			ereport(ERROR,
+					(errcode(ERRCODE_DCI_CONFIG),
+					 errmsg("table dci_data_source of extension dci_client is missing")));
+	}
+	return table_oid;
+}
+
+static char *
+copy_text(SPITupleTable *tt, HeapTuple tup, int col)
+{
+	char	   *v = SPI_getvalue(tup, tt->tupdesc, col);
+
+	return v ? pstrdup(v) : NULL;
+}
+
+static uint64
+credential_fingerprint(const DciSource *src)
+{
+	SHA256_CTX	ctx;
+	unsigned char md[SHA256_DIGEST_LENGTH];
+	const char *parts[] = {
+		src->auth_url, src->client_id, src->client_secret, src->scope,
+		src->bearer_token, src->base_url,
+	};
+	uint64		fp;
+
+	SHA256_Init(&ctx);
+	SHA256_Update(&ctx, &src->auth_type, sizeof(src->auth_type));
+	SHA256_Update(&ctx, &src->cred_location, sizeof(src->cred_location));
+	for (int i = 0; i < lengthof(parts); i++)
+	{
+		if (parts[i])
+			SHA256_Update(&ctx, parts[i], strlen(parts[i]) + 1);
+		else
+			SHA256_Update(&ctx, "\xff", 1);
+	}
+	SHA256_Final(md, &ctx);
+	memcpy(&fp, md, sizeof(fp));
+	explicit_bzero(&ctx, sizeof(ctx));
+	return fp;
+}
+
+static char *
+decrypt_column(DciSource *src, SPITupleTable *tt, HeapTuple tup, int col,
+			   const char *column, const char *binding)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tup, tt->tupdesc, col, &isnull);
+	char	   *desc;
+
+	if (isnull)
+		return NULL;
+	desc = psprintf("data source \"%s\"", src->code);
+	return dci_secret_decrypt(DatumGetByteaPP(d), "dci_data_source", column, src->id,
+							  binding, desc, &src->secret_error);
+}
+
+/* build a DciSource from the current SPI row, in its own memory context */
+static DciSource *
+build_source(SPITupleTable *tt, HeapTuple tup)
+{
+	MemoryContext cxt = AllocSetContextCreate(CacheMemoryContext, "dci_client data source",
+											  ALLOCSET_SMALL_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	DciSource  *src = palloc0(sizeof(DciSource));
+	bool		isnull;
+	Datum		d;
+	char	   *s;
+	char	   *binding;
+
+	src->cxt = cxt;
+	src->id = DatumGetInt32(SPI_getbinval(tup, tt->tupdesc, 1, &isnull));
+	src->code = copy_text(tt, tup, 2);
+	MemoryContextSetIdentifier(cxt, src->code);
+	src->registry_type = copy_text(tt, tup, 3);
+	src->base_url = copy_text(tt, tup, 4);
+	s = copy_text(tt, tup, 5);
+	src->auth_type = strcmp(s, "none") == 0 ? DCI_AUTH_NONE :
+		strcmp(s, "bearer") == 0 ? DCI_AUTH_BEARER : DCI_AUTH_OAUTH2;
+	src->auth_url = copy_text(tt, tup, 6);
+	src->client_id = copy_text(tt, tup, 7);
+	s = copy_text(tt, tup, 9);
+	src->cred_location = strcmp(s, "basic") == 0 ? DCI_CRED_BASIC :
+		strcmp(s, "query") == 0 ? DCI_CRED_QUERY : DCI_CRED_BODY;
+	src->scope = copy_text(tt, tup, 10);
+	src->sender_id = copy_text(tt, tup, 12);
+	src->receiver_id = copy_text(tt, tup, 13);
+	src->callback_uri = copy_text(tt, tup, 14);
+	src->search_endpoint = copy_text(tt, tup, 15);
+	src->ping_endpoint = copy_text(tt, tup, 16);
+	d = SPI_getbinval(tup, tt->tupdesc, 17, &isnull);
+	src->timeout_ms = isnull ? 0 : DatumGetInt32(d);
+	src->verify_ssl = DatumGetBool(SPI_getbinval(tup, tt->tupdesc, 18, &isnull));
+	src->ca_cert = copy_text(tt, tup, 19);
+	src->client_cert = copy_text(tt, tup, 20);
+	d = SPI_getbinval(tup, tt->tupdesc, 22, &isnull);
+	src->extra_headers = dci_jsonb_to_headers(DatumGetJsonbP(d), "extra_headers");
+	d = SPI_getbinval(tup, tt->tupdesc, 23, &isnull);
+	src->signing_key_id = isnull ? 0 : DatumGetInt32(d);
+	src->registry_public_key = copy_text(tt, tup, 24);
+	src->active = DatumGetBool(SPI_getbinval(tup, tt->tupdesc, 25, &isnull));
+
+	binding = dci_secret_binding(src->base_url, src->auth_url, copy_text(tt, tup, 9),
+								 src->verify_ssl, src->ca_cert);
+	src->client_secret = decrypt_column(src, tt, tup, 8, "client_secret", binding);
+	src->bearer_token = decrypt_column(src, tt, tup, 11, "bearer_token", binding);
+	src->client_key = decrypt_column(src, tt, tup, 21, "client_key", binding);
+	src->credential_fingerprint = credential_fingerprint(src);
+
+	MemoryContextSwitchTo(old);
+	return src;
+}
+
+/* load one row by code or id; NULL when there is none */
+static DciSource *
+load_source(Oid fn_oid, const char *code, int32 id)
+{
+	Oid			save_userid;
+	int			save_sec_context;
+	char	   *query;
+	Oid			argtype = code ? TEXTOID : INT4OID;
+	Datum		arg = code ? CStringGetTextDatum(code) : Int32GetDatum(id);
+	DciSource  *src = NULL;
+
+	source_table(fn_oid);
+	query = psprintf("SELECT " SOURCE_COLUMNS " FROM %s.dci_data_source WHERE %s OPERATOR(pg_catalog.=) $1",
+					 quote_identifier(get_namespace_name(dci_extension_schema(fn_oid))),
+					 code ? "code" : "id");
+
+	/* read as the bootstrap superuser: callers need EXECUTE, not SELECT */
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
+						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute_with_args(query, 1, &argtype, &arg, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "SPI_execute_with_args failed: %s", query);
+	if (SPI_processed == 1)
+		src = build_source(SPI_tuptable, SPI_tuptable->vals[0]);
+	SPI_finish();
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+
+	if (src != NULL)
+	{
+		if (nentries == maxentries)
+		{
+			maxentries = maxentries ? maxentries * 2 : 8;
+			entries = entries ?
+				repalloc(entries, maxentries * sizeof(CacheEntry)) :
+				MemoryContextAlloc(CacheMemoryContext, maxentries * sizeof(CacheEntry));
+		}
+		entries[nentries].source = src;
+		entries[nentries].stale = false;
+		nentries++;
+	}
+	return src;
+}
+
+static void
+begin_lookup(void)
+{
+	if (!callback_registered)
+	{
+		CacheRegisterRelcacheCallback(relcache_callback, (Datum) 0);
+		callback_registered = true;
+	}
+	/* see committed changes of other sessions on the very next call */
+	AcceptInvalidationMessages();
+	purge_stale();
+}
+
+static DciSource *
+finish_lookup(DciSource *src, const char *name, bool require_active)
+{
+	if (src == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_DCI_CONFIG),
+				 errmsg("data source \"%s\" does not exist", name)));
+	if (require_active && !src->active)
+		ereport(ERROR,
+				(errcode(ERRCODE_DCI_CONFIG),
+				 errmsg("data source \"%s\" is not active", src->code),
+				 errhint("Set active = true, after checking it with dci_test_connection().")));
+	return src;
+}
+
+DciSource *
+dci_source_by_code(Oid fn_oid, const char *code, bool require_active)
+{
+	DciSource  *src = NULL;
+
+	begin_lookup();
+	for (int i = 0; i < nentries; i++)
+		if (strcmp(entries[i].source->code, code) == 0)
+		{
+			src = entries[i].source;
+			break;
+		}
+	if (src == NULL)
+		src = load_source(fn_oid, code, 0);
+	return finish_lookup(src, code, require_active);
+}
+
+DciSource *
+dci_source_by_id(Oid fn_oid, int32 id, bool require_active)
+{
+	DciSource  *src = NULL;
+
+	begin_lookup();
+	for (int i = 0; i < nentries; i++)
+		if (entries[i].source->id == id)
+		{
+			src = entries[i].source;
+			break;
+		}
+	if (src == NULL)
+		src = load_source(fn_oid, NULL, id);
+	return finish_lookup(src, psprintf("%d", id), require_active);
+}
+
+DciSource *
+dci_source_from_arg(FunctionCallInfo fcinfo, bool require_active)
+{
+	Oid			fn_oid = fcinfo->flinfo->fn_oid;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("data source must not be NULL")));
+	if (get_fn_expr_argtype(fcinfo->flinfo, 0) == INT4OID)
+		return dci_source_by_id(fn_oid, PG_GETARG_INT32(0), require_active);
+	return dci_source_by_code(fn_oid, text_to_cstring(PG_GETARG_TEXT_PP(0)), require_active);
+}
+
+bool
+dci_source_check_complete(const DciSource *src, DciError *err)
+{
+	if (src->secret_error.sqlstate != 0)
+	{
+		*err = src->secret_error;
+		return false;
+	}
+	if (src->auth_type == DCI_AUTH_OAUTH2 && (src->client_id == NULL || *src->client_id == '\0'))
+	{
+		dci_error_set(err, ERRCODE_DCI_CONFIG, "data source \"%s\" has no client_id", src->code);
+		dci_error_hint(err, "auth_type \"oauth2\" needs client_id and client_secret.");
+		return false;
+	}
+	if (src->auth_type == DCI_AUTH_OAUTH2 && src->client_secret == NULL)
+	{
+		dci_error_set(err, ERRCODE_DCI_CONFIG, "data source \"%s\" has no client_secret", src->code);
+		dci_error_hint(err, "auth_type \"oauth2\" needs client_id and client_secret.");
+		return false;
+	}
+	if (src->auth_type == DCI_AUTH_BEARER && src->bearer_token == NULL)
+	{
+		dci_error_set(err, ERRCODE_DCI_CONFIG, "data source \"%s\" has no bearer_token", src->code);
+		dci_error_hint(err, "auth_type \"bearer\" needs bearer_token.");
+		return false;
+	}
+	if ((src->client_cert == NULL) != (src->client_key == NULL))
+	{
+		dci_error_set(err, ERRCODE_DCI_CONFIG, "data source \"%s\" has %s without %s", src->code,
+					  src->client_cert ? "client_cert" : "client_key",
+					  src->client_cert ? "client_key" : "client_cert");
+		dci_error_hint(err, "Mutual TLS needs both client_cert and client_key.");
+		return false;
+	}
+	return true;
+}
+
+void
+dci_source_record_test(Oid fn_oid, int32 id, bool ok, const char *error)
+{
+	Oid			save_userid;
+	int			save_sec_context;
+	char	   *query;
+	Oid			argtypes[3] = {TEXTOID, TEXTOID, INT4OID};
+	Datum		values[3];
+	char		nulls[3] = {' ', error ? ' ' : 'n', ' '};
+
+	/* only report on standbys and in read-only transactions */
+	if (RecoveryInProgress() || XactReadOnly)
+		return;
+
+	query = psprintf("UPDATE %s.dci_data_source SET state = $1, last_test_at = pg_catalog.clock_timestamp(), last_error = $2 WHERE id OPERATOR(pg_catalog.=) $3",
+					 quote_identifier(get_namespace_name(dci_extension_schema(fn_oid))));
+	values[0] = CStringGetTextDatum(ok ? "active" : "error");
+	values[1] = error ? CStringGetTextDatum(error) : (Datum) 0;
+	values[2] = Int32GetDatum(id);
+
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
+						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute_with_args(query, 3, argtypes, values, nulls, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "SPI_execute_with_args failed: %s", query);
+	SPI_finish();
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+}

@@ -1,0 +1,62 @@
+/*
+ * token_cache.h
+ *		The shared-memory token cache (token_cache.c), used by oauth.c.
+ */
+#ifndef DCI_TOKEN_CACHE_H
+#define DCI_TOKEN_CACHE_H
+
+#include "dci_client.h"
+
+/* longest token kept in shared memory; longer ones stay per session */
+#define DCI_SHARED_TOKEN_MAX 8192
+
+typedef struct DciSharedToken
+{
+	char	   *token;			/* palloc'd */
+	TimestampTz obtained_at;
+	TimestampTz expires_at;
+	uint64		generation;
+} DciSharedToken;
+
+typedef struct DciTokenInfo
+{
+	int32		source_id;
+	uint64		fingerprint;
+	TimestampTz obtained_at;
+	TimestampTz expires_at;
+} DciTokenInfo;
+
+typedef enum TokenCacheResult
+{
+	TOKEN_CACHE_HIT,			/* *out holds a token valid past valid_until */
+	TOKEN_CACHE_FETCH,			/* the caller is the fetcher: store or abandon */
+	TOKEN_CACHE_UNAVAILABLE,	/* no slot: fetch without coordination */
+	TOKEN_CACHE_TIMEOUT			/* deadline passed waiting for another fetch */
+} TokenCacheResult;
+
+/* shmem hooks (called from dci_client.c) */
+extern void dci_token_cache_shmem_request(void);
+extern void dci_token_cache_shmem_startup(void);
+/* true when shared memory is set up (library preloaded) */
+extern bool dci_token_cache_enabled(void);
+
+/*
+ * A token for the source valid past valid_until, or the right to fetch one.
+ * Waits while another backend fetches, up to deadline.  force: a token that
+ * was there before the call is not good enough (one fetched meanwhile is).
+ */
+extern TokenCacheResult dci_token_cache_acquire(int32 source_id, uint64 fingerprint, bool force,
+												TimestampTz valid_until, TimestampTz deadline,
+												DciSharedToken *out);
+/* the fetcher's result; wakes the waiters; *generation identifies it */
+extern void dci_token_cache_store(int32 source_id, uint64 fingerprint, const char *token,
+								  TimestampTz obtained_at, TimestampTz expires_at,
+								  uint64 *generation);
+/* the fetcher failed: wake the waiters, one of them tries next */
+extern void dci_token_cache_abandon(int32 source_id, uint64 fingerprint);
+/* forget the token of this generation (it was refused with 401) */
+extern void dci_token_cache_drop(int32 source_id, uint64 fingerprint, uint64 generation);
+/* valid tokens of this database, for dci_token_status */
+extern int	dci_token_cache_list(DciTokenInfo *out, int max);
+
+#endif							/* DCI_TOKEN_CACHE_H */

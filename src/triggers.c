@@ -1,0 +1,480 @@
+/*
+ * triggers.c
+ *		Row triggers of dci_data_source and dci_signing_key: validation with
+ *		messages that name the column, encryption of write-only secrets, the
+ *		rule that secrets do not survive a change of origin or trust, and the
+ *		invalidation of every backend's data source cache.
+ */
+#include "dci_client.h"
+
+#include <curl/curl.h>
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "utils/builtins.h"
+#include "utils/inval.h"
+#include "utils/jsonb.h"
+#include "utils/rel.h"
+#include "utils/timestamp.h"
+
+/* one write-only secret column and its ciphertext companion */
+typedef struct SecretColumn
+{
+	const char *plain;
+	const char *encrypted;
+} SecretColumn;
+
+static const SecretColumn source_secrets[] = {
+	{"client_secret", "client_secret_encrypted"},
+	{"bearer_token", "bearer_token_encrypted"},
+	{"client_key", "client_key_encrypted"},
+};
+
+static const SecretColumn signing_key_secrets[] = {
+	{"private_key", "private_key_encrypted"},
+};
+
+/* the columns that say where credentials go and how the server is trusted */
+static const char *const trust_columns[] = {
+	"base_url", "auth_url", "credential_location", "verify_ssl", "ca_cert",
+};
+
+/* tuple being built: column values with replacements */
+typedef struct RowEdit
+{
+	Relation	rel;
+	TupleDesc	tupdesc;
+	HeapTuple	newtuple;
+	HeapTuple	oldtuple;		/* NULL on INSERT */
+	int			ncols;
+	int			cols[16];
+	Datum		values[16];
+	bool		nulls[16];
+} RowEdit;
+
+static int
+attnum(RowEdit *e, const char *name)
+{
+	int			n = SPI_fnumber(e->tupdesc, name);
+
+	if (n <= 0)
+		elog(ERROR, "column \"%s\" of \"%s\" is missing", name,
+			 RelationGetRelationName(e->rel));
+	return n;
+}
+
+/* the new row's value, taking replacements made so far into account */
+static Datum
+get_new(RowEdit *e, const char *name, bool *isnull)
+{
+	int			n = attnum(e, name);
+
+	for (int i = 0; i < e->ncols; i++)
+		if (e->cols[i] == n)
+		{
+			*isnull = e->nulls[i];
+			return e->values[i];
+		}
+	return heap_getattr(e->newtuple, n, e->tupdesc, isnull);
+}
+
+static char *
+get_new_text(RowEdit *e, const char *name)
+{
+	bool		isnull;
+	Datum		d = get_new(e, name, &isnull);
+
+	return isnull ? NULL : TextDatumGetCString(d);
+}
+
+static void
+set_new(RowEdit *e, const char *name, Datum value, bool isnull)
+{
+	int			n = attnum(e, name);
+
+	for (int i = 0; i < e->ncols; i++)
+		if (e->cols[i] == n)
+		{
+			e->values[i] = value;
+			e->nulls[i] = isnull;
+			return;
+		}
+	Assert(e->ncols < lengthof(e->cols));
+	e->cols[e->ncols] = n;
+	e->values[e->ncols] = value;
+	e->nulls[e->ncols] = isnull;
+	e->ncols++;
+}
+
+/* did the UPDATE change this column (compared as text) */
+static bool
+column_changed(RowEdit *e, const char *name)
+{
+	int			n = attnum(e, name);
+	char	   *oldv;
+	char	   *newv;
+	bool		changed;
+
+	if (e->oldtuple == NULL)
+		return false;
+	oldv = SPI_getvalue(e->oldtuple, e->tupdesc, n);
+	newv = SPI_getvalue(e->newtuple, e->tupdesc, n);
+	if (oldv == NULL || newv == NULL)
+		changed = (oldv != newv);
+	else
+		changed = strcmp(oldv, newv) != 0;
+	return changed;
+}
+
+static void
+invalid_column(RowEdit *e, const char *column, int sqlstate, const char *detail)
+{
+	ereport(ERROR,
+			(errcode(sqlstate),
+			 errmsg("invalid value for column \"%s\" of \"%s\"", column,
+					RelationGetRelationName(e->rel)),
+			 errdetail_internal("%s", detail),
+			 errtablecol(e->rel, attnum(e, column))));
+}
+
+static void
+check_one_of(RowEdit *e, const char *column, const char *const *allowed, int n,
+			 bool nullable)
+{
+	char	   *v = get_new_text(e, column);
+	StringInfoData list;
+
+	if (v == NULL)
+	{
+		if (nullable)
+			return;
+		return;					/* NOT NULL constraint reports it */
+	}
+	for (int i = 0; i < n; i++)
+		if (strcmp(v, allowed[i]) == 0)
+			return;
+	initStringInfo(&list);
+	for (int i = 0; i < n; i++)
+		appendStringInfo(&list, "%s\"%s\"", i ? ", " : "", allowed[i]);
+	invalid_column(e, column, ERRCODE_CHECK_VIOLATION,
+				   psprintf("%s must be one of %s%s.", column, list.data,
+							nullable ? ", or NULL" : ""));
+}
+
+/*
+ * Check an absolute http(s) URL with libcurl's parser; returns it without
+ * trailing slashes.  Query strings are allowed only where allow_query.
+ */
+static char *
+check_url(RowEdit *e, const char *column, const char *url, bool allow_query)
+{
+	CURLU	   *u = curl_url();
+	char	   *scheme = NULL;
+	char	   *host = NULL;
+	char	   *user = NULL;
+	char	   *password = NULL;
+	char	   *query = NULL;
+	char	   *fragment = NULL;
+	const char *problem = NULL;
+	char	   *result;
+	size_t		len;
+
+	if (u == NULL)
+		elog(ERROR, "out of memory");
+	if (strpbrk(url, " \t\r\n") != NULL ||
+		curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK)
+		problem = "must be an absolute http:// or https:// URL";
+	else
+	{
+		curl_url_get(u, CURLUPART_SCHEME, &scheme, 0);
+		curl_url_get(u, CURLUPART_HOST, &host, 0);
+		curl_url_get(u, CURLUPART_USER, &user, 0);
+		curl_url_get(u, CURLUPART_PASSWORD, &password, 0);
+		curl_url_get(u, CURLUPART_QUERY, &query, 0);
+		curl_url_get(u, CURLUPART_FRAGMENT, &fragment, 0);
+		if (scheme == NULL || (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0) ||
+			(pg_strncasecmp(url, "http://", 7) != 0 && pg_strncasecmp(url, "https://", 8) != 0))
+			problem = "must be an absolute http:// or https:// URL";
+		else if (host == NULL || *host == '\0')
+			problem = "must name a host";
+		else if (user != NULL || password != NULL)
+			problem = "must not carry a user name or password (credentials belong in the secret columns)";
+		else if (fragment != NULL)
+			problem = "must not have a fragment";
+		else if (query != NULL && !allow_query)
+			problem = "must not have a query string";
+	}
+	curl_free(scheme);
+	curl_free(host);
+	curl_free(user);
+	curl_free(password);
+	curl_free(query);
+	curl_free(fragment);
+	curl_url_cleanup(u);
+	if (problem)
+		invalid_column(e, column, ERRCODE_CHECK_VIOLATION,
+					   psprintf("%s %s.", column, problem));
+
+	result = pstrdup(url);
+	len = strlen(result);
+	while (!allow_query && len > 0 && result[len - 1] == '/')
+		result[--len] = '\0';
+	return result;
+}
+
+/* an endpoint path: starts with '/', no ".." segment, no spaces or controls */
+static void
+check_path(RowEdit *e, const char *column)
+{
+	char	   *v = get_new_text(e, column);
+
+	if (v == NULL)
+		return;
+	if (v[0] != '/' || strstr(v, "/../") || strstr(v, "/..?") ||
+		(strlen(v) >= 3 && strcmp(v + strlen(v) - 3, "/..") == 0) ||
+		strpbrk(v, " \t\r\n#") != NULL)
+		invalid_column(e, column, ERRCODE_CHECK_VIOLATION,
+					   psprintf("%s must be a path starting with \"/\", without \"..\" segments, spaces or \"#\".", column));
+}
+
+static void
+check_pem(RowEdit *e, const char *column, const char *value)
+{
+	if (value != NULL && *value != '\0' && strstr(value, "-----BEGIN ") == NULL)
+		invalid_column(e, column, ERRCODE_CHECK_VIOLATION,
+					   psprintf("%s must be PEM text (\"-----BEGIN ...\").", column));
+}
+
+static void
+validate_source(RowEdit *e)
+{
+	static const char *const auth_types[] = {"none", "bearer", "oauth2"};
+	static const char *const locations[] = {"body", "basic", "query"};
+	static const char *const states[] = {"draft", "testing", "active", "error"};
+	static const char *const registry_types[] = {
+		"ns:org:RegistryType:Social", "ns:org:RegistryType:Civil",
+		"ns:org:RegistryType:IBR", "ns:org:RegistryType:DR", "ns:org:RegistryType:FR",
+	};
+	char	   *code = get_new_text(e, "code");
+	char	   *url;
+	char	   *auth_type;
+	bool		isnull;
+	Datum		d;
+
+	if (code != NULL)
+	{
+		bool		ok = (code[0] >= 'a' && code[0] <= 'z');
+
+		for (const char *p = code; ok && *p; p++)
+			ok = (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_';
+		if (!ok)
+			invalid_column(e, "code", ERRCODE_CHECK_VIOLATION,
+						   "code must match ^[a-z][a-z0-9_]*$ (a lower-case letter, then lower-case letters, digits and underscores).");
+	}
+
+	url = get_new_text(e, "base_url");
+	if (url != NULL)
+		set_new(e, "base_url", CStringGetTextDatum(check_url(e, "base_url", url, false)), false);
+
+	check_one_of(e, "auth_type", auth_types, lengthof(auth_types), false);
+	check_one_of(e, "credential_location", locations, lengthof(locations), false);
+	check_one_of(e, "state", states, lengthof(states), false);
+	check_one_of(e, "registry_type", registry_types, lengthof(registry_types), true);
+
+	url = get_new_text(e, "auth_url");
+	if (url != NULL)
+		check_url(e, "auth_url", url, true);
+	auth_type = get_new_text(e, "auth_type");
+	if (auth_type != NULL && strcmp(auth_type, "oauth2") == 0 && url == NULL)
+		invalid_column(e, "auth_url", ERRCODE_CHECK_VIOLATION,
+					   "auth_url (the OAuth2 token endpoint) is required when auth_type is \"oauth2\".");
+
+	check_path(e, "search_endpoint");
+	check_path(e, "ping_endpoint");
+
+	d = get_new(e, "timeout_ms", &isnull);
+	if (!isnull && DatumGetInt32(d) <= 0)
+		invalid_column(e, "timeout_ms", ERRCODE_CHECK_VIOLATION,
+					   "timeout_ms must be greater than zero, or NULL for dci_client.timeout_ms.");
+
+	check_pem(e, "ca_cert", get_new_text(e, "ca_cert"));
+	check_pem(e, "client_cert", get_new_text(e, "client_cert"));
+	check_pem(e, "client_key", get_new_text(e, "client_key"));
+
+	d = get_new(e, "extra_headers", &isnull);
+	if (!isnull)
+		(void) dci_jsonb_to_headers(DatumGetJsonbP(d), "extra_headers");
+}
+
+static void
+validate_signing_key(RowEdit *e)
+{
+	static const char *const algorithms[] = {"ed25519", "rsa-sha256"};
+	static const char *const states[] = {"draft", "active", "revoked"};
+
+	check_one_of(e, "algorithm", algorithms, lengthof(algorithms), false);
+	check_one_of(e, "state", states, lengthof(states), false);
+	check_pem(e, "public_key", get_new_text(e, "public_key"));
+	check_pem(e, "private_key", get_new_text(e, "private_key"));
+}
+
+/*
+ * Encrypt the write-only columns: a non-NULL value is encrypted into its
+ * companion and the column set to NULL; '' removes the stored secret; NULL
+ * keeps it, unless the origin or trust changed (then it is removed).
+ */
+static void
+process_secrets(RowEdit *e, const SecretColumn *cols, int ncols, int32 row_id,
+				const char *binding, bool trust_changed)
+{
+	const char *table = RelationGetRelationName(e->rel);
+
+	for (int i = 0; i < ncols; i++)
+	{
+		bool		isnull;
+		Datum		plain = get_new(e, cols[i].plain, &isnull);
+
+		if (!isnull)
+		{
+			char	   *value = TextDatumGetCString(plain);
+
+			if (*value == '\0')
+				set_new(e, cols[i].encrypted, (Datum) 0, true);
+			else
+			{
+				bytea	   *ct = dci_secret_encrypt(value, table, cols[i].plain, row_id, binding);
+
+				set_new(e, cols[i].encrypted, PointerGetDatum(ct), false);
+				explicit_bzero(value, strlen(value));
+			}
+			set_new(e, cols[i].plain, (Datum) 0, true);
+		}
+		else if (trust_changed && !column_changed(e, cols[i].encrypted))
+			set_new(e, cols[i].encrypted, (Datum) 0, true);
+	}
+}
+
+static RowEdit *
+begin_edit(FunctionCallInfo fcinfo, const char *fname)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+	RowEdit    *e;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(td->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(td->tg_event) ||
+		!(TRIGGER_FIRED_BY_INSERT(td->tg_event) || TRIGGER_FIRED_BY_UPDATE(td->tg_event)))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("%s must be fired BEFORE INSERT OR UPDATE FOR EACH ROW", fname)));
+	e = palloc0(sizeof(RowEdit));
+	e->rel = td->tg_relation;
+	e->tupdesc = RelationGetDescr(td->tg_relation);
+	if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
+	{
+		e->newtuple = td->tg_newtuple;
+		e->oldtuple = td->tg_trigtuple;
+	}
+	else
+		e->newtuple = td->tg_trigtuple;
+	return e;
+}
+
+static int32
+row_id(RowEdit *e)
+{
+	bool		isnull;
+	Datum		id = heap_getattr(e->newtuple, attnum(e, "id"), e->tupdesc, &isnull);
+
+	if (isnull)
+		elog(ERROR, "id of \"%s\" is NULL", RelationGetRelationName(e->rel));
+	if (e->oldtuple && column_changed(e, "id"))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("column \"id\" of \"%s\" cannot be changed", RelationGetRelationName(e->rel)),
+				 errdetail("Stored secrets are bound to the row id.")));
+	return DatumGetInt32(id);
+}
+
+static Datum
+finish_edit(RowEdit *e)
+{
+	HeapTuple	result;
+
+	if (e->ncols == 0)
+		return PointerGetDatum(e->newtuple);
+	result = heap_modify_tuple_by_cols(e->newtuple, e->tupdesc, e->ncols,
+									   e->cols, e->values, e->nulls);
+	return PointerGetDatum(result);
+}
+
+PG_FUNCTION_INFO_V1(dci_data_source_trigger);
+
+Datum
+dci_data_source_trigger(PG_FUNCTION_ARGS)
+{
+	RowEdit    *e = begin_edit(fcinfo, "dci_data_source_trigger");
+	int32		id = row_id(e);
+	bool		trust_changed = false;
+	bool		isnull;
+	Datum		verify;
+	char	   *binding;
+
+	validate_source(e);
+
+	if (e->oldtuple != NULL)
+	{
+		for (int i = 0; i < lengthof(trust_columns); i++)
+			if (column_changed(e, trust_columns[i]))
+				trust_changed = true;
+		set_new(e, "updated_at", TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()), false);
+	}
+	/* base_url as normalised above, so the binding matches what is stored */
+	verify = get_new(e, "verify_ssl", &isnull);
+	binding = dci_secret_binding(get_new_text(e, "base_url"), get_new_text(e, "auth_url"),
+								 get_new_text(e, "credential_location"),
+								 isnull ? true : DatumGetBool(verify),
+								 get_new_text(e, "ca_cert"));
+	process_secrets(e, source_secrets, lengthof(source_secrets), id, binding, trust_changed);
+	return finish_edit(e);
+}
+
+PG_FUNCTION_INFO_V1(dci_signing_key_trigger);
+
+Datum
+dci_signing_key_trigger(PG_FUNCTION_ARGS)
+{
+	RowEdit    *e = begin_edit(fcinfo, "dci_signing_key_trigger");
+	int32		id = row_id(e);
+	bool		changed = false;
+	char	   *binding;
+
+	validate_signing_key(e);
+	if (e->oldtuple != NULL)
+		changed = column_changed(e, "key_id") || column_changed(e, "algorithm");
+	binding = dci_secret_binding(get_new_text(e, "key_id"), get_new_text(e, "algorithm"),
+								 NULL, true, NULL);
+	process_secrets(e, signing_key_secrets, lengthof(signing_key_secrets), id, binding, changed);
+	return finish_edit(e);
+}
+
+PG_FUNCTION_INFO_V1(dci_invalidate_trigger);
+
+/*
+ * AFTER ... FOR EACH STATEMENT: tell every backend (at commit) and this one
+ * (at the next command) that cached data sources are stale.  A relcache
+ * invalidation of the table is the message; source.c listens for it.
+ */
+Datum
+dci_invalidate_trigger(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("dci_invalidate_trigger must be called as a trigger")));
+	CacheInvalidateRelcache(td->tg_relation);
+	return PointerGetDatum(NULL);
+}
