@@ -1,0 +1,86 @@
+#!/usr/bin/python3
+"""The whole test suite: pg_regress (sql/ -> expected/) against a throwaway
+cluster, then the Python integration tests (test/test_*.py).  Ends with the
+line "N passed, N failed"; exits non-zero on any failure.
+
+    run_tests.py [-k substring] [--no-regress]
+"""
+import importlib, os, re, subprocess, sys, time, traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+import env as envmod  # noqa: E402
+
+passed = failed = 0
+failures = []
+
+
+def record(name, ok, msg=""):
+    global passed, failed
+    if ok:
+        passed += 1
+        print("ok     %s" % name, flush=True)
+    else:
+        failed += 1
+        failures.append(name)
+        print("FAIL   %s\n%s" % (name, msg), flush=True)
+
+
+def run_regress(env):
+    """pg_regress through PGXS's installcheck, pointed at the sandbox cluster."""
+    e = dict(os.environ, PGHOST=env.cluster.host, PGPORT=str(env.cluster.port), PGUSER="postgres",
+             MOCK_URL=env.mock.http_url, MOCK_HTTPS_URL=env.mock.https_url,
+             MOCK_TOKEN_URL=env.mock.token_url, MOCK_CONTROL_URL=env.mock.control_url)
+    p = subprocess.run(["make", "-s", "-C", ROOT, "installcheck"], env=e,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen = 0
+    for line in p.stdout.splitlines():
+        m = re.match(r"^(?:ok|not ok)?\s*\d*\s*[-+]?\s*(?:test\s+)?(\w+)\s+\.\.\.\s+(ok|FAILED|failed)", line.strip())
+        if m:
+            seen += 1
+            record("regress/" + m.group(1), m.group(2) == "ok")
+    if p.returncode != 0 or seen == 0:
+        diffs = os.path.join(ROOT, "regression.diffs")
+        text = open(diffs).read()[-6000:] if os.path.exists(diffs) else p.stdout[-3000:]
+        record("regress/(run)", False, text)
+
+
+def main(argv):
+    pattern = None
+    if "-k" in argv:
+        pattern = argv[argv.index("-k") + 1]
+    started = time.time()
+    env = envmod.Env()
+    try:
+        if "--no-regress" not in argv and pattern is None:
+            run_regress(env)
+        files = sorted(f for f in os.listdir(HERE)
+                       if f.startswith("test_") and f.endswith(".py") and f != "test_infra.py")
+        for f in files:
+            mod = importlib.import_module(f[:-3])
+            tests = [(n, getattr(mod, n)) for n in mod.__dict__ if n.startswith("test_") and callable(getattr(mod, n))]
+            for name, fn in tests:
+                full = "%s/%s" % (f[:-3], name)
+                if pattern and pattern not in full:
+                    continue
+                env.mock.reset()
+                t0 = time.time()
+                try:
+                    fn(env)
+                    record(full, True)
+                except Exception:
+                    record(full, False, traceback.format_exc())
+                if time.time() - t0 > 20:
+                    print("       (%s took %.0f s)" % (full, time.time() - t0))
+    finally:
+        env.close()
+    print("\n%.0f s" % (time.time() - started))
+    if failures:
+        print("failed: " + ", ".join(failures))
+    print("%d passed, %d failed" % (passed, failed))
+    return 1 if failed or passed == 0 else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
