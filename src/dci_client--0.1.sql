@@ -124,6 +124,8 @@ CREATE FUNCTION dci_test_connection(source integer)
 -- Runs as the caller: removing a secret needs UPDATE on the table.
 CREATE FUNCTION dci_clear_secret(source text, column_name text) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    updated integer;
 BEGIN
     IF column_name IS NULL OR column_name NOT IN ('client_secret', 'bearer_token', 'client_key') THEN
         RAISE EXCEPTION 'column "%" is not a secret of dci_data_source', column_name
@@ -132,7 +134,8 @@ BEGIN
     END IF;
     EXECUTE format('UPDATE @extschema@.dci_data_source SET %I = '''' WHERE code = $1', column_name)
         USING source;
-    IF NOT FOUND THEN
+    GET DIAGNOSTICS updated = ROW_COUNT;
+    IF updated = 0 THEN
         RAISE EXCEPTION 'data source "%" does not exist', source USING ERRCODE = 'DC001';
     END IF;
 END

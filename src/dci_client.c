@@ -169,12 +169,14 @@ define_settings(void)
 							   &dci_user_agent, "dci_client/" DCI_CLIENT_VERSION,
 							   PGC_USERSET, 0,
 							   check_no_newlines, NULL, NULL);
-	DefineCustomIntVariable("dci_client.shared_token_slots",
-							"Tokens kept in shared memory (needs shared_preload_libraries).",
-							NULL,
-							&dci_shared_token_slots, 64, 1, 4096,
-							PGC_POSTMASTER, 0,
-							NULL, NULL, NULL);
+	/* sizes shared memory: only meaningful (and only allowed) when preloading */
+	if (process_shared_preload_libraries_in_progress)
+		DefineCustomIntVariable("dci_client.shared_token_slots",
+								"Tokens kept in shared memory (needs shared_preload_libraries).",
+								NULL,
+								&dci_shared_token_slots, 64, 1, 4096,
+								PGC_POSTMASTER, 0,
+								NULL, NULL, NULL);
 	MarkGUCPrefixReserved("dci_client");
 }
 

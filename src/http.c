@@ -64,6 +64,7 @@ typedef struct TransferState
 	bool		out_of_memory;
 	bool		blocked_address;
 	bool		check_addresses;
+	int			sends;			/* times the request was about to be sent */
 	char		blocked[INET6_ADDRSTRLEN + 8];
 
 	/* sockets and timer libcurl asked us to watch */
@@ -168,6 +169,19 @@ timer_cb(CURLM *m, long timeout_ms, void *userp)
 {
 	ts.timer_ms = timeout_ms;
 	return 0;
+}
+
+/*
+ * libcurl silently resends a request whose reused connection died before
+ * any answer, whatever the method.  That would resend a POST after a reset
+ * and retry beyond max_retries: refuse the second send and let the retry
+ * rules of dci_http_exchange decide.
+ */
+static int
+prereq_cb(void *clientp, char *conn_primary_ip, char *conn_local_ip,
+		  int conn_primary_port, int conn_local_port)
+{
+	return ++ts.sends > 1 ? CURL_PREREQFUNC_ABORT : CURL_PREREQFUNC_OK;
 }
 
 /* the last check of allowed_hosts: the address actually connected to */
@@ -356,6 +370,7 @@ set_options(const DciHttpRequest *req, struct curl_slist *headers, long timeout_
 	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, write_cb);
 	curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, header_cb);
 	curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, opensocket_cb);
+	curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, prereq_cb);
 	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
 	curl_easy_setopt(easy, CURLOPT_USERAGENT, dci_user_agent);
 	curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "");	/* all libcurl decodes */
@@ -475,6 +490,7 @@ run_transfer(const DciHttpRequest *req, struct curl_slist *headers, long timeout
 	ts.too_large = ts.headers_too_large = ts.out_of_memory = false;
 	ts.blocked_address = false;
 	ts.socket_overflow = false;
+	ts.sends = 0;
 	/* through a proxy, the address connected to is the proxy's own */
 	ts.check_addresses = dci_host_rules() != NULL && (dci_proxy == NULL || *dci_proxy == '\0');
 	curl_errbuf[0] = '\0';
@@ -551,6 +567,12 @@ describe_failure(const DciHttpRequest *req, CURLcode rc, DciError *err)
 		dci_error_set(err, ERRCODE_DCI_TOO_LARGE, "response headers from \"%s\" exceed %d bytes or %d fields",
 					  origin, MAX_HEADER_BYTES, MAX_HEADER_COUNT);
 		return OUTCOME_FAILED;
+	}
+	if (ts.sends > 1)
+	{
+		dci_error_set(err, ERRCODE_DCI_TRANSPORT, "connection to \"%s\" was closed before a complete answer", origin);
+		dci_error_detail(err, "The reused connection failed after the request was sent.");
+		return OUTCOME_RESET;
 	}
 	if (ts.out_of_memory)
 		ereport(ERROR,
