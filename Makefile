@@ -6,7 +6,7 @@ EXTVERSION = 0.1
 MODULE_big = dci_client
 OBJS = src/dci_client.o src/errors.o src/secrets.o src/triggers.o src/source.o \
        src/http.o src/http_headers.o src/host_rules.o src/token_response.o \
-       src/token_cache.o src/oauth.o src/request.o src/test_connection.o src/json.o
+       src/token_cache.o src/oauth.o src/request.o src/test_connection.o src/json.o src/dci.o
 DATA = src/dci_client--0.1.sql
 PGFILEDESC = "dci_client - DCI registry client"
 

@@ -176,6 +176,74 @@ SELECT s.id AS source_id,
   FROM @extschema@.dci_data_source s
   LEFT JOIN @extschema@.dci_token_status_entries() t ON t.source_id = s.id;
 
+-- ==== DCI layer (dci.c) ====
+CREATE FUNCTION dci_envelope(source text, action text, message jsonb) RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'dci_envelope' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE FUNCTION dci_envelope(source integer, action text, message jsonb) RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'dci_envelope' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION dci_search(source text, query_type text, query jsonb, reg_type text DEFAULT NULL,
+        page_size integer DEFAULT 100, page_number integer DEFAULT 1, options jsonb DEFAULT '{}')
+    RETURNS jsonb AS 'MODULE_PATHNAME', 'dci_search' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE FUNCTION dci_search(source integer, query_type text, query jsonb, reg_type text DEFAULT NULL,
+        page_size integer DEFAULT 100, page_number integer DEFAULT 1, options jsonb DEFAULT '{}')
+    RETURNS jsonb AS 'MODULE_PATHNAME', 'dci_search' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION dci_search_records(source text, query_type text, query jsonb, reg_type text DEFAULT NULL,
+        page_size integer DEFAULT 100, max_records integer DEFAULT NULL)
+    RETURNS SETOF jsonb AS 'MODULE_PATHNAME', 'dci_search_records' LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 100;
+CREATE FUNCTION dci_search_records(source integer, query_type text, query jsonb, reg_type text DEFAULT NULL,
+        page_size integer DEFAULT 100, max_records integer DEFAULT NULL)
+    RETURNS SETOF jsonb AS 'MODULE_PATHNAME', 'dci_search_records' LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 100;
+
+CREATE FUNCTION dci_search_by_id(source text, id_type text, id_value text) RETURNS SETOF jsonb
+LANGUAGE sql VOLATILE ROWS 1 AS $$
+    SELECT r FROM @extschema@.dci_search_records($1, 'idtype-value',
+        pg_catalog.jsonb_build_object('type', $2, 'value', $3)) AS r
+$$;
+CREATE FUNCTION dci_search_by_id(source integer, id_type text, id_value text) RETURNS SETOF jsonb
+LANGUAGE sql VOLATILE ROWS 1 AS $$
+    SELECT r FROM @extschema@.dci_search_records($1, 'idtype-value',
+        pg_catalog.jsonb_build_object('type', $2, 'value', $3)) AS r
+$$;
+
+CREATE FUNCTION dci_search_async(source text, query_type text, query jsonb, reg_type text DEFAULT NULL,
+        page_size integer DEFAULT 100, page_number integer DEFAULT 1, options jsonb DEFAULT '{}')
+    RETURNS text AS 'MODULE_PATHNAME', 'dci_search_async' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE FUNCTION dci_search_async(source integer, query_type text, query jsonb, reg_type text DEFAULT NULL,
+        page_size integer DEFAULT 100, page_number integer DEFAULT 1, options jsonb DEFAULT '{}')
+    RETURNS text AS 'MODULE_PATHNAME', 'dci_search_async' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION dci_txn_status(source text, transaction_id text) RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'dci_txn_status' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE FUNCTION dci_txn_status(source integer, transaction_id text) RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'dci_txn_status' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION dci_subscribe(source text, reg_event_type text,
+        filter jsonb DEFAULT '{"type": "*", "value": "*"}', notify_record_type text DEFAULT NULL)
+    RETURNS text AS 'MODULE_PATHNAME', 'dci_subscribe' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE FUNCTION dci_subscribe(source integer, reg_event_type text,
+        filter jsonb DEFAULT '{"type": "*", "value": "*"}', notify_record_type text DEFAULT NULL)
+    RETURNS text AS 'MODULE_PATHNAME', 'dci_subscribe' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION dci_unsubscribe(source text, subscription_codes text[]) RETURNS text
+    AS 'MODULE_PATHNAME', 'dci_unsubscribe' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE FUNCTION dci_unsubscribe(source integer, subscription_codes text[]) RETURNS text
+    AS 'MODULE_PATHNAME', 'dci_unsubscribe' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+REVOKE ALL ON FUNCTION dci_envelope(text, text, jsonb), dci_envelope(integer, text, jsonb),
+    dci_search(text, text, jsonb, text, integer, integer, jsonb),
+    dci_search(integer, text, jsonb, text, integer, integer, jsonb),
+    dci_search_records(text, text, jsonb, text, integer, integer),
+    dci_search_records(integer, text, jsonb, text, integer, integer),
+    dci_search_by_id(text, text, text), dci_search_by_id(integer, text, text),
+    dci_search_async(text, text, jsonb, text, integer, integer, jsonb),
+    dci_search_async(integer, text, jsonb, text, integer, integer, jsonb),
+    dci_txn_status(text, text), dci_txn_status(integer, text),
+    dci_subscribe(text, text, jsonb, text), dci_subscribe(integer, text, jsonb, text),
+    dci_unsubscribe(text, text[]), dci_unsubscribe(integer, text[])
+    FROM PUBLIC;
+
 -- Nothing for PUBLIC: the README shows the GRANTs for calling and
 -- administering roles.
 REVOKE ALL ON FUNCTION dci_data_source_trigger(), dci_signing_key_trigger(), dci_invalidate_trigger(),
