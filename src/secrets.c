@@ -271,8 +271,11 @@ create_key_file(const char *path, unsigned char *master)
 				 errmsg("could not write the key file named by dci_client.key_file: %m")));
 	}
 	CloseTransientFile(fd);
+	/* the statement being run may carry a secret: keep it out of the log */
 	ereport(LOG,
-			(errmsg("dci_client created a new encryption key in the file named by dci_client.key_file")));
+			(errmsg("dci_client created a new encryption key in the file named by dci_client.key_file"),
+			 errhidestmt(true),
+			 errhidecontext(true)));
 }
 
 /* load the current key (creating it if asked) and the retired ones */
