@@ -119,10 +119,12 @@ def test_500_never_retried(env):
 def test_retries_bounded_by_max_retries(env):
     conn, cur, src = _setup(env, "retrymax")
     with closing(conn):
-        env.mock.fault(PATH, "503", count=10, retry_after=0)
+        # exactly 1 + max_retries failures queued: a 4th attempt would get 200
+        env.mock.fault(PATH, "503", count=3, retry_after=0)
         r = request(cur, src, "GET", PATH)
         assert r["status"] == 503, r
         assert _count(env) == 3, _count(env)           # 1 + max_retries (2)
+        assert env.mock.stats()["faults"] == []
         _mark(env)
         setting(cur, "dci_client.max_retries", 0)
         env.mock.fault(PATH, "503", count=1, retry_after=0)
