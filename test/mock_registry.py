@@ -11,7 +11,7 @@ serves until SIGTERM/SIGINT. Data listeners: http, https (+ https_expired,
 https_wronghost, https_selfsigned, https_mtls when DIR/NAME.crt exists).
 The control listener (plain HTTP) never touches the counters.
 """
-import argparse, base64, gzip, json, os, secrets, signal, socket, ssl, struct
+import argparse, base64, gzip, json, os, re, secrets, signal, socket, ssl, struct
 import sys, threading, time, uuid
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -42,6 +42,7 @@ class State:
             self.requests, self.methods, self.last_request = {}, {}, {}
             self.token_requests = self.token_issued = 0
             self.authorization, self.token_log = [], []
+            self.dci_validation, self.dci_txns, self.dci_subscriptions = [], {}, {}
 
     def stats(self):
         with self.lock:
@@ -52,6 +53,9 @@ class State:
                     "last_request": dict(self.last_request),
                     "faults": [dict(f) for f in self.faults],
                     "clients": sorted(self.clients), "bearer_tokens": list(self.bearer),
+                    "dci_validation": [dict(v) for v in self.dci_validation],
+                    "dci_subscriptions": json.loads(json.dumps(self.dci_subscriptions)),
+                    "dci_transactions": sorted(self.dci_txns),
                     "tokens_live": sum(1 for t in self.tokens.values()
                                        if not t["revoked"] and t["expires"] > time.monotonic())}
 
@@ -95,29 +99,373 @@ def h_ping(req):
     return jbody({"status": "ok"})
 
 
-def h_sync_search(req):
-    # Minimal DCI sync search answer; later tasks extend the DCI endpoints via ROUTES.
+# ---------------------------------------------------------------- DCI endpoints
+# Every envelope received on a DCI path is checked against the DCI request
+# schema rules (stats()["dci_validation"]); a violation is answered with HTTP 400
+# and a DCI error, so a test fails loudly.  Answers come from a synthetic
+# registry chosen by the query (see dci_records) or from ../shared/fixtures/dci.
+DCI_PATHS = {"/registry/sync/search": "search", "/registry/search": "search",
+             "/registry/subscribe": "subscribe", "/registry/unsubscribe": "unsubscribe",
+             "/registry/sync/txn/status": "txn-status", "/registry/txn/status": "txn-status"}
+DCI_ACTIONS = ("search", "on-search", "subscribe", "on-subscribe", "notify", "unsubscribe",
+               "on-unsubscribe", "txn-status", "txn-on-status")
+DCI_QUERY_TYPES = ("idtype-value", "expression", "predicate", "graphql")
+FIXTURES_DIR = os.environ.get("DCI_FIXTURES") or os.path.normpath(
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "fixtures", "dci"))
+_UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_TS_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
+
+
+def _iso_ok(v):
+    if not isinstance(v, str) or not _TS_RE.match(v):
+        return False
+    try:
+        datetime.fromisoformat(v.replace("Z", "+00:00"))
+        return True
+    except ValueError:
+        return False
+
+
+def dci_validate(path, raw):
+    """The DCI request schema rules; returns a list of violations (empty: valid)."""
+    errs = []
+    try:
+        env = json.loads(raw)
+    except ValueError as e:
+        return ["body is not JSON: %s" % e]
+    if not isinstance(env, dict):
+        return ["envelope is not an object"]
+
+    def typ(obj, key, kind, where, required=False):
+        if key not in obj:
+            if required:
+                errs.append("%s.%s is required" % (where, key))
+            return False
+        v = obj[key]
+        ok = {"str": isinstance(v, str), "obj": isinstance(v, dict), "arr": isinstance(v, list),
+              "bool": isinstance(v, bool),
+              "int": isinstance(v, int) and not isinstance(v, bool)}[kind]
+        if not ok:
+            errs.append("%s.%s must be %s, not %r" % (where, key, kind, v))
+        return ok
+
+    for k in env:
+        if k not in ("signature", "header", "message"):
+            errs.append("unknown top-level member %r" % k)
+    typ(env, "signature", "str", "envelope", True)
+    h = env.get("header") if typ(env, "header", "obj", "envelope", True) else {}
+    m = env.get("message") if typ(env, "message", "obj", "envelope", True) else {}
+    for k in ("message_id", "message_ts", "action", "sender_id"):
+        typ(h, k, "str", "header", True)
+    for k in ("version", "sender_uri", "receiver_id"):
+        typ(h, k, "str", "header")
+    typ(h, "is_msg_encrypted", "bool", "header")
+    typ(h, "meta", "obj", "header")
+    if typ(h, "total_count", "int", "header", True) and h["total_count"] < 0:
+        errs.append("header.total_count must be >= 0")
+    if isinstance(h.get("message_id"), str) and not _UUID_RE.match(h["message_id"]):
+        errs.append("header.message_id is not a UUID: %r" % h["message_id"])
+    if isinstance(h.get("message_ts"), str) and not _iso_ok(h["message_ts"]):
+        errs.append("header.message_ts is not ISO 8601 with a zone: %r" % h["message_ts"])
+    if isinstance(h.get("version"), str) and h["version"] != "1.0.0":
+        errs.append("header.version %r is not 1.0.0" % h["version"])
+    action = h.get("action")
+    if isinstance(action, str) and action not in DCI_ACTIONS:
+        errs.append("header.action %r is not a DCI action" % action)
+    want = DCI_PATHS.get(path)
+    if want and isinstance(action, str) and action != want:
+        errs.append("header.action %r does not belong on %s (want %r)" % (action, path, want))
+    if h.get("is_msg_encrypted") is True:
+        errs.append("header.is_msg_encrypted: the mock only takes clear messages")
+    total = h.get("total_count") if isinstance(h.get("total_count"), int) else None
+    if typ(m, "transaction_id", "str", "message", True) and not 1 <= len(m["transaction_id"]) <= 99:
+        errs.append("message.transaction_id must be 1..99 characters")
+
+    def item_common(it, where):
+        typ(it, "reference_id", "str", where, True)
+        if typ(it, "timestamp", "str", where, True) and not _iso_ok(it["timestamp"]):
+            errs.append("%s.timestamp is not ISO 8601 with a zone: %r" % (where, it["timestamp"]))
+        typ(it, "locale", "str", where)
+
+    def items(key):
+        if not typ(m, key, "arr", "message", True):
+            return []
+        if not m[key]:
+            errs.append("message.%s must not be empty" % key)
+        if total is not None and total != len(m[key]):
+            errs.append("header.total_count %d != %d entries in message.%s" % (total, len(m[key]), key))
+        return m[key]
+
+    if want == "search":
+        for i, it in enumerate(items("search_request")):
+            w = "search_request[%d]" % i
+            if not isinstance(it, dict):
+                errs.append(w + " is not an object")
+                continue
+            item_common(it, w)
+            if not typ(it, "search_criteria", "obj", w, True):
+                continue
+            sc, w = it["search_criteria"], w + ".search_criteria"
+            for k in ("version", "reg_type", "reg_record_type"):
+                typ(sc, k, "str", w)
+            if "reg_event_type" in sc and not isinstance(sc["reg_event_type"], (str, dict)):
+                errs.append(w + ".reg_event_type must be a string or object")
+            for k in ("consent", "authorize"):
+                typ(sc, k, "obj", w)
+            qt = sc.get("query_type")
+            if typ(sc, "query_type", "str", w, True) and qt not in DCI_QUERY_TYPES:
+                errs.append("%s.query_type %r is not one of %s" % (w, qt, DCI_QUERY_TYPES))
+            if "query" not in sc:
+                errs.append(w + ".query is required")
+            else:
+                q = sc["query"]
+                if qt == "idtype-value" and not (isinstance(q, dict) and isinstance(q.get("type"), str)
+                                                 and isinstance(q.get("value"), str)):
+                    errs.append(w + ".query must be {type: string, value: string} for idtype-value")
+                elif qt == "predicate" and not (isinstance(q, list) and q and all(isinstance(x, dict) for x in q)):
+                    errs.append(w + ".query must be a non-empty array of objects for predicate")
+                elif qt == "expression" and not isinstance(q, dict):
+                    errs.append(w + ".query must be an object for expression")
+                elif qt == "graphql" and not isinstance(q, (str, dict)):
+                    errs.append(w + ".query must be a string or object for graphql")
+            if typ(sc, "pagination", "obj", w):
+                p = sc["pagination"]
+                if not (isinstance(p.get("page_size"), int) and not isinstance(p.get("page_size"), bool)
+                        and 1 <= p["page_size"] <= 1000):
+                    errs.append("%s.pagination.page_size must be an integer 1..1000, not %r" % (w, p.get("page_size")))
+                if not (isinstance(p.get("page_number"), int) and not isinstance(p.get("page_number"), bool)
+                        and p["page_number"] >= 1):
+                    errs.append("%s.pagination.page_number must be an integer >= 1, not %r" % (w, p.get("page_number")))
+            if typ(sc, "sort", "arr", w):
+                for j, s in enumerate(sc["sort"]):
+                    if not (isinstance(s, dict) and isinstance(s.get("attribute_name"), str)
+                            and s.get("sort_order") in ("asc", "desc")):
+                        errs.append("%s.sort[%d] must be {attribute_name, sort_order asc|desc}" % (w, j))
+    elif want == "subscribe":
+        for i, it in enumerate(items("subscribe_request")):
+            w = "subscribe_request[%d]" % i
+            if not isinstance(it, dict):
+                errs.append(w + " is not an object")
+                continue
+            item_common(it, w)
+            if not typ(it, "subscribe_criteria", "obj", w, True):
+                continue
+            sc, w = it["subscribe_criteria"], w + ".subscribe_criteria"
+            typ(sc, "reg_event_type", "str", w, True)
+            for k in ("reg_type", "notify_record_type", "frequency"):
+                typ(sc, k, "str", w)
+            if "filter_type" in sc and sc["filter_type"] not in ("idtype-value", "expression", "predicate"):
+                errs.append("%s.filter_type %r is not idtype-value, expression or predicate" % (w, sc["filter_type"]))
+            if "filter" not in sc:
+                errs.append(w + ".filter is required")
+    elif want == "unsubscribe":
+        if typ(m, "timestamp", "str", "message", True) and not _iso_ok(m["timestamp"]):
+            errs.append("message.timestamp is not ISO 8601 with a zone: %r" % m["timestamp"])
+        for j, c in enumerate(items("subscription_codes")):
+            if not isinstance(c, str) or not c:
+                errs.append("message.subscription_codes[%d] must be a non-empty string" % j)
+    elif want == "txn-status":
+        if total is not None and total != 1:
+            errs.append("header.total_count must be 1 for a txn-status request, not %d" % total)
+        if typ(m, "txnstatus_request", "obj", "message", True):
+            t, w = m["txnstatus_request"], "txnstatus_request"
+            typ(t, "reference_id", "str", w, True)
+            typ(t, "locale", "str", w)
+            if t.get("txn_type") not in ("search", "subscribe", "unsubscribe"):
+                errs.append("%s.txn_type %r is not search, subscribe or unsubscribe" % (w, t.get("txn_type")))
+            if t.get("attribute_type") not in ("transaction_id", "reference_id_list", "correlation_id",
+                                               "subscription_code_list"):
+                errs.append("%s.attribute_type %r is not valid" % (w, t.get("attribute_type")))
+            if not isinstance(t.get("attribute_value"), (str, list)):
+                errs.append(w + ".attribute_value must be a string or array")
+    return errs
+
+
+def dci_header(req, status="succ", action="on-search", total=1, code=None, reason=None):
+    try:
+        sender = json.loads(req.body)["header"].get("sender_id", "")
+    except (ValueError, KeyError, TypeError, AttributeError):
+        sender = ""
+    h = {"version": "1.0.0", "message_id": str(uuid.uuid4()), "message_ts": now_iso(), "action": action,
+         "status": status, "total_count": total, "completed_count": total if status == "succ" else 0,
+         "sender_id": "mock-registry", "receiver_id": sender, "is_msg_encrypted": False, "meta": {}}
+    if code:
+        h["status_reason_code"], h["status_reason_message"] = code, reason or code
+    return h
+
+
+def dci_reject(req, code, reason, http=400, action="on-search"):
+    return jbody({"signature": "", "header": dci_header(req, "rjct", action, 0, code, reason[:999]),
+                  "message": {}}, http)
+
+
+def dci_fixture(name):
+    with open(os.path.join(FIXTURES_DIR, name), "rb") as f:
+        return 200, [("Content-Type", "application/json")], f.read()
+
+
+# Registry kinds: the record an idtype-value search finds depends on reg_type.
+def dci_person(i, id_type, id_value, reg_type):
+    rec = {"id": i, "identifier": [{"identifier_type": id_type, "identifier_value": id_value}]}
+    kind = (reg_type or "").rsplit(":", 1)[-1]
+    if kind == "Civil" or id_type == "BRN":
+        rec.update({"name": {"given_name": "Amina", "surname": "Diallo"}, "sex": "female",
+                    "birth_date": "2019-03-14", "birth_place": "Kigali",
+                    "registration_date": "2019-03-20", "vital_status": "alive"})
+    elif kind == "DR":
+        rec.update({"disability": {"status": "verified", "functional_difficulty": ["mobility"],
+                                   "severity": "moderate", "assessed_on": "2024-02-01"}})
+    elif kind == "IBR":
+        rec.update({"enrollments": [{"program": "Child Grant", "status": "active",
+                                     "enrolled_on": "2023-06-01", "agency": "MoSD"}]})
+    return rec
+
+
+def dci_records(sc, page_size, page_number):
+    """(records of the page, total_count or None, special answer name or None)."""
+    qt, q = sc.get("query_type"), sc.get("query")
+    if qt != "idtype-value":
+        # the other query types: a fixed result of 3 records, echoing the query type
+        recs = [{"id": i, "query_type": qt} for i in range(1, 4)]
+        lo = (page_number - 1) * page_size
+        return recs[lo:lo + page_size], len(recs), None
+    t, v = q["type"], q["value"]
+    if v in ("LENIENT", "REJECTED", "STRICT", "ITEM_RJCT", "NOT_DCI", "HTML", "HTTP400", "NACK", "ERR"):
+        return [], 0, v
+    if v == "NOTFOUND":
+        return [], 0, None
+    lo = (page_number - 1) * page_size
+    if t == "BULK":
+        n = int(v)
+        ids = range(lo + 1, min(lo + page_size, n) + 1)
+        return [{"id": i, "identifier": [{"identifier_type": "UIN", "identifier_value": "%09d" % i}]}
+                for i in ids], n, None
+    if t == "FOREVER":
+        return [{"id": i, "identifier": [{"identifier_type": "UIN", "identifier_value": "%09d" % i}]}
+                for i in range(lo + 1, lo + page_size + 1)], None, None
+    recs = [dci_person(1, t, v, sc.get("reg_type"))]
+    return recs[lo:lo + page_size], 1, None
+
+
+def dci_search_items(req, m):
+    """search_response items for a search message, or a whole special answer."""
+    out = []
+    for it in m["search_request"]:
+        sc = it["search_criteria"]
+        p = sc.get("pagination") or {"page_size": 100, "page_number": 1}
+        recs, total, special = dci_records(sc, p["page_size"], p["page_number"])
+        if special:
+            return None, special
+        pag = {"page_size": p["page_size"], "page_number": p["page_number"]}
+        if total is not None:
+            pag["total_count"] = total
+        item = {"reference_id": it["reference_id"], "timestamp": now_iso(), "status": "succ",
+                "data": {"version": "1.0.0", "reg_type": sc.get("reg_type", ""),
+                         "reg_record_type": sc.get("reg_record_type", "Person"), "reg_records": recs},
+                "pagination": pag}
+        if "locale" in it:
+            item["locale"] = it["locale"]
+        out.append(item)
+    return out, None
+
+
+def dci_special(req, special, m):
+    if special == "LENIENT":
+        return dci_fixture("search_response_lenient.json")
+    if special == "STRICT":
+        return dci_fixture("search_response_strict.json")
+    if special == "REJECTED":
+        return dci_fixture("search_response_rejected.json")
+    if special == "NOT_DCI":
+        return jbody({"result": "ok", "records": [{"id": 1}]})
+    if special == "HTML":
+        return 200, [("Content-Type", "text/html")], b"<html><body>Registry portal</body></html>"
+    if special == "HTTP400":
+        return dci_reject(req, "rjct.search_criteria.invalid", "the search criteria are not supported")
+    if special == "ITEM_RJCT":
+        it = m["search_request"][0]
+        return jbody({"signature": "", "header": dci_header(req), "message": {
+            "transaction_id": m["transaction_id"], "correlation_id": str(uuid.uuid4()),
+            "search_response": [{"reference_id": it["reference_id"], "timestamp": now_iso(),
+                                 "status": "rjct", "status_reason_code": "rjct.search.too_many_records_found",
+                                 "status_reason_message": "narrow the search: too many records match"}]}})
+    return None
+
+
+def dci_ack(req, status="ACK", code=None, text=None, http=202):
+    msg = {"ack_status": status, "timestamp": now_iso(), "correlation_id": str(uuid.uuid4())}
+    if code:
+        msg["error"] = {"code": code, "message": text or code}
+    return jbody({"message": msg}, http)
+
+
+def h_dci(req):
     if req.method != "POST":
         return jbody({"error": "method_not_allowed"}, 405)
-    try:
-        msg = json.loads(req.body or "{}")
-    except ValueError:
-        msg = {}
-    m = msg.get("message") if isinstance(msg, dict) else None
-    m = m if isinstance(m, dict) else {}
-    items = m.get("search_request") if isinstance(m.get("search_request"), list) else [{}]
-    ref = (items[0] or {}).get("reference_id", str(uuid.uuid4())) if items and isinstance(items[0], dict) else ""
-    header = {"version": "1.0.0", "message_id": str(uuid.uuid4()), "message_ts": now_iso(),
-              "action": "on-search", "status": "succ", "total_count": 1, "completed_count": 1,
-              "sender_id": "mock-registry", "receiver_id": (msg.get("header") or {}).get("sender_id", "")
-              if isinstance(msg.get("header"), dict) else "", "is_msg_encrypted": False, "meta": {}}
-    message = {"correlation_id": str(uuid.uuid4()), "search_response": [{
-        "reference_id": ref, "timestamp": now_iso(), "status": "succ",
-        "data": {"reg_records": [{"id": 1}]},
-        "pagination": {"page_size": 100, "page_number": 1, "total_count": 1}}]}
-    if "transaction_id" in m:
-        message["transaction_id"] = m["transaction_id"]
-    return jbody({"signature": "", "header": header, "message": message})
+    errs = getattr(req, "dci_errors", None)
+    if errs is None:
+        errs = dci_validate(req.path, req.body)
+    if errs:
+        return dci_reject(req, "rjct.request.invalid", "; ".join(errs))
+    env = json.loads(req.body)
+    m, kind = env["message"], DCI_PATHS[req.path]
+    if req.path == "/registry/sync/search":
+        items, special = dci_search_items(req, m)
+        if special in ("NACK", "ERR"):
+            special = "HTTP400"
+        if special:
+            return dci_special(req, special, m)
+        return jbody({"signature": "", "header": dci_header(req, total=len(items)), "message": {
+            "transaction_id": m["transaction_id"], "correlation_id": str(uuid.uuid4()),
+            "search_response": items}})
+    if req.path == "/registry/search":
+        items, special = dci_search_items(req, m)
+        if special == "NACK":
+            return dci_ack(req, "NACK", "err.request.bad", "the search request was refused", 200)
+        if special == "ERR":
+            return dci_ack(req, "ERR", "err.service.unavailable", "the registry could not take the search", 200)
+        with STATE.lock:
+            STATE.dci_txns[m["transaction_id"]] = {"txn_type": "search", "search_response": items or []}
+        return dci_ack(req)
+    if kind == "subscribe":
+        crit = [it["subscribe_criteria"] for it in m["subscribe_request"]]
+        if any(c.get("reg_event_type") == "NACK" for c in crit):
+            return dci_ack(req, "NACK", "err.request.bad", "unknown reg_event_type", 200)
+        with STATE.lock:
+            codes = []
+            for c in crit:
+                code = "SUB-%04d" % (len(STATE.dci_subscriptions) + 1)
+                STATE.dci_subscriptions[code] = {"transaction_id": m["transaction_id"], "criteria": c,
+                                                 "active": True}
+                codes.append(code)
+            STATE.dci_txns[m["transaction_id"]] = {"txn_type": "subscribe", "subscription_codes": codes}
+        return dci_ack(req)
+    if kind == "unsubscribe":
+        if "NACK" in m["subscription_codes"]:
+            return dci_ack(req, "NACK", "err.request.bad", "unknown subscription code", 200)
+        with STATE.lock:
+            for c in m["subscription_codes"]:
+                if c in STATE.dci_subscriptions:
+                    STATE.dci_subscriptions[c]["active"] = False
+            STATE.dci_txns[m["transaction_id"]] = {"txn_type": "unsubscribe",
+                                                   "subscription_codes": list(m["subscription_codes"])}
+        return dci_ack(req)
+    # txn status (sync answers here; the async path only acknowledges)
+    t = m["txnstatus_request"]
+    if req.path == "/registry/txn/status":
+        return dci_ack(req)
+    with STATE.lock:
+        known = STATE.dci_txns.get(t["attribute_value"]) if isinstance(t["attribute_value"], str) else None
+        known = json.loads(json.dumps(known)) if known else None
+    if known is None:
+        return jbody({"signature": "", "header": dci_header(req, "rjct", "txn-on-status", 0,
+                                                             "rjct.transaction_id.invalid",
+                                                             "unknown transaction %s" % t["attribute_value"]),
+                      "message": {"transaction_id": m["transaction_id"], "correlation_id": str(uuid.uuid4())}})
+    resp = dict(known, reference_id=t["reference_id"], txn_status="succ", timestamp=now_iso())
+    return jbody({"signature": "", "header": dci_header(req, action="txn-on-status"), "message": {
+        "transaction_id": m["transaction_id"], "correlation_id": str(uuid.uuid4()),
+        "txnstatus_response": resp}})
 
 
 def h_echo(req):
@@ -125,7 +473,7 @@ def h_echo(req):
                   "headers": req.hdrs, "body": req.body})
 
 
-ROUTES = {"/registry/ping": h_ping, "/registry/sync/search": h_sync_search}
+ROUTES = dict({"/registry/ping": h_ping}, **{p: h_dci for p in DCI_PATHS})
 PREFIX_ROUTES = {"/echo": h_echo, "/open/echo": h_echo}   # path itself or any sub-path
 
 
@@ -258,6 +606,11 @@ class Handler(BaseHTTPRequestHandler):
                 STATE.token_requests += 1
             else:
                 STATE.authorization.append(self.hdrs.get("authorization"))
+        if self.path in DCI_PATHS and self.method == "POST":     # every DCI envelope, faults or not
+            self.dci_errors = dci_validate(self.path, self.body)
+            with STATE.lock:
+                STATE.dci_validation.append({"path": self.path, "ok": not self.dci_errors,
+                                             "errors": list(self.dci_errors)})
         hv = self.headers.get("X-Mock-Fault")
         fault = parse_fault_header(hv) if hv else STATE.take_fault(self.path)
         if fault:

@@ -59,10 +59,11 @@ def main():
 
         envelope = {
             "signature": "",
-            "header": {"version": "1.0.0", "message_id": "demo-1", "action": "search",
+            "header": {"version": "1.0.0", "message_id": "8f0e6d2c-1b3a-4c5d-9e7f-0a1b2c3d4e5f",
+                       "message_ts": "2026-01-01T00:00:00.000Z", "action": "search",
                        "sender_id": "openspp.example.org", "total_count": 1},
             "message": {"transaction_id": "demo-txn-1", "search_request": [{
-                "reference_id": "demo-ref-1",
+                "reference_id": "demo-ref-1", "timestamp": "2026-01-01T00:00:00.000Z",
                 "search_criteria": {"reg_type": "ns:org:RegistryType:Civil",
                                     "query_type": "idtype-value",
                                     "query": {"type": "UIN", "value": "847951632"}}}]},

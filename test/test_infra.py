@@ -149,14 +149,25 @@ def echo_and_open():
 
 @test
 def sync_search():
-    body = json.dumps({"header": {"sender_id": "openspp"}, "message": {
-        "transaction_id": "T1", "search_request": [{"reference_id": "R1"}]}})
-    st, _, b = call(M.http_url, "POST", "/registry/sync/search", body,
-                    dict(bearer("static-bearer-token-1"), **{"Content-Type": "application/json"}))
+    ts = "2026-01-01T00:00:00.000Z"
+    env = {"signature": "", "header": {
+        "version": "1.0.0", "message_id": "0c96614c-7255-4774-b109-cd53ee851769", "message_ts": ts,
+        "action": "search", "sender_id": "openspp", "total_count": 1}, "message": {
+        "transaction_id": "T1", "search_request": [{"reference_id": "R1", "timestamp": ts, "search_criteria": {
+            "query_type": "idtype-value", "query": {"type": "UIN", "value": "847951632"}}}]}}
+    hdrs = dict(bearer("static-bearer-token-1"), **{"Content-Type": "application/json"})
+    st, _, b = call(M.http_url, "POST", "/registry/sync/search", json.dumps(env), hdrs)
     j = json.loads(b)
     item = j["message"]["search_response"][0]
     check(st == 200 and j["header"]["status"] == "succ" and j["message"]["transaction_id"] == "T1", j)
-    check(item["reference_id"] == "R1" and item["data"]["reg_records"] == [{"id": 1}], item)
+    check(item["reference_id"] == "R1" and item["data"]["reg_records"][0]["id"] == 1, item)
+    # an envelope that breaks the DCI schema: HTTP 400, rjct, and recorded as a violation
+    st, _, b = call(M.http_url, "POST", "/registry/sync/search", json.dumps({"header": {}, "message": {}}), hdrs)
+    j = json.loads(b)
+    check(st == 400 and j["header"]["status"] == "rjct"
+          and j["header"]["status_reason_code"] == "rjct.request.invalid", j)
+    v = M.stats()["dci_validation"]
+    check(v[-2]["ok"] and not v[-1]["ok"] and "header.message_id is required" in v[-1]["errors"], v)
 
 
 @test
