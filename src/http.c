@@ -17,6 +17,7 @@
 
 #include <math.h>
 #include <arpa/inet.h>
+#include <poll.h>
 #include <sys/socket.h>
 
 #include <curl/curl.h>
@@ -27,6 +28,7 @@
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "storage/latch.h"
+#include "storage/pmsignal.h"
 #include "utils/memutils.h"
 #include "utils/wait_event.h"
 
@@ -39,6 +41,8 @@
 /* buffers larger than this are released after the call */
 #define KEEP_BUFFER_BYTES	(1024 * 1024)
 #define MAX_SOCKETS 8
+/* longest uninterrupted wait: bounds how late a cancel can be noticed */
+#define WAIT_SLICE_MS 50
 
 /* what happened to one attempt */
 typedef enum Outcome
@@ -416,61 +420,77 @@ set_options(const DciHttpRequest *req, struct curl_slist *headers, long timeout_
 	}
 }
 
-/* wait for libcurl's sockets, its timer, or the latch */
+/*
+ * Wait for libcurl's sockets or its timer.  A plain poll() is enough to be
+ * interruptible: PostgreSQL's signals (cancel, statement_timeout, terminate,
+ * barriers) interrupt it with EINTR, and a signal that slips in just before
+ * it is noticed after at most WAIT_SLICE_MS.  One syscall per wait keeps the
+ * warm path close to a bare libcurl loop.
+ */
 static void
 wait_for_events(void)
 {
-	WaitEventSet *set;
-	WaitEvent	events[MAX_SOCKETS + 2];
+	struct pollfd fds[MAX_SOCKETS];
 	long		timeout = ts.timer_ms;
-	int			nfired;
+	int			nfds = 0;
+	int			rc;
 	int			running;
-	bool		socket_fired = false;
 
-	/* no timer: wake now and then anyway, libcurl may rely on being called */
-	if (timeout < 0 || timeout > 1000)
-		timeout = 1000;
-
-	set = CreateWaitEventSet(CurrentMemoryContext, ts.nsockets + 2);
-	AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
-	AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	if (timeout < 0 || timeout > WAIT_SLICE_MS)
+		timeout = WAIT_SLICE_MS;
 	for (int i = 0; i < ts.nsockets; i++)
 	{
-		uint32		ev = 0;
+		short		ev = 0;
 
 		if (ts.socket_what[i] & CURL_POLL_IN)
-			ev |= WL_SOCKET_READABLE;
+			ev |= POLLIN;
 		if (ts.socket_what[i] & CURL_POLL_OUT)
-			ev |= WL_SOCKET_WRITEABLE;
-		if (ev)
-			AddWaitEventToSet(set, ev, ts.sockets[i], NULL, NULL);
+			ev |= POLLOUT;
+		if (ev == 0)
+			continue;
+		fds[nfds].fd = ts.sockets[i];
+		fds[nfds].events = ev;
+		fds[nfds].revents = 0;
+		nfds++;
 	}
-	nfired = WaitEventSetWait(set, timeout, events, lengthof(events), PG_WAIT_EXTENSION);
-	FreeWaitEventSet(set);
 
-	for (int i = 0; i < nfired; i++)
+	pgstat_report_wait_start(PG_WAIT_EXTENSION);
+	rc = poll(fds, nfds, (int) timeout);
+	pgstat_report_wait_end();
+
+	if (rc < 0)
 	{
-		if (events[i].events & WL_LATCH_SET)
-		{
-			ResetLatch(MyLatch);
-			CHECK_FOR_INTERRUPTS();
-		}
-		else if (events[i].events & (WL_SOCKET_READABLE | WL_SOCKET_WRITEABLE))
-		{
-			int			flags = 0;
-
-			if (events[i].events & WL_SOCKET_READABLE)
-				flags |= CURL_CSELECT_IN;
-			if (events[i].events & WL_SOCKET_WRITEABLE)
-				flags |= CURL_CSELECT_OUT;
-			curl_multi_socket_action(multi, events[i].fd, flags, &running);
-			socket_fired = true;
-		}
+		if (errno != EINTR)
+			ereport(ERROR,
+					(errcode(ERRCODE_DCI_TRANSPORT),
+					 errmsg("could not wait for an HTTP transfer: %m")));
+		CHECK_FOR_INTERRUPTS();
+		return;
 	}
-	if (nfired == 0 || (!socket_fired && ts.timer_ms >= 0 && ts.timer_ms <= timeout))
+	if (!PostmasterIsAlive())
+		ereport(FATAL,
+				(errcode(ERRCODE_ADMIN_SHUTDOWN),
+				 errmsg("terminating connection due to unexpected postmaster exit")));
+	if (rc == 0)
 	{
+		/* the timer is due (or the slice ended): libcurl checks its timeouts */
 		ts.timer_ms = -1;
 		curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &running);
+		return;
+	}
+	for (int i = 0; i < nfds; i++)
+	{
+		int			flags = 0;
+
+		if (fds[i].revents == 0)
+			continue;
+		if (fds[i].revents & (POLLIN | POLLHUP))
+			flags |= CURL_CSELECT_IN;
+		if (fds[i].revents & POLLOUT)
+			flags |= CURL_CSELECT_OUT;
+		if (fds[i].revents & (POLLERR | POLLNVAL))
+			flags |= CURL_CSELECT_ERR;
+		curl_multi_socket_action(multi, fds[i].fd, flags, &running);
 	}
 }
 
