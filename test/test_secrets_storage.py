@@ -78,6 +78,8 @@ def test_plaintext_not_on_disk_or_wal(env):
                     "FROM dci_data_source WHERE code = %s", (src,))
         cipher, relpath = cur.fetchone()
         cipher = bytes(cipher)
+        cur.execute("SELECT dci_get_token(%s)", (src,))
+        token = cur.fetchone()[0]
         cur.execute("CHECKPOINT")
         cur.execute("SELECT pg_switch_wal()")
     datadir = env.cluster.datadir
@@ -86,13 +88,13 @@ def test_plaintext_not_on_disk_or_wal(env):
     # an UPDATE's WAL record may leave out the prefix it shares with the old
     # tuple (format version and key id), so look for the rest of the ciphertext
     cipher = cipher[16:]
-    needles = [s.encode() for s in SECRETS | {sec, sec2, CLIENT_SECRET}] + [cipher]
+    needles = [s.encode() for s in SECRETS | {sec, sec2, CLIENT_SECRET, token}] + [cipher]
     hits = _files_containing(datadir, needles)
     # the row really is on disk (table file and WAL), so the scan can see it
     assert relfile in hits[cipher], hits[cipher]
     assert any("pg_wal" in p for p in hits[cipher]), hits[cipher]
     leaked = {n.decode(): p for n, p in hits.items() if n != cipher and p}
-    assert not leaked, "plaintext secrets found on disk: %r" % leaked
+    assert not leaked, "plaintext secrets or tokens found on disk: %r" % leaked
 
 
 def _pg_dump(cluster):
