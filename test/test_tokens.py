@@ -337,3 +337,24 @@ def test_read_only_and_repeatable_read(env):
         conn.commit()
     finally:
         conn.close()
+
+
+def test_401_renewal_shared_between_sessions(env):
+    # A renews after a 401; B, still holding the old token, gets a 401 too but
+    # picks up A's renewed token from shared memory instead of fetching again.
+    src = code("tok401shared")
+    env.add_source(src)
+    env.mock.reset()
+    with closing(env.connect()) as a, closing(env.connect()) as b:
+        ca, cb = a.cursor(), b.cursor()
+        assert request(ca, src)["status"] == 200
+        assert request(cb, src)["status"] == 200
+        assert env.mock.stats()["token_requests"] == 1
+        env.mock.revoke()
+        assert request(ca, src)["status"] == 200
+        assert env.mock.stats()["token_requests"] == 2
+        assert request(cb, src)["status"] == 200
+        s = env.mock.stats()
+        assert s["token_requests"] == 2, "the renewed shared token was dropped or not reused"
+        assert s["requests"]["/echo"] == 6, s["requests"]
+        assert s["authorization"][-1] == s["authorization"][-3], s["authorization"]
