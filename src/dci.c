@@ -27,6 +27,8 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 
+#include "request_log.h"
+
 #define DCI_VERSION_STRING "1.0.0"
 /* dci_search_records stops here unless max_records says otherwise */
 #define DCI_RECORDS_HARD_CAP 100000
@@ -312,7 +314,7 @@ parse_answer(DciSource *src, const char *what, const DciHttpResponse *resp, bool
 	return jb;
 }
 
-/* POST an envelope to a DCI endpoint and parse the answer */
+/* POST an envelope to a DCI endpoint and parse the answer; every call is logged */
 static Jsonb *
 exchange(DciSource *src, const char *path, const char *action, const char *message,
 		 int total_count, bool read_only, const char *what, bool need_header)
@@ -321,11 +323,24 @@ exchange(DciSource *src, const char *path, const char *action, const char *messa
 	char	   *envelope = build_envelope(src, action, message, total_count, &len);
 	DciHttpResponse resp;
 	DciError	err = {0};
+	Jsonb	   *volatile answer = NULL;
 
-	if (!dci_call(src, "POST", path, envelope, len, NULL, dci_call_deadline(src),
-				  read_only, true, &resp, &err))
-		dci_error_raise(&err);
-	return parse_answer(src, what, &resp, need_header);
+	dci_log_begin(src, "POST", path);
+	PG_TRY();
+	{
+		if (!dci_call(src, "POST", path, envelope, len, NULL, dci_call_deadline(src),
+					  read_only, true, &resp, &err))
+			dci_error_raise(&err);
+		answer = parse_answer(src, what, &resp, need_header);
+	}
+	PG_CATCH();
+	{
+		dci_log_failed();
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	dci_log_end();
+	return answer;
 }
 
 /* ---- lenient normal form of a search_response item ---- */

@@ -244,6 +244,51 @@ REVOKE ALL ON FUNCTION dci_envelope(text, text, jsonb), dci_envelope(integer, te
     dci_unsubscribe(text, text[]), dci_unsubscribe(integer, text[])
     FROM PUBLIC;
 
+-- ==== request log and statistics (request_log.c, source_stats.c) ====
+-- One row per call (dci_client.log_requests: off, errors, all), written by a
+-- background worker so a failed call's record survives its rollback.  Never
+-- a body, secret, token or query string.
+CREATE TABLE dci_request_log (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    logged_at timestamptz NOT NULL DEFAULT now(),
+    source_id integer,
+    source text,
+    method text,
+    path text,
+    status integer,
+    outcome text NOT NULL CHECK (outcome IN ('success', 'http_error', 'timeout', 'connection_error',
+        'auth_error', 'rejected', 'unavailable', 'error')),
+    elapsed_ms double precision,
+    bytes bigint,
+    attempts integer,
+    error text,
+    username text
+);
+CREATE INDEX dci_request_log_logged_at ON dci_request_log (logged_at);
+CREATE INDEX dci_request_log_source ON dci_request_log (source_id, logged_at);
+COMMENT ON TABLE dci_request_log IS 'Calls to data sources (dci_client.log_requests); kept dci_client.log_retention_days days';
+
+CREATE FUNCTION dci_source_stats_entries(
+        OUT source_id integer, OUT calls bigint, OUT errors bigint, OUT token_fetches bigint,
+        OUT p50_ms double precision, OUT p95_ms double precision, OUT last_call_at timestamptz,
+        OUT shared boolean)
+    RETURNS SETOF record AS 'MODULE_PATHNAME', 'dci_source_stats_entries' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+-- Per source since the server started (all sessions when preloaded, else this session).
+CREATE VIEW dci_source_stats AS
+SELECT s.id AS source_id,
+       s.code AS source,
+       coalesce(t.calls, 0) AS calls,
+       coalesce(t.errors, 0) AS errors,
+       coalesce(t.token_fetches, 0) AS token_fetches,
+       t.p50_ms,
+       t.p95_ms,
+       t.last_call_at
+  FROM @extschema@.dci_data_source s
+  LEFT JOIN @extschema@.dci_source_stats_entries() t ON t.source_id = s.id;
+
+REVOKE ALL ON FUNCTION dci_source_stats_entries() FROM PUBLIC;
+
 -- Nothing for PUBLIC: the README shows the GRANTs for calling and
 -- administering roles.
 REVOKE ALL ON FUNCTION dci_data_source_trigger(), dci_signing_key_trigger(), dci_invalidate_trigger(),
@@ -254,3 +299,20 @@ REVOKE ALL ON FUNCTION dci_data_source_trigger(), dci_signing_key_trigger(), dci
     dci_secret_binding(text, text, text, boolean, text),
     dci_reencrypt_secrets(), dci_token_status_entries()
     FROM PUBLIC;
+
+-- ==== signing (sign.c) ====
+-- DCI message signatures (SPEC §6, DCI.md "Signatures").  dci_sign is
+-- granted separately from the other functions (SPEC §7).
+CREATE FUNCTION dci_sign(envelope jsonb, key_id text) RETURNS text
+    AS 'MODULE_PATHNAME', 'dci_sign' LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+CREATE FUNCTION dci_verify(envelope jsonb, public_key text) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'dci_verify' LANGUAGE C STRICT VOLATILE PARALLEL SAFE;
+CREATE FUNCTION dci_jwks() RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'dci_jwks' LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+CREATE FUNCTION dci_generate_signing_key(key_id text DEFAULT NULL, algorithm text DEFAULT 'ed25519')
+    RETURNS integer AS 'MODULE_PATHNAME', 'dci_generate_signing_key' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION dci_generate_signing_key(text, text) IS 'New active Ed25519 or RSA-2048 key; key_id defaults to its RFC 7638 thumbprint';
+REVOKE ALL ON FUNCTION dci_sign(jsonb, text), dci_verify(jsonb, text), dci_jwks(),
+    dci_generate_signing_key(text, text)
+    FROM PUBLIC;
+-- ==== end of signing ====

@@ -12,6 +12,7 @@
 #include "utils/memutils.h"
 
 #include "host_rules.h"
+#include "request_log.h"
 #include "token_cache.h"
 
 PG_MODULE_MAGIC;
@@ -106,6 +107,13 @@ check_proxy(char **newval, void **extra, GucSource source)
 	return true;
 }
 
+static const struct config_enum_entry log_level_options[] = {
+	{"off", DCI_LOG_OFF, false},
+	{"errors", DCI_LOG_ERRORS, false},
+	{"all", DCI_LOG_ALL, false},
+	{NULL, 0, false}
+};
+
 static void
 define_settings(void)
 {
@@ -169,6 +177,18 @@ define_settings(void)
 							   &dci_user_agent, "dci_client/" DCI_CLIENT_VERSION,
 							   PGC_USERSET, 0,
 							   check_no_newlines, NULL, NULL);
+	DefineCustomEnumVariable("dci_client.log_requests",
+							 "Which calls are recorded in dci_request_log: off, errors or all.",
+							 "Needs shared_preload_libraries; without it records go to the server log.",
+							 &dci_log_requests, DCI_LOG_ERRORS, log_level_options,
+							 PGC_SUSET, 0,
+							 NULL, NULL, NULL);
+	DefineCustomIntVariable("dci_client.log_retention_days",
+							"Records of dci_request_log older than this are deleted.",
+							NULL,
+							&dci_log_retention_days, 30, 1, 3650,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
 	/* sizes shared memory: only meaningful (and only allowed) when preloading */
 	if (process_shared_preload_libraries_in_progress)
 		DefineCustomIntVariable("dci_client.shared_token_slots",
@@ -187,6 +207,8 @@ dci_shmem_request(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 	dci_token_cache_shmem_request();
+	dci_request_log_shmem_request();
+	dci_stats_shmem_request();
 }
 #endif
 
@@ -196,6 +218,8 @@ dci_shmem_startup(void)
 	if (prev_shmem_startup_hook)
 		prev_shmem_startup_hook();
 	dci_token_cache_shmem_startup();
+	dci_request_log_shmem_startup();
+	dci_stats_shmem_startup();
 }
 
 void
@@ -220,6 +244,8 @@ _PG_init(void)
 		shmem_request_hook = dci_shmem_request;
 #else
 		dci_token_cache_shmem_request();
+		dci_request_log_shmem_request();
+		dci_stats_shmem_request();
 #endif
 		prev_shmem_startup_hook = shmem_startup_hook;
 		shmem_startup_hook = dci_shmem_startup;

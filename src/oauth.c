@@ -18,6 +18,7 @@
 #include "utils/memutils.h"
 #include "utils/tuplestore.h"
 
+#include "request_log.h"
 #include "token_cache.h"
 #include "token_response.h"
 
@@ -165,6 +166,7 @@ fetch_token(DciSource *src, TimestampTz deadline, TimestampTz *obtained,
 	req.source = src;
 	req.deadline = deadline;
 	req.idempotent = false;
+	dci_log_token_fetch(src);
 	ok = dci_http_exchange(&req, &resp);
 
 	/* the request held the secret: wipe every copy we made */

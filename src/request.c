@@ -18,6 +18,7 @@
 #include "utils/jsonb.h"
 
 #include "http_headers.h"
+#include "request_log.h"
 
 static const char *const methods[] = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"};
 
@@ -145,9 +146,11 @@ dci_call(DciSource *src, const char *method, const char *path, const char *body,
 
 	if (!dci_http_exchange(&req, resp))
 	{
+		dci_log_exchange(0, 0, resp->attempts);
 		*err = resp->error;
 		return false;
 	}
+	dci_log_exchange(resp->status, resp->body_len, resp->attempts);
 
 	/* a refused OAuth2 token: renew it and resend once */
 	if (resp->status == 401 && with_auth && src->auth_type == DCI_AUTH_OAUTH2)
@@ -164,9 +167,11 @@ dci_call(DciSource *src, const char *method, const char *path, const char *body,
 		req.headers = build_headers(src, headers, body != NULL, authorization);
 		if (!dci_http_exchange(&req, resp))
 		{
+			dci_log_exchange(0, 0, resp->attempts);
 			*err = resp->error;
 			return false;
 		}
+		dci_log_exchange(resp->status, resp->body_len, resp->attempts);
 		resp->elapsed_ms += first_ms;
 		resp->attempts += first_attempts;
 	}
@@ -251,13 +256,24 @@ dci_request(PG_FUNCTION_ARGS)
 		headers = dci_jsonb_to_headers(PG_GETARG_JSONB_P(4), "headers");
 	idempotent = strcmp(method, "POST") != 0 && strcmp(method, "PATCH") != 0;
 
-	if (!dci_call(src, method, path, body, body_len, headers, dci_call_deadline(src),
-				  idempotent, true, &resp, &err))
-		dci_error_raise(&err);
+	dci_log_begin(src, method, path);
+	PG_TRY();
+	{
+		if (!dci_call(src, method, path, body, body_len, headers, dci_call_deadline(src),
+					  idempotent, true, &resp, &err))
+			dci_error_raise(&err);
+		values[0] = Int32GetDatum((int32) resp.status);
+		values[1] = JsonbPGetDatum(dci_header_list_to_jsonb(resp.headers));
+		values[2] = PointerGetDatum(dci_body_to_text(src, &resp));
+	}
+	PG_CATCH();
+	{
+		dci_log_failed();
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	dci_log_end();
 
-	values[0] = Int32GetDatum((int32) resp.status);
-	values[1] = JsonbPGetDatum(dci_header_list_to_jsonb(resp.headers));
-	values[2] = PointerGetDatum(dci_body_to_text(src, &resp));
 	values[3] = Float8GetDatum((GetCurrentTimestamp() - start) / 1000.0);
 	tupdesc = BlessTupleDesc(tupdesc);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));

@@ -262,7 +262,9 @@ load_source(Oid fn_oid, const char *code, int32 id)
 				MemoryContextAlloc(CacheMemoryContext, maxentries * sizeof(CacheEntry));
 		}
 		entries[nentries].source = src;
-		entries[nentries].stale = false;
+		/* a secret that did not decrypt may be fixed by a new key file: retry next call */
+		entries[nentries].stale = src->secret_error.sqlstate != 0;
+		any_stale |= entries[nentries].stale;
 		nentries++;
 	}
 	return src;

@@ -1,0 +1,504 @@
+/*
+ * request_log.c
+ *		dci_request_log: one record per call, written outside the caller's
+ *		transaction.
+ *
+ * A failed call raises an ERROR that rolls back the caller's transaction;
+ * its record must survive that.  With the library preloaded, records go
+ * into a shared-memory queue and a background worker per database writes
+ * them in its own transactions.  Without preloading (or on a standby) they
+ * go to the server log only.  A record never holds a body, a secret, a token
+ * or a query string.
+ */
+#include "dci_client.h"
+
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "storage/proc.h"
+#include "storage/shmem.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
+
+#include "request_log.h"
+
+#define LOG_QUEUE_SIZE 2048
+#define LOG_WORKERS 8
+/* a worker that did not come up is asked for again after this long */
+#define WORKER_RETRY_MS 5000
+
+int			dci_log_requests = DCI_LOG_ERRORS;
+int			dci_log_retention_days = 30;
+
+typedef struct LogRecord
+{
+	bool		used;			/* written, not yet taken by a worker */
+	Oid			dbid;
+	Oid			userid;
+	TimestampTz at;
+	int32		source_id;
+	char		source[64];
+	char		method[8];
+	char		path[256];
+	int32		status;			/* 0: no HTTP answer */
+	char		outcome[20];
+	double		elapsed_ms;
+	int64		bytes;
+	int32		attempts;
+	char		error[DCI_QUOTE_MAX + 64];
+} LogRecord;
+
+typedef struct LogWorkerSlot
+{
+	Oid			dbid;
+	int			pid;			/* 0: not running */
+	Latch	   *latch;
+	TimestampTz requested_at;	/* when a start was last asked for */
+} LogWorkerSlot;
+
+typedef struct LogShared
+{
+	LWLock	   *lock;
+	uint64		head;			/* next record to write */
+	uint64		tail;			/* oldest record possibly in use */
+	uint64		dropped;
+	LogWorkerSlot workers[LOG_WORKERS];
+	LogRecord	records[LOG_QUEUE_SIZE];
+} LogShared;
+
+static LogShared *log_shared = NULL;
+
+/* the call being recorded in this backend */
+static struct
+{
+	bool		active;
+	Oid			dbid;
+	int32		source_id;
+	char		source[64];
+	char		method[8];
+	char		path[256];
+	TimestampTz start;
+	long		status;
+	size_t		bytes;
+	int			attempts;
+} current;
+
+void		dci_log_worker_main(Datum arg);
+
+void
+dci_request_log_shmem_request(void)
+{
+	RequestAddinShmemSpace(sizeof(LogShared));
+	RequestNamedLWLockTranche("dci_client request log", 1);
+}
+
+void
+dci_request_log_shmem_startup(void)
+{
+	bool		found;
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	log_shared = ShmemInitStruct("dci_client request log", sizeof(LogShared), &found);
+	if (!found)
+	{
+		memset(log_shared, 0, sizeof(LogShared));
+		log_shared->lock = &(GetNamedLWLockTranche("dci_client request log"))->lock;
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/* ---- producers ---- */
+
+void
+dci_log_begin(const DciSource *src, const char *method, const char *path)
+{
+	current.active = true;
+	current.dbid = MyDatabaseId;
+	current.source_id = src->id;
+	strlcpy(current.source, src->code, sizeof(current.source));
+	strlcpy(current.method, method, sizeof(current.method));
+	/* never the query string: it may carry identifiers or credentials */
+	strlcpy(current.path, path, Min(sizeof(current.path), strcspn(path, "?") + 1));
+	current.start = GetCurrentTimestamp();
+	current.status = 0;
+	current.bytes = 0;
+	current.attempts = 0;
+}
+
+void
+dci_log_exchange(long status, size_t bytes, int attempts)
+{
+	if (!current.active)
+		return;
+	current.status = status;
+	current.bytes += bytes;
+	current.attempts += attempts;
+}
+
+/* start the worker of this database, at most every WORKER_RETRY_MS */
+static void
+request_worker(LogWorkerSlot *slot)
+{
+	BackgroundWorker worker;
+	BackgroundWorkerHandle *handle;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	strlcpy(worker.bgw_library_name, "dci_client", BGW_MAXLEN);
+	strlcpy(worker.bgw_function_name, "dci_log_worker_main", BGW_MAXLEN);
+	snprintf(worker.bgw_name, BGW_MAXLEN, "dci_client request log writer for database %u", MyDatabaseId);
+	strlcpy(worker.bgw_type, "dci_client request log", BGW_MAXLEN);
+	worker.bgw_main_arg = ObjectIdGetDatum(MyDatabaseId);
+	worker.bgw_notify_pid = 0;
+	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+		ereport(DEBUG1,
+				(errmsg("dci_client could not start its request log writer"),
+				 errhint("Raise max_worker_processes.")));
+}
+
+static void
+to_server_log(const LogRecord *r)
+{
+	ereport(LOG,
+			(errmsg("dci_client call: source \"%s\" %s %s status %d outcome %s %.1f ms, %d attempt(s)%s%s",
+					r->source, r->method, r->path, r->status, r->outcome, r->elapsed_ms,
+					r->attempts, r->error[0] ? ": " : "", r->error),
+			 errhidestmt(true),
+			 errhidecontext(true)));
+}
+
+static void
+write_record(const char *outcome, const char *error)
+{
+	LogRecord	r;
+	bool		failed = strcmp(outcome, "success") != 0;
+	LogWorkerSlot *slot = NULL;
+	Latch	   *wake = NULL;
+	bool		start = false;
+
+	current.active = false;
+	memset(&r, 0, sizeof(r));
+	r.used = true;
+	r.dbid = current.dbid;
+	r.userid = GetUserId();
+	r.at = GetCurrentTimestamp();
+	r.source_id = current.source_id;
+	strlcpy(r.source, current.source, sizeof(r.source));
+	strlcpy(r.method, current.method, sizeof(r.method));
+	strlcpy(r.path, current.path, sizeof(r.path));
+	r.status = (int32) current.status;
+	strlcpy(r.outcome, outcome, sizeof(r.outcome));
+	r.elapsed_ms = (r.at - current.start) / 1000.0;
+	r.bytes = (int64) current.bytes;
+	r.attempts = current.attempts;
+	if (error)
+		strlcpy(r.error, error, sizeof(r.error));
+
+	dci_stats_count(r.dbid, r.source_id, failed, r.elapsed_ms);
+
+	if (dci_log_requests == DCI_LOG_OFF || (dci_log_requests == DCI_LOG_ERRORS && !failed))
+		return;
+	if (log_shared == NULL || RecoveryInProgress())
+	{
+		to_server_log(&r);
+		return;
+	}
+
+	LWLockAcquire(log_shared->lock, LW_EXCLUSIVE);
+	if (log_shared->head - log_shared->tail >= LOG_QUEUE_SIZE)
+	{
+		/* full: the oldest record gives way */
+		log_shared->records[log_shared->tail % LOG_QUEUE_SIZE].used = false;
+		log_shared->tail++;
+		log_shared->dropped++;
+	}
+	log_shared->records[log_shared->head % LOG_QUEUE_SIZE] = r;
+	log_shared->head++;
+	for (int i = 0; i < LOG_WORKERS; i++)
+		if (log_shared->workers[i].dbid == r.dbid)
+			slot = &log_shared->workers[i];
+	if (slot == NULL)
+		for (int i = 0; i < LOG_WORKERS; i++)
+			if (log_shared->workers[i].dbid == InvalidOid)
+			{
+				slot = &log_shared->workers[i];
+				slot->dbid = r.dbid;
+				slot->pid = 0;
+				slot->requested_at = 0;
+				break;
+			}
+	if (slot != NULL)
+	{
+		if (slot->pid != 0)
+			wake = slot->latch;
+		else if (slot->requested_at == 0 ||
+				 TimestampDifferenceExceeds(slot->requested_at, r.at, WORKER_RETRY_MS))
+		{
+			slot->requested_at = r.at;
+			start = true;
+		}
+	}
+	LWLockRelease(log_shared->lock);
+
+	if (wake)
+		SetLatch(wake);
+	else if (start)
+		request_worker(slot);
+	else if (slot == NULL)
+		to_server_log(&r);		/* more databases than writers */
+}
+
+/* the outcome of a call that returned an HTTP answer */
+void
+dci_log_end(void)
+{
+	if (!current.active)
+		return;
+	if (current.status >= 200 && current.status < 400)
+		write_record("success", NULL);
+	else
+		write_record("http_error", psprintf("HTTP %ld", current.status));
+}
+
+/* from a PG_CATCH: classify the error in flight by its SQLSTATE */
+void
+dci_log_failed(void)
+{
+	MemoryContext old;
+	ErrorData  *edata;
+	const char *outcome;
+
+	if (!current.active)
+		return;
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	edata = CopyErrorData();
+	MemoryContextSwitchTo(old);
+
+	switch (edata->sqlerrcode)
+	{
+		case ERRCODE_DCI_TIMEOUT:
+		case ERRCODE_QUERY_CANCELED:
+			outcome = "timeout";
+			break;
+		case ERRCODE_DCI_TRANSPORT:
+			outcome = "connection_error";
+			break;
+		case ERRCODE_DCI_AUTH:
+			outcome = "auth_error";
+			break;
+		case ERRCODE_DCI_REJECTED:
+			outcome = "rejected";
+			break;
+		case ERRCODE_DCI_UNAVAILABLE:
+			outcome = "unavailable";
+			break;
+		default:
+			outcome = "error";
+			break;
+	}
+	/* messages are already free of secrets; cut like registry text */
+	write_record(outcome, edata->message ? dci_quote_text(edata->message, strlen(edata->message)) : NULL);
+	FreeErrorData(edata);
+}
+
+void
+dci_log_token_fetch(const DciSource *src)
+{
+	dci_stats_count_token(MyDatabaseId, src->id);
+}
+
+/* ---- the writer ---- */
+
+static volatile sig_atomic_t got_sigterm = false;
+static int	my_slot = -1;
+
+static void
+worker_sigterm(SIGNAL_ARGS)
+{
+	int			save_errno = errno;
+
+	got_sigterm = true;
+	SetLatch(MyLatch);
+	errno = save_errno;
+}
+
+static void
+worker_exit(int code, Datum arg)
+{
+	if (my_slot >= 0)
+	{
+		LWLockAcquire(log_shared->lock, LW_EXCLUSIVE);
+		log_shared->workers[my_slot].pid = 0;
+		log_shared->workers[my_slot].latch = NULL;
+		log_shared->workers[my_slot].requested_at = 0;
+		LWLockRelease(log_shared->lock);
+	}
+}
+
+/* take this database's records out of the queue */
+static int
+take_records(LogRecord *out, int max)
+{
+	int			n = 0;
+
+	LWLockAcquire(log_shared->lock, LW_EXCLUSIVE);
+	for (uint64 i = log_shared->tail; i < log_shared->head && n < max; i++)
+	{
+		LogRecord  *r = &log_shared->records[i % LOG_QUEUE_SIZE];
+
+		if (r->used && r->dbid == MyDatabaseId)
+		{
+			out[n++] = *r;
+			r->used = false;
+		}
+	}
+	while (log_shared->tail < log_shared->head &&
+		   !log_shared->records[log_shared->tail % LOG_QUEUE_SIZE].used)
+		log_shared->tail++;
+	LWLockRelease(log_shared->lock);
+	return n;
+}
+
+/* schema of the extension in this database, NULL when it is not installed */
+static char *
+extension_schema(void)
+{
+	int			rc = SPI_execute("SELECT n.nspname FROM pg_catalog.pg_extension e "
+								 "JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace "
+								 "WHERE e.extname = 'dci_client'", true, 1);
+
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		return NULL;
+	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+}
+
+static void
+write_batch(LogRecord *recs, int n, bool purge)
+{
+	char	   *schema;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, "writing dci_client request log");
+
+	schema = extension_schema();
+	if (schema != NULL)
+	{
+		char	   *insert = psprintf("INSERT INTO %s.dci_request_log (logged_at, source_id, source, method, path, "
+									  "status, outcome, elapsed_ms, bytes, attempts, error, username) "
+									  "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, "
+									  "(SELECT rolname FROM pg_catalog.pg_authid WHERE oid = $12))",
+									  quote_identifier(schema));
+		Oid			types[12] = {TIMESTAMPTZOID, INT4OID, TEXTOID, TEXTOID, TEXTOID, INT4OID,
+		TEXTOID, FLOAT8OID, INT8OID, INT4OID, TEXTOID, OIDOID};
+
+		for (int i = 0; i < n; i++)
+		{
+			LogRecord  *r = &recs[i];
+			Datum		v[12];
+			char		nulls[12];
+
+			memset(nulls, ' ', sizeof(nulls));
+			v[0] = TimestampTzGetDatum(r->at);
+			v[1] = Int32GetDatum(r->source_id);
+			v[2] = CStringGetTextDatum(r->source);
+			v[3] = CStringGetTextDatum(r->method);
+			v[4] = CStringGetTextDatum(r->path);
+			v[5] = Int32GetDatum(r->status);
+			if (r->status == 0)
+				nulls[5] = 'n';
+			v[6] = CStringGetTextDatum(r->outcome);
+			v[7] = Float8GetDatum(r->elapsed_ms);
+			v[8] = Int64GetDatum(r->bytes);
+			v[9] = Int32GetDatum(r->attempts);
+			v[10] = CStringGetTextDatum(r->error);
+			if (r->error[0] == '\0')
+				nulls[10] = 'n';
+			v[11] = ObjectIdGetDatum(r->userid);
+			SPI_execute_with_args(insert, 12, types, v, nulls, false, 0);
+		}
+		if (purge)
+			SPI_execute(psprintf("DELETE FROM %s.dci_request_log WHERE logged_at < pg_catalog.now() - interval '%d days'",
+								 quote_identifier(schema), dci_log_retention_days), false, 0);
+	}
+
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+void
+dci_log_worker_main(Datum arg)
+{
+	Oid			dbid = DatumGetObjectId(arg);
+	LogRecord  *batch;
+	TimestampTz last_purge = 0;
+
+	pqsignal(SIGTERM, worker_sigterm);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnectionByOid(dbid, InvalidOid, 0);
+
+	if (log_shared == NULL)
+		proc_exit(0);
+
+	/* one writer per database: a second one leaves at once */
+	LWLockAcquire(log_shared->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < LOG_WORKERS; i++)
+		if (log_shared->workers[i].dbid == dbid)
+		{
+			if (log_shared->workers[i].pid == 0)
+			{
+				log_shared->workers[i].pid = MyProcPid;
+				log_shared->workers[i].latch = MyLatch;
+				my_slot = i;
+			}
+			break;
+		}
+	LWLockRelease(log_shared->lock);
+	if (my_slot < 0)
+		proc_exit(0);
+	before_shmem_exit(worker_exit, (Datum) 0);
+
+	batch = MemoryContextAlloc(TopMemoryContext, sizeof(LogRecord) * 256);
+	while (!got_sigterm)
+	{
+		int			n;
+		TimestampTz now;
+		bool		purge;
+
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 10000L, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+
+		now = GetCurrentTimestamp();
+		purge = TimestampDifferenceExceeds(last_purge, now, 3600 * 1000);
+		while ((n = take_records(batch, 256)) > 0 || purge)
+		{
+			write_batch(batch, n, purge);
+			if (purge)
+				last_purge = now;
+			purge = false;
+			if (n == 0)
+				break;
+		}
+	}
+	proc_exit(0);
+}
