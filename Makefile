@@ -12,7 +12,7 @@ OBJS = src/dci_client.o src/errors.o src/secrets.o src/triggers.o src/source.o \
 DATA = src/dci_client--0.1.sql
 PGFILEDESC = "dci_client - DCI registry client"
 
-REGRESS = sources secrets tokens requests errors test_connection signing
+REGRESS = sources secrets tokens requests errors test_connection signing dci
 REGRESS_OPTS = --load-extension=pgcrypto
 
 PG_CONFIG ?= pg_config
