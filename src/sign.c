@@ -1,0 +1,597 @@
+/*
+ * sign.c
+ *		Signing keys and DCI signatures on the PostgreSQL side (SPEC §6):
+ *		dci_sign, dci_verify, dci_jwks, dci_generate_signing_key, and the
+ *		signing / verification of the DCI layer's envelopes.
+ *
+ * Keys are read from dci_signing_key through SPI as the bootstrap
+ * superuser (callers need EXECUTE only) and kept per backend until the
+ * table changes: its statement trigger sends a relcache invalidation of the
+ * table, and the callback below marks the cache stale, as in source.c.  A
+ * private key is decrypted the first time it signs, and then kept as an
+ * OpenSSL key object (never as text).
+ *
+ * Which keys sign:
+ *	- a data source signs only with an "active" key: a "draft" key is not
+ *	  yet published in dci_jwks(), so the registry could not verify it;
+ *	  "revoked", missing or undecryptable keys refuse (DC001) — a source
+ *	  with a key never sends unsigned;
+ *	- dci_sign() also signs with a "draft" key, so a new key can be tried
+ *	  before it is published; never with a "revoked" one.
+ * dci_generate_signing_key() creates "active" keys: the common case is a
+ * source that should sign from now on.
+ */
+#include "dci_client.h"
+
+#include <time.h>
+
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_authid.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/inval.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+
+#include "canonical_json.h"
+#include "sign.h"
+#include "signature.h"
+
+#define RSA_GENERATED_BITS 2048
+
+typedef enum KeyState
+{
+	KEY_DRAFT,
+	KEY_ACTIVE,
+	KEY_REVOKED
+} KeyState;
+
+typedef struct SigningKey
+{
+	int32		id;
+	char	   *key_id;
+	DciSigAlg	alg;
+	KeyState	state;
+	char	   *public_pem;		/* NULL when not stored */
+	bytea	   *private_ct;		/* the stored ciphertext, NULL when none */
+	DciSigKey  *signer;			/* the decrypted private key, once used */
+	DciSigKey  *verifier;		/* the public key (stored, or of the private) */
+} SigningKey;
+
+static MemoryContext keys_cxt = NULL;
+static SigningKey *keys = NULL;
+static int	nkeys = 0;
+static bool keys_valid = false;
+static bool callback_registered = false;
+static Oid	keys_table = InvalidOid;
+
+static void
+keys_relcache_callback(Datum arg, Oid relid)
+{
+	/* only marks: keys in use by the running call are freed at the next lookup */
+	if (relid == InvalidOid || relid == keys_table)
+		keys_valid = false;
+}
+
+static void
+free_keys(void)
+{
+	for (int i = 0; i < nkeys; i++)
+	{
+		dci_sigkey_free(keys[i].signer);
+		dci_sigkey_free(keys[i].verifier);
+	}
+	keys = NULL;
+	nkeys = 0;
+	if (keys_cxt != NULL)
+		MemoryContextReset(keys_cxt);
+}
+
+static void
+become_superuser(Oid *save_userid, int *save_sec_context)
+{
+	GetUserIdAndSecContext(save_userid, save_sec_context);
+	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
+						   *save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+}
+
+/* the quoted schema of the extension (SPI must be connected); its oid in *nsp */
+static char *
+extension_schema(Oid *nsp)
+{
+	char	   *schema;
+
+	if (SPI_execute("SELECT n.nspname FROM pg_catalog.pg_extension e "
+					"JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) e.extnamespace "
+					"WHERE e.extname OPERATOR(pg_catalog.=) 'dci_client'", true, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_DCI_CONFIG),
+				 errmsg("extension dci_client is not installed in this database")));
+	schema = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	if (nsp)
+		*nsp = get_namespace_oid(schema, false);
+	return pstrdup(quote_identifier(schema));
+}
+
+static void
+load_keys(void)
+{
+	Oid			save_userid;
+	int			save_sec_context;
+	char	   *schema;
+	Oid			nsp;
+	MemoryContext old;
+
+	free_keys();
+	if (keys_cxt == NULL)
+		keys_cxt = AllocSetContextCreate(CacheMemoryContext, "dci_client signing keys",
+										 ALLOCSET_SMALL_SIZES);
+
+	become_superuser(&save_userid, &save_sec_context);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	schema = extension_schema(&nsp);
+	keys_table = get_relname_relid("dci_signing_key", nsp);
+	if (SPI_execute(psprintf("SELECT id, key_id, algorithm, state, public_key, private_key_encrypted "
+							 "FROM %s.dci_signing_key ORDER BY id", schema), true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read dci_signing_key");
+
+	old = MemoryContextSwitchTo(keys_cxt);
+	keys = palloc0(sizeof(SigningKey) * Max(SPI_processed, 1));
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	td = SPI_tuptable->tupdesc;
+		SigningKey *k = &keys[nkeys++];
+		bool		isnull;
+		Datum		d;
+		char	   *state;
+
+		k->id = DatumGetInt32(SPI_getbinval(tup, td, 1, &isnull));
+		k->key_id = pstrdup(SPI_getvalue(tup, td, 2));
+		k->alg = dci_sig_alg_from_name(SPI_getvalue(tup, td, 3));
+		state = SPI_getvalue(tup, td, 4);
+		k->state = strcmp(state, "active") == 0 ? KEY_ACTIVE :
+			strcmp(state, "revoked") == 0 ? KEY_REVOKED : KEY_DRAFT;
+		k->public_pem = SPI_getvalue(tup, td, 5);
+		if (k->public_pem != NULL && *k->public_pem == '\0')
+			k->public_pem = NULL;
+		d = SPI_getbinval(tup, td, 6, &isnull);
+		k->private_ct = isnull ? NULL : DatumGetByteaPCopy(d);
+	}
+	MemoryContextSwitchTo(old);
+	SPI_finish();
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+
+	if (!callback_registered)
+	{
+		CacheRegisterRelcacheCallback(keys_relcache_callback, (Datum) 0);
+		callback_registered = true;
+	}
+	keys_valid = true;
+}
+
+static void
+begin_lookup(void)
+{
+	/* see committed changes of other sessions on the very next call */
+	AcceptInvalidationMessages();
+	if (!keys_valid)
+		load_keys();
+}
+
+static SigningKey *
+find_key_by_name(const char *key_id)
+{
+	begin_lookup();
+	for (int i = 0; i < nkeys; i++)
+		if (strcmp(keys[i].key_id, key_id) == 0)
+			return &keys[i];
+	return NULL;
+}
+
+static SigningKey *
+find_key_by_id(int32 id)
+{
+	begin_lookup();
+	for (int i = 0; i < nkeys; i++)
+		if (keys[i].id == id)
+			return &keys[i];
+	return NULL;
+}
+
+/* the private key, decrypted on first use; raises DC001 when it cannot be had */
+static DciSigKey *
+key_signer(SigningKey *k)
+{
+	DciError	err = {0};
+	char	   *binding;
+	char	   *pem;
+	char		msg[256] = "";
+	DciSigKey  *signer;
+
+	if (k->signer != NULL)
+		return k->signer;
+	if (k->private_ct == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_DCI_CONFIG),
+				 errmsg("signing key \"%s\" has no private key", k->key_id),
+				 errhint("Store it with UPDATE dci_signing_key SET private_key = '<PEM>', or use dci_generate_signing_key().")));
+	binding = dci_secret_binding(k->key_id, dci_sig_alg_name(k->alg), NULL, true, NULL);
+	pem = dci_secret_decrypt(k->private_ct, "dci_signing_key", "private_key", k->id, binding,
+							 psprintf("signing key \"%s\"", k->key_id), &err);
+	if (pem == NULL)
+		dci_error_raise(&err);
+	signer = dci_sigkey_load(pem, true, msg, sizeof(msg));
+	dci_secret_free(pem);
+	if (signer == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_DCI_CONFIG),
+				 errmsg("private_key of signing key \"%s\" is not usable", k->key_id),
+				 errdetail("It is %s.", msg),
+				 errhint("Keys are Ed25519 or RSA of 2048 bits or more, as unencrypted PEM (PKCS#8).")));
+	if (dci_sigkey_alg(signer) != k->alg)
+	{
+		dci_sigkey_free(signer);
+		ereport(ERROR,
+				(errcode(ERRCODE_DCI_CONFIG),
+				 errmsg("private_key of signing key \"%s\" is not an %s key", k->key_id,
+						dci_sig_alg_name(k->alg))));
+	}
+	if (k->public_pem != NULL)
+	{
+		DciSigKey  *pub = dci_sigkey_load(k->public_pem, false, msg, sizeof(msg));
+		bool		same = pub != NULL && dci_sigkey_same_public(signer, pub);
+
+		dci_sigkey_free(pub);
+		if (!same)
+		{
+			dci_sigkey_free(signer);
+			ereport(ERROR,
+					(errcode(ERRCODE_DCI_CONFIG),
+					 errmsg("public_key and private_key of signing key \"%s\" do not belong together",
+							k->key_id),
+					 errhint("Store the public key of the private key, or set public_key to NULL.")));
+		}
+	}
+	k->signer = signer;
+	return signer;
+}
+
+/* the public key: the stored one, else the private key's */
+static DciSigKey *
+key_verifier(SigningKey *k)
+{
+	char		msg[256] = "";
+
+	if (k->verifier != NULL)
+		return k->verifier;
+	if (k->public_pem != NULL)
+	{
+		k->verifier = dci_sigkey_load(k->public_pem, false, msg, sizeof(msg));
+		if (k->verifier == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_DCI_CONFIG),
+					 errmsg("public_key of signing key \"%s\" is not usable", k->key_id),
+					 errdetail("It is %s.", msg)));
+	}
+	else
+	{
+		DciSigKey  *signer = key_signer(k);
+		char	   *pem = dci_sigkey_public_pem(signer);
+
+		k->verifier = pem ? dci_sigkey_load(pem, false, msg, sizeof(msg)) : NULL;
+		free(pem);
+		if (k->verifier == NULL)
+			elog(ERROR, "could not derive the public key of signing key \"%s\"", k->key_id);
+	}
+	return k->verifier;
+}
+
+/* sign the envelope text {header, message, ...} with k: the signature field */
+static char *
+sign_text(SigningKey *k, const char *sender_id, const char *text, size_t len)
+{
+	DciSigKey  *signer = key_signer(k);
+	char	   *hm;
+	size_t		hm_len;
+	char		err[256] = "";
+	char	   *field;
+	char	   *result;
+	int64		created = (int64) time(NULL);
+
+	if (!cj_envelope(text, len, &hm, &hm_len, NULL, err, sizeof(err)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("cannot sign: %s", err),
+				 errhint("An envelope is a JSON object with \"header\" and \"message\".")));
+	field = dci_sig_sign(signer, sender_id, k->key_id, hm, hm_len, created,
+						 created + DCI_SIG_LIFETIME, err, sizeof(err));
+	free(hm);
+	if (field == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("cannot sign with key \"%s\": %s", k->key_id, err)));
+	result = pstrdup(field);
+	free(field);
+	return result;
+}
+
+/* ---- the DCI layer ---- */
+
+char *
+dci_signature_for_source(DciSource *src, const char *hm_text, size_t len)
+{
+	SigningKey *k;
+
+	if (src->signing_key_id == 0)
+		return pstrdup("");
+	k = find_key_by_id(src->signing_key_id);
+	if (k == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_DCI_CONFIG),
+				 errmsg("signing key %d of data source \"%s\" does not exist",
+						src->signing_key_id, src->code)));
+	if (k->state == KEY_REVOKED)
+		ereport(ERROR,
+				(errcode(ERRCODE_DCI_CONFIG),
+				 errmsg("signing key \"%s\" of data source \"%s\" is revoked", k->key_id, src->code),
+				 errhint("Give the data source an active key in signing_key_id, or none.")));
+	if (k->state != KEY_ACTIVE)
+		ereport(ERROR,
+				(errcode(ERRCODE_DCI_CONFIG),
+				 errmsg("signing key \"%s\" of data source \"%s\" is not active", k->key_id, src->code),
+				 errdetail("Draft keys are not yet published in dci_jwks(), so the registry could not verify them."),
+				 errhint("Set state = 'active' in dci_signing_key.")));
+	return sign_text(k, src->sender_id ? src->sender_id : "", hm_text, len);
+}
+
+void
+dci_verify_response(DciSource *src, const char *body, size_t len)
+{
+	DciSigKey  *key;
+	char		msg[256] = "";
+	DciVerifyResult r;
+
+	if (src->registry_public_key == NULL || *src->registry_public_key == '\0')
+		return;
+	key = dci_sigkey_load(src->registry_public_key, false, msg, sizeof(msg));
+	if (key == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_DCI_CONFIG),
+				 errmsg("registry_public_key of data source \"%s\" is not usable", src->code),
+				 errdetail("It is %s.", msg),
+				 errhint("Set it to the registry's Ed25519 or RSA public key (PEM), or to NULL.")));
+	r = dci_sig_verify_envelope(key, body, len, (int64) time(NULL));
+	dci_sigkey_free(key);
+	if (r == DCI_VERIFY_MISSING)
+		ereport(ERROR,
+				(errcode(ERRCODE_DCI_SIGNATURE),
+				 errmsg("answer of data source \"%s\" is not signed", src->code),
+				 errdetail("%s", dci_verify_result_text(r)),
+				 errhint("The data source names registry_public_key, so its answers must be signed.")));
+	if (r != DCI_VERIFY_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_DCI_SIGNATURE),
+				 errmsg("signature of the answer from data source \"%s\" does not verify", src->code),
+				 errdetail("%s", dci_verify_result_text(r)),
+				 errhint("Check registry_public_key of data source \"%s\", and the clocks of both sides.",
+						 src->code)));
+}
+
+/* ---- SQL functions ---- */
+
+/* header.sender_id of an envelope, or NULL */
+static char *
+envelope_sender_id(Jsonb *jb)
+{
+	JsonbValue *header;
+	JsonbValue *sender;
+
+	if (!JB_ROOT_IS_OBJECT(jb))
+		return NULL;
+	header = getKeyJsonValueFromContainer(&jb->root, "header", 6, NULL);
+	if (header == NULL || header->type != jbvBinary)
+		return NULL;
+	sender = getKeyJsonValueFromContainer(header->val.binary.data, "sender_id", 9, NULL);
+	if (sender == NULL || sender->type != jbvString)
+		return NULL;
+	return pnstrdup(sender->val.string.val, sender->val.string.len);
+}
+
+PG_FUNCTION_INFO_V1(dci_sign);
+
+/* dci_sign(envelope jsonb, key_id text) RETURNS text */
+Datum
+dci_sign(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *envelope = PG_GETARG_JSONB_P(0);
+	char	   *key_id = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	SigningKey *k = find_key_by_name(key_id);
+	char	   *sender_id;
+	char	   *text;
+	size_t		len;
+
+	if (k == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_DCI_CONFIG),
+				 errmsg("signing key \"%s\" does not exist", key_id)));
+	if (k->state == KEY_REVOKED)
+		ereport(ERROR,
+				(errcode(ERRCODE_DCI_CONFIG),
+				 errmsg("signing key \"%s\" is revoked", key_id)));
+	sender_id = envelope_sender_id(envelope);
+	if (sender_id == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("envelope has no header.sender_id"),
+				 errdetail("The signature names its sender (kidId is sender_id|key_id|algorithm).")));
+	/* the text that is sent: jsonb's own output, compact */
+	text = dci_jsonb_to_compact(envelope, &len);
+	PG_RETURN_TEXT_P(cstring_to_text(sign_text(k, sender_id, text, len)));
+}
+
+PG_FUNCTION_INFO_V1(dci_verify);
+
+/*
+ * dci_verify(envelope jsonb, public_key text) RETURNS boolean: false, never
+ * an error, for anything that is not a valid signature.
+ */
+Datum
+dci_verify(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *envelope = PG_GETARG_JSONB_P(0);
+	char	   *pem = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	char		msg[256] = "";
+	DciSigKey  *key = dci_sigkey_load(pem, false, msg, sizeof(msg));
+	char	   *text;
+	size_t		len;
+	DciVerifyResult r;
+
+	if (key == NULL)
+	{
+		elog(DEBUG1, "dci_verify: the public key is %s", msg);
+		PG_RETURN_BOOL(false);
+	}
+	text = dci_jsonb_to_compact(envelope, &len);
+	r = dci_sig_verify_envelope(key, text, len, (int64) time(NULL));
+	dci_sigkey_free(key);
+	if (r != DCI_VERIFY_OK)
+		elog(DEBUG1, "dci_verify: %s", dci_verify_result_text(r));
+	PG_RETURN_BOOL(r == DCI_VERIFY_OK);
+}
+
+PG_FUNCTION_INFO_V1(dci_jwks);
+
+/* dci_jwks() RETURNS jsonb: {"keys": [...]} of the active keys */
+Datum
+dci_jwks(PG_FUNCTION_ARGS)
+{
+	StringInfoData out;
+	bool		first = true;
+
+	begin_lookup();
+	initStringInfo(&out);
+	appendStringInfoString(&out, "{\"keys\":[");
+	for (int i = 0; i < nkeys; i++)
+	{
+		SigningKey *k = &keys[i];
+		DciSigKey  *pub;
+		char	   *kid;
+		char	   *jwk;
+
+		if (k->state != KEY_ACTIVE)
+			continue;
+		pub = key_verifier(k);
+		kid = dci_sigkey_thumbprint(pub);
+		jwk = kid ? dci_sigkey_jwk(pub, kid) : NULL;
+		free(kid);
+		if (jwk == NULL)
+			elog(ERROR, "could not build the JWK of signing key \"%s\"", k->key_id);
+		if (!first)
+			appendStringInfoChar(&out, ',');
+		first = false;
+		appendStringInfoString(&out, jwk);
+		free(jwk);
+	}
+	appendStringInfoString(&out, "]}");
+	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(out.data)));
+}
+
+PG_FUNCTION_INFO_V1(dci_generate_signing_key);
+
+/*
+ * dci_generate_signing_key(key_id text DEFAULT NULL, algorithm text DEFAULT
+ * 'ed25519') RETURNS integer: a new active key; key_id defaults to the
+ * key's RFC 7638 thumbprint.  The row is inserted as the bootstrap
+ * superuser (EXECUTE is the privilege); the trigger encrypts private_key.
+ */
+Datum
+dci_generate_signing_key(PG_FUNCTION_ARGS)
+{
+	char	   *algorithm;
+	DciSigAlg	alg;
+	char	   *private_pem;
+	char	   *public_pem;
+	char		err[256] = "";
+	char	   *key_id;
+	Oid			save_userid;
+	int			save_sec_context;
+	Oid			argtypes[4] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[4];
+	text	   *private_text;
+	int32		id;
+	bool		isnull;
+
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("algorithm must not be NULL")));
+	algorithm = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	alg = dci_sig_alg_from_name(algorithm);
+	if (alg == DCI_SIG_UNKNOWN)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown signing algorithm \"%s\"", algorithm),
+				 errhint("The algorithms are \"ed25519\" and \"rsa-sha256\".")));
+	if (!PG_ARGISNULL(0) && VARSIZE_ANY_EXHDR(PG_GETARG_TEXT_PP(0)) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("key_id must not be empty"),
+				 errhint("Pass NULL for the key's RFC 7638 thumbprint.")));
+
+	if (!dci_sigkey_generate(alg, RSA_GENERATED_BITS, &private_pem, &public_pem, err, sizeof(err)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not generate a signing key: %s", err)));
+	if (PG_ARGISNULL(0))
+	{
+		DciSigKey  *pub = dci_sigkey_load(public_pem, false, err, sizeof(err));
+		char	   *t = pub ? dci_sigkey_thumbprint(pub) : NULL;
+
+		dci_sigkey_free(pub);
+		key_id = t ? pstrdup(t) : NULL;
+		free(t);
+		if (key_id == NULL)
+		{
+			explicit_bzero(private_pem, strlen(private_pem));
+			free(private_pem);
+			free(public_pem);
+			elog(ERROR, "could not compute the thumbprint of the new key");
+		}
+	}
+	else
+		key_id = text_to_cstring(PG_GETARG_TEXT_PP(0));
+
+	private_text = cstring_to_text(private_pem);
+	explicit_bzero(private_pem, strlen(private_pem));
+	free(private_pem);
+	values[0] = CStringGetTextDatum(key_id);
+	values[1] = CStringGetTextDatum(algorithm);
+	values[2] = CStringGetTextDatum(public_pem);
+	values[3] = PointerGetDatum(private_text);
+	free(public_pem);
+
+	become_superuser(&save_userid, &save_sec_context);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	/* the private key travels as a parameter, never in the statement text */
+	if (SPI_execute_with_args(psprintf("INSERT INTO %s.dci_signing_key (key_id, algorithm, public_key, private_key, state) "
+									   "VALUES ($1, $2, $3, $4, 'active') RETURNING id", extension_schema(NULL)),
+							  4, argtypes, values, NULL, false, 1) != SPI_OK_INSERT_RETURNING ||
+		SPI_processed != 1)
+		elog(ERROR, "could not insert into dci_signing_key");
+	id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+	explicit_bzero(VARDATA(private_text), VARSIZE(private_text) - VARHDRSZ);
+	PG_RETURN_INT32(id);
+}

@@ -1,0 +1,28 @@
+/*
+ * sign.h
+ *		Signing of outgoing DCI envelopes and verification of answers
+ *		(SPEC §6), for the DCI layer.  The scheme itself is in signature.h
+ *		and canonical_json.h, free of PostgreSQL headers.
+ */
+#ifndef DCI_SIGN_H
+#define DCI_SIGN_H
+
+#include "dci_client.h"
+
+/*
+ * The signature field for hm_text, the exact compact JSON text
+ * {"header":...,"message":...} that will be sent (palloc'd); "" when the
+ * source has no signing key.  Raises DC001 when the key is missing, not
+ * active, revoked, or its private key cannot be decrypted: a source with a
+ * key never sends unsigned.
+ */
+extern char *dci_signature_for_source(DciSource *src, const char *hm_text, size_t len);
+
+/*
+ * When the source names registry_public_key: the answer (an envelope text)
+ * must carry a valid signature over its {header, message} as received,
+ * else DC008.  Does nothing when the source names no key.
+ */
+extern void dci_verify_response(DciSource *src, const char *body, size_t len);
+
+#endif							/* DCI_SIGN_H */
