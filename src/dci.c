@@ -221,6 +221,43 @@ reason_text(JsonbContainer *c, const char *code_key, const char *msg_key)
 	return dci_quote_text(text, strlen(text));
 }
 
+/* DCI answers are shallow; deeper nesting is hostile */
+#define DCI_JSON_MAX_DEPTH 64
+
+typedef struct DepthState
+{
+	int			depth;
+	bool		too_deep;
+} DepthState;
+
+/* PostgreSQL 16 lets a semantic action stop the parse; before, it only counts */
+#if PG_VERSION_NUM >= 160000
+#define DEPTH_ACTION_RETURN(d) return (d)->too_deep ? JSON_SEM_ACTION_FAILED : JSON_SUCCESS
+typedef JsonParseErrorType depth_action_result;
+#else
+#define DEPTH_ACTION_RETURN(d) return
+typedef void depth_action_result;
+#endif
+
+static depth_action_result
+depth_push(void *arg)
+{
+	DepthState *d = arg;
+
+	if (++d->depth > DCI_JSON_MAX_DEPTH)
+		d->too_deep = true;
+	DEPTH_ACTION_RETURN(d);
+}
+
+static depth_action_result
+depth_pop(void *arg)
+{
+	DepthState *d = arg;
+
+	d->depth--;
+	DEPTH_ACTION_RETURN(d);
+}
+
 /*
  * Parse a DCI answer: JSON object required (DC006); 401/403 → DC002, 429 and
  * 5xx → DC009, other non-2xx → DC007; signature checked when the source names
@@ -233,6 +270,8 @@ parse_answer(DciSource *src, const char *what, const DciHttpResponse *resp, bool
 	char	   *str;
 	JsonLexContext *lex;
 	JsonParseErrorType perr;
+	JsonSemAction sem;
+	DepthState	depth = {0, false};
 	Jsonb	   *jb = NULL;
 	JsonbContainer *header;
 	char	   *status;
@@ -242,8 +281,19 @@ parse_answer(DciSource *src, const char *what, const DciHttpResponse *resp, bool
 	str = text_to_cstring(body);
 
 	lex = makeJsonLexContextCstringLen(str, strlen(str), GetDatabaseEncoding(), true);
-	perr = pg_parse_json(lex, &nullSemAction);
+	memset(&sem, 0, sizeof(sem));
+	sem.semstate = &depth;
+	sem.object_start = depth_push;
+	sem.object_end = depth_pop;
+	sem.array_start = depth_push;
+	sem.array_end = depth_pop;
+	perr = pg_parse_json(lex, &sem);
 	is_json = (perr == JSON_SUCCESS);
+	if (depth.too_deep)
+		ereport(ERROR,
+				(errcode(ERRCODE_DCI_BAD_JSON),
+				 errmsg("answer to the %s from data source \"%s\" nests deeper than %d levels",
+						what, src->code, DCI_JSON_MAX_DEPTH)));
 	if (is_json)
 	{
 		jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(str)));

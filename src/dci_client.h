@@ -144,6 +144,15 @@ extern DciSource *dci_source_from_arg(FunctionCallInfo fcinfo, bool require_acti
 extern bool dci_source_check_complete(const DciSource *src, DciError *err);
 /* record the outcome of dci_test_connection in the row (not in read-only transactions) */
 extern void dci_source_record_test(Oid fn_oid, int32 id, bool ok, const char *error);
+/* SPI as the bootstrap superuser, restricted, search_path pg_catalog, pg_temp */
+typedef struct DciPrivilegedState
+{
+	Oid			save_userid;
+	int			save_sec_context;
+	int			nestlevel;
+} DciPrivilegedState;
+extern int	dci_spi_begin_privileged(DciPrivilegedState *state);
+extern void dci_spi_end_privileged(DciPrivilegedState *state);
 /* the extension's schema, found from one of its functions */
 extern Oid	dci_extension_schema(Oid fn_oid);
 

@@ -588,15 +588,23 @@ dci_reencrypt_secrets(PG_FUNCTION_ARGS)
 	ds_binding = psprintf("%s.dci_secret_binding(base_url, auth_url, credential_location, verify_ssl, ca_cert)",
 						  quote_identifier(schema));
 
-	SPI_connect();
-	done += reencrypt_column(schema, "dci_data_source", "client_secret", ds_binding, &keys.current);
+	/* the caller is a superuser: pin search_path like every privileged path */
+	{
+		int			nestlevel = NewGUCNestLevel();
+
+		(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_SUSET,
+								 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+		SPI_connect();
+		done += reencrypt_column(schema, "dci_data_source", "client_secret", ds_binding, &keys.current);
 	done += reencrypt_column(schema, "dci_data_source", "bearer_token", ds_binding, &keys.current);
 	done += reencrypt_column(schema, "dci_data_source", "client_key", ds_binding, &keys.current);
 	done += reencrypt_column(schema, "dci_signing_key", "private_key",
 							 psprintf("%s.dci_secret_binding(key_id, algorithm, NULL, true, NULL)",
 									  quote_identifier(schema)),
 							 &keys.current);
-	SPI_finish();
+		SPI_finish();
+		AtEOXact_GUC(true, nestlevel);
+	}
 	explicit_bzero(&keys, sizeof(keys));
 	PG_RETURN_INT32(done);
 }

@@ -21,6 +21,7 @@
 #include "miscadmin.h"
 #include "storage/sinval.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
@@ -114,6 +115,34 @@ source_table(Oid fn_oid)
 					 errmsg("table dci_data_source of extension dci_client is missing")));
 	}
 	return table_oid;
+}
+
+/*
+ * Run SPI as the bootstrap superuser, restricted, with search_path pinned to
+ * pg_catalog, pg_temp: callers need EXECUTE only, and nothing a user put in
+ * their search_path can stand in for an operator or function we use.
+ */
+int
+dci_spi_begin_privileged(DciPrivilegedState *state)
+{
+	GetUserIdAndSecContext(&state->save_userid, &state->save_sec_context);
+	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
+						   state->save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	state->nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_SUSET,
+							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	return 0;
+}
+
+void
+dci_spi_end_privileged(DciPrivilegedState *state)
+{
+	SPI_finish();
+	AtEOXact_GUC(true, state->nestlevel);
+	SetUserIdAndSecContext(state->save_userid, state->save_sec_context);
 }
 
 static char *
@@ -226,8 +255,7 @@ build_source(SPITupleTable *tt, HeapTuple tup)
 static DciSource *
 load_source(Oid fn_oid, const char *code, int32 id)
 {
-	Oid			save_userid;
-	int			save_sec_context;
+	DciPrivilegedState priv;
 	char	   *query;
 	Oid			argtype = code ? TEXTOID : INT4OID;
 	Datum		arg = code ? CStringGetTextDatum(code) : Int32GetDatum(id);
@@ -239,18 +267,12 @@ load_source(Oid fn_oid, const char *code, int32 id)
 					 code ? "code" : "id");
 
 	/* read as the bootstrap superuser: callers need EXECUTE, not SELECT */
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
-						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	dci_spi_begin_privileged(&priv);
 	if (SPI_execute_with_args(query, 1, &argtype, &arg, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "SPI_execute_with_args failed: %s", query);
 	if (SPI_processed == 1)
 		src = build_source(SPI_tuptable, SPI_tuptable->vals[0]);
-	SPI_finish();
-	SetUserIdAndSecContext(save_userid, save_sec_context);
+	dci_spi_end_privileged(&priv);
 
 	if (src != NULL)
 	{
@@ -386,8 +408,7 @@ dci_source_check_complete(const DciSource *src, DciError *err)
 void
 dci_source_record_test(Oid fn_oid, int32 id, bool ok, const char *error)
 {
-	Oid			save_userid;
-	int			save_sec_context;
+	DciPrivilegedState priv;
 	char	   *query;
 	Oid			argtypes[3] = {TEXTOID, TEXTOID, INT4OID};
 	Datum		values[3];
@@ -403,14 +424,8 @@ dci_source_record_test(Oid fn_oid, int32 id, bool ok, const char *error)
 	values[1] = error ? CStringGetTextDatum(error) : (Datum) 0;
 	values[2] = Int32GetDatum(id);
 
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
-						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	dci_spi_begin_privileged(&priv);
 	if (SPI_execute_with_args(query, 3, argtypes, values, nulls, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "SPI_execute_with_args failed: %s", query);
-	SPI_finish();
-	SetUserIdAndSecContext(save_userid, save_sec_context);
+	dci_spi_end_privileged(&priv);
 }
