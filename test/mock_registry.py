@@ -335,7 +335,7 @@ def dci_records(sc, page_size, page_number):
     if v == "NOTFOUND":
         return [], 0, None
     lo = (page_number - 1) * page_size
-    if t == "BULK":
+    if t in ("BULK", "CAPPED"):
         n = int(v)
         ids = range(lo + 1, min(lo + page_size, n) + 1)
         return [{"id": i, "identifier": [{"identifier_type": "UIN", "identifier_value": "%09d" % i}]}
@@ -353,6 +353,8 @@ def dci_search_items(req, m):
     for it in m["search_request"]:
         sc = it["search_criteria"]
         p = sc.get("pagination") or {"page_size": 100, "page_number": 1}
+        if isinstance(sc.get("query"), dict) and sc["query"].get("type") == "CAPPED":
+            p = dict(p, page_size=min(p["page_size"], 10))   # a registry that caps its page size
         recs, total, special = dci_records(sc, p["page_size"], p["page_number"])
         if special:
             return None, special

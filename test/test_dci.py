@@ -286,6 +286,32 @@ def test_records_pages_follow_page_numbers(env):
     _valid(env, 10)
 
 
+def test_records_registry_capping_its_page_size(env):
+    # The registry answers pages of 10 whatever the page_size asked, and says so in
+    # pagination (page_size 10, total_count 25): the records follow its pagination
+    # to total_count instead of stopping at the first "short" page.
+    src = _src(env, "dcicapped")
+    with closing(env.connect()) as conn:
+        cur = conn.cursor()
+        recs = _records(cur, src, {"type": "CAPPED", "value": "25"}, page_size=100)
+    assert [r["id"] for r in recs] == list(range(1, 26)), [r["id"] for r in recs]
+    assert _requests(env) == 3, _requests(env)
+    _valid(env, 3)
+
+
+def test_records_exactly_hard_cap_no_warning(env):
+    # 100,000 records, all returned: nothing was cut, so no "stopped" WARNING
+    src = _src(env, "dciexactcap")
+    with closing(env.connect()) as conn:
+        cur = conn.cursor()
+        cur.execute("SELECT count(*) FROM (SELECT dci_search_records(%s, 'idtype-value', %s, NULL, 1000)) s",
+                    (src, Json({"type": "BULK", "value": "100000"})))
+        assert cur.fetchone()[0] == 100000
+        assert not [n for n in conn.notices if "WARNING" in n], conn.notices
+    assert _requests(env) == 100, _requests(env)
+    _valid(env, 100)
+
+
 def _rss_kb(pid):
     with open("/proc/%d/status" % pid) as f:
         for line in f:
