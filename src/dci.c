@@ -332,10 +332,11 @@ parse_answer(DciSource *src, const char *what, const DciHttpResponse *resp, bool
 		}
 		if (why == NULL)
 			why = dci_quote_text(str, strlen(str));
+		/* the registry's reason belongs in the message: it is what users see */
 		ereport(ERROR,
 				(errcode(ERRCODE_DCI_REJECTED),
-				 errmsg("registry of data source \"%s\" rejected the %s: HTTP %ld", src->code, what, resp->status),
-				 *why ? errdetail_internal("%s", why) : 0));
+				 errmsg("registry of data source \"%s\" rejected the %s: HTTP %ld%s%s",
+						src->code, what, resp->status, *why ? ": " : "", why)));
 	}
 	if (!is_json)
 		ereport(ERROR,
@@ -835,8 +836,15 @@ fetch_page(RecordsState *st)
 		if (t >= 0)
 			st->total_count = t;
 	}
-	/* a short page is the last one, whatever the count says */
-	st->last_page = st->page_records < st->args.page_size;
+	/*
+	 * With a total_count, only an empty page ends early: registries that cap
+	 * their page size answer short pages and count pages in their own size.
+	 * Without one, a short page is the last.
+	 */
+	if (st->total_count >= 0)
+		st->last_page = st->page_records == 0;
+	else
+		st->last_page = st->page_records < st->args.page_size;
 	st->args.page_number++;
 }
 
@@ -909,7 +917,10 @@ dci_search_records(PG_FUNCTION_ARGS)
 	{
 		RecordsState *st = funcctx->user_fctx;
 
-		if (PG_ARGISNULL(5) && st->returned >= DCI_RECORDS_HARD_CAP)
+		/* warn only when the cap cut the stream, not when it ended there */
+		if (PG_ARGISNULL(5) && st->returned >= DCI_RECORDS_HARD_CAP &&
+			(st->total_count > st->returned ||
+			 (st->total_count < 0 && !(st->last_page && st->next_record >= st->page_records))))
 			ereport(WARNING,
 					(errmsg("dci_search_records stopped after %d records", DCI_RECORDS_HARD_CAP),
 					 errhint("Pass max_records to read more.")));

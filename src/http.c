@@ -782,11 +782,18 @@ dci_http_exchange(const DciHttpRequest *req, DciHttpResponse *resp)
 			/* a wait that would outlast the budget: answer with what we have */
 			if (delay >= dci_ms_until(req->deadline))
 				break;
-			if (delay > 0)
+			/* sleep the whole delay: a latch wake that is no interrupt does not shorten it */
 			{
-				(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-								 delay, PG_WAIT_EXTENSION);
-				ResetLatch(MyLatch);
+				TimestampTz wake_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), delay);
+				long		left;
+
+				while ((left = dci_ms_until(wake_at)) > 0)
+				{
+					(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+									 left, PG_WAIT_EXTENSION);
+					ResetLatch(MyLatch);
+					CHECK_FOR_INTERRUPTS();
+				}
 			}
 			CHECK_FOR_INTERRUPTS();
 		}
