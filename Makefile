@@ -77,3 +77,10 @@ fuzz: $(FUZZ_TARGETS)
 		if [ $$st -eq 0 ]; then echo "$$n fuzz: 1 passed, 0 failed"; else echo "$$n fuzz: 0 passed, 1 failed"; rc=1; fi; \
 	done; exit $$rc
 .PHONY: fuzz
+
+# issue 6: benchmark against nginx, side by side with a plain libcurl loop (bench/run.py);
+# `make bench ARGS=--quick` for a one-minute smoke run
+bench: deps
+	$(MAKE) -s all install
+	$(PYTHON) bench/run.py $(ARGS)
+.PHONY: bench
