@@ -16,6 +16,7 @@
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/memutils.h"
 
 #include "http_headers.h"
 #include "request_log.h"
@@ -212,6 +213,9 @@ dci_body_to_text(const DciSource *src, const DciHttpResponse *resp)
 						src->code, pg_encoding_to_char(encoding)),
 				 errdetail("HTTP status %ld, Content-Type \"%s\".", resp->status,
 						   ctype ? dci_quote_text(ctype, strlen(ctype)) : "")));
+	/* already verified: only a different charset needs converting */
+	if (encoding == GetDatabaseEncoding() || GetDatabaseEncoding() == PG_SQL_ASCII)
+		return cstring_to_text_with_len(resp->body, (int) resp->body_len);
 	converted = pg_any_to_server(resp->body, (int) resp->body_len, encoding);
 	result = cstring_to_text_with_len(converted, strlen(converted));
 	return result;
@@ -240,8 +244,18 @@ dci_request(PG_FUNCTION_ARGS)
 	bool		nulls[4] = {false, false, false, false};
 	bool		idempotent;
 
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "dci_request must return a composite type");
+	/* the blessed result descriptor, looked up once per query */
+	tupdesc = (TupleDesc) fcinfo->flinfo->fn_extra;
+	if (tupdesc == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+
+		if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+			elog(ERROR, "dci_request must return a composite type");
+		tupdesc = BlessTupleDesc(CreateTupleDescCopy(tupdesc));
+		fcinfo->flinfo->fn_extra = tupdesc;
+		MemoryContextSwitchTo(old);
+	}
 	if (PG_ARGISNULL(1) || PG_ARGISNULL(2))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -275,6 +289,5 @@ dci_request(PG_FUNCTION_ARGS)
 	dci_log_end();
 
 	values[3] = Float8GetDatum((GetCurrentTimestamp() - start) / 1000.0);
-	tupdesc = BlessTupleDesc(tupdesc);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
