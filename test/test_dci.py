@@ -155,6 +155,28 @@ def test_dci_envelope_function(env):
     _valid(env, 1)
 
 
+def test_signed_envelope_still_valid(env):
+    # with a signing key the signature is a DCI signature string over what was sent
+    src = _src(env, "dcisigned")
+    with closing(env.connect()) as conn:
+        cur = conn.cursor()
+        kid = "dci-test-" + src
+        cur.execute("SELECT dci_generate_signing_key(%s)", (kid,))
+        key = cur.fetchone()[0]
+        cur.execute("UPDATE dci_data_source SET signing_key_id = %s WHERE code = %s", (key, src))
+        assert _search(cur, src)["status"] == "succ"
+        sent = _sent(env)
+        sig = sent["signature"]
+        assert sig.startswith('namespace="dci"') and \
+            'kidId="openspp.example.org|%s|ed25519"' % kid in sig, sig
+        cur.execute("SELECT dci_verify(%s, public_key) FROM dci_signing_key WHERE id = %s",
+                    (Json(sent), key))
+        assert cur.fetchone()[0] is True
+        cur.execute("DELETE FROM dci_data_source WHERE code = %s", (src,))
+        cur.execute("DELETE FROM dci_signing_key WHERE id = %s", (key,))
+    _valid(env, 1)
+
+
 # ---------------------------------------------------------------- queries and options
 def test_all_query_types_passed_through(env):
     src = _src(env, "dciqt")
