@@ -583,10 +583,14 @@ dci_generate_signing_key(PG_FUNCTION_ARGS)
 	become_superuser(&save_userid, &save_sec_context);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	/* the private key travels as a parameter, never in the statement text */
+	/*
+	 * The private key travels as a parameter, never in the statement text.
+	 * No row limit: with one, the AFTER STATEMENT trigger that invalidates
+	 * the key caches would not fire.
+	 */
 	if (SPI_execute_with_args(psprintf("INSERT INTO %s.dci_signing_key (key_id, algorithm, public_key, private_key, state) "
 									   "VALUES ($1, $2, $3, $4, 'active') RETURNING id", extension_schema(NULL)),
-							  4, argtypes, values, NULL, false, 1) != SPI_OK_INSERT_RETURNING ||
+							  4, argtypes, values, NULL, false, 0) != SPI_OK_INSERT_RETURNING ||
 		SPI_processed != 1)
 		elog(ERROR, "could not insert into dci_signing_key");
 	id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));

@@ -5,7 +5,7 @@ line "N passed, N failed"; exits non-zero on any failure.
 
     run_tests.py [-k substring] [--no-regress]
 """
-import importlib, os, re, subprocess, sys, time, traceback
+import importlib, os, re, shutil, subprocess, sys, time, traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -46,6 +46,34 @@ def run_regress(env):
         record("regress/(run)", False, text)
 
 
+def run_unit_and_fuzz():
+    """PostgreSQL-free code: `make unit` (one binary per test/unit/*_test.c)
+    and, when clang is there, a bounded `make fuzz` (10 s per target)."""
+    p = subprocess.run(["make", "-s", "-C", ROOT, "unit"], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True)
+    seen = 0
+    for line in p.stdout.splitlines():
+        m = re.match(r"^(\w+): (\d+) passed, (\d+) failed$", line.strip())
+        if m:
+            seen += 1
+            print("       %s" % line.strip())
+            record("unit/" + m.group(1), m.group(3) == "0", p.stdout[-3000:])
+    if p.returncode != 0 and seen == 0:
+        record("unit/(build)", False, p.stdout[-3000:])
+    if shutil.which("clang") is None:
+        print("       (fuzz skipped: clang is not installed)")
+        return
+    p = subprocess.run(["make", "-s", "-C", ROOT, "fuzz", "FUZZ_SECONDS=10"], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True)
+    execs = re.findall(r"stat::number_of_executed_units:\s*(\d+)", p.stdout)
+    results = re.findall(r"^(\w+) fuzz: (\d+) passed, (\d+) failed$", p.stdout, re.M)
+    for (name, _, bad), n in zip(results, execs + ["?"] * len(results)):
+        print("       fuzz %s: %s executions in 10 s" % (name, n))
+        record("fuzz/" + name, bad == "0", p.stdout[-3000:])
+    if not results:
+        record("fuzz/(build)", False, p.stdout[-3000:])
+
+
 def main(argv):
     pattern = None
     if "-k" in argv:
@@ -55,6 +83,8 @@ def main(argv):
     try:
         if "--no-regress" not in argv and pattern is None:
             run_regress(env)
+        if pattern is None or pattern in ("unit", "fuzz"):
+            run_unit_and_fuzz()
         files = sorted(f for f in os.listdir(HERE)
                        if f.startswith("test_") and f.endswith(".py") and f != "test_infra.py")
         for f in files:
