@@ -462,7 +462,7 @@ def profile(calls):
         err = rec.communicate(timeout=120)[1].decode(errors="replace")
         if rec.returncode not in (0, -signal.SIGINT):
             raise RuntimeError("perf record failed: %s" % err)
-        log("%d calls: %.1f µs per call (%.1f µs in the HTTP exchange); %s"
+        log("%d calls: %.1f µs per call (elapsed_ms %.1f µs); %s"
             % (calls, us, el * 1000, err.strip().splitlines()[-1] if err.strip() else ""))
         conn.close()
     finally:
