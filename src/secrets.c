@@ -23,6 +23,7 @@
 
 #include <openssl/crypto.h>
 
+#include "access/xlog.h"
 #include "catalog/pg_authid.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -584,7 +585,17 @@ dci_reencrypt_secrets(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("only superusers may re-encrypt dci_client secrets")));
 
-	load_keys(&keys, true);
+	/* re-encryption never mints a key: that would orphan every stored secret */
+	if (RecoveryInProgress())
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("cannot re-encrypt secrets during recovery")));
+	load_keys(&keys, false);
+	if (!keys.have_current)
+		ereport(ERROR,
+				(errcode(ERRCODE_DCI_CONFIG),
+				 errmsg("dci_client.key_file names no key"),
+				 errhint("Install the new key file and reload the configuration before re-encrypting.")));
 	ds_binding = psprintf("%s.dci_secret_binding(base_url, auth_url, credential_location, verify_ssl, ca_cert)",
 						  quote_identifier(schema));
 
