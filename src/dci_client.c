@@ -249,5 +249,6 @@ _PG_init(void)
 #endif
 		prev_shmem_startup_hook = shmem_startup_hook;
 		shmem_startup_hook = dci_shmem_startup;
+		dci_secrets_preload();
 	}
 }

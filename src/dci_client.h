@@ -168,6 +168,8 @@ extern char *dci_secret_decrypt(const bytea *ciphertext, const char *table,
 extern char *dci_secret_binding(const char *base_url, const char *auth_url,
 								const char *cred_location, bool verify_ssl,
 								const char *ca_cert);
+/* load pgcrypto and warm OpenSSL in the postmaster (preloaded only) */
+extern void dci_secrets_preload(void);
 /* wipe and free a palloc'd secret */
 extern void dci_secret_free(char *secret);
 
