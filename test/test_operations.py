@@ -1,0 +1,307 @@
+"""Operations (issue 7): pg_dump/pg_restore of a database with sources (same
+cluster and key: the sources work; another cluster without the key: a clear
+DC001 naming the key id, and no key is created there); ALTER EXTENSION
+dci_client UPDATE from every installable version to default_version; DROP
+EXTENSION / CREATE EXTENSION leaves nothing behind and starts clean.
+
+`make installcheck` against an existing cluster is what run_tests.py's
+run_regress does (PGHOST/PGPORT + the MOCK_* variables); it is not run twice.
+"""
+import glob, os, re, subprocess, tempfile
+from contextlib import closing
+
+import psycopg2
+
+import harness
+from env import CLIENT_SECRET
+from util import code
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHAREDIR = subprocess.run(["pg_config", "--sharedir"], capture_output=True, text=True).stdout.strip()
+
+
+def _pg(cluster, tool, *args):
+    """Run a client program of the cluster's bindir against it, as root over TCP."""
+    r = subprocess.run([os.path.join(cluster.bindir, tool), "-h", cluster.host, "-p", str(cluster.port),
+                        "-U", "postgres"] + list(args), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, "%s failed (%d): %s%s" % (tool, r.returncode, r.stdout, r.stderr)
+    return r
+
+
+class _Database:
+    """A scratch database on a cluster, dropped (WITH FORCE: the request log
+    writer may be connected to it) at the end."""
+
+    def __init__(self, cluster, prefix, extension=True):
+        self.cluster, self.name = cluster, code(prefix)
+        cluster.execute("CREATE DATABASE %s" % self.name)
+        if extension:
+            self.execute("CREATE EXTENSION dci_client CASCADE")
+
+    def connect(self, **kw):
+        return self.cluster.connect(dbname=self.name, **kw)
+
+    def execute(self, sql, params=None):
+        return self.cluster.execute(sql, params, dbname=self.name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.cluster.execute("DROP DATABASE IF EXISTS %s WITH (FORCE)" % self.name)
+
+
+def _add_sources(env, db):
+    with closing(db.connect()) as conn:
+        for c, cols in (("crvs", {}), ("dr", {"credential_location": "basic"}),
+                        ("ibr", {"auth_type": "bearer", "auth_url": None, "client_id": None,
+                                 "client_secret": None, "bearer_token": "static-bearer-token-1"})):
+            env.add_source(c, conn=conn, registry_type="ns:org:RegistryType:Civil", sender_id="openspp.example.org", **cols)
+
+
+def _objects(db):
+    """What the extension is made of: its member objects, their columns and
+    function signatures, comparable between two databases."""
+    rows = db.execute("""
+        SELECT pg_describe_object(d.classid, d.objid, d.objsubid)
+          FROM pg_depend d JOIN pg_extension e ON d.refclassid = 'pg_extension'::regclass AND d.refobjid = e.oid
+         WHERE e.extname = 'dci_client' AND d.deptype = 'e'
+         ORDER BY 1""")
+    cols = db.execute("""
+        SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
+               pg_get_expr(ad.adbin, ad.adrelid), a.attidentity, a.attgenerated
+          FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+          LEFT JOIN pg_attrdef ad ON ad.adrelid = c.oid AND ad.adnum = a.attnum
+         WHERE c.relname LIKE 'dci\\_%' AND c.relkind IN ('r', 'v', 'c')
+         ORDER BY 1, a.attnum""")
+    funcs = db.execute("""
+        SELECT p.oid::regprocedure::text, pg_get_function_result(p.oid), p.provolatile, p.proisstrict,
+               p.prosecdef, p.prosrc, coalesce(p.proacl::text, '')
+          FROM pg_proc p JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
+          JOIN pg_extension e ON d.refobjid = e.oid AND e.extname = 'dci_client'
+         ORDER BY 1""")
+    cons = db.execute("""
+        SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint
+         WHERE conrelid::regclass::text LIKE 'dci\\_%' ORDER BY 1, 2""")
+    return {"objects": [r[0] for r in rows], "columns": cols, "functions": funcs, "constraints": cons}
+
+
+def _key_id(db, c):
+    """The key id a stored secret names: bytes 2..9 of its ciphertext."""
+    return db.execute("SELECT encode(substr(client_secret_encrypted, 2, 8), 'hex') FROM dci_data_source "
+                      "WHERE code = %s", (c,))[0][0]
+
+
+# ---------------------------------------------------------------- dump and restore
+def test_dump_restore_same_cluster(env):
+    with tempfile.TemporaryDirectory() as tmp, _Database(env.cluster, "ops_src") as src, \
+            _Database(env.cluster, "ops_dst", extension=False) as dst:
+        _add_sources(env, src)
+        dump = os.path.join(tmp, "odoo.dump")
+        _pg(env.cluster, "pg_dump", "-Fc", "-f", dump, src.name)
+        raw = open(dump, "rb").read()
+        assert CLIENT_SECRET.encode() not in raw and b"static-bearer-token-1" not in raw
+        _pg(env.cluster, "pg_restore", "--exit-on-error", "-d", dst.name, dump)
+
+        rows = dst.execute("SELECT code, client_secret_set, bearer_token_set FROM dci_data_source ORDER BY id")
+        assert rows == [("crvs", True, False), ("dr", True, False), ("ibr", False, True)], rows
+        assert src.execute("SELECT id, code FROM dci_data_source ORDER BY id") == \
+            dst.execute("SELECT id, code FROM dci_data_source ORDER BY id")
+        with closing(dst.connect()) as conn:
+            cur = conn.cursor()
+            for c in ("crvs", "dr"):
+                cur.execute("SELECT dci_get_token(%s, true)", (c,))
+                assert cur.fetchone()[0].startswith("tok-"), c
+            cur.execute("SELECT dci_get_token('ibr')")
+            assert cur.fetchone() == ("static-bearer-token-1",)
+            cur.execute("SELECT status FROM dci_request('crvs', 'GET', '/echo')")
+            assert cur.fetchone() == (200,)
+            cur.execute("SELECT ok FROM dci_test_connection('dr') WHERE step = 'authorized'")
+            assert cur.fetchone() == (True,)
+            # the identity sequence came along: a new source does not collide
+            env.add_source("fr", conn=conn)
+            cur.execute("SELECT count(DISTINCT id) FROM dci_data_source")
+            assert cur.fetchone() == (4,)
+        assert _objects(src) == _objects(dst)
+
+
+def test_restore_on_cluster_without_key(env):
+    """Another cluster, no key file: the restored sources fail with a DC001
+    that names the key id they need, and no key file is created there."""
+    with tempfile.TemporaryDirectory() as tmp, _Database(env.cluster, "ops_keyed") as src:
+        _add_sources(env, src)
+        kid = _key_id(src, "crvs")
+        assert re.fullmatch(r"[0-9a-f]{16}", kid), kid
+        assert os.path.exists(os.path.join(env.cluster.datadir, "dci_client.key"))
+        dump = os.path.join(tmp, "odoo.dump")
+        _pg(env.cluster, "pg_dump", "-Fc", "-f", dump, src.name)
+
+        other = harness.Cluster().start(preload=False)
+        try:
+            keyfile = os.path.join(other.datadir, "dci_client.key")
+            other.execute("CREATE DATABASE odoo")
+            _pg(other, "pg_restore", "--exit-on-error", "-d", "odoo", dump)
+            with closing(other.connect(dbname="odoo")) as conn:
+                cur = conn.cursor()
+                cur.execute("SELECT code, client_secret_set FROM dci_data_source ORDER BY id")
+                assert cur.fetchall() == [("crvs", True), ("dr", True), ("ibr", False)]
+                for c, fn in (("crvs", "SELECT dci_get_token(%s)"),
+                              ("dr", "SELECT * FROM dci_request(%s, 'GET', '/echo')"),
+                              ("ibr", "SELECT dci_get_token(%s)")):
+                    try:
+                        cur.execute(fn, (c,))
+                    except psycopg2.Error as e:
+                        assert e.pgcode == "DC001", (c, e.pgcode, str(e))
+                        assert c in e.diag.message_primary, str(e)
+                        assert kid in str(e), "key id %s not named: %s" % (kid, e)
+                    else:
+                        raise AssertionError("%s worked without the key" % c)
+                cur.execute("SELECT step, ok FROM dci_test_connection('crvs')")
+                steps = cur.fetchall()
+                assert steps[0] == ("config", False), steps
+                assert not os.path.exists(keyfile), "a key file was created on the restored cluster"
+                # a new secret is what creates a key, and then it works
+                cur.execute("UPDATE dci_data_source SET client_secret = %s WHERE code = 'crvs'", (CLIENT_SECRET,))
+                assert os.path.exists(keyfile)
+                cur.execute("SELECT dci_get_token('crvs')")
+                assert cur.fetchone()[0].startswith("tok-")
+            assert env.mock.stats()["token_requests"] == 1
+        finally:
+            other.cleanup()
+
+
+# ---------------------------------------------------------------- upgrade
+def _default_version():
+    with open(os.path.join(ROOT, "dci_client.control")) as f:
+        return re.search(r"^default_version\s*=\s*'([^']+)'", f.read(), re.M).group(1)
+
+
+def test_upgrade_scripts_installed_and_chained(env):
+    """Every src/dci_client--A--B.sql is installed, and from every installable
+    version the chain reaches default_version."""
+    default = _default_version()
+    installed = set(os.path.basename(p) for p in glob.glob(os.path.join(SHAREDIR, "extension", "dci_client--*.sql")))
+    scripts = [os.path.basename(p) for p in glob.glob(os.path.join(ROOT, "src", "dci_client--*.sql"))]
+    assert "dci_client--%s.sql" % default in scripts, scripts
+    for s in scripts:
+        assert s in installed, "%s is not installed (Makefile DATA)" % s
+    edges = [re.match(r"dci_client--(.+)--(.+)\.sql$", s).groups() for s in scripts if s.count("--") == 2]
+    versions = {re.match(r"dci_client--([^-]+(?:-[^-]+)*)\.sql$", s).group(1) for s in scripts if s.count("--") == 1}
+    versions |= {a for a, _ in edges} | {b for _, b in edges}
+    rows = env.query("SELECT version FROM pg_available_extension_versions WHERE name = 'dci_client'")
+    available = {r[0] for r in rows}
+    assert default in available, available
+    paths = env.query("SELECT source, target, path FROM pg_extension_update_paths('dci_client') "
+                      "WHERE target = %s AND source <> target", (default,))
+    reach = {s for s, _t, p in paths if p is not None}
+    for v in versions - {default}:
+        assert v in reach, "no update path from %s to %s" % (v, default)
+
+
+def test_alter_extension_update_from_every_version(env):
+    default = _default_version()
+    sources = sorted(r[0] for r in env.query(
+        "SELECT source FROM pg_extension_update_paths('dci_client') "
+        "WHERE target = %s AND source <> target AND path IS NOT NULL", (default,)))
+    with _Database(env.cluster, "ops_fresh") as fresh:
+        want = _objects(fresh)
+        assert len(want["objects"]) > 40, want["objects"]
+        for v in sources:                      # none while 0.1 is the only version
+            with _Database(env.cluster, "ops_from", extension=False) as db:
+                db.execute("CREATE EXTENSION dci_client VERSION %s CASCADE" % psycopg2.extensions.QuotedString(v).getquoted().decode())
+                _add_sources(env, db)
+                db.execute("ALTER EXTENSION dci_client UPDATE")
+                assert db.execute("SELECT extversion FROM pg_extension WHERE extname = 'dci_client'") == [(default,)]
+                got = _objects(db)
+                for k in want:
+                    assert got[k] == want[k], "after %s -> %s, %s differ:\n%s\n%s" % (v, default, k, got[k], want[k])
+                with closing(db.connect()) as conn:
+                    cur = conn.cursor()
+                    cur.execute("SELECT dci_get_token('crvs')")
+                    assert cur.fetchone()[0].startswith("tok-")
+        # on the current version it is a clean no-op, with sources in place
+        _add_sources(env, fresh)
+        with closing(fresh.connect()) as conn:
+            conn.notices.clear()
+            cur = conn.cursor()
+            cur.execute("ALTER EXTENSION dci_client UPDATE")
+            assert any("already installed" in n for n in conn.notices), conn.notices
+            cur.execute("ALTER EXTENSION dci_client UPDATE TO %s" % psycopg2.extensions.QuotedString(default).getquoted().decode())
+            cur.execute("SELECT dci_get_token('crvs')")
+            assert cur.fetchone()[0].startswith("tok-")
+        got = _objects(fresh)
+        assert got == want
+
+
+# ---------------------------------------------------------------- drop and re-create
+def test_drop_and_recreate_extension(env):
+    with _Database(env.cluster, "ops_drop") as db:
+        _add_sources(env, db)
+        with closing(db.connect()) as conn:
+            cur = conn.cursor()
+            cur.execute("SET dci_client.log_requests = 'all'")
+            cur.execute("SELECT dci_get_token('crvs')")
+            old_token = cur.fetchone()[0]
+            cur.execute("SELECT status FROM dci_request('crvs', 'GET', '/echo')")
+            assert cur.fetchone() == (200,)
+            cur.execute("DROP EXTENSION dci_client")
+            for sql in (r"SELECT count(*) FROM pg_proc WHERE proname LIKE 'dci\_%'",
+                        r"SELECT count(*) FROM pg_class WHERE relname LIKE 'dci\_%'",
+                        r"SELECT count(*) FROM pg_type WHERE typname LIKE 'dci\_%' OR typname LIKE '\_dci\_%'",
+                        "SELECT count(*) FROM pg_extension WHERE extname = 'dci_client'"):
+                cur.execute(sql)
+                assert cur.fetchone() == (0,), sql
+            cur.execute("SELECT count(*) FROM pg_extension WHERE extname = 'pgcrypto'")
+            assert cur.fetchone() == (1,)                      # CASCADE brought it; DROP leaves it
+            # a call in the same session after the drop fails cleanly
+            try:
+                cur.execute("SELECT dci_get_token('crvs')")
+            except psycopg2.Error as e:
+                assert e.pgcode == "42883", e.pgcode           # undefined function
+            cur.execute("CREATE EXTENSION dci_client")
+            cur.execute("SELECT count(*) FROM dci_data_source")
+            assert cur.fetchone() == (0,)
+            cur.execute("SELECT count(*) FROM dci_request_log")
+            assert cur.fetchone() == (0,)
+        env.mock.reset()
+        _add_sources(env, db)
+        other = code("client")
+        env.mock.add_client(other, CLIENT_SECRET + "-other")
+        db.execute("UPDATE dci_data_source SET client_id = %s, client_secret = %s WHERE code = 'crvs'",
+                   (other, CLIENT_SECRET + "-other"))
+        with closing(db.connect()) as conn:
+            cur = conn.cursor()
+            # the new 'crvs' has the id the dropped one had, and other credentials:
+            # the dropped source's token must not be handed out for it
+            cur.execute("SELECT dci_get_token('crvs')")
+            new_token = cur.fetchone()[0]
+            assert new_token.startswith("tok-") and new_token != old_token
+            st = env.mock.stats()
+            assert st["token_requests"] == 1 and st["token_log"][-1]["client_id"] == other, st["token_log"]
+            cur.execute("SELECT status FROM dci_request('dr', 'GET', '/echo')")
+            assert cur.fetchone() == (200,)
+            cur.execute("SELECT dci_search('crvs', 'idtype-value', '{\"type\": \"UIN\", \"value\": \"1\"}')")
+            assert cur.fetchone()[0]["status"] == "succ"
+            # statistics start over too (the dropped 'crvs' made one call under the same id)
+            cur.execute("SELECT source, calls FROM dci_source_stats ORDER BY source_id")
+            stats = cur.fetchall()
+            assert stats == [("crvs", 1), ("dr", 1), ("ibr", 0)], stats
+
+
+def test_readme_operations_examples(env):
+    text = open(os.path.join(ROOT, "README.md")).read()
+    start = text.index("## Operations")
+    section = text[start:text.index("\n## ", start + 5)]
+    blocks = re.findall(r"```sql\n(.*?)```", section, re.S)
+    assert blocks, "the README's Operations section lost its examples"
+    src = code("opsreadme")
+    env.add_source(src)
+    with closing(env.connect()) as conn:
+        cur = conn.cursor()
+        cur.execute("SELECT status FROM dci_request(%s, 'GET', '/missing')", (src,))
+        for block in blocks:
+            for stmt in [s.strip() for s in block.split(";") if s.strip()]:
+                cur.execute(stmt)
+                assert cur.fetchall() is not None
+        cur.execute("SELECT calls, errors FROM dci_source_stats WHERE source = %s", (src,))
+        assert cur.fetchone() == (1, 1)
