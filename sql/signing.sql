@@ -7,6 +7,20 @@
 \set VERBOSITY terse
 \set SHOW_CONTEXT never
 
+-- 'ok', or "SQLSTATE: message" of the error the statement raised
+CREATE FUNCTION signing_sqlstate(sql text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    st text;
+    msg text;
+BEGIN
+    EXECUTE sql;
+    RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
+    RETURN st || ': ' || msg;
+END
+$$;
+
 -- the fixture keys (../shared/fixtures/signing)
 SELECT '-----BEGIN PRIVATE KEY-----
 MC4CAQAwBQYDK2VwBCIEIAABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4f
@@ -40,9 +54,9 @@ SELECT key_id ~ '^[A-Za-z0-9_-]{43}$' AS thumbprint_key_id, algorithm, state,
        public_key LIKE '-----BEGIN PUBLIC KEY-----%' AS public_pem, private_key IS NULL AS hidden, private_key_set
   FROM dci_signing_key WHERE id = :ed_id;
 SELECT key_id, algorithm, state, private_key_set FROM dci_signing_key WHERE id = :rsa_id;
-SELECT regress_sqlstate($$SELECT dci_generate_signing_key('x', 'ecdsa')$$);
-SELECT regress_sqlstate($$SELECT dci_generate_signing_key('', 'ed25519')$$);
-SELECT regress_sqlstate($$SELECT dci_generate_signing_key('rsa-1', 'rsa-sha256')$$);
+SELECT signing_sqlstate($$SELECT dci_generate_signing_key('x', 'ecdsa')$$);
+SELECT signing_sqlstate($$SELECT dci_generate_signing_key('', 'ed25519')$$);
+SELECT signing_sqlstate($$SELECT dci_generate_signing_key('rsa-1', 'rsa-sha256')$$);
 
 -- JWKS: one JWK per active key, kid = thumbprint (= key_id of the generated key)
 SELECT jsonb_array_length(dci_jwks()->'keys') AS active_keys;
@@ -91,10 +105,10 @@ SELECT dci_verify(jsonb_set(:'env', '{signature}', to_jsonb(dci_sign(:'env', 'rs
   FROM dci_signing_key WHERE key_id = 'rsa-1';
 
 -- refusals of dci_sign
-SELECT regress_sqlstate($$SELECT dci_sign('{"header": {}, "message": {}}', 'fixture-ed')$$);
-SELECT regress_sqlstate($$SELECT dci_sign('{"header": {"sender_id": "a"}}', 'fixture-ed')$$);
-SELECT regress_sqlstate($$SELECT dci_sign('{"header": {"sender_id": "a\"b"}, "message": {}}', 'fixture-ed')$$);
-SELECT regress_sqlstate($$SELECT dci_sign('{"header": {"sender_id": "a"}, "message": {}}', 'no-such-key')$$);
+SELECT signing_sqlstate($$SELECT dci_sign('{"header": {}, "message": {}}', 'fixture-ed')$$);
+SELECT signing_sqlstate($$SELECT dci_sign('{"header": {"sender_id": "a"}}', 'fixture-ed')$$);
+SELECT signing_sqlstate($$SELECT dci_sign('{"header": {"sender_id": "a\"b"}, "message": {}}', 'fixture-ed')$$);
+SELECT signing_sqlstate($$SELECT dci_sign('{"header": {"sender_id": "a"}, "message": {}}', 'no-such-key')$$);
 
 -- draft keys sign with dci_sign (to try them) but are not published
 UPDATE dci_signing_key SET state = 'draft' WHERE key_id = 'rsa-1';
@@ -102,7 +116,7 @@ SELECT dci_sign(:'env', 'rsa-1') <> '' AS draft_signs;
 SELECT jsonb_array_length(dci_jwks()->'keys') AS active_keys;
 -- revoked keys never sign and leave the JWKS
 UPDATE dci_signing_key SET state = 'revoked' WHERE key_id = 'fixture-ed';
-SELECT regress_sqlstate($$SELECT dci_sign('{"header": {"sender_id": "a"}, "message": {}}', 'fixture-ed')$$);
+SELECT signing_sqlstate($$SELECT dci_sign('{"header": {"sender_id": "a"}, "message": {}}', 'fixture-ed')$$);
 SELECT jsonb_array_length(dci_jwks()->'keys') AS active_keys;
 -- its old signatures still verify with its public key (revocation is the verifier's list)
 SELECT dci_verify(jsonb_set(:'env', '{signature}', to_jsonb(:'sig'::text)), :'ed_pub') AS old_signature;
@@ -110,11 +124,11 @@ SELECT dci_verify(jsonb_set(:'env', '{signature}', to_jsonb(:'sig'::text)), :'ed
 -- a private key that does not match the stored public key is refused
 INSERT INTO dci_signing_key (key_id, algorithm, public_key, private_key, state)
 VALUES ('mismatch', 'ed25519', (SELECT public_key FROM dci_signing_key WHERE id = :ed_id), :'ed_priv', 'active');
-SELECT regress_sqlstate($$SELECT dci_sign('{"header": {"sender_id": "a"}, "message": {}}', 'mismatch')$$);
+SELECT signing_sqlstate($$SELECT dci_sign('{"header": {"sender_id": "a"}, "message": {}}', 'mismatch')$$);
 -- an RSA key stored as ed25519 is refused
 INSERT INTO dci_signing_key (key_id, algorithm, private_key, state)
 VALUES ('wrong-alg', 'rsa-sha256', :'ed_priv', 'active');
-SELECT regress_sqlstate($$SELECT dci_sign('{"header": {"sender_id": "a"}, "message": {}}', 'wrong-alg')$$);
+SELECT signing_sqlstate($$SELECT dci_sign('{"header": {"sender_id": "a"}, "message": {}}', 'wrong-alg')$$);
 -- a key imported without public_key is published from its private key
 INSERT INTO dci_signing_key (key_id, algorithm, private_key, state)
 VALUES ('private-only', 'ed25519', :'ed_priv', 'draft');
@@ -125,10 +139,11 @@ SELECT count(*) AS fixture_published FROM jsonb_array_elements(dci_jwks()->'keys
 -- a copied ciphertext does not decrypt under another key_id
 UPDATE dci_signing_key SET private_key_encrypted = (SELECT private_key_encrypted FROM dci_signing_key WHERE key_id = 'fixture-ed')
  WHERE key_id = 'private-only';
-SELECT regress_sqlstate($$SELECT dci_sign('{"header": {"sender_id": "a"}, "message": {}}', 'private-only')$$);
+SELECT signing_sqlstate($$SELECT dci_sign('{"header": {"sender_id": "a"}, "message": {}}', 'private-only')$$);
 
 -- nothing for PUBLIC
 SELECT p.proname, has_function_privilege('public', p.oid, 'EXECUTE') AS public_execute
   FROM pg_proc p WHERE p.proname IN ('dci_sign', 'dci_verify', 'dci_jwks', 'dci_generate_signing_key') ORDER BY 1;
 
 DELETE FROM dci_signing_key WHERE NOT EXISTS (SELECT 1 FROM dci_data_source s WHERE s.signing_key_id = dci_signing_key.id);
+DROP FUNCTION signing_sqlstate(text);
