@@ -78,6 +78,8 @@ typedef struct Members
 
 static bool parse_value(Parser *ps, Buf *out);
 
+static void fail(Parser *ps, const char *fmt,...) __attribute__((format(printf, 2, 3)));
+
 static void
 fail(Parser *ps, const char *fmt,...)
 {
