@@ -224,38 +224,134 @@ reason_text(JsonbContainer *c, const char *code_key, const char *msg_key)
 /* DCI answers are shallow; deeper nesting is hostile */
 #define DCI_JSON_MAX_DEPTH 64
 
-typedef struct DepthState
+/*
+ * One pass of PostgreSQL's JSON parser straight into jsonb (what jsonb_in
+ * does, plus a depth bound, and with parse errors returned rather than
+ * raised so they become DC006).
+ */
+typedef struct BuildState
 {
+	JsonbParseState *ps;
+	JsonbValue *res;
 	int			depth;
 	bool		too_deep;
-} DepthState;
+} BuildState;
 
-/* PostgreSQL 16 lets a semantic action stop the parse; before, it only counts */
+/* PostgreSQL 16 lets a semantic action stop the parse; before, it only records */
 #if PG_VERSION_NUM >= 160000
-#define DEPTH_ACTION_RETURN(d) return (d)->too_deep ? JSON_SEM_ACTION_FAILED : JSON_SUCCESS
-typedef JsonParseErrorType depth_action_result;
+#define ACTION_RETURN(b) return (b)->too_deep ? JSON_SEM_ACTION_FAILED : JSON_SUCCESS
+typedef JsonParseErrorType action_result;
 #else
-#define DEPTH_ACTION_RETURN(d) return
-typedef void depth_action_result;
+#define ACTION_RETURN(b) return
+typedef void action_result;
 #endif
 
-static depth_action_result
-depth_push(void *arg)
+static action_result
+build_open(BuildState *b, JsonbIteratorToken tok)
 {
-	DepthState *d = arg;
-
-	if (++d->depth > DCI_JSON_MAX_DEPTH)
-		d->too_deep = true;
-	DEPTH_ACTION_RETURN(d);
+	if (++b->depth > DCI_JSON_MAX_DEPTH)
+		b->too_deep = true;
+	if (!b->too_deep)
+		b->res = pushJsonbValue(&b->ps, tok, NULL);
+	ACTION_RETURN(b);
 }
 
-static depth_action_result
-depth_pop(void *arg)
+static action_result
+build_close(BuildState *b, JsonbIteratorToken tok)
 {
-	DepthState *d = arg;
+	if (!b->too_deep)
+		b->res = pushJsonbValue(&b->ps, tok, NULL);
+	b->depth--;
+	ACTION_RETURN(b);
+}
 
-	d->depth--;
-	DEPTH_ACTION_RETURN(d);
+static action_result
+build_object_start(void *arg)
+{
+	return build_open(arg, WJB_BEGIN_OBJECT);
+}
+
+static action_result
+build_object_end(void *arg)
+{
+	return build_close(arg, WJB_END_OBJECT);
+}
+
+static action_result
+build_array_start(void *arg)
+{
+	return build_open(arg, WJB_BEGIN_ARRAY);
+}
+
+static action_result
+build_array_end(void *arg)
+{
+	return build_close(arg, WJB_END_ARRAY);
+}
+
+static action_result
+build_field(void *arg, char *fname, bool isnull)
+{
+	BuildState *b = arg;
+	JsonbValue	k;
+
+	if (!b->too_deep)
+	{
+		k.type = jbvString;
+		k.val.string.val = fname;
+		k.val.string.len = strlen(fname);
+		b->res = pushJsonbValue(&b->ps, WJB_KEY, &k);
+	}
+	ACTION_RETURN(b);
+}
+
+static action_result
+build_scalar(void *arg, char *token, JsonTokenType type)
+{
+	BuildState *b = arg;
+	JsonbValue	v;
+
+	if (b->too_deep)
+		ACTION_RETURN(b);
+	switch (type)
+	{
+		case JSON_TOKEN_STRING:
+			v.type = jbvString;
+			v.val.string.val = token;
+			v.val.string.len = strlen(token);
+			break;
+		case JSON_TOKEN_NUMBER:
+			v.type = jbvNumeric;
+			v.val.numeric = DatumGetNumeric(DirectFunctionCall3(numeric_in, CStringGetDatum(token),
+																ObjectIdGetDatum(InvalidOid),
+																Int32GetDatum(-1)));
+			break;
+		case JSON_TOKEN_TRUE:
+		case JSON_TOKEN_FALSE:
+			v.type = jbvBool;
+			v.val.boolean = (type == JSON_TOKEN_TRUE);
+			break;
+		default:
+			v.type = jbvNull;
+			break;
+	}
+	if (b->ps == NULL)
+	{
+		/* a bare scalar: jsonb keeps it as a one-element raw array */
+		JsonbValue	va;
+
+		va.type = jbvArray;
+		va.val.array.rawScalar = true;
+		va.val.array.nElems = 1;
+		(void) pushJsonbValue(&b->ps, WJB_BEGIN_ARRAY, &va);
+		(void) pushJsonbValue(&b->ps, WJB_ELEM, &v);
+		b->res = pushJsonbValue(&b->ps, WJB_END_ARRAY, NULL);
+	}
+	else if (b->ps->contVal.type == jbvArray)
+		b->res = pushJsonbValue(&b->ps, WJB_ELEM, &v);
+	else
+		b->res = pushJsonbValue(&b->ps, WJB_VALUE, &v);
+	ACTION_RETURN(b);
 }
 
 /*
@@ -266,37 +362,37 @@ depth_pop(void *arg)
 static Jsonb *
 parse_answer(DciSource *src, const char *what, const DciHttpResponse *resp, bool need_header)
 {
-	text	   *body;
 	char	   *str;
 	JsonLexContext *lex;
 	JsonParseErrorType perr;
 	JsonSemAction sem;
-	DepthState	depth = {0, false};
+	BuildState	build = {NULL, NULL, 0, false};
 	Jsonb	   *jb = NULL;
 	JsonbContainer *header;
 	char	   *status;
 	bool		is_json;
 
-	body = dci_body_to_text(src, resp);
-	str = text_to_cstring(body);
+	str = dci_body_to_cstring(src, resp);
 
 	lex = makeJsonLexContextCstringLen(str, strlen(str), GetDatabaseEncoding(), true);
 	memset(&sem, 0, sizeof(sem));
-	sem.semstate = &depth;
-	sem.object_start = depth_push;
-	sem.object_end = depth_pop;
-	sem.array_start = depth_push;
-	sem.array_end = depth_pop;
+	sem.semstate = &build;
+	sem.object_start = build_object_start;
+	sem.object_end = build_object_end;
+	sem.array_start = build_array_start;
+	sem.array_end = build_array_end;
+	sem.object_field_start = build_field;
+	sem.scalar = build_scalar;
 	perr = pg_parse_json(lex, &sem);
-	is_json = (perr == JSON_SUCCESS);
-	if (depth.too_deep)
+	if (build.too_deep)
 		ereport(ERROR,
 				(errcode(ERRCODE_DCI_BAD_JSON),
 				 errmsg("answer to the %s from data source \"%s\" nests deeper than %d levels",
 						what, src->code, DCI_JSON_MAX_DEPTH)));
+	is_json = (perr == JSON_SUCCESS && build.res != NULL);
 	if (is_json)
 	{
-		jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(str)));
+		jb = JsonbValueToJsonb(build.res);
 		is_json = JB_ROOT_IS_OBJECT(jb) && !JB_ROOT_IS_SCALAR(jb);
 	}
 
@@ -344,7 +440,7 @@ parse_answer(DciSource *src, const char *what, const DciHttpResponse *resp, bool
 				 errmsg("answer to the %s from data source \"%s\" is not a JSON object", what, src->code),
 				 perr != JSON_SUCCESS ? errdetail_internal("%s", json_errdetail(perr, lex)) : 0));
 
-	dci_verify_response(src, VARDATA_ANY(body), VARSIZE_ANY_EXHDR(body));
+	dci_verify_response(src, str, strlen(str));
 
 	header = jobject(jget(&jb->root, "header"));
 	if (need_header && (header == NULL || jobject(jget(&jb->root, "message")) == NULL))
@@ -521,10 +617,58 @@ fix_item(JsonbParseState **st, const char *key, JsonbValue *v)
 		push_value(st, WJB_VALUE, v);
 }
 
-static Jsonb *
-normalize_item(JsonbContainer *item)
+/* a count member that needs no rewriting: absent or a number */
+static bool
+count_is_normal(JsonbContainer *pag, const char *key)
 {
+	JsonbValue *v = jget(pag, key);
+
+	return v == NULL || v->type == jbvNumeric;
+}
+
+/* true when the item is already in normal form (the common, strict case) */
+static bool
+item_is_normal(JsonbContainer *item)
+{
+	JsonbValue *data = jget(item, "data");
+	JsonbValue *pag = jget(item, "pagination");
+	JsonbContainer *d = jobject(data);
+	JsonbValue *recs;
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+
+	if (d == NULL)
+		return false;
+	recs = jget(d, "reg_records");
+	if (recs == NULL || recs->type != jbvBinary || !JsonContainerIsArray(recs->val.binary.data))
+		return false;
+	if (pag != NULL)
+	{
+		JsonbContainer *p = jobject(pag);
+
+		if (p == NULL || !count_is_normal(p, "page_size") || !count_is_normal(p, "page_number") ||
+			!count_is_normal(p, "total_count"))
+			return false;
+	}
+	/* no "" standing in for an object among data's members */
+	it = JsonbIteratorInit(d);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+		if (tok == WJB_VALUE && is_empty_string(&v))
+			return false;
+	return true;
+}
+
+/* the item (an object value of the answer) in normal form */
+static Jsonb *
+normalize_item(JsonbValue *value)
+{
+	JsonbContainer *item = value->val.binary.data;
 	JsonbParseState *st = NULL;
+
+	/* already normal: a plain copy of its bytes */
+	if (item_is_normal(item))
+		return JsonbValueToJsonb(value);
 
 	return JsonbValueToJsonb(copy_object(&st, item, fix_item));
 }
@@ -750,7 +894,7 @@ search_once(DciSource *src, SearchArgs *a)
 				 errmsg("registry of data source \"%s\" rejected the search%s%s", src->code,
 						why ? ": " : "", why ? why : "")));
 	}
-	return normalize_item(item);
+	return normalize_item(first);
 }
 
 static void

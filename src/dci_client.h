@@ -224,8 +224,9 @@ extern bool dci_call(DciSource *src, const char *method, const char *path,
 					 const char *body, size_t body_len, const DciHeaders *headers,
 					 TimestampTz deadline, bool idempotent, bool with_auth,
 					 DciHttpResponse *resp, DciError *err);
-/* the body as text of the server encoding (22021 when invalid) */
+/* the body as text / a string of the server encoding (22021 when invalid) */
 extern text *dci_body_to_text(const DciSource *src, const DciHttpResponse *resp);
+extern char *dci_body_to_cstring(const DciSource *src, const DciHttpResponse *resp);
 
 /* ---- tokens (oauth.c) ---- */
 /*

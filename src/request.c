@@ -182,18 +182,17 @@ dci_call(DciSource *src, const char *method, const char *path, const char *body,
 }
 
 /*
- * The response body as text of the server encoding: converted from its
+ * The response body as a string of the server encoding: converted from its
  * charset (UTF-8 unless Content-Type says otherwise); 22021 when it is not
- * valid in that charset or holds a NUL byte.
+ * valid in that charset or holds a NUL byte.  Not copied when no conversion
+ * is needed.
  */
-text *
-dci_body_to_text(const DciSource *src, const DciHttpResponse *resp)
+char *
+dci_body_to_cstring(const DciSource *src, const DciHttpResponse *resp)
 {
 	const char *ctype = header_list_get(resp->headers, "content-type");
 	char		charset[64];
 	int			encoding = PG_UTF8;
-	char	   *converted;
-	text	   *result;
 
 	if (content_type_charset(ctype, charset, sizeof(charset)))
 	{
@@ -215,10 +214,16 @@ dci_body_to_text(const DciSource *src, const DciHttpResponse *resp)
 						   ctype ? dci_quote_text(ctype, strlen(ctype)) : "")));
 	/* already verified: only a different charset needs converting */
 	if (encoding == GetDatabaseEncoding() || GetDatabaseEncoding() == PG_SQL_ASCII)
-		return cstring_to_text_with_len(resp->body, (int) resp->body_len);
-	converted = pg_any_to_server(resp->body, (int) resp->body_len, encoding);
-	result = cstring_to_text_with_len(converted, strlen(converted));
-	return result;
+		return resp->body;
+	return pg_any_to_server(resp->body, (int) resp->body_len, encoding);
+}
+
+text *
+dci_body_to_text(const DciSource *src, const DciHttpResponse *resp)
+{
+	char	   *s = dci_body_to_cstring(src, resp);
+
+	return cstring_to_text_with_len(s, s == resp->body ? (int) resp->body_len : (int) strlen(s));
 }
 
 PG_FUNCTION_INFO_V1(dci_request);
