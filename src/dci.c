@@ -28,26 +28,12 @@
 #include "utils/memutils.h"
 
 #include "request_log.h"
+#include "sign.h"
 
 #define DCI_VERSION_STRING "1.0.0"
 /* dci_search_records stops here unless max_records says otherwise */
 #define DCI_RECORDS_HARD_CAP 100000
 #define DCI_MAX_PAGE_SIZE 1000
-
-/*
- * Until sign.c lands: unsigned envelopes, no verification.  Weak, so the
- * real definitions replace them.
- */
-__attribute__((weak)) char *
-dci_signature_for_source(DciSource *src, const char *hm_text, size_t len)
-{
-	return "";
-}
-
-__attribute__((weak)) void
-dci_verify_response(DciSource *src, const char *body, size_t len)
-{
-}
 
 static const char *const query_types[] = {"idtype-value", "expression", "predicate", "graphql"};
 

@@ -238,16 +238,6 @@ extern char *dci_token_get(DciSource *src, bool force_refresh, TimestampTz deadl
 /* forget the token of generation (after a 401), locally and in shared memory */
 extern void dci_token_drop(DciSource *src, uint64 generation);
 
-/* ---- signing (sign.c), used by the DCI layer (dci.c) ---- */
-/*
- * The signature field for the exact text {"header":...,"message":...} that
- * will be sent, or "" when the source has no signing key; raises DC001 when
- * its key is revoked or missing (never sends unsigned).
- */
-extern char *dci_signature_for_source(DciSource *src, const char *hm_text, size_t len);
-/* DC008 unless the answer carries a valid signature (when registry_public_key is set) */
-extern void dci_verify_response(DciSource *src, const char *body, size_t len);
-
 /* ---- JSON (json.c) ---- */
 /* compact JSON text of a jsonb value (no spaces), as sent on the wire */
 extern char *dci_jsonb_to_compact(Jsonb *jb, size_t *len);
