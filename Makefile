@@ -84,3 +84,8 @@ bench: deps
 	$(MAKE) -s all install
 	$(PYTHON) bench/run.py $(ARGS)
 .PHONY: bench
+
+# issue 5: Valgrind memcheck over the pg_regress suite (minutes; not part of `make test`)
+valgrind: all install
+	bash test/valgrind.sh
+.PHONY: valgrind
