@@ -17,6 +17,7 @@
 
 #include "catalog/pg_type.h"
 #include "common/jsonapi.h"
+#include "common/pg_prng.h"
 #include "funcapi.h"
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
@@ -39,15 +40,30 @@ static const char *const query_types[] = {"idtype-value", "expression", "predica
 
 /* ---- small writers ---- */
 
+/*
+ * A random (version 4) UUID for message and reference ids.  They must be
+ * unique, not secret: a per-backend generator seeded once from the strong
+ * source spares OpenSSL's per-call fork check.
+ */
 static void
 uuid_v4(char *out)
 {
+	static pg_prng_state prng;
+	static bool seeded = false;
 	unsigned char b[16];
+	uint64		r[2];
 
-	if (!pg_strong_random(b, sizeof(b)))
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not generate a random message id")));
+	if (!seeded)
+	{
+		if (!pg_prng_strong_seed(&prng))
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("could not seed the message id generator")));
+		seeded = true;
+	}
+	r[0] = pg_prng_uint64(&prng);
+	r[1] = pg_prng_uint64(&prng);
+	memcpy(b, r, sizeof(b));
 	b[6] = (b[6] & 0x0f) | 0x40;
 	b[8] = (b[8] & 0x3f) | 0x80;
 	snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
