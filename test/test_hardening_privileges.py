@@ -41,15 +41,32 @@ def _drop_role(cur, role):
         cur.execute("DROP ROLE %s" % role)
 
 
+def _readme_owner_grants(sql):
+    """The README's statements granting to the database owner (role odoo)."""
+    return [st.strip() for st in sql.split(";") if re.search(r"\bTO\s+odoo\s*$", st.strip())]
+
+
+def _ensure_owner_role(cur):
+    """The README's block also grants to `odoo`, the database owner: it must exist."""
+    cur.execute("SELECT 1 FROM pg_roles WHERE rolname = 'odoo'")
+    if not cur.fetchone():
+        cur.execute("CREATE ROLE odoo LOGIN")
+        return True
+    return False
+
+
 def _setup_roles(env, dbname="postgres", cluster=None):
     """Run the README block as superuser; give both roles LOGIN to connect as Odoo would."""
     with closing((cluster or env.cluster).connect(dbname=dbname)) as conn:
         cur = conn.cursor()
         for role in ROLES:
             _drop_role(cur, role)
+        created = _ensure_owner_role(cur)
         cur.execute(readme_privileges_sql())
         for role in ROLES:
             cur.execute("ALTER ROLE %s LOGIN" % role)
+        if created:         # leave no `odoo` role behind for later test files
+            _drop_role(cur, "odoo")
 
 
 def _as(env, role, dbname="postgres"):
@@ -300,32 +317,33 @@ def _pg_dump(cluster, dbname, user):
 
 
 def test_database_owner_pg_dump(env):
+    """The owner's grants are the README's (`... TO odoo`), run in a database odoo owns."""
     db = "dci_owned_db"
+    grants = _readme_owner_grants(readme_privileges_sql())
+    assert grants, "README's Privileges block has no GRANT ... TO odoo for the database owner"
     with closing(env.connect()) as su:
         cur = su.cursor()
         cur.execute("DROP DATABASE IF EXISTS %s" % db)
-        _drop_role(cur, "dci_dbowner")
-        cur.execute("CREATE ROLE dci_dbowner LOGIN")           # not a superuser
-        cur.execute("CREATE DATABASE %s OWNER dci_dbowner" % db)
+        created = _ensure_owner_role(cur)
+        cur.execute("SELECT rolsuper FROM pg_roles WHERE rolname = 'odoo'")
+        assert cur.fetchone()[0] is False
+        cur.execute("CREATE DATABASE %s OWNER odoo" % db)
     try:
         with closing(env.cluster.connect(dbname=db)) as su:
             cur = su.cursor()
             cur.execute("CREATE EXTENSION dci_client CASCADE")
-            # README: granting SELECT on the tables is what lets the owner's pg_dump work
-            cur.execute("GRANT SELECT ON dci_data_source, dci_signing_key TO dci_dbowner")
-            if "ON SEQUENCE" in _privileges_section():       # the README names the sequences too
-                cur.execute("GRANT SELECT ON SEQUENCE dci_data_source_id_seq, dci_signing_key_id_seq "
-                            "TO dci_dbowner")
+            for g in grants:
+                cur.execute(g)
             sec = secret()
             src = code("privdump")
             env.add_source(src, conn=su, client_secret=sec)
-        r = _pg_dump(env.cluster, db, "dci_dbowner")
-        assert r.returncode == 0, ("pg_dump as the database owner, with SELECT on the tables as the "
-                                   "README says, failed: %s" % r.stderr)
+        r = _pg_dump(env.cluster, db, "odoo")
+        assert r.returncode == 0, ("pg_dump as the database owner, with the README's grants, failed: %s"
+                                   % r.stderr)
         assert src in r.stdout and "client_secret_encrypted" in r.stdout
         assert sec not in r.stdout
-        # and the owner, as Odoo's backup user, sees no plaintext with SELECT
-        with closing(env.cluster.connect(dbname=db, user="dci_dbowner")) as conn:
+        # and the owner sees no plaintext and cannot fetch a token
+        with closing(env.cluster.connect(dbname=db, user="odoo")) as conn:
             cur = conn.cursor()
             cur.execute("SELECT client_secret FROM dci_data_source")
             assert cur.fetchone()[0] is None
@@ -334,4 +352,5 @@ def test_database_owner_pg_dump(env):
         with closing(env.connect()) as su:
             cur = su.cursor()
             cur.execute("DROP DATABASE IF EXISTS %s WITH (FORCE)" % db)
-            _drop_role(cur, "dci_dbowner")
+            if created:
+                _drop_role(cur, "odoo")
