@@ -249,6 +249,24 @@ def test_invalid_configuration_is_user_error(env):
         oenv.cr.close()
 
 
+def test_unlink_and_missing_fields(env):
+    c = _new_source(env, "odoounlink")
+    oenv = odoo_env(env)
+    try:
+        rec = oenv["spp.dci.data.source"].search([("code", "=", c)])
+        rec.unlink()
+        e = _user_error(rec.get_access_token)
+        assert e.pgcode == "DC001" and c in str(e), str(e)
+        vals = _source_vals(env, code("odoonourl"))
+        del vals["base_url"]
+        e = _user_error(oenv["spp.dci.data.source"].create, vals)
+        assert e.pgcode == "23502" and "base_url" in str(e), str(e)
+        oenv.cr.commit()
+    finally:
+        oenv.cr.close()
+    assert env.query("SELECT count(*) FROM dci_data_source WHERE code = %s", (c,)) == [(0,)]
+
+
 def test_rolled_back_transaction_leaves_nothing(env):
     c = code("odoorb")
     oenv = odoo_env(env)

@@ -62,6 +62,7 @@ DCI_ERRORS = {
     "57014": _("The call to the registry was cancelled or exceeded the time allowed."),
     "23514": _("Invalid data source configuration."),
     "23505": _("A data source with this code already exists."),
+    "23502": _("A required field of the data source is missing."),
 }
 
 
@@ -159,20 +160,52 @@ class DciDataSource(models.Model):
                 cols[column] = v
         return cols
 
+    # Secrets go in a statement of their own, after the row is known to be
+    # valid: psycopg2 interpolates parameters into the statement text, and a
+    # statement that fails is written to the server log with its text
+    # (log_min_error_statement).  For that one statement the log is told not
+    # to (only possible when Odoo's role may set it: superuser, or set
+    # `ALTER ROLE ... SET log_min_error_statement = panic` for the role).
+    def _dci_write_secrets(self, code, secrets):
+        if not secrets:
+            return
+        cr = self.env.cr
+        sets = ", ".join("%s = %%s" % c for c in secrets)
+        with dci_errors(cr):
+            cr.execute("SELECT current_setting('log_min_error_statement')")
+            previous = cr.fetchone()[0]
+            try:
+                with cr.savepoint():
+                    cr.execute("SET LOCAL log_min_error_statement = panic")
+            except psycopg2.Error:
+                pass                                    # not allowed for this role: see above
+            cr.execute("UPDATE dci_data_source SET %s WHERE code = %%s" % sets, list(secrets.values()) + [code])
+            cr.execute("SELECT set_config('log_min_error_statement', %s, true)", (previous,))
+
+    @staticmethod
+    def _dci_split_secrets(cols):
+        return {c: cols.pop(c) for c in list(cols) if c in SECRET_MAP.values()}
+
     def _dci_insert(self, cols):
+        secrets = self._dci_split_secrets(cols)
         names = ", ".join(cols)
         marks = ", ".join(["%s"] * len(cols))
         with dci_errors(self.env.cr):
             self.env.cr.execute("INSERT INTO dci_data_source (%s) VALUES (%s)" % (names, marks),
                                 [Json(v) if isinstance(v, dict) else v for v in cols.values()])
+        self._dci_write_secrets(cols["code"], secrets)
 
     def _dci_update(self, code, cols):
-        if not cols:
-            return
-        sets = ", ".join("%s = %%s" % c for c in cols)
-        with dci_errors(self.env.cr):
-            self.env.cr.execute("UPDATE dci_data_source SET %s WHERE code = %%s" % sets,
-                                list(cols.values()) + [code])
+        # a new base_url/auth_url/credential_location/verify_ssl drops the stored
+        # secrets; the secrets written afterwards in this same call are kept
+        secrets = self._dci_split_secrets(cols)
+        if cols:
+            sets = ", ".join("%s = %%s" % c for c in cols)
+            with dci_errors(self.env.cr):
+                self.env.cr.execute("UPDATE dci_data_source SET %s WHERE code = %%s" % sets,
+                                    list(cols.values()) + [code])
+            code = cols.get("code", code)
+        self._dci_write_secrets(code, secrets)
 
     @api.model_create_multi
     def create(self, vals_list):
@@ -197,6 +230,13 @@ class DciDataSource(models.Model):
             cols = rec._dci_columns(dict(vals, **secrets))
             rec._dci_update(rec.code, cols)
         return super().write(vals) if vals else True
+
+    def unlink(self):
+        codes = [rec.code for rec in self]
+        res = super().unlink()
+        with dci_errors(self.env.cr):
+            self.env.cr.execute("DELETE FROM dci_data_source WHERE code = ANY(%s)", (codes,))
+        return res
 
     def _dci_row(self, *columns):
         self.env.cr.execute("SELECT %s FROM dci_data_source WHERE code = %%s" % ", ".join(columns),

@@ -99,6 +99,9 @@ class _Model:
             setattr(self, k, v)
         return True
 
+    def unlink(self):
+        return True
+
     def create(self, vals_list):
         if isinstance(vals_list, dict):
             vals_list = [vals_list]
