@@ -92,6 +92,38 @@ def jbody(obj, status=200, extra=()):
     return status, [("Content-Type", "application/json")] + list(extra), json.dumps(obj).encode()
 
 
+# ---------------------------------------------------------------- signed answers
+def sign_answer(body, mode):
+    """Sign a DCI answer as DCI.md says, with the fixture Ed25519 key (the source
+    asks through its extra_headers: X-Mock-Sign: ed25519 | tamper | expired)."""
+    import base64, hashlib
+    from cryptography.hazmat.primitives import serialization
+    try:
+        env = json.loads(body)
+    except ValueError:
+        return body
+    if not isinstance(env, dict) or "header" not in env or "message" not in env:
+        return body
+    keyfile = os.path.join(os.environ.get("DCI_SIGNING_FIXTURES") or os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "fixtures", "signing"),
+        "ed25519_private.pem")
+    with open(keyfile, "rb") as f:
+        key = serialization.load_pem_private_key(f.read(), password=None)
+    canonical = json.dumps({"header": env["header"], "message": env["message"]},
+                           sort_keys=True, separators=(",", ":"))
+    digest = base64.b64encode(hashlib.sha256(canonical.encode()).digest()).decode()
+    created = int(time.time()) - (1000 if mode == "expired" else 0)
+    expires = created + 300
+    signing_string = "(created): %d\n(expires): %d\ndigest: %s" % (created, expires, digest)
+    sig = base64.b64encode(key.sign(signing_string.encode())).decode()
+    env["signature"] = ('namespace="dci", kidId="%s|mock-registry-key|ed25519", algorithm="ed25519", '
+                        'created="%d", expires="%d", headers="(created) (expires) digest", signature="%s"'
+                        % (env["header"].get("sender_id", ""), created, expires, sig))
+    if mode == "tamper":
+        env["message"]["tampered"] = True
+    return json.dumps(env).encode()
+
+
 # ---------------------------------------------------------------- data API
 def h_ping(req):
     if req.method not in ("GET", "POST", "HEAD"):
@@ -619,7 +651,11 @@ class Handler(BaseHTTPRequestHandler):
             mode, params = fault
             if self.apply_fault(mode, params, is_token):
                 return
-        self.send(*self.normal(is_token))
+        status, headers, body = self.normal(is_token)
+        sign = self.headers.get("X-Mock-Sign")
+        if sign and self.path in DCI_PATHS:
+            body = sign_answer(body, sign)
+        self.send(status, headers, body)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = dispatch
 
