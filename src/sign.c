@@ -93,15 +93,6 @@ free_keys(void)
 		MemoryContextReset(keys_cxt);
 }
 
-static void
-become_superuser(Oid *save_userid, int *save_sec_context)
-{
-	GetUserIdAndSecContext(save_userid, save_sec_context);
-	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
-						   *save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-}
-
 /* the quoted schema of the extension (SPI must be connected); its oid in *nsp */
 static char *
 extension_schema(Oid *nsp)
@@ -124,8 +115,7 @@ extension_schema(Oid *nsp)
 static void
 load_keys(void)
 {
-	Oid			save_userid;
-	int			save_sec_context;
+	DciPrivilegedState priv;
 	char	   *schema;
 	Oid			nsp;
 	MemoryContext old;
@@ -135,9 +125,7 @@ load_keys(void)
 		keys_cxt = AllocSetContextCreate(CacheMemoryContext, "dci_client signing keys",
 										 ALLOCSET_SMALL_SIZES);
 
-	become_superuser(&save_userid, &save_sec_context);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	dci_spi_begin_privileged(&priv);
 	schema = extension_schema(&nsp);
 	keys_table = get_relname_relid("dci_signing_key", nsp);
 	if (SPI_execute(psprintf("SELECT id, key_id, algorithm, state, public_key, private_key_encrypted "
@@ -168,8 +156,7 @@ load_keys(void)
 		k->private_ct = isnull ? NULL : DatumGetByteaPCopy(d);
 	}
 	MemoryContextSwitchTo(old);
-	SPI_finish();
-	SetUserIdAndSecContext(save_userid, save_sec_context);
+	dci_spi_end_privileged(&priv);
 
 	if (!callback_registered)
 	{
@@ -523,8 +510,7 @@ dci_generate_signing_key(PG_FUNCTION_ARGS)
 	char	   *public_pem;
 	char		err[256] = "";
 	char	   *key_id;
-	Oid			save_userid;
-	int			save_sec_context;
+	DciPrivilegedState priv;
 	Oid			argtypes[4] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID};
 	Datum		values[4];
 	text	   *private_text;
@@ -580,9 +566,7 @@ dci_generate_signing_key(PG_FUNCTION_ARGS)
 	values[3] = PointerGetDatum(private_text);
 	free(public_pem);
 
-	become_superuser(&save_userid, &save_sec_context);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	dci_spi_begin_privileged(&priv);
 	/*
 	 * The private key travels as a parameter, never in the statement text.
 	 * No row limit: with one, the AFTER STATEMENT trigger that invalidates
@@ -594,8 +578,7 @@ dci_generate_signing_key(PG_FUNCTION_ARGS)
 		SPI_processed != 1)
 		elog(ERROR, "could not insert into dci_signing_key");
 	id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	SPI_finish();
-	SetUserIdAndSecContext(save_userid, save_sec_context);
+	dci_spi_end_privileged(&priv);
 	explicit_bzero(VARDATA(private_text), VARSIZE(private_text) - VARHDRSZ);
 	PG_RETURN_INT32(id);
 }
