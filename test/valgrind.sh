@@ -89,6 +89,22 @@ try:
     kinds = re.compile(r"^==\d+== (Invalid (read|write|free)|Conditional jump|Use of uninitialised|"
                        r"Syscall param|Mismatched free|Source and destination overlap|"
                        r"[\d,]+ (\([\d,]+ direct, [\d,]+ indirect\) )?bytes in [\d,]+ blocks are definitely lost)")
+    # frames of the extension: "(in .../dci_client.so)" without debug info, else a
+    # function of dci_client.so (nm) in one of its source files
+    so = os.path.join(subprocess.run(["pg_config", "--pkglibdir"], capture_output=True, text=True).stdout.strip(),
+                      "dci_client.so")
+    syms = set(l.split()[-1] for l in subprocess.run(["nm", "--defined-only", so], capture_output=True,
+                                                      text=True).stdout.splitlines() if l.strip())
+    srcs = set(os.path.basename(f) for f in glob.glob(os.path.join(root, "src", "*.c")))
+    frame = re.compile(r"(?:at|by) 0x[0-9A-F]+: (\S+) \((?:in (\S+)|([^:()]+):\d+)\)")
+
+    def is_ours(block):
+        for m in frame.finditer(block):
+            fn, obj, src = m.groups()
+            if (obj and obj.endswith("dci_client.so")) or (src in srcs and fn in syms):
+                return True
+        return False
+
     ours, others, nlogs = [], [], 0
     for path in sorted(glob.glob(os.path.join(logs, "*.log"))):
         nlogs += 1
@@ -102,7 +118,7 @@ try:
                         and not kinds.match(lines[j]):
                     j += 1
                 block = "\n".join(lines[i:j])
-                (ours if "dci_client" in block else others).append((os.path.basename(path), block))
+                (ours if is_ours(block) else others).append((os.path.basename(path), block))
                 i = j
             else:
                 i += 1
@@ -111,6 +127,8 @@ try:
         for _, b in lst:
             k = re.sub(r"^==\d+== ", "", b.splitlines()[0])
             k = re.sub(r"[\d,]+ (\([^)]*\) )?bytes in [\d,]+ blocks", "N bytes in N blocks", k)
+            k = re.sub(r" in loss record .*| ?\(0x[0-9a-f]+, 0x[0-9a-f]+, \d+\)", "", k)
+            k += " [" + ", ".join(m.group(1) for m in list(frame.finditer(b))[:4]) + "]"
             c[k] = c.get(k, 0) + 1
         return c
     print("\nvalgrind logs: %d processes" % nlogs)
@@ -118,6 +136,9 @@ try:
     print("errors elsewhere (PostgreSQL, libraries): %d %s" % (len(others), json.dumps(summary(others))))
     for name, b in ours[:20]:
         print("---- %s\n%s" % (name, b))
+    print("\nfirst reports elsewhere, for reference:")
+    for name, b in others[:3]:
+        print("---- %s\n%s" % (name, "\n".join(b.splitlines()[:12])))
     if p.returncode != 0:
         print("pg_regress failed under valgrind (see regression.diffs)")
         rc = 2
@@ -130,7 +151,7 @@ finally:
         cl.cleanup()
     finally:
         mock.stop()
-        if rc == 0:
+        if rc == 0 and not os.environ.get("DCI_KEEP_TMP"):
             shutil.rmtree(work, ignore_errors=True)
 sys.exit(rc)
 PY
