@@ -27,6 +27,9 @@ include $(PGXS)
 
 PYTHON = /usr/bin/python3
 
+# PGXS does not track headers: every object depends on all of ours
+$(OBJS): $(wildcard $(srcdir)/src/*.h)
+
 .PHONY: deps run test unit
 deps:
 	@bash test/install_deps.sh

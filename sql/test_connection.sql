@@ -39,10 +39,10 @@ SELECT step, ok, detail FROM dci_test_connection('tc_404');
 SELECT state, last_error FROM dci_data_source WHERE code = 'tc_404';
 
 -- nothing listens: reachable false, authorized NULL; state 'error'
-SELECT step, ok, CASE WHEN step = 'reachable' THEN detail LIKE 'could not connect to "127.0.0.1:1"%' END AS refused,
+SELECT step, ok, CASE WHEN step = 'reachable' THEN detail LIKE 'could not connect to data source "tc_down" ("127.0.0.1:1")%' END AS refused,
        CASE WHEN step <> 'reachable' THEN detail END AS detail
   FROM dci_test_connection('tc_down');
-SELECT state, last_error LIKE 'reachable: could not connect to "127.0.0.1:1"%' AS last_error_names_step
+SELECT state, last_error LIKE 'reachable: could not connect to data source "tc_down" ("127.0.0.1:1")%' AS last_error_names_step
   FROM dci_data_source WHERE code = 'tc_down';
 
 -- auth_type none: no token step (NULL); an open endpoint authorizes

@@ -102,6 +102,7 @@ typedef enum DciCredLocation
 typedef struct DciSource
 {
 	MemoryContext cxt;
+	Oid			table_oid;		/* dci_data_source when loaded: ids restart on re-create */
 	int32		id;
 	char	   *code;
 	char	   *registry_type;
@@ -153,6 +154,8 @@ typedef struct DciPrivilegedState
 } DciPrivilegedState;
 extern int	dci_spi_begin_privileged(DciPrivilegedState *state);
 extern void dci_spi_end_privileged(DciPrivilegedState *state);
+/* the OID of dci_data_source (changes when the extension is re-created) */
+extern Oid	dci_source_table_oid(Oid fn_oid);
 /* the extension's schema, found from one of its functions */
 extern Oid	dci_extension_schema(Oid fn_oid);
 

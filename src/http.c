@@ -556,6 +556,7 @@ static Outcome
 describe_failure(const DciHttpRequest *req, CURLcode rc, DciError *err)
 {
 	char	   *origin = url_origin(req->url);
+	const char *code = req->source ? req->source->code : "?";
 	curl_off_t	t_dns = 0,
 				t_connect = 0,
 				t_tls = 0,
@@ -571,26 +572,26 @@ describe_failure(const DciHttpRequest *req, CURLcode rc, DciError *err)
 
 	if (ts.blocked_address)
 	{
-		dci_error_set(err, ERRCODE_DCI_CONFIG, "address %s of \"%s\" is not allowed by dci_client.allowed_hosts",
-					  ts.blocked, origin);
+		dci_error_set(err, ERRCODE_DCI_CONFIG, "address %s of \"%s\" (data source \"%s\") is not allowed by dci_client.allowed_hosts",
+					  ts.blocked, origin, code);
 		dci_error_detail(err, "Loopback, private and link-local addresses must be listed as IP addresses or CIDR ranges.");
 		return OUTCOME_FAILED;
 	}
 	if (ts.too_large || rc == CURLE_FILESIZE_EXCEEDED)
 	{
-		dci_error_set(err, ERRCODE_DCI_TOO_LARGE, "response from \"%s\" exceeds dci_client.max_response_bytes (%d bytes)",
-					  origin, dci_max_response_bytes);
+		dci_error_set(err, ERRCODE_DCI_TOO_LARGE, "response from data source \"%s\" (\"%s\") exceeds dci_client.max_response_bytes (%d bytes)",
+					  code, origin, dci_max_response_bytes);
 		return OUTCOME_FAILED;
 	}
 	if (ts.headers_too_large)
 	{
-		dci_error_set(err, ERRCODE_DCI_TOO_LARGE, "response headers from \"%s\" exceed %d bytes or %d fields",
-					  origin, MAX_HEADER_BYTES, MAX_HEADER_COUNT);
+		dci_error_set(err, ERRCODE_DCI_TOO_LARGE, "response headers from data source \"%s\" (\"%s\") exceed %d bytes or %d fields",
+					  code, origin, MAX_HEADER_BYTES, MAX_HEADER_COUNT);
 		return OUTCOME_FAILED;
 	}
 	if (ts.sends > 1)
 	{
-		dci_error_set(err, ERRCODE_DCI_TRANSPORT, "connection to \"%s\" was closed before a complete answer", origin);
+		dci_error_set(err, ERRCODE_DCI_TRANSPORT, "connection to data source \"%s\" (\"%s\") was closed before a complete answer", code, origin);
 		dci_error_detail(err, "The reused connection failed after the request was sent.");
 		return OUTCOME_RESET;
 	}
@@ -603,23 +604,23 @@ describe_failure(const DciHttpRequest *req, CURLcode rc, DciError *err)
 	{
 		case CURLE_COULDNT_RESOLVE_HOST:
 		case CURLE_COULDNT_RESOLVE_PROXY:
-			dci_error_set(err, ERRCODE_DCI_TRANSPORT, "could not resolve host of \"%s\"", origin);
+			dci_error_set(err, ERRCODE_DCI_TRANSPORT, "could not resolve the host of data source \"%s\" (\"%s\")", code, origin);
 			outcome = OUTCOME_NOT_CONNECTED;
 			break;
 		case CURLE_COULDNT_CONNECT:
-			dci_error_set(err, ERRCODE_DCI_TRANSPORT, "could not connect to \"%s\"", origin);
+			dci_error_set(err, ERRCODE_DCI_TRANSPORT, "could not connect to data source \"%s\" (\"%s\")", code, origin);
 			outcome = OUTCOME_NOT_CONNECTED;
 			break;
 		case CURLE_OPERATION_TIMEDOUT:
 			if (GetCurrentTimestamp() >= req->deadline)
 			{
-				dci_error_set(err, ERRCODE_DCI_TIMEOUT, "call to \"%s\" ran out of time", origin);
+				dci_error_set(err, ERRCODE_DCI_TIMEOUT, "call to data source \"%s\" (\"%s\") ran out of time", code, origin);
 				dci_error_hint(err, "The budget is the data source's timeout_ms, or dci_client.timeout_ms.");
 				outcome = OUTCOME_FAILED;
 			}
 			else
 			{
-				dci_error_set(err, ERRCODE_DCI_TRANSPORT, "timed out connecting to \"%s\"", origin);
+				dci_error_set(err, ERRCODE_DCI_TRANSPORT, "timed out connecting to data source \"%s\" (\"%s\")", code, origin);
 				outcome = OUTCOME_NOT_CONNECTED;
 			}
 			break;
@@ -628,19 +629,19 @@ describe_failure(const DciHttpRequest *req, CURLcode rc, DciError *err)
 		case CURLE_SSL_CACERT:
 #endif
 			curl_easy_getinfo(easy, CURLINFO_SSL_VERIFYRESULT, &verify);
-			dci_error_set(err, ERRCODE_DCI_TRANSPORT, "TLS certificate of \"%s\" is not trusted: %s",
-						  origin, verify ? X509_verify_cert_error_string(verify) : "verification failed");
+			dci_error_set(err, ERRCODE_DCI_TRANSPORT, "TLS certificate of data source \"%s\" (\"%s\") is not trusted: %s",
+						  code, origin, verify ? X509_verify_cert_error_string(verify) : "verification failed");
 			dci_error_hint(err, "Check ca_cert and verify_ssl of the data source, and the server's certificate.");
 			outcome = OUTCOME_FAILED;
 			break;
 		case CURLE_SSL_CONNECT_ERROR:
-			dci_error_set(err, ERRCODE_DCI_TRANSPORT, "TLS handshake with \"%s\" failed", origin);
+			dci_error_set(err, ERRCODE_DCI_TRANSPORT, "TLS handshake with data source \"%s\" (\"%s\") failed", code, origin);
 			outcome = OUTCOME_FAILED;
 			break;
 		case CURLE_SSL_CERTPROBLEM:
 		case CURLE_SSL_CIPHER:
 		case CURLE_SSL_CACERT_BADFILE:
-			dci_error_set(err, ERRCODE_DCI_CONFIG, "TLS settings for \"%s\" could not be used", origin);
+			dci_error_set(err, ERRCODE_DCI_CONFIG, "TLS settings of data source \"%s\" could not be used for \"%s\"", code, origin);
 			dci_error_hint(err, "Check ca_cert, client_cert and client_key of the data source.");
 			outcome = OUTCOME_FAILED;
 			break;
@@ -652,17 +653,17 @@ describe_failure(const DciHttpRequest *req, CURLcode rc, DciError *err)
 		case CURLE_HTTP2_STREAM:
 #endif
 		case CURLE_HTTP2:
-			dci_error_set(err, ERRCODE_DCI_TRANSPORT, "connection to \"%s\" was closed before a complete answer", origin);
+			dci_error_set(err, ERRCODE_DCI_TRANSPORT, "connection to data source \"%s\" (\"%s\") was closed before a complete answer", code, origin);
 			outcome = OUTCOME_RESET;
 			break;
 		case CURLE_WEIRD_SERVER_REPLY:
 		case CURLE_BAD_CONTENT_ENCODING:
 		case CURLE_UNSUPPORTED_PROTOCOL:
-			dci_error_set(err, ERRCODE_DCI_TRANSPORT, "protocol error talking to \"%s\"", origin);
+			dci_error_set(err, ERRCODE_DCI_TRANSPORT, "protocol error talking to data source \"%s\" (\"%s\")", code, origin);
 			outcome = OUTCOME_FAILED;
 			break;
 		default:
-			dci_error_set(err, ERRCODE_DCI_TRANSPORT, "HTTP transfer to \"%s\" failed", origin);
+			dci_error_set(err, ERRCODE_DCI_TRANSPORT, "HTTP transfer to data source \"%s\" (\"%s\") failed", code, origin);
 			outcome = OUTCOME_FAILED;
 			break;
 	}
@@ -679,7 +680,8 @@ attempt(const DciHttpRequest *req, struct curl_slist *headers, long *status, Dci
 
 	if (remaining <= 0)
 	{
-		dci_error_set(err, ERRCODE_DCI_TIMEOUT, "call to \"%s\" ran out of time", url_origin(req->url));
+		dci_error_set(err, ERRCODE_DCI_TIMEOUT, "call to data source \"%s\" (\"%s\") ran out of time",
+					  req->source ? req->source->code : "?", url_origin(req->url));
 		dci_error_hint(err, "The budget is the data source's timeout_ms, or dci_client.timeout_ms.");
 		return OUTCOME_FAILED;
 	}
@@ -748,7 +750,8 @@ dci_http_exchange(const DciHttpRequest *req, DciHttpResponse *resp)
 		if (host == NULL || !host_rules_allow_host(dci_host_rules(), host))
 		{
 			dci_error_set(&resp->error, ERRCODE_DCI_CONFIG,
-						  "host \"%s\" is not allowed by dci_client.allowed_hosts", host ? host : "?");
+						  "host \"%s\" of data source \"%s\" is not allowed by dci_client.allowed_hosts",
+						  host ? host : "?", req->source ? req->source->code : "?");
 			return false;
 		}
 	}

@@ -24,6 +24,7 @@
 
 typedef struct LocalToken
 {
+	Oid			relid;
 	int32		source_id;
 	uint64		fingerprint;
 	char	   *token;			/* TopMemoryContext; NULL: none */
@@ -38,10 +39,10 @@ static int	maxlocal = 0;
 static uint64 local_generation = 0;
 
 static LocalToken *
-local_token(int32 source_id)
+local_token(const DciSource *src)
 {
 	for (int i = 0; i < nlocal; i++)
-		if (local_tokens[i].source_id == source_id)
+		if (local_tokens[i].source_id == src->id && local_tokens[i].relid == src->table_oid)
 			return &local_tokens[i];
 	if (nlocal == maxlocal)
 	{
@@ -51,7 +52,8 @@ local_token(int32 source_id)
 			MemoryContextAlloc(TopMemoryContext, maxlocal * sizeof(LocalToken));
 	}
 	memset(&local_tokens[nlocal], 0, sizeof(LocalToken));
-	local_tokens[nlocal].source_id = source_id;
+	local_tokens[nlocal].source_id = src->id;
+	local_tokens[nlocal].relid = src->table_oid;
 	return &local_tokens[nlocal++];
 }
 
@@ -241,7 +243,7 @@ dci_token_get(DciSource *src, bool force_refresh, TimestampTz deadline,
 
 	now = GetCurrentTimestamp();
 	valid_until = now + (TimestampTz) dci_token_refresh_margin_s * USECS_PER_SEC;
-	lt = local_token(src->id);
+	lt = local_token(src);
 	if (lt->token && lt->fingerprint != src->credential_fingerprint)
 		local_forget(lt);
 	if (!force_refresh && lt->token && lt->expires_at > valid_until)
@@ -254,8 +256,7 @@ dci_token_get(DciSource *src, bool force_refresh, TimestampTz deadline,
 	{
 		DciSharedToken st;
 
-		r = dci_token_cache_acquire(src->id, src->credential_fingerprint, force_refresh,
-									valid_until, deadline, &st);
+		r = dci_token_cache_acquire(src, force_refresh, valid_until, deadline, &st);
 		if (r == TOKEN_CACHE_HIT)
 		{
 			local_set(lt, src->credential_fingerprint, st.token, st.obtained_at,
@@ -281,17 +282,16 @@ dci_token_get(DciSource *src, bool force_refresh, TimestampTz deadline,
 		}
 		PG_CATCH();
 		{
-			dci_token_cache_abandon(src->id, src->credential_fingerprint);
+			dci_token_cache_abandon(src);
 			PG_RE_THROW();
 		}
 		PG_END_TRY();
 		if (token == NULL)
 		{
-			dci_token_cache_abandon(src->id, src->credential_fingerprint);
+			dci_token_cache_abandon(src);
 			return NULL;
 		}
-		dci_token_cache_store(src->id, src->credential_fingerprint, token, obtained,
-							  expires, generation);
+		dci_token_cache_store(src, token, obtained, expires, generation);
 	}
 	else
 	{
@@ -308,12 +308,12 @@ dci_token_get(DciSource *src, bool force_refresh, TimestampTz deadline,
 void
 dci_token_drop(DciSource *src, uint64 generation)
 {
-	LocalToken *lt = local_token(src->id);
+	LocalToken *lt = local_token(src);
 
 	if (lt->token && lt->generation == generation)
 		local_forget(lt);
 	if (dci_token_cache_enabled())
-		dci_token_cache_drop(src->id, src->credential_fingerprint, generation);
+		dci_token_cache_drop(src, generation);
 }
 
 PG_FUNCTION_INFO_V1(dci_get_token);
@@ -352,11 +352,13 @@ dci_token_status_entries(PG_FUNCTION_ARGS)
 	Datum		values[4];
 	bool		nulls[4] = {false, false, false, false};
 
+	Oid			relid = dci_source_table_oid(fcinfo->flinfo->fn_oid);
+
 	InitMaterializedSRF(fcinfo, 0);
 	if (dci_token_cache_enabled())
 	{
 		shared = palloc(sizeof(DciTokenInfo) * dci_shared_token_slots);
-		nshared = dci_token_cache_list(shared, dci_shared_token_slots);
+		nshared = dci_token_cache_list(relid, shared, dci_shared_token_slots);
 	}
 	for (int i = 0; i < nshared; i++)
 	{
@@ -370,7 +372,7 @@ dci_token_status_entries(PG_FUNCTION_ARGS)
 	{
 		bool		in_shared = false;
 
-		if (local_tokens[i].token == NULL)
+		if (local_tokens[i].token == NULL || local_tokens[i].relid != relid)
 			continue;
 		for (int j = 0; j < nshared; j++)
 			if (shared[j].source_id == local_tokens[i].source_id)

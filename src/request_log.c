@@ -38,6 +38,12 @@
 #define LOG_WORKERS 8
 /* a worker that did not come up is asked for again after this long */
 #define WORKER_RETRY_MS 5000
+/*
+ * An idle writer leaves after this long, so it never holds up DROP DATABASE
+ * or CREATE DATABASE ... TEMPLATE (both wait 5 s for other sessions); the
+ * next record starts it again.
+ */
+#define WORKER_IDLE_EXIT_MS 1000
 
 int			dci_log_requests = DCI_LOG_ERRORS;
 int			dci_log_retention_days = 30;
@@ -85,6 +91,7 @@ static struct
 {
 	bool		active;
 	Oid			dbid;
+	Oid			relid;
 	int32		source_id;
 	char		source[64];
 	char		method[8];
@@ -126,6 +133,7 @@ dci_log_begin(const DciSource *src, const char *method, const char *path)
 {
 	current.active = true;
 	current.dbid = MyDatabaseId;
+	current.relid = src->table_oid;
 	current.source_id = src->id;
 	strlcpy(current.source, src->code, sizeof(current.source));
 	strlcpy(current.method, method, sizeof(current.method));
@@ -208,7 +216,7 @@ write_record(const char *outcome, const char *error)
 	if (error)
 		strlcpy(r.error, error, sizeof(r.error));
 
-	dci_stats_count(r.dbid, r.source_id, failed, r.elapsed_ms);
+	dci_stats_count(r.dbid, current.relid, r.source_id, failed, r.elapsed_ms);
 
 	if (dci_log_requests == DCI_LOG_OFF || (dci_log_requests == DCI_LOG_ERRORS && !failed))
 		return;
@@ -318,7 +326,7 @@ dci_log_failed(void)
 void
 dci_log_token_fetch(const DciSource *src)
 {
-	dci_stats_count_token(MyDatabaseId, src->id);
+	dci_stats_count_token(MyDatabaseId, src->table_oid, src->id);
 }
 
 /* ---- the writer ---- */
@@ -341,17 +349,27 @@ worker_exit(int code, Datum arg)
 {
 	if (my_slot >= 0)
 	{
+		LogWorkerSlot *slot = &log_shared->workers[my_slot];
+
 		LWLockAcquire(log_shared->lock, LW_EXCLUSIVE);
-		log_shared->workers[my_slot].pid = 0;
-		log_shared->workers[my_slot].latch = NULL;
-		log_shared->workers[my_slot].requested_at = 0;
+		/* a successor may own the slot already */
+		if (slot->pid == MyProcPid)
+		{
+			slot->pid = 0;
+			slot->latch = NULL;
+			slot->requested_at = 0;
+		}
 		LWLockRelease(log_shared->lock);
 	}
 }
 
-/* take this database's records out of the queue */
+/*
+ * Take this database's records out of the queue.  With retire, and nothing
+ * to take, give up the slot in the same critical section (returns -1): a
+ * record written after that starts a new writer instead of waking this one.
+ */
 static int
-take_records(LogRecord *out, int max)
+take_records(LogRecord *out, int max, bool retire)
 {
 	int			n = 0;
 
@@ -369,6 +387,15 @@ take_records(LogRecord *out, int max)
 	while (log_shared->tail < log_shared->head &&
 		   !log_shared->records[log_shared->tail % LOG_QUEUE_SIZE].used)
 		log_shared->tail++;
+	if (n == 0 && retire)
+	{
+		LogWorkerSlot *slot = &log_shared->workers[my_slot];
+
+		slot->pid = 0;
+		slot->latch = NULL;
+		slot->requested_at = 0;
+		n = -1;
+	}
 	LWLockRelease(log_shared->lock);
 	return n;
 }
@@ -451,6 +478,7 @@ dci_log_worker_main(Datum arg)
 	Oid			dbid = DatumGetObjectId(arg);
 	LogRecord  *batch;
 	TimestampTz last_purge = 0;
+	TimestampTz last_work;
 
 	pqsignal(SIGTERM, worker_sigterm);
 	BackgroundWorkerUnblockSignals();
@@ -480,28 +508,36 @@ dci_log_worker_main(Datum arg)
 	before_shmem_exit(worker_exit, (Datum) 0);
 
 	batch = MemoryContextAlloc(TopMemoryContext, sizeof(LogRecord) * 256);
+	last_work = GetCurrentTimestamp();
 	while (!got_sigterm)
 	{
 		int			n;
 		TimestampTz now;
 		bool		purge;
-
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 10000L, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
+		bool		idle;
 
 		now = GetCurrentTimestamp();
 		purge = TimestampDifferenceExceeds(last_purge, now, 3600 * 1000);
-		while ((n = take_records(batch, 256)) > 0 || purge)
+		idle = TimestampDifferenceExceeds(last_work, now, WORKER_IDLE_EXIT_MS);
+		n = take_records(batch, 256, idle && !purge);
+		if (n < 0)
+			break;				/* retired: the slot is free again */
+		while (n > 0 || purge)
 		{
-			write_batch(batch, n, purge);
+			write_batch(batch, Max(n, 0), purge);
 			if (purge)
 				last_purge = now;
 			purge = false;
+			last_work = GetCurrentTimestamp();
 			if (n == 0)
 				break;
+			n = take_records(batch, 256, false);
 		}
+
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 WORKER_IDLE_EXIT_MS / 4, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
 	}
 	proc_exit(0);
 }

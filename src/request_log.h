@@ -38,7 +38,7 @@ extern void dci_request_log_shmem_startup(void);
 /* statistics (source_stats.c) */
 extern void dci_stats_shmem_request(void);
 extern void dci_stats_shmem_startup(void);
-extern void dci_stats_count(Oid dbid, int32 source_id, bool error, double elapsed_ms);
-extern void dci_stats_count_token(Oid dbid, int32 source_id);
+extern void dci_stats_count(Oid dbid, Oid relid, int32 source_id, bool error, double elapsed_ms);
+extern void dci_stats_count_token(Oid dbid, Oid relid, int32 source_id);
 
 #endif							/* DCI_REQUEST_LOG_H */

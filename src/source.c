@@ -48,6 +48,8 @@ static bool callback_registered = false;
 static Oid	table_oid = InvalidOid;
 static Oid	schema_oid = InvalidOid;
 
+static Oid	source_table(Oid fn_oid);
+
 static void
 free_source(DciSource *src)
 {
@@ -74,6 +76,7 @@ relcache_callback(Datum arg, Oid relid)
 			entries[i].stale = true;
 		any_stale = nentries > 0;
 		table_oid = InvalidOid;
+		schema_oid = InvalidOid;	/* the extension may be re-created elsewhere */
 	}
 }
 
@@ -93,6 +96,12 @@ purge_stale(void)
 	}
 	nentries = kept;
 	any_stale = false;
+}
+
+Oid
+dci_source_table_oid(Oid fn_oid)
+{
+	return source_table(fn_oid);
 }
 
 Oid
@@ -165,6 +174,8 @@ credential_fingerprint(const DciSource *src)
 	uint64		fp;
 
 	SHA256_Init(&ctx);
+	/* a re-created extension's source 1 is not the old source 1 */
+	SHA256_Update(&ctx, &src->table_oid, sizeof(src->table_oid));
 	SHA256_Update(&ctx, &src->auth_type, sizeof(src->auth_type));
 	SHA256_Update(&ctx, &src->cred_location, sizeof(src->cred_location));
 	for (int i = 0; i < lengthof(parts); i++)
@@ -209,6 +220,7 @@ build_source(SPITupleTable *tt, HeapTuple tup)
 	char	   *binding;
 
 	src->cxt = cxt;
+	src->table_oid = table_oid;
 	src->id = DatumGetInt32(SPI_getbinval(tup, tt->tupdesc, 1, &isnull));
 	src->code = copy_text(tt, tup, 2);
 	MemoryContextSetIdentifier(cxt, src->code);

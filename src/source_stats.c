@@ -32,6 +32,7 @@ typedef struct StatsSlot
 {
 	slock_t		mutex;
 	Oid			dbid;			/* InvalidOid: free */
+	Oid			relid;			/* dci_data_source: ids restart when it is re-created */
 	int32		source_id;
 	int64		calls;
 	int64		errors;
@@ -89,22 +90,24 @@ stats_area(void)
 
 /* the slot of (dbid, source_id); remembered per backend */
 static StatsSlot *
-find_slot(Oid dbid, int32 source_id)
+find_slot(Oid dbid, Oid relid, int32 source_id)
 {
 	static int32 last_source = -1;
 	static Oid	last_db = InvalidOid;
+	static Oid	last_relid = InvalidOid;
 	static StatsSlot *last_slot = NULL;
 	StatsShared *area = stats_area();
 	StatsSlot  *slot = NULL;
 
-	if (last_slot && last_source == source_id && last_db == dbid &&
-		last_slot->dbid == dbid && last_slot->source_id == source_id)
+	if (last_slot && last_source == source_id && last_db == dbid && last_relid == relid &&
+		last_slot->dbid == dbid && last_slot->relid == relid && last_slot->source_id == source_id)
 		return last_slot;
 
 	if (area == stats_shared)
 		LWLockAcquire(area->lock, LW_EXCLUSIVE);
 	for (int i = 0; i < STATS_SLOTS && slot == NULL; i++)
-		if (area->slots[i].dbid == dbid && area->slots[i].source_id == source_id)
+		if (area->slots[i].dbid == dbid && area->slots[i].relid == relid &&
+			area->slots[i].source_id == source_id)
 			slot = &area->slots[i];
 	for (int i = 0; i < STATS_SLOTS && slot == NULL; i++)
 		if (area->slots[i].dbid == InvalidOid)
@@ -112,6 +115,7 @@ find_slot(Oid dbid, int32 source_id)
 			slot = &area->slots[i];
 			SpinLockAcquire(&slot->mutex);
 			slot->dbid = dbid;
+			slot->relid = relid;
 			slot->source_id = source_id;
 			slot->calls = slot->errors = slot->token_fetches = 0;
 			slot->last_call = 0;
@@ -123,6 +127,7 @@ find_slot(Oid dbid, int32 source_id)
 
 	last_source = source_id;
 	last_db = dbid;
+	last_relid = relid;
 	last_slot = slot;
 	return slot;
 }
@@ -146,9 +151,9 @@ bucket_ms(int b)
 }
 
 void
-dci_stats_count(Oid dbid, int32 source_id, bool error, double elapsed_ms)
+dci_stats_count(Oid dbid, Oid relid, int32 source_id, bool error, double elapsed_ms)
 {
-	StatsSlot  *slot = find_slot(dbid, source_id);
+	StatsSlot  *slot = find_slot(dbid, relid, source_id);
 
 	if (slot == NULL)
 		return;					/* more sources than slots: not counted */
@@ -162,9 +167,9 @@ dci_stats_count(Oid dbid, int32 source_id, bool error, double elapsed_ms)
 }
 
 void
-dci_stats_count_token(Oid dbid, int32 source_id)
+dci_stats_count_token(Oid dbid, Oid relid, int32 source_id)
 {
-	StatsSlot  *slot = find_slot(dbid, source_id);
+	StatsSlot  *slot = find_slot(dbid, relid, source_id);
 
 	if (slot == NULL)
 		return;
@@ -201,6 +206,7 @@ dci_source_stats_entries(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	StatsShared *area = stats_area();
+	Oid			relid = dci_source_table_oid(fcinfo->flinfo->fn_oid);
 
 	InitMaterializedSRF(fcinfo, 0);
 	for (int i = 0; i < STATS_SLOTS; i++)
@@ -213,7 +219,7 @@ dci_source_stats_entries(PG_FUNCTION_ARGS)
 		SpinLockAcquire(&slot->mutex);
 		memcpy(&copy, slot, sizeof(StatsSlot));
 		SpinLockRelease(&slot->mutex);
-		if (copy.dbid != MyDatabaseId)
+		if (copy.dbid != MyDatabaseId || copy.relid != relid)
 			continue;
 		values[0] = Int32GetDatum(copy.source_id);
 		values[1] = Int64GetDatum(copy.calls);

@@ -29,6 +29,7 @@ typedef struct TokenSlot
 	bool		used;
 	bool		valid;			/* token holds a usable value */
 	Oid			dbid;
+	Oid			relid;			/* dci_data_source: ids restart when it is re-created */
 	int32		source_id;
 	uint64		fingerprint;
 	int			fetcher_pid;	/* 0: nobody is fetching */
@@ -119,15 +120,18 @@ release_own_slots(int code, Datum arg)
 
 /* the slot of a source in this database; caller holds the lock exclusively */
 static TokenSlot *
-find_slot(int32 source_id, uint64 fingerprint, bool create)
+find_slot(const DciSource *src, bool create)
 {
 	TokenSlot  *victim = NULL;
+	int32		source_id = src->id;
+	uint64		fingerprint = src->credential_fingerprint;
 
 	for (int i = 0; i < cache->nslots; i++)
 	{
 		TokenSlot  *s = &cache->slots[i];
 
-		if (s->used && s->dbid == MyDatabaseId && s->source_id == source_id)
+		if (s->used && s->dbid == MyDatabaseId && s->relid == src->table_oid &&
+			s->source_id == source_id)
 		{
 			if (s->fingerprint == fingerprint)
 				return s;
@@ -163,6 +167,7 @@ find_slot(int32 source_id, uint64 fingerprint, bool create)
 	victim->used = true;
 	victim->valid = false;
 	victim->dbid = MyDatabaseId;
+	victim->relid = src->table_oid;
 	victim->source_id = source_id;
 	victim->fingerprint = fingerprint;
 	victim->fetcher_pid = 0;
@@ -172,7 +177,7 @@ find_slot(int32 source_id, uint64 fingerprint, bool create)
 }
 
 TokenCacheResult
-dci_token_cache_acquire(int32 source_id, uint64 fingerprint, bool force,
+dci_token_cache_acquire(const DciSource *src, bool force,
 						TimestampTz valid_until, TimestampTz deadline, DciSharedToken *out)
 {
 	bool		waited = false;
@@ -190,7 +195,7 @@ dci_token_cache_acquire(int32 source_id, uint64 fingerprint, bool force,
 		long		remaining;
 
 		LWLockAcquire(cache->lock, LW_EXCLUSIVE);
-		s = find_slot(source_id, fingerprint, true);
+		s = find_slot(src, true);
 		if (s == NULL)
 		{
 			LWLockRelease(cache->lock);
@@ -236,7 +241,7 @@ dci_token_cache_acquire(int32 source_id, uint64 fingerprint, bool force,
 }
 
 void
-dci_token_cache_store(int32 source_id, uint64 fingerprint, const char *token,
+dci_token_cache_store(const DciSource *src, const char *token,
 					  TimestampTz obtained_at, TimestampTz expires_at, uint64 *generation)
 {
 	TokenSlot  *s;
@@ -244,7 +249,7 @@ dci_token_cache_store(int32 source_id, uint64 fingerprint, const char *token,
 
 	LWLockAcquire(cache->lock, LW_EXCLUSIVE);
 	*generation = cache->next_generation++;
-	s = find_slot(source_id, fingerprint, false);
+	s = find_slot(src, false);
 	if (s != NULL)
 	{
 		explicit_bzero(s->token, sizeof(s->token));
@@ -266,12 +271,12 @@ dci_token_cache_store(int32 source_id, uint64 fingerprint, const char *token,
 }
 
 void
-dci_token_cache_abandon(int32 source_id, uint64 fingerprint)
+dci_token_cache_abandon(const DciSource *src)
 {
 	TokenSlot  *s;
 
 	LWLockAcquire(cache->lock, LW_EXCLUSIVE);
-	s = find_slot(source_id, fingerprint, false);
+	s = find_slot(src, false);
 	if (s != NULL && s->fetcher_pid == MyProcPid)
 		s->fetcher_pid = 0;
 	LWLockRelease(cache->lock);
@@ -279,12 +284,12 @@ dci_token_cache_abandon(int32 source_id, uint64 fingerprint)
 }
 
 void
-dci_token_cache_drop(int32 source_id, uint64 fingerprint, uint64 generation)
+dci_token_cache_drop(const DciSource *src, uint64 generation)
 {
 	TokenSlot  *s;
 
 	LWLockAcquire(cache->lock, LW_EXCLUSIVE);
-	s = find_slot(source_id, fingerprint, false);
+	s = find_slot(src, false);
 	/* only the token that failed: another session may have renewed it already */
 	if (s != NULL && s->valid && s->generation == generation)
 	{
@@ -296,7 +301,7 @@ dci_token_cache_drop(int32 source_id, uint64 fingerprint, uint64 generation)
 }
 
 int
-dci_token_cache_list(DciTokenInfo *out, int max)
+dci_token_cache_list(Oid relid, DciTokenInfo *out, int max)
 {
 	int			n = 0;
 
@@ -305,7 +310,7 @@ dci_token_cache_list(DciTokenInfo *out, int max)
 	{
 		TokenSlot  *s = &cache->slots[i];
 
-		if (s->used && s->valid && s->dbid == MyDatabaseId)
+		if (s->used && s->valid && s->dbid == MyDatabaseId && s->relid == relid)
 		{
 			out[n].source_id = s->source_id;
 			out[n].fingerprint = s->fingerprint;

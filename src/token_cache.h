@@ -45,18 +45,18 @@ extern bool dci_token_cache_enabled(void);
  * Waits while another backend fetches, up to deadline.  force: a token that
  * was there before the call is not good enough (one fetched meanwhile is).
  */
-extern TokenCacheResult dci_token_cache_acquire(int32 source_id, uint64 fingerprint, bool force,
+extern TokenCacheResult dci_token_cache_acquire(const DciSource *src, bool force,
 												TimestampTz valid_until, TimestampTz deadline,
 												DciSharedToken *out);
 /* the fetcher's result; wakes the waiters; *generation identifies it */
-extern void dci_token_cache_store(int32 source_id, uint64 fingerprint, const char *token,
+extern void dci_token_cache_store(const DciSource *src, const char *token,
 								  TimestampTz obtained_at, TimestampTz expires_at,
 								  uint64 *generation);
 /* the fetcher failed: wake the waiters, one of them tries next */
-extern void dci_token_cache_abandon(int32 source_id, uint64 fingerprint);
+extern void dci_token_cache_abandon(const DciSource *src);
 /* forget the token of this generation (it was refused with 401) */
-extern void dci_token_cache_drop(int32 source_id, uint64 fingerprint, uint64 generation);
-/* valid tokens of this database, for dci_token_status */
-extern int	dci_token_cache_list(DciTokenInfo *out, int max);
+extern void dci_token_cache_drop(const DciSource *src, uint64 generation);
+/* valid tokens of this database's dci_data_source (relid), for dci_token_status */
+extern int	dci_token_cache_list(Oid relid, DciTokenInfo *out, int max);
 
 #endif							/* DCI_TOKEN_CACHE_H */
