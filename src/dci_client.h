@@ -102,6 +102,7 @@ typedef enum DciCredLocation
 typedef struct DciSource
 {
 	MemoryContext cxt;
+	uint64		serial;			/* unique per load in this backend: identifies this copy */
 	Oid			table_oid;		/* dci_data_source when loaded: ids restart on re-create */
 	int32		id;
 	char	   *code;

@@ -358,14 +358,63 @@ url_host(const char *url)
 
 /* ---- one attempt ---- */
 
+/*
+ * What the options of the last transfer depended on besides URL, headers,
+ * body and timeouts: when it is unchanged, the handle keeps them and only
+ * those five are set (the warm path); otherwise it is reset and set anew.
+ */
+typedef struct OptionsKey
+{
+	uint64		source_serial;	/* 0: no source */
+	const char *method;			/* one of request.c's constant strings */
+	bool		has_body;
+	char		proxy[256];
+	char		user_agent[256];
+	int			max_bytes;
+	bool		valid;
+} OptionsKey;
+
+static OptionsKey last_options;
+
+static bool
+options_unchanged(const DciHttpRequest *req)
+{
+	const char *proxy = dci_proxy ? dci_proxy : "";
+	const char *ua = dci_user_agent ? dci_user_agent : "";
+
+	return last_options.valid &&
+		last_options.source_serial == (req->source ? req->source->serial : 0) &&
+		strcmp(last_options.method, req->method) == 0 &&
+		last_options.has_body == (req->body != NULL) &&
+		strcmp(last_options.proxy, proxy) == 0 &&
+		strcmp(last_options.user_agent, ua) == 0 &&
+		last_options.max_bytes == dci_max_response_bytes;
+}
+
 static void
-set_options(const DciHttpRequest *req, struct curl_slist *headers, long timeout_ms)
+remember_options(const DciHttpRequest *req)
+{
+	const char *proxy = dci_proxy ? dci_proxy : "";
+	const char *ua = dci_user_agent ? dci_user_agent : "";
+
+	/* settings too long to compare are simply never reused */
+	last_options.valid = strlen(proxy) < sizeof(last_options.proxy) &&
+		strlen(ua) < sizeof(last_options.user_agent);
+	last_options.source_serial = req->source ? req->source->serial : 0;
+	last_options.method = req->method;
+	last_options.has_body = (req->body != NULL);
+	strlcpy(last_options.proxy, proxy, sizeof(last_options.proxy));
+	strlcpy(last_options.user_agent, ua, sizeof(last_options.user_agent));
+	last_options.max_bytes = dci_max_response_bytes;
+}
+
+/* everything but URL, headers, body and timeouts */
+static void
+set_fixed_options(const DciHttpRequest *req)
 {
 	const DciSource *src = req->source;
-	long		connect_ms = Min((long) dci_connect_timeout_ms, timeout_ms);
 
 	curl_easy_reset(easy);
-	curl_easy_setopt(easy, CURLOPT_URL, req->url);
 	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
@@ -375,11 +424,8 @@ set_options(const DciHttpRequest *req, struct curl_slist *headers, long timeout_
 	curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, header_cb);
 	curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, opensocket_cb);
 	curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, prereq_cb);
-	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
 	curl_easy_setopt(easy, CURLOPT_USERAGENT, dci_user_agent);
 	curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "");	/* all libcurl decodes */
-	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, Max(timeout_ms, 1L));
-	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, Max(connect_ms, 1L));
 	curl_easy_setopt(easy, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t) dci_max_response_bytes);
 	/* "" disables the proxy environment variables too */
 	curl_easy_setopt(easy, CURLOPT_PROXY, dci_proxy ? dci_proxy : "");
@@ -408,15 +454,27 @@ set_options(const DciHttpRequest *req, struct curl_slist *headers, long timeout_
 		curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
 	else if (strcmp(req->method, "HEAD") == 0)
 		curl_easy_setopt(easy, CURLOPT_NOBODY, 1L);
-	else
+	else if (strcmp(req->method, "POST") != 0)
+		curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, req->method);
+	remember_options(req);
+}
+
+static void
+set_options(const DciHttpRequest *req, struct curl_slist *headers, long timeout_ms)
+{
+	long		connect_ms = Min((long) dci_connect_timeout_ms, timeout_ms);
+
+	if (!options_unchanged(req))
+		set_fixed_options(req);
+	curl_easy_setopt(easy, CURLOPT_URL, req->url);
+	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
+	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, Max(timeout_ms, 1L));
+	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, Max(connect_ms, 1L));
+	if (strcmp(req->method, "HEAD") != 0 &&
+		(req->body != NULL || strcmp(req->method, "POST") == 0))
 	{
-		if (strcmp(req->method, "POST") != 0)
-			curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, req->method);
-		if (req->body != NULL || strcmp(req->method, "POST") == 0)
-		{
-			curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) req->body_len);
-			curl_easy_setopt(easy, CURLOPT_POSTFIELDS, req->body ? req->body : "");
-		}
+		curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) req->body_len);
+		curl_easy_setopt(easy, CURLOPT_POSTFIELDS, req->body ? req->body : "");
 	}
 }
 

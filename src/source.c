@@ -46,6 +46,7 @@ static int	maxentries = 0;
 static bool any_stale = false;
 static bool callback_registered = false;
 static Oid	table_oid = InvalidOid;
+static uint64 load_serial = 0;
 static Oid	schema_oid = InvalidOid;
 
 static Oid	source_table(Oid fn_oid);
@@ -220,6 +221,7 @@ build_source(SPITupleTable *tt, HeapTuple tup)
 	char	   *binding;
 
 	src->cxt = cxt;
+	src->serial = ++load_serial;
 	src->table_oid = table_oid;
 	src->id = DatumGetInt32(SPI_getbinval(tup, tt->tupdesc, 1, &isnull));
 	src->code = copy_text(tt, tup, 2);
