@@ -122,6 +122,7 @@ typedef struct DciSource
 	bool		verify_ssl;
 	char	   *ca_cert;
 	char	   *client_cert;
+	char	   *client_cert_tls;	/* client_cert as handed to libcurl (see source.c) */
 	DciHeaders *extra_headers;	/* validated at INSERT/UPDATE */
 	int32		signing_key_id; /* 0: none */
 	char	   *registry_public_key;

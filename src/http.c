@@ -438,10 +438,10 @@ set_fixed_options(const DciHttpRequest *req)
 
 		curl_easy_setopt(easy, CURLOPT_CAINFO_BLOB, &blob);
 	}
-	if (src && src->client_cert && src->client_key)
+	if (src && src->client_cert_tls)
 	{
 		/* mutual TLS from memory: the key never touches the disk */
-		struct curl_blob cert = {src->client_cert, strlen(src->client_cert), CURL_BLOB_NOCOPY};
+		struct curl_blob cert = {src->client_cert_tls, strlen(src->client_cert_tls), CURL_BLOB_NOCOPY};
 		struct curl_blob key = {src->client_key, strlen(src->client_key), CURL_BLOB_NOCOPY};
 
 		curl_easy_setopt(easy, CURLOPT_SSLCERT_BLOB, &cert);

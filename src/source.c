@@ -260,6 +260,22 @@ build_source(SPITupleTable *tt, HeapTuple tup)
 	src->bearer_token = decrypt_column(src, tt, tup, 11, "bearer_token", binding);
 	src->client_key = decrypt_column(src, tt, tup, 21, "client_key", binding);
 	src->credential_fingerprint = credential_fingerprint(src);
+	if (src->client_cert && src->client_key)
+	{
+		/*
+		 * libcurl reuses a TLS connection when the client certificate
+		 * matches, without comparing the key.  A PEM comment line carrying
+		 * a digest of the key (text before "-----BEGIN" is ignored by PEM
+		 * readers) makes another key another configuration.
+		 */
+		unsigned char md[SHA256_DIGEST_LENGTH];
+		char		hex[17];
+
+		SHA256((const unsigned char *) src->client_key, strlen(src->client_key), md);
+		for (int i = 0; i < 8; i++)
+			snprintf(hex + 2 * i, 3, "%02x", md[i]);
+		src->client_cert_tls = psprintf("dci_client key %s\n%s", hex, src->client_cert);
+	}
 
 	MemoryContextSwitchTo(old);
 	return src;

@@ -80,6 +80,9 @@ def test_mutual_tls(env):
         assert cur.fetchone() == (None, True, True)
         # the mTLS source still works after the failures (handles reset between calls)
         assert request(cur, mtls, "GET", OPEN)["status"] == 200
+        # and its live connection, made with the same certificate, is not reused
+        # for a source whose key does not belong to it
+        expect_code(cur, "DC001", mismatch, "GET", OPEN, contains="client_key")
         cur.execute("CHECKPOINT")
     assert env.mock.stats()["requests"] == {OPEN: 4}, env.mock.stats()["requests"]
     # the key never touched the disk: not in the data directory (tables, WAL,
