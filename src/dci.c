@@ -210,7 +210,7 @@ jcount(JsonbValue *v)
 
 /* "code: message" from whichever error shape the registry used */
 static char *
-reason_text(JsonbContainer *c, const char *code_key, const char *msg_key)
+reason_text(const DciSource *src, JsonbContainer *c, const char *code_key, const char *msg_key)
 {
 	char	   *code = jstring(jget(c, code_key));
 	char	   *msg = jstring(jget(c, msg_key));
@@ -220,7 +220,7 @@ reason_text(JsonbContainer *c, const char *code_key, const char *msg_key)
 		return NULL;
 	text = psprintf("%s%s%s", code ? code : "", code && *code && msg && *msg ? ": " : "",
 					msg ? msg : "");
-	return dci_quote_text(text, strlen(text));
+	return dci_quote_registry_text(src, text, strlen(text));
 }
 
 /* DCI answers are shallow; deeper nesting is hostile */
@@ -420,16 +420,16 @@ parse_answer(DciSource *src, const char *what, const DciHttpResponse *resp, bool
 			JsonbContainer *h = jobject(jget(root, "header"));
 			JsonbContainer *m = jobject(jget(root, "message"));
 
-			why = reason_text(h, "status_reason_code", "status_reason_message");
+			why = reason_text(src, h, "status_reason_code", "status_reason_message");
 			if (why == NULL && m)
-				why = reason_text(jobject(jget(m, "error")), "code", "message");
+				why = reason_text(src, jobject(jget(m, "error")), "code", "message");
 			if (why == NULL)
-				why = reason_text(root, "error", "error_description");
+				why = reason_text(src, root, "error", "error_description");
 			if (why == NULL)
-				why = reason_text(jobject(jget(root, "error")), "code", "message");
+				why = reason_text(src, jobject(jget(root, "error")), "code", "message");
 		}
 		if (why == NULL)
-			why = dci_quote_text(str, strlen(str));
+			why = dci_quote_registry_text(src, str, strlen(str));
 		/* the registry's reason belongs in the message: it is what users see */
 		ereport(ERROR,
 				(errcode(ERRCODE_DCI_REJECTED),
@@ -453,7 +453,7 @@ parse_answer(DciSource *src, const char *what, const DciHttpResponse *resp, bool
 	status = jstring(jget(header, "status"));
 	if (status && strcmp(status, "rjct") == 0)
 	{
-		char	   *why = reason_text(header, "status_reason_code", "status_reason_message");
+		char	   *why = reason_text(src, header, "status_reason_code", "status_reason_message");
 
 		ereport(ERROR,
 				(errcode(ERRCODE_DCI_REJECTED),
@@ -889,7 +889,7 @@ search_once(DciSource *src, SearchArgs *a)
 	status = jstring(jget(item, "status"));
 	if (status && strcmp(status, "rjct") == 0)
 	{
-		char	   *why = reason_text(item, "status_reason_code", "status_reason_message");
+		char	   *why = reason_text(src, item, "status_reason_code", "status_reason_message");
 
 		ereport(ERROR,
 				(errcode(ERRCODE_DCI_REJECTED),
@@ -1090,7 +1090,7 @@ check_ack(DciSource *src, const char *what, Jsonb *answer)
 		return;
 	if (ack && (strcmp(ack, "NACK") == 0 || strcmp(ack, "ERR") == 0))
 	{
-		char	   *why = reason_text(jobject(jget(msg, "error")), "code", "message");
+		char	   *why = reason_text(src, jobject(jget(msg, "error")), "code", "message");
 
 		ereport(ERROR,
 				(errcode(ERRCODE_DCI_REJECTED),

@@ -70,6 +70,9 @@ extern void dci_error_raise(const DciError *err) pg_attribute_noreturn();
 extern char *dci_error_text(const DciError *err);
 /* copy at most DCI_QUOTE_MAX characters of untrusted text, control chars blanked */
 extern char *dci_quote_text(const char *text, size_t len);
+/* the same for registry text, with the source's secrets and token redacted */
+struct DciSource;
+extern char *dci_quote_registry_text(const struct DciSource *src, const char *text, size_t len);
 
 /* ---- request headers: validated "Name: value" pairs (palloc'd) ---- */
 typedef struct DciHeaders
@@ -99,6 +102,13 @@ typedef enum DciCredLocation
  * decrypted.  Lives in its own memory context under CacheMemoryContext
  * until the table changes; secrets are wiped when it is freed.
  */
+/* dci_data_source.signature_format: how envelopes are signed and answers verified */
+typedef enum DciSigFormat
+{
+	DCI_SIG_FORMAT_DCI = 0,		/* the DCI signature field (DCI.md, OpenSPP) */
+	DCI_SIG_FORMAT_JWS			/* a compact JWS, RS256, as OpenCRVS signs */
+} DciSigFormat;
+
 typedef struct DciSource
 {
 	MemoryContext cxt;
@@ -136,6 +146,8 @@ typedef struct DciSource
 
 	/* identifies what a token depends on: changes when credentials change */
 	uint64		credential_fingerprint;
+
+	DciSigFormat signature_format;
 } DciSource;
 
 /* find a source by code or id (raises DC001 if unknown, or inactive when required) */
@@ -240,6 +252,8 @@ extern char *dci_body_to_cstring(const DciSource *src, const DciHttpResponse *re
  */
 extern char *dci_token_get(DciSource *src, bool force_refresh, TimestampTz deadline,
 						   uint64 *generation, DciError *err);
+/* this session's token of the source, if any (for redaction; never shown) */
+extern const char *dci_token_cached(const DciSource *src);
 /* forget the token of generation (after a 401), locally and in shared memory */
 extern void dci_token_drop(DciSource *src, uint64 generation);
 

@@ -108,3 +108,42 @@ dci_quote_text(const char *text, size_t len)
 		appendStringInfoString(&buf, "...");
 	return buf.data;
 }
+
+/* replace every occurrence of secret in text (in place, palloc'd result) */
+static char *
+redact(char *text, const char *secret)
+{
+	StringInfoData buf;
+	const char *p = text;
+	const char *hit;
+	size_t		len;
+
+	if (secret == NULL || (len = strlen(secret)) < 4 || strstr(text, secret) == NULL)
+		return text;
+	initStringInfo(&buf);
+	while ((hit = strstr(p, secret)) != NULL)
+	{
+		appendBinaryStringInfo(&buf, p, hit - p);
+		appendStringInfoString(&buf, "[redacted]");
+		p = hit + len;
+	}
+	appendStringInfoString(&buf, p);
+	return buf.data;
+}
+
+char *
+dci_quote_registry_text(const DciSource *src, const char *text, size_t len)
+{
+	char	   *copy = pnstrdup(text, len);
+
+	/* a registry that echoes what it was sent must not put it in our messages */
+	if (src != NULL)
+	{
+		copy = redact(copy, src->client_secret);
+		copy = redact(copy, src->bearer_token);
+		copy = redact(copy, dci_token_cached(src));
+		if (src->client_secret)
+			copy = redact(copy, dci_url_encode(src->client_secret));
+	}
+	return dci_quote_text(copy, strlen(copy));
+}

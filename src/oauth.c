@@ -93,7 +93,7 @@ base64(const char *s)
 
 /* "error: description" of a token endpoint refusal, cut and cleaned */
 static char *
-refusal_text(const DciHttpResponse *resp)
+refusal_text(const DciSource *src, const DciHttpResponse *resp)
 {
 	TokenResponse tr;
 	char	   *text;
@@ -105,7 +105,7 @@ refusal_text(const DciHttpResponse *resp)
 	else
 		text = pstrdup("");
 	token_response_free(&tr);
-	return dci_quote_text(text, strlen(text));
+	return dci_quote_registry_text(src, text, strlen(text));
 }
 
 /*
@@ -186,7 +186,7 @@ fetch_token(DciSource *src, TimestampTz deadline, TimestampTz *obtained,
 	}
 	if (resp.status < 200 || resp.status > 299)
 	{
-		char	   *why = refusal_text(&resp);
+		char	   *why = refusal_text(src, &resp);
 
 		dci_error_set(err, ERRCODE_DCI_AUTH, "could not obtain an access token for data source \"%s\"", src->code);
 		dci_error_detail(err, "The token endpoint answered HTTP %ld%s%s.", resp.status,
@@ -204,7 +204,7 @@ fetch_token(DciSource *src, TimestampTz deadline, TimestampTz *obtained,
 	}
 	if (tr.access_token == NULL)
 	{
-		char	   *why = (tr.error || tr.error_description) ? refusal_text(&resp) : pstrdup("");
+		char	   *why = (tr.error || tr.error_description) ? refusal_text(src, &resp) : pstrdup("");
 
 		token_response_free(&tr);
 		dci_error_set(err, ERRCODE_DCI_AUTH, "token endpoint of data source \"%s\" answered without access_token", src->code);
@@ -303,6 +303,15 @@ dci_token_get(DciSource *src, bool force_refresh, TimestampTz deadline,
 	local_set(lt, src->credential_fingerprint, token, obtained, expires, *generation);
 	dci_secret_free(token);
 	return lt->token;
+}
+
+const char *
+dci_token_cached(const DciSource *src)
+{
+	for (int i = 0; i < nlocal; i++)
+		if (local_tokens[i].source_id == src->id && local_tokens[i].relid == src->table_oid)
+			return local_tokens[i].token;
+	return NULL;
 }
 
 void
