@@ -97,11 +97,6 @@ typedef enum DciCredLocation
 	DCI_CRED_QUERY
 } DciCredLocation;
 
-/*
- * One data source row as the call path needs it, with its secrets
- * decrypted.  Lives in its own memory context under CacheMemoryContext
- * until the table changes; secrets are wiped when it is freed.
- */
 /* dci_data_source.signature_format: how envelopes are signed and answers verified */
 typedef enum DciSigFormat
 {
@@ -109,6 +104,11 @@ typedef enum DciSigFormat
 	DCI_SIG_FORMAT_JWS			/* a compact JWS, RS256, as OpenCRVS signs */
 } DciSigFormat;
 
+/*
+ * One data source row as the call path needs it, with its secrets
+ * decrypted.  Lives in its own memory context under CacheMemoryContext
+ * until the table changes; secrets are wiped when it is freed.
+ */
 typedef struct DciSource
 {
 	MemoryContext cxt;

@@ -738,32 +738,65 @@ done:
 	return ok;
 }
 
-char *
-dci_sigkey_sign(const DciSigKey *key, const char *msg, size_t len, char *err, size_t errlen)
+/* the raw signature of msg (malloc'd, its length in *siglen) */
+static unsigned char *
+sign_raw(const DciSigKey *key, const char *msg, size_t len, size_t *siglen,
+		 char *err, size_t errlen)
 {
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	EVP_MD_CTX *ctx;
 	unsigned char *sig = NULL;
-	size_t		siglen = 0;
-	char	   *r = NULL;
 
+	*siglen = 0;
 	if (!key->has_private)
 	{
 		set_err(err, errlen, "not a private key");
-		EVP_MD_CTX_free(ctx);
 		return NULL;
 	}
+	ctx = EVP_MD_CTX_new();
 	if (ctx == NULL ||
 		EVP_DigestSignInit(ctx, NULL, key->alg == DCI_SIG_ED25519 ? NULL : EVP_sha256(),
 						   NULL, key->pkey) != 1 ||
-		EVP_DigestSign(ctx, NULL, &siglen, (const unsigned char *) msg, len) != 1 ||
-		(sig = malloc(siglen)) == NULL ||
-		EVP_DigestSign(ctx, sig, &siglen, (const unsigned char *) msg, len) != 1)
+		EVP_DigestSign(ctx, NULL, siglen, (const unsigned char *) msg, len) != 1 ||
+		(sig = malloc(*siglen)) == NULL ||
+		EVP_DigestSign(ctx, sig, siglen, (const unsigned char *) msg, len) != 1)
+	{
 		set_err(err, errlen, "signing failed");
-	else
-		r = b64_encode(sig, siglen, false);
-	free(sig);
+		free(sig);
+		sig = NULL;
+	}
 	EVP_MD_CTX_free(ctx);
 	ERR_clear_error();
+	return sig;
+}
+
+/* does the raw signature verify over msg? */
+static bool
+verify_raw(const DciSigKey *key, const char *msg, size_t len, const unsigned char *sig,
+		   size_t siglen)
+{
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	bool		ok;
+
+	ok = ctx != NULL &&
+		EVP_DigestVerifyInit(ctx, NULL, key->alg == DCI_SIG_ED25519 ? NULL : EVP_sha256(),
+							 NULL, key->pkey) == 1 &&
+		EVP_DigestVerify(ctx, sig, siglen, (const unsigned char *) msg, len) == 1;
+	EVP_MD_CTX_free(ctx);
+	ERR_clear_error();
+	return ok;
+}
+
+char *
+dci_sigkey_sign(const DciSigKey *key, const char *msg, size_t len, char *err, size_t errlen)
+{
+	size_t		siglen;
+	unsigned char *sig = sign_raw(key, msg, len, &siglen, err, errlen);
+	char	   *r;
+
+	if (sig == NULL)
+		return NULL;
+	r = b64_encode(sig, siglen, false);
+	free(sig);
 	return r;
 }
 
@@ -772,19 +805,12 @@ dci_sigkey_verify(const DciSigKey *key, const char *msg, size_t len, const char 
 {
 	size_t		siglen;
 	unsigned char *sig = b64_decode(sig_b64, &siglen);
-	EVP_MD_CTX *ctx;
 	bool		ok;
 
 	if (sig == NULL)
 		return false;
-	ctx = EVP_MD_CTX_new();
-	ok = ctx != NULL &&
-		EVP_DigestVerifyInit(ctx, NULL, key->alg == DCI_SIG_ED25519 ? NULL : EVP_sha256(),
-							 NULL, key->pkey) == 1 &&
-		EVP_DigestVerify(ctx, sig, siglen, (const unsigned char *) msg, len) == 1;
-	EVP_MD_CTX_free(ctx);
+	ok = verify_raw(key, msg, len, sig, siglen);
 	free(sig);
-	ERR_clear_error();
 	return ok;
 }
 
@@ -885,6 +911,386 @@ dci_verify_result_text(DciVerifyResult r)
 			return "The signature was created in the future.";
 		case DCI_VERIFY_BAD_SIGNATURE:
 			return "The signature does not match the message.";
+		case DCI_VERIFY_PAYLOAD:
+			return "The JWS payload is not the envelope's header and message.";
 	}
 	return "Unknown result.";
+}
+
+
+/* ---- compact JWS (RFC 7515) ---- */
+
+char *
+dci_b64url_encode(const unsigned char *data, size_t len)
+{
+	return b64_encode(data, len, true);
+}
+
+static int
+b64url_value(char c)
+{
+	if (c == '-')
+		return 62;
+	if (c == '_')
+		return 63;
+	if (c == '+' || c == '/')
+		return -1;
+	return b64_value(c);
+}
+
+unsigned char *
+dci_b64url_decode(const char *s, size_t len, size_t *out_len)
+{
+	unsigned char *out;
+	size_t		o = 0;
+	uint32_t	acc = 0;
+	int			bits = 0;
+
+	*out_len = 0;
+	if (len % 4 == 1)
+		return NULL;
+	out = malloc(len / 4 * 3 + 3);
+	if (out == NULL)
+		return NULL;
+	for (size_t i = 0; i < len; i++)
+	{
+		int			v = b64url_value(s[i]);
+
+		if (v < 0)
+		{
+			free(out);
+			return NULL;
+		}
+		acc = (acc << 6) | (uint32_t) v;
+		bits += 6;
+		if (bits >= 8)
+		{
+			bits -= 8;
+			out[o++] = (unsigned char) (acc >> bits);
+			acc &= (1u << bits) - 1;
+		}
+	}
+	/* the bits left over must be zero: one text per value */
+	if (acc != 0)
+	{
+		free(out);
+		return NULL;
+	}
+	out[o] = '\0';
+	*out_len = o;
+	return out;
+}
+
+/* past the JSON string at *pp (its opening quote) */
+static bool
+skip_string(const char **pp, const char *end)
+{
+	const char *p = *pp + 1;
+
+	while (p < end && *p != '"')
+	{
+		if (*p == '\\')
+			p++;
+		p++;
+	}
+	if (p >= end)
+		return false;
+	*pp = p + 1;
+	return true;
+}
+
+/* past the JSON value at *pp: up to the ',' or the '}' / ']' that follows it */
+static bool
+skip_value(const char **pp, const char *end)
+{
+	const char *p = *pp;
+	int			depth = 0;
+
+	while (p < end)
+	{
+		char		c = *p;
+
+		if (c == '"')
+		{
+			if (!skip_string(&p, end))
+				return false;
+			continue;
+		}
+		if (c == '{' || c == '[')
+			depth++;
+		else if (c == '}' || c == ']')
+		{
+			if (depth == 0)
+				break;
+			depth--;
+		}
+		else if (c == ',' && depth == 0)
+			break;
+		p++;
+	}
+	*pp = p;
+	return p < end;
+}
+
+/*
+ * In a canonical JSON text (compact, no duplicate names, names unescaped
+ * where ASCII): is it an object, and where is the value of member name
+ * (*val NULL when absent)?
+ */
+static bool
+object_member(const char *canon, size_t len, const char *name, const char **val, size_t *vlen)
+{
+	const char *p = canon;
+	const char *end = canon + len;
+	size_t		nlen = strlen(name);
+
+	*val = NULL;
+	*vlen = 0;
+	if (len < 2 || *p != '{')
+		return false;
+	p++;
+	if (*p == '}')
+		return true;
+	for (;;)
+	{
+		const char *k = p;
+		const char *v;
+
+		if (p >= end || *p != '"' || !skip_string(&p, end))
+			return false;
+		if (p >= end || *p != ':')
+			return false;
+		v = ++p;
+		if (!skip_value(&p, end) || p == v)
+			return false;
+		/* the name is k[1 .. v - 2): v - 2 is its closing quote, v - 1 the colon */
+		if ((size_t) (v - 2 - (k + 1)) == nlen && memcmp(k + 1, name, nlen) == 0)
+		{
+			*val = v;
+			*vlen = p - v;
+		}
+		if (*p == '}')
+			return true;
+		if (*p != ',')
+			return false;
+		p++;
+	}
+}
+
+/* a malloc'd copy of a member's string value, quotes removed (NULL: not a string) */
+static char *
+string_member(const char *val, size_t vlen)
+{
+	char	   *r;
+
+	if (vlen < 2 || val[0] != '"' || val[vlen - 1] != '"')
+		return NULL;
+	r = malloc(vlen - 1);
+	if (r)
+	{
+		memcpy(r, val + 1, vlen - 2);
+		r[vlen - 2] = '\0';
+	}
+	return r;
+}
+
+void
+dci_jws_free(DciJws *j)
+{
+	free(j->header);
+	free(j->alg);
+	free(j->kid);
+	free(j->payload);
+	free(j->sig);
+	memset(j, 0, sizeof(*j));
+}
+
+bool
+dci_jws_parse(const char *s, size_t len, DciJws *j, char *err, size_t errlen)
+{
+	const char *end = s + len;
+	const char *d1;
+	const char *d2;
+	char	   *canon = NULL;
+	size_t		clen;
+	const char *v;
+	size_t		vlen;
+	char		cerr[128];
+
+	memset(j, 0, sizeof(*j));
+	if (len > DCI_JWS_MAX)
+	{
+		set_err(err, errlen, "JWS longer than %zu bytes", DCI_JWS_MAX);
+		return false;
+	}
+	d1 = memchr(s, '.', len);
+	d2 = d1 ? memchr(d1 + 1, '.', end - d1 - 1) : NULL;
+	if (d2 == NULL || memchr(d2 + 1, '.', end - d2 - 1) != NULL)
+	{
+		set_err(err, errlen, "not a compact JWS (three base64url parts separated by dots)");
+		return false;
+	}
+	if (d1 == s || d2 + 1 == end)
+	{
+		set_err(err, errlen, "the JWS header or signature is empty");
+		return false;
+	}
+	j->header = (char *) dci_b64url_decode(s, d1 - s, &j->header_len);
+	j->payload = dci_b64url_decode(d1 + 1, d2 - d1 - 1, &j->payload_len);
+	j->sig = dci_b64url_decode(d2 + 1, end - d2 - 1, &j->sig_len);
+	if (j->header == NULL || j->payload == NULL || j->sig == NULL)
+	{
+		set_err(err, errlen, "a JWS part is not unpadded base64url");
+		goto fail;
+	}
+	canon = cj_canonicalize(j->header, j->header_len, &clen, cerr, sizeof(cerr));
+	if (canon == NULL || !object_member(canon, clen, "crit", &v, &vlen))
+	{
+		set_err(err, errlen, "the JWS header is not a JSON object");
+		goto fail;
+	}
+	if (v != NULL)
+	{
+		set_err(err, errlen, "the JWS header names critical extensions (\"crit\")");
+		goto fail;
+	}
+	(void) object_member(canon, clen, "alg", &v, &vlen);
+	if (v == NULL || (j->alg = string_member(v, vlen)) == NULL)
+	{
+		set_err(err, errlen, "the JWS header has no string \"alg\"");
+		goto fail;
+	}
+	(void) object_member(canon, clen, "kid", &v, &vlen);
+	if (v != NULL && (j->kid = string_member(v, vlen)) == NULL)
+	{
+		set_err(err, errlen, "the JWS header's \"kid\" is not a string");
+		goto fail;
+	}
+	free(canon);
+	j->signing_input_len = d2 - s;
+	return true;
+fail:
+	free(canon);
+	dci_jws_free(j);
+	return false;
+}
+
+char *
+dci_jws_sign(const DciSigKey *key, const char *kid, const char *payload, size_t payload_len,
+			 char *err, size_t errlen)
+{
+	char	   *header;
+	char	   *h64;
+	char	   *p64;
+	char	   *input = NULL;
+	char	   *s64 = NULL;
+	char	   *r = NULL;
+	unsigned char *sig = NULL;
+	size_t		siglen;
+	size_t		n;
+
+	if (key->alg != DCI_SIG_RSA_SHA256)
+	{
+		set_err(err, errlen, "JWS signatures are RS256: the key must be RSA");
+		return NULL;
+	}
+	if (kid != NULL && !field_safe(kid))
+	{
+		set_err(err, errlen, "kid may not hold double quotes, backslashes or control characters");
+		return NULL;
+	}
+	n = (kid ? strlen(kid) : 0) + 32;
+	header = malloc(n);
+	if (header == NULL)
+	{
+		set_err(err, errlen, "out of memory");
+		return NULL;
+	}
+	/* the shape of OpenCRVS's dci-crvs-api (jose CompactSign) */
+	if (kid)
+		snprintf(header, n, "{\"alg\":\"RS256\",\"kid\":\"%s\"}", kid);
+	else
+		snprintf(header, n, "{\"alg\":\"RS256\"}");
+	h64 = b64_encode((const unsigned char *) header, strlen(header), true);
+	p64 = b64_encode((const unsigned char *) payload, payload_len, true);
+	free(header);
+	if (h64 && p64 && (input = malloc(strlen(h64) + strlen(p64) + 2)) != NULL)
+	{
+		size_t		ilen;
+
+		sprintf(input, "%s.%s", h64, p64);
+		ilen = strlen(input);
+		sig = sign_raw(key, input, ilen, &siglen, err, errlen);
+		if (sig && (s64 = b64_encode(sig, siglen, true)) != NULL &&
+			(r = malloc(ilen + strlen(s64) + 2)) != NULL)
+			sprintf(r, "%s.%s", input, s64);
+		else if (sig)
+			set_err(err, errlen, "out of memory");
+	}
+	else
+		set_err(err, errlen, "out of memory");
+	free(h64);
+	free(p64);
+	free(input);
+	free(sig);
+	free(s64);
+	return r;
+}
+
+DciVerifyResult
+dci_jws_verify(const DciSigKey *key, const char *jws, size_t len, DciJws *parsed)
+{
+	DciJws		j;
+	DciVerifyResult r;
+
+	if (parsed)
+		memset(parsed, 0, sizeof(*parsed));
+	if (jws == NULL || len == 0)
+		return DCI_VERIFY_MISSING;
+	if (!dci_jws_parse(jws, len, &j, NULL, 0))
+		return DCI_VERIFY_MALFORMED;
+	if (strcmp(j.alg, "RS256") != 0 || key->alg != DCI_SIG_RSA_SHA256)
+		r = DCI_VERIFY_ALGORITHM;
+	else if (!verify_raw(key, jws, j.signing_input_len, j.sig, j.sig_len))
+		r = DCI_VERIFY_BAD_SIGNATURE;
+	else
+		r = DCI_VERIFY_OK;
+	if (parsed && r == DCI_VERIFY_OK)
+		*parsed = j;
+	else
+		dci_jws_free(&j);
+	return r;
+}
+
+DciVerifyResult
+dci_jws_verify_envelope(const DciSigKey *key, const char *text, size_t len)
+{
+	char	   *hm;
+	size_t		hm_len;
+	char	   *sig;
+	char	   *signed_hm;
+	size_t		signed_len;
+	DciJws		j;
+	DciVerifyResult r;
+
+	if (!cj_envelope(text, len, &hm, &hm_len, &sig, NULL, 0))
+		return DCI_VERIFY_MALFORMED;
+	r = dci_jws_verify(key, sig, sig ? strlen(sig) : 0, &j);
+	if (r == DCI_VERIFY_OK)
+	{
+		/* what was signed is this header and message, whatever its spelling */
+		if (!cj_envelope((const char *) j.payload, j.payload_len, &signed_hm, &signed_len,
+						 NULL, NULL, 0))
+			r = DCI_VERIFY_PAYLOAD;
+		else
+		{
+			if (signed_len != hm_len || memcmp(signed_hm, hm, hm_len) != 0)
+				r = DCI_VERIFY_PAYLOAD;
+			free(signed_hm);
+		}
+		dci_jws_free(&j);
+	}
+	free(hm);
+	free(sig);
+	return r;
 }

@@ -117,7 +117,8 @@ typedef enum DciVerifyResult
 	DCI_VERIFY_ALGORITHM,		/* the field's algorithm is not the key's */
 	DCI_VERIFY_EXPIRED,			/* now > expires */
 	DCI_VERIFY_FUTURE,			/* created > now + DCI_SIG_CLOCK_SKEW */
-	DCI_VERIFY_BAD_SIGNATURE	/* does not verify over the recomputed digest */
+	DCI_VERIFY_BAD_SIGNATURE,	/* does not verify over the recomputed digest */
+	DCI_VERIFY_PAYLOAD			/* JWS: the payload is not the envelope's header and message */
 } DciVerifyResult;
 
 /* step 5 of DCI.md: the field against the canonical {header, message} hm */
@@ -128,5 +129,65 @@ extern DciVerifyResult dci_sig_verify_envelope(const DciSigKey *key, const char 
 											   size_t len, int64_t now);
 /* a sentence saying why (for error details) */
 extern const char *dci_verify_result_text(DciVerifyResult r);
+
+/*
+ * ---- the second format: compact JWS (RFC 7515), as OpenCRVS signs ----
+ *
+ * BASE64URL(protected header) "." BASE64URL(payload) "." BASE64URL(signature)
+ * with the protected header {"alg":"RS256","kid":"<RFC 7638 thumbprint>"}
+ * (the shape of OpenCRVS's dci-crvs-api) and, as payload, the exact bytes of
+ * the body without "signature".  RS256 only (RSASSA-PKCS1-v1_5 with
+ * SHA-256): an Ed25519 key neither signs nor verifies this format.  The JWS
+ * carries no time: unlike the DCI field, it does not expire.
+ */
+/* longest JWS the parser takes (a signed answer may be large) */
+#define DCI_JWS_MAX ((size_t) 256 * 1024 * 1024)
+
+/* RFC 4648 §5 base64url without padding */
+extern char *dci_b64url_encode(const unsigned char *data, size_t len);
+/*
+ * Strict decoding: the URL alphabet, no padding, no whitespace, unused
+ * trailing bits zero (so each value has one encoding).  malloc'd bytes
+ * with a NUL after them (not counted in *out_len); NULL when invalid.
+ */
+extern unsigned char *dci_b64url_decode(const char *s, size_t len, size_t *out_len);
+
+typedef struct DciJws
+{
+	char	   *header;			/* the decoded protected header (JSON text) */
+	size_t		header_len;
+	char	   *alg;			/* its "alg", as written (JSON escapes kept) */
+	char	   *kid;			/* its "kid" as written, NULL when absent */
+	unsigned char *payload;		/* decoded (NUL after it, not counted) */
+	size_t		payload_len;
+	unsigned char *sig;			/* decoded signature */
+	size_t		sig_len;
+	size_t		signing_input_len;	/* header and payload segments with their dot */
+} DciJws;
+
+/*
+ * Parse a compact JWS: exactly three non-empty-header, non-empty-signature
+ * base64url segments; the header a JSON object (as Python's json would
+ * read it) with a string "alg", a string "kid" if any, and no "crit" (we
+ * understand no extension).  The payload may be empty.  False with err set
+ * otherwise.  The signing input is s[0 .. signing_input_len).
+ */
+extern bool dci_jws_parse(const char *s, size_t len, DciJws *j, char *err, size_t errlen);
+extern void dci_jws_free(DciJws *j);
+
+/* the compact JWS of payload, RS256 with kid in the header; RSA keys only */
+extern char *dci_jws_sign(const DciSigKey *key, const char *kid, const char *payload,
+						  size_t payload_len, char *err, size_t errlen);
+/* does the compact JWS verify under key with alg RS256? (payload not examined) */
+extern DciVerifyResult dci_jws_verify(const DciSigKey *key, const char *jws, size_t len,
+									  DciJws *parsed);
+
+/*
+ * An envelope text {signature, header, message}: its "signature" is a
+ * compact JWS that verifies under key (RS256), and its payload is JSON
+ * whose {header, message} have the same canonical form as the envelope's.
+ */
+extern DciVerifyResult dci_jws_verify_envelope(const DciSigKey *key, const char *text,
+											   size_t len);
 
 #endif							/* DCI_SIGNATURE_H */
