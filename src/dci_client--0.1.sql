@@ -61,6 +61,7 @@ CREATE TABLE dci_data_source (
     notes text,
     created_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now(),
+    signature_format text NOT NULL DEFAULT 'dci' CHECK (signature_format IN ('dci', 'jws')),
     CONSTRAINT dci_data_source_oauth2_needs_auth_url
         CHECK (auth_type <> 'oauth2' OR auth_url IS NOT NULL)
 );
@@ -315,4 +316,11 @@ COMMENT ON FUNCTION dci_generate_signing_key(text, text) IS 'New active Ed25519 
 REVOKE ALL ON FUNCTION dci_sign(jsonb, text), dci_verify(jsonb, text), dci_jwks(),
     dci_generate_signing_key(text, text)
     FROM PUBLIC;
+-- The second format (signature_format = 'jws'): a compact JWS, RS256, kid =
+-- RFC 7638 thumbprint, over the body without "signature", as OpenCRVS signs.
+CREATE FUNCTION dci_sign_jws(body jsonb, key_id text) RETURNS text
+    AS 'MODULE_PATHNAME', 'dci_sign_jws' LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+CREATE FUNCTION dci_verify_jws(body jsonb, public_key text) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'dci_verify_jws' LANGUAGE C STRICT VOLATILE PARALLEL SAFE;
+REVOKE ALL ON FUNCTION dci_sign_jws(jsonb, text), dci_verify_jws(jsonb, text) FROM PUBLIC;
 -- ==== end of signing ====

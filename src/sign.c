@@ -312,6 +312,42 @@ sign_text(SigningKey *k, const char *sender_id, const char *text, size_t len)
 	return result;
 }
 
+/*
+ * The compact JWS (RS256, kid = the key's RFC 7638 thumbprint) of payload,
+ * the exact text that is sent without "signature".  Only RSA keys: DC001
+ * for an Ed25519 one (what names the key is in what).
+ */
+static char *
+sign_jws_text(SigningKey *k, const char *what, const char *payload, size_t len)
+{
+	DciSigKey  *signer;
+	char	   *kid;
+	char		err[256] = "";
+	char	   *jws;
+	char	   *result;
+
+	if (k->alg != DCI_SIG_RSA_SHA256)
+		ereport(ERROR,
+				(errcode(ERRCODE_DCI_CONFIG),
+				 errmsg("%s cannot sign a JWS: signing key \"%s\" is %s", what, k->key_id,
+						dci_sig_alg_name(k->alg)),
+				 errdetail("The JWS format (signature_format 'jws', as OpenCRVS uses) is RS256: it needs an rsa-sha256 key."),
+				 errhint("Use an rsa-sha256 key, e.g. dci_generate_signing_key(NULL, 'rsa-sha256'), or signature_format 'dci'.")));
+	signer = key_signer(k);
+	kid = dci_sigkey_thumbprint(signer);
+	if (kid == NULL)
+		elog(ERROR, "could not compute the thumbprint of signing key \"%s\"", k->key_id);
+	jws = dci_jws_sign(signer, kid, payload, len, err, sizeof(err));
+	free(kid);
+	if (jws == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("cannot sign with key \"%s\": %s", k->key_id, err)));
+	result = pstrdup(jws);
+	free(jws);
+	return result;
+}
+
 /* ---- the DCI layer ---- */
 
 char *
@@ -338,6 +374,8 @@ dci_signature_for_source(DciSource *src, const char *hm_text, size_t len)
 				 errmsg("signing key \"%s\" of data source \"%s\" is not active", k->key_id, src->code),
 				 errdetail("Draft keys are not yet published in dci_jwks(), so the registry could not verify them."),
 				 errhint("Set state = 'active' in dci_signing_key.")));
+	if (src->signature_format == DCI_SIG_FORMAT_JWS)
+		return sign_jws_text(k, psprintf("data source \"%s\"", src->code), hm_text, len);
 	return sign_text(k, src->sender_id ? src->sender_id : "", hm_text, len);
 }
 
@@ -357,7 +395,21 @@ dci_verify_response(DciSource *src, const char *body, size_t len)
 				 errmsg("registry_public_key of data source \"%s\" is not usable", src->code),
 				 errdetail("It is %s.", msg),
 				 errhint("Set it to the registry's Ed25519 or RSA public key (PEM), or to NULL.")));
-	r = dci_sig_verify_envelope(key, body, len, (int64) time(NULL));
+	if (src->signature_format == DCI_SIG_FORMAT_JWS)
+	{
+		if (dci_sigkey_alg(key) != DCI_SIG_RSA_SHA256)
+		{
+			dci_sigkey_free(key);
+			ereport(ERROR,
+					(errcode(ERRCODE_DCI_CONFIG),
+					 errmsg("registry_public_key of data source \"%s\" cannot verify a JWS", src->code),
+					 errdetail("The JWS format (signature_format 'jws') is RS256: it needs an RSA key, not an Ed25519 one."),
+					 errhint("Set registry_public_key to the registry's RSA public key, or signature_format to 'dci'.")));
+		}
+		r = dci_jws_verify_envelope(key, body, len);
+	}
+	else
+		r = dci_sig_verify_envelope(key, body, len, (int64) time(NULL));
 	dci_sigkey_free(key);
 	if (r == DCI_VERIFY_MISSING)
 		ereport(ERROR,
@@ -581,4 +633,76 @@ dci_generate_signing_key(PG_FUNCTION_ARGS)
 	dci_spi_end_privileged(&priv);
 	explicit_bzero(VARDATA(private_text), VARSIZE(private_text) - VARHDRSZ);
 	PG_RETURN_INT32(id);
+}
+
+
+PG_FUNCTION_INFO_V1(dci_sign_jws);
+
+/*
+ * dci_sign_jws(body jsonb, key_id text) RETURNS text: the compact JWS of
+ * the body without "signature" (jsonb's own compact text), as a source with
+ * signature_format 'jws' signs.  Draft keys sign too, as with dci_sign.
+ */
+Datum
+dci_sign_jws(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *body = PG_GETARG_JSONB_P(0);
+	char	   *key_id = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	SigningKey *k = find_key_by_name(key_id);
+	Jsonb	   *payload;
+	char	   *text;
+	size_t		len;
+	char	   *hm;
+	size_t		hm_len;
+	char		err[256] = "";
+
+	if (k == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_DCI_CONFIG),
+				 errmsg("signing key \"%s\" does not exist", key_id)));
+	if (k->state == KEY_REVOKED)
+		ereport(ERROR,
+				(errcode(ERRCODE_DCI_CONFIG),
+				 errmsg("signing key \"%s\" is revoked", key_id)));
+	payload = DatumGetJsonbP(DirectFunctionCall2(jsonb_delete, JsonbPGetDatum(body),
+												 CStringGetTextDatum("signature")));
+	text = dci_jsonb_to_compact(payload, &len);
+	if (!cj_envelope(text, len, &hm, &hm_len, NULL, err, sizeof(err)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("cannot sign: %s", err),
+				 errhint("An envelope is a JSON object with \"header\" and \"message\".")));
+	free(hm);
+	PG_RETURN_TEXT_P(cstring_to_text(sign_jws_text(k, "dci_sign_jws", text, len)));
+}
+
+PG_FUNCTION_INFO_V1(dci_verify_jws);
+
+/*
+ * dci_verify_jws(body jsonb, public_key text) RETURNS boolean: does the
+ * body's "signature" hold a compact RS256 JWS, valid under public_key,
+ * over the body's header and message?  False, never an error, otherwise.
+ */
+Datum
+dci_verify_jws(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *body = PG_GETARG_JSONB_P(0);
+	char	   *pem = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	char		msg[256] = "";
+	DciSigKey  *key = dci_sigkey_load(pem, false, msg, sizeof(msg));
+	char	   *text;
+	size_t		len;
+	DciVerifyResult r;
+
+	if (key == NULL)
+	{
+		elog(DEBUG1, "dci_verify_jws: the public key is %s", msg);
+		PG_RETURN_BOOL(false);
+	}
+	text = dci_jsonb_to_compact(body, &len);
+	r = dci_jws_verify_envelope(key, text, len);
+	dci_sigkey_free(key);
+	if (r != DCI_VERIFY_OK)
+		elog(DEBUG1, "dci_verify_jws: %s", dci_verify_result_text(r));
+	PG_RETURN_BOOL(r == DCI_VERIFY_OK);
 }

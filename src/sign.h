@@ -12,7 +12,9 @@
 /*
  * The signature field for hm_text, the exact compact JSON text
  * {"header":...,"message":...} that will be sent (palloc'd); "" when the
- * source has no signing key.  Raises DC001 when the key is missing, not
+ * source has no signing key.  With signature_format 'jws': the compact JWS
+ * (RS256, kid = the key's thumbprint) whose payload is hm_text itself; an
+ * Ed25519 key then raises DC001.  Raises DC001 when the key is missing, not
  * active, revoked, or its private key cannot be decrypted: a source with a
  * key never sends unsigned.
  */
@@ -21,7 +23,8 @@ extern char *dci_signature_for_source(DciSource *src, const char *hm_text, size_
 /*
  * When the source names registry_public_key: the answer (an envelope text)
  * must carry a valid signature over its {header, message} as received,
- * else DC008.  Does nothing when the source names no key.
+ * else DC008.  With signature_format 'jws': a compact RS256 JWS whose
+ * payload holds the same header and message (canonical forms compared).  Does nothing when the source names no key.
  */
 extern void dci_verify_response(DciSource *src, const char *body, size_t len);
 

@@ -32,7 +32,7 @@
 	"client_secret_encrypted, credential_location, scope, bearer_token_encrypted, " \
 	"sender_id, receiver_id, callback_uri, search_endpoint, ping_endpoint, timeout_ms, " \
 	"verify_ssl, ca_cert, client_cert, client_key_encrypted, extra_headers, " \
-	"signing_key_id, registry_public_key, active"
+	"signing_key_id, registry_public_key, active, signature_format"
 
 typedef struct CacheEntry
 {
@@ -253,6 +253,8 @@ build_source(SPITupleTable *tt, HeapTuple tup)
 	src->signing_key_id = isnull ? 0 : DatumGetInt32(d);
 	src->registry_public_key = copy_text(tt, tup, 24);
 	src->active = DatumGetBool(SPI_getbinval(tup, tt->tupdesc, 25, &isnull));
+	s = copy_text(tt, tup, 26);
+	src->signature_format = s != NULL && strcmp(s, "jws") == 0 ? DCI_SIG_FORMAT_JWS : DCI_SIG_FORMAT_DCI;
 
 	binding = dci_secret_binding(src->base_url, src->auth_url, copy_text(tt, tup, 9),
 								 src->verify_ssl, src->ca_cert);

@@ -253,6 +253,7 @@ validate_source(RowEdit *e)
 	static const char *const auth_types[] = {"none", "bearer", "oauth2"};
 	static const char *const locations[] = {"body", "basic", "query"};
 	static const char *const states[] = {"draft", "testing", "active", "error"};
+	static const char *const signature_formats[] = {"dci", "jws"};
 	static const char *const registry_types[] = {
 		"ns:org:RegistryType:Social", "ns:org:RegistryType:Civil",
 		"ns:org:RegistryType:IBR", "ns:org:RegistryType:DR", "ns:org:RegistryType:FR",
@@ -282,6 +283,7 @@ validate_source(RowEdit *e)
 	check_one_of(e, "credential_location", locations, lengthof(locations), false);
 	check_one_of(e, "state", states, lengthof(states), false);
 	check_one_of(e, "registry_type", registry_types, lengthof(registry_types), true);
+	check_one_of(e, "signature_format", signature_formats, lengthof(signature_formats), false);
 
 	url = get_new_text(e, "auth_url");
 	if (url != NULL)
