@@ -95,7 +95,10 @@ def jbody(obj, status=200, extra=()):
 # ---------------------------------------------------------------- signed answers
 def sign_answer(body, mode):
     """Sign a DCI answer as DCI.md says, with the fixture Ed25519 key (the source
-    asks through its extra_headers: X-Mock-Sign: ed25519 | tamper | expired)."""
+    asks through its extra_headers: X-Mock-Sign: ed25519 | tamper | expired), or
+    as OpenCRVS does, a compact JWS (RS256, kid = RFC 7638 thumbprint) over the
+    body without "signature", with the fixture RSA key (jws | jws-tamper |
+    jws-badsig)."""
     import base64, hashlib
     from cryptography.hazmat.primitives import serialization
     try:
@@ -104,10 +107,35 @@ def sign_answer(body, mode):
         return body
     if not isinstance(env, dict) or "header" not in env or "message" not in env:
         return body
-    keyfile = os.path.join(os.environ.get("DCI_SIGNING_FIXTURES") or os.path.join(
-        os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "fixtures", "signing"),
-        "ed25519_private.pem")
-    with open(keyfile, "rb") as f:
+    fixtures = os.environ.get("DCI_SIGNING_FIXTURES") or os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "fixtures", "signing")
+    if mode.startswith("jws"):
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import padding
+
+        def b64u(b):
+            return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+        def uint(i):
+            return i.to_bytes((i.bit_length() + 7) // 8, "big")
+
+        with open(os.path.join(fixtures, "rsa_private.pem"), "rb") as f:
+            key = serialization.load_pem_private_key(f.read(), password=None)
+        pub = key.public_key().public_numbers()
+        kid = b64u(hashlib.sha256(json.dumps({"e": b64u(uint(pub.e)), "kty": "RSA", "n": b64u(uint(pub.n))},
+                                             sort_keys=True, separators=(",", ":")).encode()).digest())
+        env.pop("signature", None)
+        # the payload is spelled as the registry likes (here: Python's default spacing)
+        signing_input = (b64u(json.dumps({"alg": "RS256", "kid": kid}, separators=(",", ":")).encode()) + "." +
+                         b64u(json.dumps(env).encode()))
+        sig = key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+        if mode == "jws-badsig":
+            sig = bytes([sig[0] ^ 1]) + sig[1:]
+        env["signature"] = signing_input + "." + b64u(sig)
+        if mode == "jws-tamper":
+            env["message"]["tampered"] = True
+        return json.dumps(env).encode()
+    with open(os.path.join(fixtures, "ed25519_private.pem"), "rb") as f:
         key = serialization.load_pem_private_key(f.read(), password=None)
     canonical = json.dumps({"header": env["header"], "message": env["message"]},
                            sort_keys=True, separators=(",", ":"))
