@@ -104,6 +104,60 @@ SELECT dci_verify(jsonb_set(:'env', '{signature}', to_jsonb(dci_sign(:'env', 'rs
        dci_sign(:'env', 'rsa-1') ~ 'kidId="openspp\.example\|rsa-1\|rsa-sha256", algorithm="rsa-sha256"' AS rsa_field
   FROM dci_signing_key WHERE key_id = 'rsa-1';
 
+-- the second format (OpenCRVS): a compact JWS, RS256, kid = RFC 7638 thumbprint,
+-- payload = the body without "signature"
+CREATE FUNCTION signing_b64url(t text) RETURNS bytea LANGUAGE sql IMMUTABLE
+    RETURN decode(rpad(translate(t, '-_', '+/'), (length(t) + 3) / 4 * 4, '='), 'base64');
+SELECT dci_sign_jws(jsonb_set(:'env', '{signature}', '"old"'), 'rsa-1') AS jws \gset
+SELECT :'jws' ~ '^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$' AND length(split_part(:'jws', '.', 3)) = 342 AS compact_jws,
+       convert_from(signing_b64url(split_part(:'jws', '.', 1)), 'UTF8')
+         = '{"alg":"RS256","kid":"' || (SELECT j->>'kid' FROM jsonb_array_elements(dci_jwks()->'keys') j
+                                         WHERE j->>'alg' = 'RS256') || '"}' AS header_alg_kid,
+       convert_from(signing_b64url(split_part(:'jws', '.', 2)), 'UTF8')::jsonb = :'env'::jsonb
+         AS payload_is_body_without_signature,
+       position('signature' in convert_from(signing_b64url(split_part(:'jws', '.', 2)), 'UTF8')) = 0 AS no_signature_in_payload;
+SELECT dci_verify_jws(jsonb_set(:'env', '{signature}', to_jsonb(:'jws'::text)), public_key) AS jws_valid,
+       dci_verify_jws(jsonb_build_object('message', (:'env'::jsonb)->'message', 'signature', :'jws',
+                                         'header', (:'env'::jsonb)->'header'), public_key) AS jws_reordered
+  FROM dci_signing_key WHERE key_id = 'rsa-1';
+-- tampering, other keys, other formats: false, never an error
+SELECT dci_verify_jws(jsonb_set(jsonb_set(:'env', '{signature}', to_jsonb(:'jws'::text)), '{header,action}', '"subscribe"'), public_key) AS header_changed,
+       dci_verify_jws(jsonb_set(jsonb_set(:'env', '{signature}', to_jsonb(:'jws'::text)), '{message,score}', '1.5000001'), public_key) AS message_changed,
+       dci_verify_jws(jsonb_set(:'env', '{signature}', to_jsonb(left(:'jws', -2) || CASE WHEN right(:'jws', 2) = 'AA' THEN 'AQ' ELSE 'AA' END)), public_key) AS signature_changed,
+       dci_verify_jws(jsonb_set(:'env', '{signature}', to_jsonb(:'jws'::text)), :'rsa_pub') AS other_rsa_key,
+       dci_verify_jws(jsonb_set(:'env', '{signature}', to_jsonb(:'jws'::text)), :'ed_pub') AS ed25519_key,
+       dci_verify_jws(jsonb_set(:'env', '{signature}', to_jsonb(:'jws'::text)), 'not a key') AS bad_key,
+       dci_verify_jws(jsonb_set(:'env', '{signature}', '"a.b.c"'), public_key) AS garbage,
+       dci_verify_jws(jsonb_set(:'env', '{signature}', '""'), public_key) AS empty,
+       dci_verify_jws(:'env', public_key) AS missing,
+       dci_verify_jws('[1,2]', public_key) AS not_an_envelope,
+       dci_verify_jws(jsonb_set(:'env', '{signature}', to_jsonb(dci_sign(:'env', 'rsa-1'))), public_key) AS dci_field,
+       dci_verify(jsonb_set(:'env', '{signature}', to_jsonb(:'jws'::text)), public_key) AS jws_to_dci_verify
+  FROM dci_signing_key WHERE key_id = 'rsa-1';
+-- RS256 only: an Ed25519 key does not sign a JWS
+SELECT signing_sqlstate($$SELECT dci_sign_jws('{"header": {}, "message": {}}', 'fixture-ed')$$);
+SELECT signing_sqlstate($$SELECT dci_sign_jws('{"header": {}}', 'rsa-1')$$);
+SELECT signing_sqlstate($$SELECT dci_sign_jws('{"header": {}, "message": {}}', 'no-such-key')$$);
+SELECT dci_sign_jws(NULL, 'rsa-1') IS NULL AS jws_strict;
+
+-- per source: signature_format 'dci' (the default) or 'jws'
+INSERT INTO dci_data_source (code, name, base_url, auth_type, sender_id, signing_key_id)
+VALUES ('jws_src', 'JWS', 'https://crvs.example', 'none', 'openspp.example', :rsa_id);
+SELECT signature_format FROM dci_data_source WHERE code = 'jws_src';
+SELECT signing_sqlstate($$UPDATE dci_data_source SET signature_format = 'jwt' WHERE code = 'jws_src'$$);
+SELECT signing_sqlstate($$UPDATE dci_data_source SET signature_format = NULL WHERE code = 'jws_src'$$);
+SELECT dci_verify(dci_envelope('jws_src', 'search', '{"transaction_id": "T-3"}'), public_key) AS dci_envelope_dci,
+       dci_envelope('jws_src', 'search', '{}') ->> 'signature' LIKE 'namespace="dci"%' AS dci_field
+  FROM dci_signing_key WHERE key_id = 'rsa-1';
+UPDATE dci_data_source SET signature_format = 'jws' WHERE code = 'jws_src';
+SELECT dci_verify_jws(dci_envelope('jws_src', 'search', '{"transaction_id": "T-3"}'), public_key) AS jws_envelope_valid,
+       dci_verify(dci_envelope('jws_src', 'search', '{}'), public_key) AS not_a_dci_field
+  FROM dci_signing_key WHERE key_id = 'rsa-1';
+UPDATE dci_data_source SET signing_key_id = (SELECT id FROM dci_signing_key WHERE key_id = 'fixture-ed') WHERE code = 'jws_src';
+SELECT signing_sqlstate($$SELECT dci_envelope('jws_src', 'search', '{}')$$);
+DELETE FROM dci_data_source WHERE code = 'jws_src';
+DROP FUNCTION signing_b64url(text);
+
 -- refusals of dci_sign
 SELECT signing_sqlstate($$SELECT dci_sign('{"header": {}, "message": {}}', 'fixture-ed')$$);
 SELECT signing_sqlstate($$SELECT dci_sign('{"header": {"sender_id": "a"}}', 'fixture-ed')$$);
@@ -143,7 +197,8 @@ SELECT signing_sqlstate($$SELECT dci_sign('{"header": {"sender_id": "a"}, "messa
 
 -- nothing for PUBLIC
 SELECT p.proname, has_function_privilege('public', p.oid, 'EXECUTE') AS public_execute
-  FROM pg_proc p WHERE p.proname IN ('dci_sign', 'dci_verify', 'dci_jwks', 'dci_generate_signing_key') ORDER BY 1;
+  FROM pg_proc p WHERE p.proname IN ('dci_sign', 'dci_verify', 'dci_jwks', 'dci_generate_signing_key',
+                                     'dci_sign_jws', 'dci_verify_jws') ORDER BY 1;
 
 DELETE FROM dci_signing_key WHERE NOT EXISTS (SELECT 1 FROM dci_data_source s WHERE s.signing_key_id = dci_signing_key.id);
 DROP FUNCTION signing_sqlstate(text);
