@@ -216,6 +216,16 @@ def curl_loop(exe, url, n, fresh=False):
     return float(m.group(1)), m.group(2)
 
 
+def curl_parallel(exe, url, k, n):
+    """calls per second of k plain libcurl loops running at once (n calls each)"""
+    t0 = time.perf_counter()
+    procs = [subprocess.Popen([exe, url, str(n)], stdout=subprocess.DEVNULL) for _ in range(k)]
+    for p in procs:
+        if p.wait():
+            raise RuntimeError("curl_loop failed")
+    return k * n / (time.perf_counter() - t0)
+
+
 def sql_loop(cur, sql, n):
     t0 = time.perf_counter()
     cur.execute(sql, {"n": n})
@@ -374,6 +384,16 @@ def render(R, args):
     L.append("| 1 | %s | %s | | | same script without the call (`SELECT %s`) |" % (
         fmt(R["pgbench_sql_tps"], 0), fmt(1e6 / R["pgbench_sql_tps"]), "jsonb_build_object(...)"))
     L.append("")
+    L.append("The machine's own scaling, for reference: the same number of plain libcurl loops "
+             "(`bench/curl_loop.c`, no PostgreSQL) running at once against the same nginx:")
+    L.append("")
+    L.append("| loops | calls per second | ratio to 1 loop | runs |")
+    L.append("|---:|---:|---:|---|")
+    for c in args.clients:
+        Q = R["curl_par"][str(c)]
+        L.append("| %d | %s | %s× | %s |" % (c, fmt(Q["rate"], 0), fmt(Q["ratio"], 2),
+                                            " ".join(fmt(x, 0) for x in Q["runs"])))
+    L.append("")
     L.append("One call per statement (pgbench -c 1 less the same script without the call): %s µs per "
              "`dci_request`, %s× the libcurl loop (row 2 runs many calls in one statement)."
              % (fmt(1e6 / c1 - 1e6 / R["pgbench_sql_tps"]), fmt((1e6 / c1 - 1e6 / R["pgbench_sql_tps"]) / ref, 2)))
@@ -399,7 +419,8 @@ def render(R, args):
     ratio = R["req_ratio"]
     c2 = R["pgbench"]["2"]["ratio"]
     L.append("| warm `dci_request` ≤ 1.15× the libcurl loop (goal 1.05×) | %s× | %s |" % (fmt(ratio, 2), verdict(ratio <= 1.15)))
-    L.append("| `pgbench -c 2` ≥ 1.7× `-c 1` | %s× | %s |" % (fmt(c2, 2), verdict(c2 >= 1.7)))
+    L.append("| `pgbench -c 2` ≥ 1.7× `-c 1` | %s× (plain libcurl loops: %s×) | %s |"
+             % (fmt(c2, 2), fmt(R["curl_par"]["2"]["ratio"], 2), verdict(c2 >= 1.7)))
     L.append("| exactly 1 TCP connection per backend over the %s calls | %d | %s |"
              % ("{:,}".format(S["calls"]), S["connections"], verdict(S["connections"] == 1)))
     L.append("| 0 token requests per backend over the %s calls | %d | %s |"
@@ -605,6 +626,7 @@ def main():
         for p in (script, sql_script):
             os.chmod(p, 0o644)
         R["pgbench"] = {str(c): {"runs": [], "connections": []} for c in args.clients}
+        R["curl_par"] = {str(c): {"runs": []} for c in args.clients}
         for rnd in range(args.pgbench_rounds):
             for c in args.clients:
                 log("pgbench -c %d -T %d (round %d)" % (c, args.pgbench_seconds, rnd + 1))
@@ -613,10 +635,17 @@ def main():
                 s = summarize(nginx.log_since(off))
                 R["pgbench"][str(c)]["runs"].append(tps)
                 R["pgbench"][str(c)]["connections"].append(s["connections"])
+            # the hardware's own scaling: the same number of plain libcurl loops
+            for c in args.clients:
+                R["curl_par"][str(c)]["runs"].append(curl_parallel(exe, nginx.url + "/bench", c,
+                                                                    args.calls))
         for c in args.clients:
             P = R["pgbench"][str(c)]
             P["tps"] = med(P["runs"])
             P["ratio"] = med([a / b for a, b in zip(P["runs"], R["pgbench"]["1"]["runs"])])
+            Q = R["curl_par"][str(c)]
+            Q["rate"] = med(Q["runs"])
+            Q["ratio"] = med([a / b for a, b in zip(Q["runs"], R["curl_par"]["1"]["runs"])])
         log("pgbench -c 1 without the call")
         R["pgbench_sql_tps"] = pgbench(cluster, sql_script, 1, max(2, args.pgbench_seconds // 2))
 
