@@ -758,6 +758,54 @@ attempt(const DciHttpRequest *req, struct curl_slist *headers, long *status, Dci
 	}
 }
 
+/*
+ * The request's header lines as a curl_slist.  Successive calls of a source
+ * send the same lines (the token changes rarely), so the last list is kept
+ * and reused when the lines are equal: no allocation on the warm path.
+ */
+static struct curl_slist *cached_slist = NULL;
+
+static struct curl_slist *
+header_slist(const char *const *lines)
+{
+	struct curl_slist *item = cached_slist;
+	const char *const *h = lines;
+	struct curl_slist *list = NULL;
+
+	for (; h && *h && item; h++, item = item->next)
+		if (strcmp(item->data, *h) != 0)
+			break;
+	/* all lines equal, and only "Expect:" left in the cached list */
+	if ((h == NULL || *h == NULL) && item && item->next == NULL && cached_slist != NULL)
+		return cached_slist;
+
+	if (cached_slist)
+	{
+		/* the Authorization line is a credential: wipe before freeing */
+		for (item = cached_slist; item; item = item->next)
+			explicit_bzero(item->data, strlen(item->data));
+		curl_slist_free_all(cached_slist);
+		cached_slist = NULL;
+	}
+	for (h = lines; h && *h; h++)
+	{
+		struct curl_slist *n = curl_slist_append(list, *h);
+
+		if (n == NULL)
+		{
+			curl_slist_free_all(list);
+			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+		}
+		list = n;
+	}
+	/* no 100-continue round trip for large bodies */
+	list = curl_slist_append(list, "Expect:");
+	if (list == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	cached_slist = list;
+	return list;
+}
+
 /* exponential backoff with jitter, or what Retry-After asks */
 static long
 retry_delay_ms(int attempt_no, long status)
@@ -814,19 +862,7 @@ dci_http_exchange(const DciHttpRequest *req, DciHttpResponse *resp)
 		}
 	}
 
-	for (const char *const *h = req->headers; h && *h; h++)
-	{
-		struct curl_slist *n = curl_slist_append(headers, *h);
-
-		if (n == NULL)
-		{
-			curl_slist_free_all(headers);
-			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
-		}
-		headers = n;
-	}
-	/* no 100-continue round trip for large bodies */
-	headers = curl_slist_append(headers, "Expect:");
+	headers = header_slist(req->headers);
 
 	PG_TRY();
 	{
@@ -859,9 +895,10 @@ dci_http_exchange(const DciHttpRequest *req, DciHttpResponse *resp)
 			CHECK_FOR_INTERRUPTS();
 		}
 	}
-	PG_FINALLY();
+	PG_CATCH();
 	{
-		curl_slist_free_all(headers);
+		/* the list stays cached: the next call of the same source reuses it */
+		PG_RE_THROW();
 	}
 	PG_END_TRY();
 

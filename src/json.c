@@ -14,6 +14,57 @@
 #include "http_headers.h"
 
 /*
+ * A JSON string literal, as escape_json writes it, but appending runs of
+ * characters that need no escaping in one piece (most of a body) and without
+ * first copying the string.
+ */
+static void
+append_json_string(StringInfo out, const char *s, int len)
+{
+	int			run = 0;
+
+	appendStringInfoChar(out, '"');
+	for (int i = 0; i < len; i++)
+	{
+		unsigned char c = (unsigned char) s[i];
+
+		if (c >= 0x20 && c != '"' && c != '\\')
+			continue;
+		appendBinaryStringInfo(out, s + run, i - run);
+		run = i + 1;
+		switch (c)
+		{
+			case '"':
+				appendStringInfoString(out, "\\\"");
+				break;
+			case '\\':
+				appendStringInfoString(out, "\\\\");
+				break;
+			case '\b':
+				appendStringInfoString(out, "\\b");
+				break;
+			case '\f':
+				appendStringInfoString(out, "\\f");
+				break;
+			case '\n':
+				appendStringInfoString(out, "\\n");
+				break;
+			case '\r':
+				appendStringInfoString(out, "\\r");
+				break;
+			case '\t':
+				appendStringInfoString(out, "\\t");
+				break;
+			default:
+				appendStringInfo(out, "\\u%04x", c);
+				break;
+		}
+	}
+	appendBinaryStringInfo(out, s + run, len - run);
+	appendStringInfoChar(out, '"');
+}
+
+/*
  * Compact JSON text of a jsonb value: what jsonb's own output prints, less
  * the spaces after ':' and ','.  This is the text sent on the wire (and the
  * text a signature is computed over).
@@ -58,7 +109,7 @@ dci_jsonb_to_compact(Jsonb *jb, size_t *len)
 			case WJB_KEY:
 				if (!first)
 					appendStringInfoChar(&out, ',');
-				escape_json(&out, pnstrdup(v.val.string.val, v.val.string.len));
+				append_json_string(&out, v.val.string.val, v.val.string.len);
 				appendStringInfoChar(&out, ':');
 				first = true;	/* the value follows without a comma */
 				break;
@@ -72,7 +123,7 @@ dci_jsonb_to_compact(Jsonb *jb, size_t *len)
 						appendStringInfoString(&out, "null");
 						break;
 					case jbvString:
-						escape_json(&out, pnstrdup(v.val.string.val, v.val.string.len));
+						append_json_string(&out, v.val.string.val, v.val.string.len);
 						break;
 					case jbvNumeric:
 						appendStringInfoString(&out,
@@ -168,8 +219,12 @@ header_text(const char *s)
 {
 	int			len = strlen(s);
 	char	   *copy;
+	bool		ascii = true;
 
-	if (pg_verifymbstr(s, len, true))
+	/* header text is nearly always ASCII: no encoding check needed then */
+	for (int i = 0; i < len && ascii; i++)
+		ascii = (unsigned char) s[i] < 0x80;
+	if (ascii || pg_verifymbstr(s, len, true))
 		return (char *) s;
 	copy = pstrdup(s);
 	for (char *p = copy; *p; p++)
@@ -184,9 +239,35 @@ dci_header_list_to_jsonb(const DciHeaderList *headers)
 	JsonbParseState *state = NULL;
 	JsonbValue *res;
 
-	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-	for (size_t i = 0; headers != NULL && i < headers->n; i++)
+	size_t		n = headers ? headers->n : 0;
+	size_t	   *order = palloc(sizeof(size_t) * (n + 1));
+
+	/*
+	 * jsonb keeps keys ordered by length, then bytes; pushed in that order,
+	 * the sort at the end finds them presorted.  Names are unique already.
+	 */
+	for (size_t i = 0; i < n; i++)
 	{
+		size_t		j = i;
+		size_t		len = strlen(headers->names[i]);
+
+		while (j > 0)
+		{
+			const char *prev = headers->names[order[j - 1]];
+			size_t		plen = strlen(prev);
+
+			if (plen < len || (plen == len && memcmp(prev, headers->names[i], len) < 0))
+				break;
+			order[j] = order[j - 1];
+			j--;
+		}
+		order[j] = i;
+	}
+
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	for (size_t o = 0; o < n; o++)
+	{
+		size_t		i = order[o];
 		JsonbValue	k;
 		JsonbValue	v;
 		char	   *name = header_text(headers->names[i]);
