@@ -57,20 +57,14 @@ def main():
              "SELECT status, body, round(elapsed_ms::numeric, 2) AS elapsed_ms "
              "FROM dci_request('crvs', 'GET', '/registry/ping')")
 
-        envelope = {
-            "signature": "",
-            "header": {"version": "1.0.0", "message_id": "8f0e6d2c-1b3a-4c5d-9e7f-0a1b2c3d4e5f",
-                       "message_ts": "2026-01-01T00:00:00.000Z", "action": "search",
-                       "sender_id": "openspp.example.org", "total_count": 1},
-            "message": {"transaction_id": "demo-txn-1", "search_request": [{
-                "reference_id": "demo-ref-1", "timestamp": "2026-01-01T00:00:00.000Z",
-                "search_criteria": {"reg_type": "ns:org:RegistryType:Civil",
-                                    "query_type": "idtype-value",
-                                    "query": {"type": "UIN", "value": "847951632"}}}]},
-        }
-        rows = show("DCI sync search", cur,
-                    "SELECT status, body::jsonb -> 'message' -> 'search_response' -> 0 -> 'data' AS data "
-                    "FROM dci_request('crvs', 'POST', '/registry/sync/search', %s)", (Json(envelope),))
+        # the DCI layer builds the envelope (message id, timestamps, counts), sends it
+        # through the same path (token, retries) and returns the registry's answer item
+        rows = show("DCI sync search (dci_search)", cur,
+                    "SELECT r -> 'status' AS status, "
+                    "jsonb_array_length(r -> 'data' -> 'reg_records') AS records, "
+                    "r -> 'data' -> 'reg_records' -> 0 -> 'name' AS first_record_name "
+                    "FROM dci_search('crvs', 'idtype-value', %s) AS r",
+                    (Json({"type": "UIN", "value": "847951632"}),))
         show("connection test", cur,
              "SELECT step, ok, detail FROM dci_test_connection('crvs')")
         show("source state", cur, "SELECT code, state, last_error FROM dci_data_source")
@@ -80,7 +74,7 @@ def main():
               % (stats["token_requests"], sum(stats["connections"].values()),
                  json.dumps(stats["requests"])))
         conn.close()
-        return 0 if rows and rows[0][0] == 200 else 1
+        return 0 if rows and rows[0][0] == "succ" and rows[0][1] >= 1 else 1
 
 
 if __name__ == "__main__":
