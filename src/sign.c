@@ -478,14 +478,21 @@ dci_sign(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(cstring_to_text(sign_text(k, sender_id, text, len)));
 }
 
-PG_FUNCTION_INFO_V1(dci_verify);
+/* a verifier of an envelope's text under a key */
+typedef DciVerifyResult (*EnvelopeVerifier) (const DciSigKey *key, const char *text, size_t len);
+
+static DciVerifyResult
+verify_dci_field(const DciSigKey *key, const char *text, size_t len)
+{
+	return dci_sig_verify_envelope(key, text, len, (int64) time(NULL));
+}
 
 /*
- * dci_verify(envelope jsonb, public_key text) RETURNS boolean: false, never
- * an error, for anything that is not a valid signature.
+ * The SQL verifiers: false, never an error, for anything that is not a valid
+ * signature; the reason goes to DEBUG1.
  */
-Datum
-dci_verify(PG_FUNCTION_ARGS)
+static bool
+verify_sql(FunctionCallInfo fcinfo, const char *fname, EnvelopeVerifier verify)
 {
 	Jsonb	   *envelope = PG_GETARG_JSONB_P(0);
 	char	   *pem = text_to_cstring(PG_GETARG_TEXT_PP(1));
@@ -497,15 +504,24 @@ dci_verify(PG_FUNCTION_ARGS)
 
 	if (key == NULL)
 	{
-		elog(DEBUG1, "dci_verify: the public key is %s", msg);
-		PG_RETURN_BOOL(false);
+		elog(DEBUG1, "%s: the public key is %s", fname, msg);
+		return false;
 	}
 	text = dci_jsonb_to_compact(envelope, &len);
-	r = dci_sig_verify_envelope(key, text, len, (int64) time(NULL));
+	r = verify(key, text, len);
 	dci_sigkey_free(key);
 	if (r != DCI_VERIFY_OK)
-		elog(DEBUG1, "dci_verify: %s", dci_verify_result_text(r));
-	PG_RETURN_BOOL(r == DCI_VERIFY_OK);
+		elog(DEBUG1, "%s: %s", fname, dci_verify_result_text(r));
+	return r == DCI_VERIFY_OK;
+}
+
+PG_FUNCTION_INFO_V1(dci_verify);
+
+/* dci_verify(envelope jsonb, public_key text) RETURNS boolean */
+Datum
+dci_verify(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(verify_sql(fcinfo, "dci_verify", verify_dci_field));
 }
 
 PG_FUNCTION_INFO_V1(dci_jwks);
@@ -681,28 +697,10 @@ PG_FUNCTION_INFO_V1(dci_verify_jws);
 /*
  * dci_verify_jws(body jsonb, public_key text) RETURNS boolean: does the
  * body's "signature" hold a compact RS256 JWS, valid under public_key,
- * over the body's header and message?  False, never an error, otherwise.
+ * over the body's header and message?
  */
 Datum
 dci_verify_jws(PG_FUNCTION_ARGS)
 {
-	Jsonb	   *body = PG_GETARG_JSONB_P(0);
-	char	   *pem = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	char		msg[256] = "";
-	DciSigKey  *key = dci_sigkey_load(pem, false, msg, sizeof(msg));
-	char	   *text;
-	size_t		len;
-	DciVerifyResult r;
-
-	if (key == NULL)
-	{
-		elog(DEBUG1, "dci_verify_jws: the public key is %s", msg);
-		PG_RETURN_BOOL(false);
-	}
-	text = dci_jsonb_to_compact(body, &len);
-	r = dci_jws_verify_envelope(key, text, len);
-	dci_sigkey_free(key);
-	if (r != DCI_VERIFY_OK)
-		elog(DEBUG1, "dci_verify_jws: %s", dci_verify_result_text(r));
-	PG_RETURN_BOOL(r == DCI_VERIFY_OK);
+	PG_RETURN_BOOL(verify_sql(fcinfo, "dci_verify_jws", dci_jws_verify_envelope));
 }
