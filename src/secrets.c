@@ -608,6 +608,7 @@ dci_reencrypt_secrets(PG_FUNCTION_ARGS)
 	char	   *schema = get_namespace_name(nsp);
 	char	   *ds_binding;
 	int			done = 0;
+	DciPrivilegedState priv;
 
 	if (!superuser())
 		ereport(ERROR,
@@ -628,23 +629,16 @@ dci_reencrypt_secrets(PG_FUNCTION_ARGS)
 	ds_binding = psprintf("%s.dci_secret_binding(base_url, auth_url, credential_location, verify_ssl, ca_cert)",
 						  quote_identifier(schema));
 
-	/* the caller is a superuser: pin search_path like every privileged path */
-	{
-		int			nestlevel = NewGUCNestLevel();
-
-		(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_SUSET,
-								 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
-		SPI_connect();
-		done += reencrypt_column(schema, "dci_data_source", "client_secret", ds_binding, &keys.current);
+	/* the same pinned, restricted SPI as every privileged path */
+	dci_spi_begin_privileged(&priv);
+	done += reencrypt_column(schema, "dci_data_source", "client_secret", ds_binding, &keys.current);
 	done += reencrypt_column(schema, "dci_data_source", "bearer_token", ds_binding, &keys.current);
 	done += reencrypt_column(schema, "dci_data_source", "client_key", ds_binding, &keys.current);
 	done += reencrypt_column(schema, "dci_signing_key", "private_key",
 							 psprintf("%s.dci_secret_binding(key_id, algorithm, NULL, true, NULL)",
 									  quote_identifier(schema)),
 							 &keys.current);
-		SPI_finish();
-		AtEOXact_GUC(true, nestlevel);
-	}
+	dci_spi_end_privileged(&priv);
 	explicit_bzero(&keys, sizeof(keys));
 	PG_RETURN_INT32(done);
 }

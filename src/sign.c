@@ -446,18 +446,11 @@ envelope_sender_id(Jsonb *jb)
 	return pnstrdup(sender->val.string.val, sender->val.string.len);
 }
 
-PG_FUNCTION_INFO_V1(dci_sign);
-
-/* dci_sign(envelope jsonb, key_id text) RETURNS text */
-Datum
-dci_sign(PG_FUNCTION_ARGS)
+/* the key a SQL signing function names: draft keys sign too, revoked ones never */
+static SigningKey *
+sql_signing_key(const char *key_id)
 {
-	Jsonb	   *envelope = PG_GETARG_JSONB_P(0);
-	char	   *key_id = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	SigningKey *k = find_key_by_name(key_id);
-	char	   *sender_id;
-	char	   *text;
-	size_t		len;
 
 	if (k == NULL)
 		ereport(ERROR,
@@ -467,6 +460,21 @@ dci_sign(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_DCI_CONFIG),
 				 errmsg("signing key \"%s\" is revoked", key_id)));
+	return k;
+}
+
+PG_FUNCTION_INFO_V1(dci_sign);
+
+/* dci_sign(envelope jsonb, key_id text) RETURNS text */
+Datum
+dci_sign(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *envelope = PG_GETARG_JSONB_P(0);
+	SigningKey *k = sql_signing_key(text_to_cstring(PG_GETARG_TEXT_PP(1)));
+	char	   *sender_id;
+	char	   *text;
+	size_t		len;
+
 	sender_id = envelope_sender_id(envelope);
 	if (sender_id == NULL)
 		ereport(ERROR,
@@ -663,8 +671,7 @@ Datum
 dci_sign_jws(PG_FUNCTION_ARGS)
 {
 	Jsonb	   *body = PG_GETARG_JSONB_P(0);
-	char	   *key_id = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	SigningKey *k = find_key_by_name(key_id);
+	SigningKey *k = sql_signing_key(text_to_cstring(PG_GETARG_TEXT_PP(1)));
 	Jsonb	   *payload;
 	char	   *text;
 	size_t		len;
@@ -672,14 +679,6 @@ dci_sign_jws(PG_FUNCTION_ARGS)
 	size_t		hm_len;
 	char		err[256] = "";
 
-	if (k == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_DCI_CONFIG),
-				 errmsg("signing key \"%s\" does not exist", key_id)));
-	if (k->state == KEY_REVOKED)
-		ereport(ERROR,
-				(errcode(ERRCODE_DCI_CONFIG),
-				 errmsg("signing key \"%s\" is revoked", key_id)));
 	payload = DatumGetJsonbP(DirectFunctionCall2(jsonb_delete, JsonbPGetDatum(body),
 												 CStringGetTextDatum("signature")));
 	text = dci_jsonb_to_compact(payload, &len);

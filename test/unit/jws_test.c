@@ -217,24 +217,15 @@ main(int argc, char **argv)
 {
 	const char *dir = argc > 1 ? argv[1] : "../shared/fixtures/signing";
 	char		err[256] = "";
-	char	   *pem;
 	DciSigKey  *rsa_priv,
 			   *rsa_pub,
 			   *ed_priv,
 			   *ed_pub;
 
-	pem = unit_read_file(dir, "rsa_private.pem");
-	rsa_priv = dci_sigkey_load(pem, true, err, sizeof(err));
-	free(pem);
-	pem = unit_read_file(dir, "rsa_public.pem");
-	rsa_pub = dci_sigkey_load(pem, false, err, sizeof(err));
-	free(pem);
-	pem = unit_read_file(dir, "ed25519_private.pem");
-	ed_priv = dci_sigkey_load(pem, true, err, sizeof(err));
-	free(pem);
-	pem = unit_read_file(dir, "ed25519_public.pem");
-	ed_pub = dci_sigkey_load(pem, false, err, sizeof(err));
-	free(pem);
+	rsa_priv = unit_load_key(dir, "rsa_private.pem", true, err, sizeof(err));
+	rsa_pub = unit_load_key(dir, "rsa_public.pem", false, err, sizeof(err));
+	ed_priv = unit_load_key(dir, "ed25519_private.pem", true, err, sizeof(err));
+	ed_pub = unit_load_key(dir, "ed25519_public.pem", false, err, sizeof(err));
 	if (!rsa_priv || !rsa_pub || !ed_priv || !ed_pub)
 	{
 		fprintf(stderr, "cannot load the fixture keys: %s\n", err);

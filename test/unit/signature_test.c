@@ -289,24 +289,15 @@ main(int argc, char **argv)
 {
 	const char *dir = argc > 1 ? argv[1] : "../shared/fixtures/signing";
 	char		err[128] = "";
-	char	   *pem;
 	DciSigKey  *ed_priv,
 			   *ed_pub,
 			   *rsa_priv,
 			   *rsa_pub;
 
-	pem = unit_read_file(dir, "ed25519_private.pem");
-	ed_priv = dci_sigkey_load(pem, true, err, sizeof(err));
-	free(pem);
-	pem = unit_read_file(dir, "ed25519_public.pem");
-	ed_pub = dci_sigkey_load(pem, false, err, sizeof(err));
-	free(pem);
-	pem = unit_read_file(dir, "rsa_private.pem");
-	rsa_priv = dci_sigkey_load(pem, true, err, sizeof(err));
-	free(pem);
-	pem = unit_read_file(dir, "rsa_public.pem");
-	rsa_pub = dci_sigkey_load(pem, false, err, sizeof(err));
-	free(pem);
+	ed_priv = unit_load_key(dir, "ed25519_private.pem", true, err, sizeof(err));
+	ed_pub = unit_load_key(dir, "ed25519_public.pem", false, err, sizeof(err));
+	rsa_priv = unit_load_key(dir, "rsa_private.pem", true, err, sizeof(err));
+	rsa_pub = unit_load_key(dir, "rsa_public.pem", false, err, sizeof(err));
 	CHECK(ed_priv && ed_pub && rsa_priv && rsa_pub, "fixture keys load: %s", err);
 	if (!(ed_priv && ed_pub && rsa_priv && rsa_pub))
 		return unit_finish("signature_test");

@@ -67,4 +67,17 @@ unit_finish(const char *name)
 	return unit_failed == 0 ? 0 : 1;
 }
 
+/* a fixture key (needs signature.h included before unit.h); NULL and err on failure */
+#ifdef DCI_SIGNATURE_H
+static inline DciSigKey *
+unit_load_key(const char *dir, const char *name, bool is_private, char *err, size_t errlen)
+{
+	char	   *pem = unit_read_file(dir, name);
+	DciSigKey  *key = pem ? dci_sigkey_load(pem, is_private, err, errlen) : NULL;
+
+	free(pem);
+	return key;
+}
+#endif
+
 #endif
