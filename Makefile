@@ -50,7 +50,7 @@ UNIT_SRCS = src/canonical_json.c src/signature.c src/http_headers.c src/host_rul
             src/token_response.c
 UNIT_TESTS = $(patsubst %.c,%,$(wildcard test/unit/*_test.c))
 FUZZ_TARGETS = $(patsubst %.c,%,$(wildcard test/fuzz/*_fuzz.c))
-FIXTURES ?= $(srcdir)/../shared/fixtures
+FIXTURES ?= $(srcdir)/test/fixtures
 FUZZ_SECONDS ?= 20
 UNIT_CFLAGS = -O1 -g -Wall -Wmissing-prototypes -I$(srcdir)/src \
               $(shell pkg-config --cflags json-c 2>/dev/null)

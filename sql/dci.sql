@@ -1,5 +1,5 @@
 --
--- dci: the DCI layer (SPEC §5) against the mock registry, which validates
+-- dci: the DCI layer (README "DCI layer") against the mock registry, which validates
 -- every envelope it receives (a violation would show up as DC007
 -- rjct.request.invalid below) and answers from a synthetic registry:
 -- idtype-value UIN/BRN -> one record, BULK n -> n records, paginated;

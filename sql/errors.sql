@@ -1,7 +1,7 @@
 --
 -- errors: bad arguments (22023), configuration (DC001), transport (DC003),
 -- time budget (DC004), size limit (DC005), body encoding (22021)
--- (SPEC §1 settings, §3 dci_request, §4).
+-- (README "Settings", "dci_request", "Errors").
 --
 \set VERBOSITY terse
 \set SHOW_CONTEXT never

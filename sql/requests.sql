@@ -1,5 +1,5 @@
 --
--- requests: dci_request against the mock's /echo (SPEC §3 dci_request).
+-- requests: dci_request against the mock's /echo (README "dci_request").
 -- /echo answers {"method", "path", "query", "headers" (lower-cased names),
 -- "body"}; X-Mock-Fault in the call's headers makes the mock misbehave.
 --

@@ -1,6 +1,6 @@
 --
 -- secrets: write-only columns, encryption, removal, binding to origin, row
--- and column, tampering (SPEC §1 key, §2 write-only secrets).
+-- and column, tampering (README "Write-only secrets", "Key rotation").
 --
 \set VERBOSITY terse
 \set SHOW_CONTEXT never

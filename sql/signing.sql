@@ -1,6 +1,6 @@
 --
 -- signing: signing keys, dci_sign / dci_verify, dci_jwks, revocation
--- (SPEC §6, DCI.md "Signatures").  dci_sign uses the wall clock, so the
+-- (README, "Signing").  dci_sign uses the wall clock, so the
 -- byte-exact fixture vectors are reproduced by the unit tests
 -- (test/unit/signature_test.c); here: the SQL behaviour.
 --

@@ -1,6 +1,6 @@
 --
 -- sources: installation, the dci_data_source table and its validation,
--- privileges (SPEC §1, §2, §3 overloads, §7).
+-- privileges (README "Register a registry", "Functions", "Privileges").
 --
 CREATE EXTENSION dci_client CASCADE;
 \set VERBOSITY terse

@@ -1,7 +1,7 @@
 --
 -- test_connection: dci_test_connection's four steps, the state it records,
 -- and what it never does (raise for network/auth failures, write in a
--- read-only transaction) (SPEC §3 dci_test_connection).
+-- read-only transaction) (README "dci_test_connection").
 --
 \set VERBOSITY terse
 \set SHOW_CONTEXT never

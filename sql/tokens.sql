@@ -1,6 +1,6 @@
 --
 -- tokens: dci_get_token for oauth2 / bearer / none, caching, force_refresh,
--- credential locations, refusals, dci_token_status (SPEC §3 dci_get_token).
+-- credential locations, refusals, dci_token_status (README "dci_get_token").
 --
 \set VERBOSITY terse
 \set SHOW_CONTEXT never

@@ -1,6 +1,6 @@
 /*
  * canonical_json.c
- *		The canonical JSON of the DCI signature scheme (DCI.md, "Signatures").
+ *		The canonical JSON of the DCI signature scheme (README, "Signing").
  *
  * The peer computes json.dumps(json.loads(text), sort_keys=True,
  * separators=(",", ":")) in Python, so this file mirrors Python's json

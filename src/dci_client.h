@@ -17,7 +17,7 @@
 
 #define DCI_CLIENT_VERSION "0.1"
 
-/* SQLSTATEs of SPEC §4 */
+/* SQLSTATEs of README "Errors" */
 #define ERRCODE_DCI_CONFIG			MAKE_SQLSTATE('D','C','0','0','1')
 #define ERRCODE_DCI_AUTH			MAKE_SQLSTATE('D','C','0','0','2')
 #define ERRCODE_DCI_TRANSPORT		MAKE_SQLSTATE('D','C','0','0','3')
@@ -100,7 +100,7 @@ typedef enum DciCredLocation
 /* dci_data_source.signature_format: how envelopes are signed and answers verified */
 typedef enum DciSigFormat
 {
-	DCI_SIG_FORMAT_DCI = 0,		/* the DCI signature field (DCI.md, OpenSPP) */
+	DCI_SIG_FORMAT_DCI = 0,		/* the DCI signature field (README "Signing", OpenSPP) */
 	DCI_SIG_FORMAT_JWS			/* a compact JWS, RS256, as OpenCRVS signs */
 } DciSigFormat;
 
@@ -215,7 +215,7 @@ typedef struct DciHttpResponse
 } DciHttpResponse;
 
 /*
- * One exchange with the retry rules of SPEC §4 (backoff, Retry-After) inside
+ * One exchange with the retry rules of README "Errors" (backoff, Retry-After) inside
  * the request's deadline.  Returns false with resp->error set when no usable
  * HTTP answer came; the last HTTP answer is returned as it is otherwise.
  */

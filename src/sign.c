@@ -1,6 +1,6 @@
 /*
  * sign.c
- *		Signing keys and DCI signatures on the PostgreSQL side (SPEC §6):
+ *		Signing keys and DCI signatures on the PostgreSQL side (README "Signing"):
  *		dci_sign, dci_verify, dci_jwks, dci_generate_signing_key, and the
  *		signing / verification of the DCI layer's envelopes.
  *

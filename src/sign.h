@@ -1,7 +1,7 @@
 /*
  * sign.h
  *		Signing of outgoing DCI envelopes and verification of answers
- *		(SPEC §6), for the DCI layer.  The scheme itself is in signature.h
+ *		(README "Signing"), for the DCI layer.  The scheme itself is in signature.h
  *		and canonical_json.h, free of PostgreSQL headers.
  */
 #ifndef DCI_SIGN_H

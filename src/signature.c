@@ -1,6 +1,6 @@
 /*
  * signature.c
- *		DCI message signatures with OpenSSL 3 (DCI.md, "Signatures").
+ *		DCI message signatures with OpenSSL 3 (README, "Signing").
  *
  * Every OpenSSL failure clears the thread's error queue before returning,
  * so that no stale error is later blamed on a TLS transfer by libcurl.

@@ -1,6 +1,6 @@
 /*
  * signature.h
- *		The DCI message signature (DCI.md, "Signatures"): digest, signing
+ *		The DCI message signature (README, "Signing"): digest, signing
  *		string, the signature field, Ed25519 and RSA-SHA256 (PKCS#1 v1.5)
  *		with OpenSSL, RFC 7638 thumbprints and RFC 7517 JWKs.  Free of
  *		PostgreSQL headers.  Strings returned are malloc'd (free()).
@@ -49,7 +49,7 @@ typedef struct DciSigField
 } DciSigField;
 
 /*
- * The field as DCI.md step 4 writes it; NULL when a part holds a double
+ * The field as README "Signing" step 4 writes it; NULL when a part holds a double
  * quote, a backslash or a control character (it could not be parsed back).
  */
 extern char *dci_sig_field_format(const char *sender_id, const char *key_id,
@@ -103,7 +103,7 @@ extern bool dci_sigkey_verify(const DciSigKey *key, const char *msg, size_t len,
 
 /*
  * The signature field for the canonical {header, message} text hm (the
- * steps 1-4 of DCI.md), with the given times.  NULL with err set on failure.
+ * steps 1-4 of the README's "Signing"), with the given times.  NULL with err set on failure.
  */
 extern char *dci_sig_sign(const DciSigKey *key, const char *sender_id, const char *key_id,
 						  const char *hm, size_t hm_len, int64_t created, int64_t expires,
@@ -121,7 +121,7 @@ typedef enum DciVerifyResult
 	DCI_VERIFY_PAYLOAD			/* JWS: the payload is not the envelope's header and message */
 } DciVerifyResult;
 
-/* step 5 of DCI.md: the field against the canonical {header, message} hm */
+/* step 5 of the README's "Signing": the field against the canonical {header, message} hm */
 extern DciVerifyResult dci_sig_verify(const DciSigKey *key, const char *field,
 									  const char *hm, size_t hm_len, int64_t now);
 /* the same for a whole envelope text {signature, header, message} */

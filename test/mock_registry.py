@@ -94,7 +94,7 @@ def jbody(obj, status=200, extra=()):
 
 # ---------------------------------------------------------------- signed answers
 def sign_answer(body, mode):
-    """Sign a DCI answer as DCI.md says, with the fixture Ed25519 key (the source
+    """Sign a DCI answer as the README's "Signing" says, with the fixture Ed25519 key (the source
     asks through its extra_headers: X-Mock-Sign: ed25519 | tamper | expired), or
     as OpenCRVS does, a compact JWS (RS256, kid = RFC 7638 thumbprint) over the
     body without "signature", with the fixture RSA key (jws | jws-tamper |
@@ -108,7 +108,7 @@ def sign_answer(body, mode):
     if not isinstance(env, dict) or "header" not in env or "message" not in env:
         return body
     fixtures = os.environ.get("DCI_SIGNING_FIXTURES") or os.path.join(
-        os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "fixtures", "signing")
+        os.path.dirname(os.path.abspath(__file__)), "fixtures", "signing")
     if mode.startswith("jws"):
         from cryptography.hazmat.primitives import hashes
         from cryptography.hazmat.primitives.asymmetric import padding
@@ -163,7 +163,7 @@ def h_ping(req):
 # Every envelope received on a DCI path is checked against the DCI request
 # schema rules (stats()["dci_validation"]); a violation is answered with HTTP 400
 # and a DCI error, so a test fails loudly.  Answers come from a synthetic
-# registry chosen by the query (see dci_records) or from ../shared/fixtures/dci.
+# registry chosen by the query (see dci_records) or from test/fixtures/dci.
 DCI_PATHS = {"/registry/sync/search": "search", "/registry/search": "search",
              "/registry/subscribe": "subscribe", "/registry/unsubscribe": "unsubscribe",
              "/registry/sync/txn/status": "txn-status", "/registry/txn/status": "txn-status"}
@@ -171,7 +171,7 @@ DCI_ACTIONS = ("search", "on-search", "subscribe", "on-subscribe", "notify", "un
                "on-unsubscribe", "txn-status", "txn-on-status")
 DCI_QUERY_TYPES = ("idtype-value", "expression", "predicate", "graphql")
 FIXTURES_DIR = os.environ.get("DCI_FIXTURES") or os.path.normpath(
-    os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "fixtures", "dci"))
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "dci"))
 _UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _TS_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
 

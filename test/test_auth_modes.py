@@ -1,6 +1,6 @@
 """Where credentials go: credential_location body/basic/query for the token
 request, Bearer for auth_type bearer, nothing for none, and the token / the
-client secret never cross to the other side (SPEC §2, §3)."""
+client secret never cross to the other side (README "Register a registry", "Functions")."""
 import base64, json
 from contextlib import closing
 

@@ -1,4 +1,4 @@
-"""Interruptible transfers (SPEC §3): statement_timeout and pg_cancel_backend
+"""Interruptible transfers (README "Functions"): statement_timeout and pg_cancel_backend
 end a hanging transfer with 57014 promptly, the session stays usable,
 pg_stat_activity shows the wait, the call's own budget gives DC004, and
 backoff sleeps are interruptible too."""
@@ -27,7 +27,7 @@ def test_statement_timeout_cancels_hang(env):
         env.mock.fault(PATH, "hang", count=1, delay=30)
         cur.execute("SET statement_timeout = '500ms'")
         e, took = expect_code(cur, "57014", src)
-        assert took < 1.5, "statement_timeout took %.2f s" % took   # SPEC: within 100 ms
+        assert took < 1.5, "statement_timeout took %.2f s" % took   # the README: within 100 ms
         assert took >= 0.45, took
         cur.execute("SET statement_timeout = 0")
         # the session is usable: the next call works at once

@@ -1,8 +1,8 @@
-"""The DCI layer (SPEC §5, issue 3): envelopes that a strict validator of the
+"""The DCI layer (README "DCI layer", issue 3): envelopes that a strict validator of the
 DCI schemas accepts (the mock validates every envelope it receives and the
 tests fail on any violation), query types and options passed through, paging
 through large results with one page in memory, every rejection shape, the
-fixtures of ../shared/fixtures/dci, async search and txn status,
+fixtures of test/fixtures/dci, async search and txn status,
 subscriptions, and the README's worked examples run verbatim."""
 import datetime, json, math, os, re, time, types, uuid
 from contextlib import closing
@@ -433,7 +433,7 @@ def test_rejections_are_dc007_with_reason_code(env):
         env.mock.fault(SEARCH, "status", status=404, body={"error": "not_found"})
         e = _dci_error(cur, "DC007", sync, (src, Json(UIN)), "404")
         assert "not_found" in str(e), e
-        # registry text is truncated (SPEC 4: <= 300 characters quoted)
+        # registry text is truncated (README "Errors": <= 300 characters quoted)
         long = "x" * 3000
         env.mock.fault(SEARCH, "status", status=200, body={"header": {
             "status": "rjct", "status_reason_code": "rjct.too.long", "status_reason_message": long},

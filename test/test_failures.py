@@ -1,4 +1,4 @@
-"""Transport and limits (SPEC §1, §3, §4): TLS trust (untrusted, expired,
+"""Transport and limits (README "Settings", "Functions", "Errors"): TLS trust (untrusted, expired,
 wrong host, self-signed, ca_cert, verify_ssl), oversized bodies, the time
 budget, allowed_hosts (never contacted), gzip, no redirects, charset."""
 import json, time

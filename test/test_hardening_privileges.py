@@ -1,4 +1,4 @@
-"""Hardening: privileges (SPEC §7, issue 5).  The README's GRANTs are run
+"""Hardening: privileges (README "Privileges", issue 5).  The README's GRANTs are run
 verbatim (extracted from its "Privileges" section, so a README change is
 tested): the calling role needs EXECUTE only, the administering role cannot
 redirect a stored secret, no non-superuser reads the key or a decrypted

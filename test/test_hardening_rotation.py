@@ -1,4 +1,4 @@
-"""Hardening: key rotation without downtime (SPEC §1, issue 5), on a cluster
+"""Hardening: key rotation without downtime (README "Key rotation", issue 5), on a cluster
 of its own so the main cluster's key is left alone.
 
 While 4 sessions call dci_request in a loop on 2 sources, a new key file is

@@ -1,4 +1,4 @@
-"""Hardening: SSRF (SPEC §1 allowed_hosts, issue 5).  With allowed_hosts set,
+"""Hardening: SSRF (README "Settings", allowed_hosts, issue 5).  With allowed_hosts set,
 nothing outside it is contacted: not through names that resolve to loopback
 (libcurl resolves `localhost` and `*.localhost` to 127.0.0.1 itself), not
 through other spellings of an address (decimal, hex, short, IPv4-mapped

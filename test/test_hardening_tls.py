@@ -1,4 +1,4 @@
-"""Hardening: TLS (SPEC §2-§4, issue 5).  Mutual TLS with client_cert /
+"""Hardening: TLS (README "Register a registry", "Errors", issue 5).  Mutual TLS with client_cert /
 client_key from memory (the key is never written to disk), TLS >= 1.2
 (a TLS 1.1-only `openssl s_server` is refused, a TLS 1.2 one is not), and
 DC003 messages that name the certificate problem.  (test_failures.py covers

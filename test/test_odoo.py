@@ -218,7 +218,7 @@ def test_model_writes_through_and_stores_no_secret(env):
         oenv.cr.execute("SELECT client_secret_set FROM dci_data_source WHERE code = %s", (c,))
         assert oenv.cr.fetchone() == (False,)
         rec.write({"oauth2_client_secret": CLIENT_SECRET})
-        # a new base URL drops the stored secret unless it is written again (SPEC §2)
+        # a new base URL drops the stored secret unless it is written again (README "Write-only secrets")
         rec.write({"base_url": env.mock.http_url + "/"})
         oenv.cr.execute("SELECT base_url, client_secret_set FROM dci_data_source WHERE code = %s", (c,))
         assert oenv.cr.fetchone() == (env.mock.http_url, False)

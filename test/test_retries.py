@@ -1,4 +1,4 @@
-"""The retry rules of SPEC §4, per method, counted at the mock:
+"""The retry rules of README "Errors", per method, counted at the mock:
 - any method: no connection, 429, 503;
 - GET/HEAD/PUT/DELETE only: reset after the request was sent, 502, 504;
 - nothing else (500, 4xx); Retry-After honoured inside the budget;

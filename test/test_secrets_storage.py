@@ -1,4 +1,4 @@
-"""Write-only secrets (SPEC §1, §2): the plaintext is absent from SELECT *,
+"""Write-only secrets (README "Write-only secrets"): the plaintext is absent from SELECT *,
 from the data directory (table files and WAL) and from pg_dump output; the
 key file is created 0600 only when a secret is first encrypted; wrong,
 missing key, tampered or copied ciphertext give DC001 naming the key id;

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""A registry that signs its answers (DCI.md "Signatures"): with the source's
+"""A registry that signs its answers (README "Signing"): with the source's
 registry_public_key set, a genuinely signed answer is accepted end to end, and a
 tampered or expired one is refused with DC008.  The mock signs with the fixture
 Ed25519 key when the source asks through extra_headers (X-Mock-Sign)."""
@@ -10,8 +10,7 @@ from psycopg2.extras import Json
 
 from env import expect_error
 
-FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared",
-                        "fixtures", "signing")
+FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "signing")
 QUERY = Json({"type": "UIN", "value": "847951632"})
 
 

@@ -1,4 +1,4 @@
-"""Signing (SPEC §6, DCI.md "Signatures"): signatures made by the extension
+"""Signing (README, "Signing"): signatures made by the extension
 verify with an independent implementation (Python's json + `cryptography`),
 and that implementation's signatures verify in the extension; tampering with
 any header or message field, the timestamps or the key fails; envelopes of
@@ -16,8 +16,7 @@ from psycopg2.extras import Json
 from env import expect_error
 from util import code
 
-FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                        "..", "shared", "fixtures", "signing")
+FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "signing")
 
 ENVELOPE = {
     "header": {"version": "1.0.0", "message_id": "3f1c2b1e-0000-4000-8000-000000000001",
@@ -34,7 +33,7 @@ ENVELOPE = {
 }
 
 
-# ---- the independent implementation (DCI.md, steps 1-5) ----
+# ---- the independent implementation (README "Signing", steps 1-5) ----
 def canonical(header, message):
     return json.dumps({"header": header, "message": message}, sort_keys=True, separators=(",", ":"))
 

@@ -1,4 +1,4 @@
-"""The second signature format (DCI.md "Signatures", last paragraph): a data
+"""The second signature format (README "Signing", JWS): a data
 source with signature_format 'jws' sends envelopes whose `signature` is a
 compact JWS (RS256, kid = RFC 7638 thumbprint) over the exact body without
 `signature`, verified here with Python's `cryptography`; answers the mock
@@ -15,8 +15,7 @@ from psycopg2.extras import Json
 from env import expect_error
 from util import code
 
-FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                        "..", "shared", "fixtures", "signing")
+FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "signing")
 QUERY = Json({"type": "UIN", "value": "847951632"})
 SEARCH = "/registry/sync/search"
 

@@ -1,7 +1,7 @@
 """OAuth2 tokens: caching per session and across sessions (shared memory,
 single flight), renewal, force_refresh, expires_in forms, the 401 resend,
 cache invalidation on changed credentials, token endpoint failures, and
-read-only / REPEATABLE READ transactions (SPEC §3, §4)."""
+read-only / REPEATABLE READ transactions (README "dci_get_token", "Errors")."""
 import threading, time
 from contextlib import closing
 

@@ -1,5 +1,5 @@
 """Runs last: no secret, token or key in any server log line written during
-the suite (SPEC §1, §4; the cluster logs at debug1 and logs failing
+the suite (README "Settings", "Errors"; the cluster logs at debug1 and logs failing
 statements).  The test first does the things most likely to leak (token
 fetches, refused tokens, 401 renewals, decrypt failures, failing statements
 after a token was used), so the scan means something even when run alone,

@@ -213,7 +213,7 @@ edge_cases(void)
 int
 main(int argc, char **argv)
 {
-	const char *dir = argc > 1 ? argv[1] : "../shared/fixtures/signing";
+	const char *dir = argc > 1 ? argv[1] : "test/fixtures/signing";
 
 	fixture_cases(dir);
 	vector_cases(dir);

@@ -215,7 +215,7 @@ envelopes(DciSigKey *rsa_pub, DciSigKey *ed_pub)
 int
 main(int argc, char **argv)
 {
-	const char *dir = argc > 1 ? argv[1] : "../shared/fixtures/signing";
+	const char *dir = argc > 1 ? argv[1] : "test/fixtures/signing";
 	char		err[256] = "";
 	DciSigKey  *rsa_priv,
 			   *rsa_pub,

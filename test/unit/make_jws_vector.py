@@ -12,8 +12,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-FIXTURES = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "..", "..", "..", "shared",
-                                                               "fixtures", "signing")
+FIXTURES = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "..", "fixtures", "signing")
 
 
 def b64u(b):

@@ -3,7 +3,7 @@
  *		The DCI signature scheme: every vector of fixtures/signing/vectors.json
  *		reproduced byte for byte (canonical text, digest, signing string,
  *		signature, whole field) with the fixture keys, both algorithms; the
- *		verifier's rules (DCI.md step 5); field parsing; keys, thumbprints,
+ *		verifier's rules (README "Signing" step 5); field parsing; keys, thumbprints,
  *		JWKs and key generation.
  *
  *	signature_test FIXTURE_DIR
@@ -287,7 +287,7 @@ keys(const char *dir, DciSigKey *ed_priv, DciSigKey *ed_pub, DciSigKey *rsa_priv
 int
 main(int argc, char **argv)
 {
-	const char *dir = argc > 1 ? argv[1] : "../shared/fixtures/signing";
+	const char *dir = argc > 1 ? argv[1] : "test/fixtures/signing";
 	char		err[128] = "";
 	DciSigKey  *ed_priv,
 			   *ed_pub,
