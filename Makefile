@@ -2,21 +2,25 @@
 # of the README; both install their own prerequisites (Debian 12).
 
 EXTENSION = dci_client
-EXTVERSION = 0.1
+EXTVERSION = 0.2
 MODULE_big = dci_client
 OBJS = src/dci_client.o src/errors.o src/secrets.o src/triggers.o src/source.o \
        src/http.o src/http_headers.o src/host_rules.o src/token_response.o \
        src/token_cache.o src/oauth.o src/request.o src/test_connection.o src/json.o src/dci.o \
        src/request_log.o src/source_stats.o \
-       src/canonical_json.o src/signature.o src/sign.o
-DATA = src/dci_client--0.1.sql
+       src/canonical_json.o src/signature.o src/sign.o \
+       src/path_check.o src/json_guard.o src/redact.o src/redaction.o
+# 0.1 is the released base script; 0.2 adds this round's changes as an upgrade.
+DATA = src/dci_client--0.1.sql src/dci_client--0.1--0.2.sql
+DATA_built = src/dci_client--$(EXTVERSION).sql
 PGFILEDESC = "dci_client - DCI registry client"
 
 REGRESS = sources secrets tokens requests errors test_connection signing dci
 REGRESS_OPTS = --load-extension=pgcrypto
 
 PG_CONFIG ?= pg_config
-PG_CPPFLAGS = -I$(srcdir)/src $(shell pkg-config --cflags json-c 2>/dev/null) -Wall -Wmissing-prototypes
+PG_CPPFLAGS = -I$(srcdir)/src $(shell pkg-config --cflags json-c 2>/dev/null)
+PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare -Wmissing-prototypes $(if $(WERROR),-Werror)
 SHLIB_LINK = $(shell curl-config --libs 2>/dev/null || echo -lcurl) -lssl -lcrypto -ljson-c
 
 # no JIT bitcode: it would need clang on every build machine
@@ -26,6 +30,11 @@ PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
 PYTHON = /usr/bin/python3
+
+# the full 0.2 script is the 0.1 script followed by the upgrade, made at build
+# time: a fresh install and an upgraded database run the same statements
+src/dci_client--0.2.sql: src/dci_client--0.1.sql src/dci_client--0.1--0.2.sql
+	{ cat src/dci_client--0.1.sql; grep -v '^\\echo' src/dci_client--0.1--0.2.sql; } > $@
 
 # PGXS does not track headers: every object depends on all of ours
 $(OBJS): $(wildcard $(srcdir)/src/*.h)
@@ -47,7 +56,7 @@ test: deps
 # PostgreSQL-free objects only; each prints "name: N passed, N failed".
 # `make fuzz`: libFuzzer targets test/fuzz/*_fuzz.c (clang), FUZZ_SECONDS each.
 UNIT_SRCS = src/canonical_json.c src/signature.c src/http_headers.c src/host_rules.c \
-            src/token_response.c
+            src/token_response.c src/path_check.c src/json_guard.c src/redact.c
 UNIT_TESTS = $(patsubst %.c,%,$(wildcard test/unit/*_test.c))
 FUZZ_TARGETS = $(patsubst %.c,%,$(wildcard test/fuzz/*_fuzz.c))
 FIXTURES ?= $(srcdir)/test/fixtures

@@ -3,8 +3,8 @@
 -- every envelope it receives (a violation would show up as DC007
 -- rjct.request.invalid below) and answers from a synthetic registry:
 -- idtype-value UIN/BRN -> one record, BULK n -> n records, paginated;
--- LENIENT / STRICT / REJECTED -> ../shared/fixtures/dci; ITEM_RJCT, HTTP400,
--- NACK, ERR, HTML, NOT_DCI -> the failure shapes.
+-- LENIENT / STRICT / REJECTED -> test/fixtures/dci; ITEM_RJCT, HTTP400,
+-- NACK, ERR, SYNC_ERR, HTML, NOT_DCI -> the failure shapes.
 --
 \set VERBOSITY terse
 \set SHOW_CONTEXT never
@@ -116,6 +116,8 @@ SELECT rdci_err($$SELECT dci_search_async('rdci', 'idtype-value', '{"type": "UIN
 SELECT rdci_err($$SELECT dci_search_async('rdci', 'idtype-value', '{"type": "UIN", "value": "ERR"}')$$);
 SELECT rdci_err($$SELECT dci_subscribe('rdci', 'NACK')$$);
 SELECT rdci_err($$SELECT dci_txn_status('rdci', 'rdci-no-such-txn')$$);
+-- a sync endpoint answering with an ERR acknowledgement: DC007 with its code
+SELECT rdci_err($$SELECT dci_search('rdci', 'idtype-value', '{"type": "UIN", "value": "SYNC_ERR"}')$$);
 -- answers that are not DCI envelopes: DC006
 SELECT rdci_err($$SELECT dci_search('rdci', 'idtype-value', '{"type": "UIN", "value": "HTML"}')$$);
 SELECT rdci_err($$SELECT dci_search('rdci', 'idtype-value', '{"type": "UIN", "value": "NOT_DCI"}')$$);
@@ -133,6 +135,15 @@ SELECT dci_subscribe('rdci', 'REGISTER') ~ '^[0-9a-f]{8}-[0-9a-f]{4}-4' AS subsc
        dci_subscribe('rdci', 'UPDATE', '[{"seq_num": 1, "expression1": {"attribute_name": "birth_date", "operator": "ge", "attribute_value": "2026-01-01"}}]',
                      'spdci-extensions-dci:Person') ~ '^[0-9a-f]{8}-[0-9a-f]{4}-4' AS subscribed_predicate,
        dci_unsubscribe('rdci', ARRAY['SUB-0001', 'SUB-0002']) ~ '^[0-9a-f]{8}-[0-9a-f]{4}-4' AS unsubscribed;
+
+-- registries route and verify by sender_id: a source without one sends nothing (DC001)
+INSERT INTO dci_data_source (code, name, registry_type, base_url, auth_url, client_id, client_secret)
+VALUES ('rdci_nosender', 'No sender', 'ns:org:RegistryType:CRVS', :'mock_url', :'token_url',
+        'openspp-client', 's3cr3t-Pa55word');
+SELECT rdci_err($$SELECT dci_search('rdci_nosender', 'idtype-value', '{"type": "UIN", "value": "1"}')$$);
+SELECT rdci_err($$SELECT dci_subscribe('rdci_nosender', 'REGISTER')$$);
+SELECT rdci_err($$SELECT dci_envelope('rdci_nosender', 'search', '{}')$$);
+DELETE FROM dci_data_source WHERE code = 'rdci_nosender';
 
 DROP FUNCTION rdci_err(text);
 DELETE FROM dci_data_source WHERE code IN ('rdci', 'rdci_dr');

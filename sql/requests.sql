@@ -25,13 +25,14 @@ SELECT status, body = '' AS empty_body, headers ->> 'content-type' AS content_ty
   FROM dci_request('req', 'HEAD', '/echo');
 
 -- a body is sent as compact JSON with Content-Type: application/json;
--- Accept: application/json always; Authorization: Bearer <token>
+-- Accept: application/json always; Authorization: Bearer <token> (the mock
+-- echoes it; what comes back to the caller has the token redacted)
 SELECT e ->> 'method' AS method,
        e ->> 'body' AS body,
        e -> 'headers' ->> 'content-type' AS content_type,
        e -> 'headers' ->> 'accept' AS accept,
        left(e -> 'headers' ->> 'authorization', 7) = 'Bearer ' AS bearer,
-       e -> 'headers' ->> 'authorization' = 'Bearer ' || dci_get_token('req') AS current_token,
+       e -> 'headers' ->> 'authorization' = 'Bearer [redacted]' AS current_token_redacted,
        e -> 'headers' ->> 'user-agent' LIKE 'dci_client/%' AS user_agent
   FROM (SELECT body::jsonb AS e FROM dci_request('req', 'POST', '/echo', '{"a": 1}')) s;
 SELECT (dci_request('req', 'PUT', '/echo', '{"b": [1, 2, {"c": null}], "a": "é", "n": 1.50}')).body::jsonb ->> 'body' AS body;
@@ -65,8 +66,9 @@ SELECT pg_typeof(dci_request('req', 'GET', '/echo'));
 -- the integer overload
 SELECT (dci_request((SELECT id FROM dci_data_source WHERE code = 'req'), 'GET', '/echo')).status;
 
--- bearer sources send the stored token; none sends no Authorization
-SELECT e -> 'headers' ->> 'authorization' = 'Bearer static-bearer-token-1' AS stored_bearer
+-- bearer sources send the stored token (the mock accepts only it; its echo
+-- comes back redacted); none sends no Authorization
+SELECT e -> 'headers' ->> 'authorization' = 'Bearer [redacted]' AS stored_bearer
   FROM (SELECT body::jsonb AS e FROM dci_request('req_bearer', 'GET', '/echo')) s;
 SELECT status, e -> 'headers' ? 'authorization' AS has_authorization
   FROM (SELECT status, body::jsonb AS e FROM dci_request('req_none', 'GET', '/open/echo')) s;

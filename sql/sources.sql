@@ -108,6 +108,8 @@ SELECT col, v, regress_sqlstate(format(
   FROM (VALUES ('auth_type', 'basic'), ('auth_type', 'OAUTH2'), ('auth_type', NULL),
                ('credential_location', 'header'), ('credential_location', NULL),
                ('registry_type', 'ns:org:RegistryType:Health'), ('registry_type', 'Social'),
+               ('registry_type', 'ns:org:RegistryType:'), ('registry_type', 'ns:org:RegistryType:9x'),
+               ('registry_type', 'ns:org:RegistryType:CR VS'),
                ('state', 'ok'), ('state', NULL)) AS t(col, v);
 SELECT regress_detail($$INSERT INTO dci_data_source (code, name, base_url, auth_type) VALUES ('enum_test', 'x', 'http://x.example', 'basic')$$);
 SELECT regress_detail($$INSERT INTO dci_data_source (code, name, base_url, auth_type, registry_type) VALUES ('enum_test', 'x', 'http://x.example', 'none', 'x')$$);
@@ -121,6 +123,8 @@ SELECT a, c, r, s, regress_sqlstate(format(
                ('oauth2', 'query', 'ns:org:RegistryType:IBR', 'active'),
                ('oauth2', 'body', 'ns:org:RegistryType:DR', 'error'),
                ('oauth2', 'body', 'ns:org:RegistryType:FR', 'draft'),
+               ('oauth2', 'body', 'ns:org:RegistryType:CRVS', 'draft'),
+               ('oauth2', 'body', 'ns:org:RegistryType:Farmer_2', 'draft'),
                ('oauth2', 'body', NULL, 'draft')) AS t(a, c, r, s);
 
 -- endpoints: a path starting with '/', no '..' segment
@@ -128,7 +132,16 @@ SELECT col, v, regress_sqlstate(format(
          $$INSERT INTO dci_data_source (code, name, base_url, auth_type, %I) VALUES ('ep_test', 'x', 'http://x.example', 'none', %L)$$, col, v))
   FROM (VALUES ('search_endpoint', 'registry/sync/search'), ('search_endpoint', '/a/../b'),
                ('search_endpoint', '/a/..'), ('search_endpoint', '/a b'), ('search_endpoint', NULL),
-               ('ping_endpoint', 'ping'), ('ping_endpoint', '/x#y')) AS t(col, v);
+               ('ping_endpoint', 'ping'), ('ping_endpoint', '/x#y'), ('ping_endpoint', '/registry/ping?x=1'),
+               ('search_endpoint', '/..%2f'), ('search_endpoint', '/%2e%2e/x'), ('search_endpoint', '/..;/x'),
+               ('search_endpoint', '/a%2Fb'), ('search_endpoint', '/./x'), ('search_endpoint', '/a..b/c')) AS t(col, v);
+
+-- callback_uri: an absolute http(s) URL (registries POST callbacks there)
+SELECT v, regress_sqlstate(format(
+         $$INSERT INTO dci_data_source (code, name, base_url, auth_type, callback_uri) VALUES ('cb_test', 'x', 'http://x.example', 'none', %L);
+           DELETE FROM dci_data_source WHERE code = 'cb_test'$$, v))
+  FROM (VALUES ('https://openspp.example/dci/callback'), ('http://10.0.0.5:8069/cb?src=crvs'),
+               ('/dci/callback'), ('ftp://x.example/cb'), ('openspp.example/cb'), ('https://x.example/cb#f')) AS t(v);
 
 -- timeout_ms > 0, or NULL for the GUC
 SELECT v, regress_sqlstate(format(

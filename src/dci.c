@@ -29,6 +29,8 @@
 #include "utils/memutils.h"
 
 #include "request_log.h"
+#include "json_guard.h"
+#include "redaction.h"
 #include "sign.h"
 
 #define DCI_VERSION_STRING "1.0.0"
@@ -157,6 +159,12 @@ build_envelope(DciSource *src, const char *action, const char *message, int tota
 	bool		first = true;
 	char	   *signature;
 
+	/* registries route and verify by sender_id: an envelope without one is refused there */
+	if (src->sender_id == NULL || *src->sender_id == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_DCI_CONFIG),
+				 errmsg("data source \"%s\" has no sender_id", src->code),
+				 errhint("Set sender_id (this system's DCI identifier, e.g. openspp.example.org) before sending DCI messages.")));
 	uuid_v4(msgid);
 	timestamp_now(ts, sizeof(ts));
 
@@ -166,7 +174,7 @@ build_envelope(DciSource *src, const char *action, const char *message, int tota
 	append_str(&hm, "message_id", msgid, &first);
 	append_str(&hm, "message_ts", ts, &first);
 	append_str(&hm, "action", action, &first);
-	append_str(&hm, "sender_id", src->sender_id ? src->sender_id : "", &first);
+	append_str(&hm, "sender_id", src->sender_id, &first);
 	if (src->callback_uri)
 		append_str(&hm, "sender_uri", src->callback_uri, &first);
 	append_str(&hm, "receiver_id", src->receiver_id ? src->receiver_id : src->base_url, &first);
@@ -255,6 +263,9 @@ reason_text(const DciSource *src, JsonbContainer *c, const char *code_key, const
 	return dci_quote_registry_text(src, text, strlen(text));
 }
 
+/* dci_subscribe's notify_record_type when the caller gives none (README, "DCI layer") */
+#define DCI_DEFAULT_NOTIFY_RECORD_TYPE "spdci-extensions-dci:Person"
+
 /* DCI answers are shallow; deeper nesting is hostile */
 #define DCI_JSON_MAX_DEPTH 64
 
@@ -268,7 +279,8 @@ typedef struct BuildState
 	JsonbParseState *ps;
 	JsonbValue *res;
 	int			depth;
-	bool		too_deep;
+	bool		too_deep;		/* refused: nesting past DCI_JSON_MAX_DEPTH ... */
+	bool		bad_number;		/* ... or a number numeric cannot hold */
 } BuildState;
 
 /* PostgreSQL 16 lets a semantic action stop the parse; before, it only records */
@@ -355,6 +367,12 @@ build_scalar(void *arg, char *token, JsonTokenType type)
 			v.val.string.len = strlen(token);
 			break;
 		case JSON_TOKEN_NUMBER:
+			/* numeric_in would raise 22003: refuse it as DC006 instead */
+			if (!json_number_fits_numeric(token, strlen(token)))
+			{
+				b->bad_number = b->too_deep = true;
+				ACTION_RETURN(b);
+			}
 			v.type = jbvNumeric;
 			v.val.numeric = DatumGetNumeric(DirectFunctionCall3(numeric_in, CStringGetDatum(token),
 																ObjectIdGetDatum(InvalidOid),
@@ -396,19 +414,39 @@ build_scalar(void *arg, char *token, JsonTokenType type)
 static Jsonb *
 parse_answer(DciSource *src, const char *what, const DciHttpResponse *resp, bool need_header)
 {
+	char	   *raw;
+	size_t		raw_len;
 	char	   *str;
+	size_t		str_len;
 	JsonLexContext *lex;
 	JsonParseErrorType perr;
 	JsonSemAction sem;
-	BuildState	build = {NULL, NULL, 0, false};
+	BuildState	build = {NULL, NULL, 0, false, false};
 	Jsonb	   *jb = NULL;
 	JsonbContainer *header;
 	char	   *status;
 	bool		is_json;
 
-	str = dci_body_to_cstring(src, resp);
+	raw = dci_body_to_cstring(src, resp);
+	raw_len = (raw == resp->body) ? resp->body_len : strlen(raw);
 
-	lex = makeJsonLexContextCstringLen(str, strlen(str), GetDatabaseEncoding(), true);
+	/*
+	 * PostgreSQL's parser recurses: too deep a nesting would end in 54001
+	 * before our depth bound is seen.  Counted first, without recursion.
+	 */
+	if (json_nesting_exceeds(raw, raw_len, DCI_JSON_MAX_DEPTH))
+		ereport(ERROR,
+				(errcode(ERRCODE_DCI_BAD_JSON),
+				 errmsg("answer to the %s from data source \"%s\" nests deeper than %d levels",
+						what, src->code, DCI_JSON_MAX_DEPTH)));
+	/* what the caller gets back holds no credential an echoing registry returned */
+	str = dci_redact(src, raw, raw_len, &str_len);
+
+#if PG_VERSION_NUM >= 170000
+	lex = makeJsonLexContextCstringLen(NULL, str, str_len, GetDatabaseEncoding(), true);
+#else
+	lex = makeJsonLexContextCstringLen(str, str_len, GetDatabaseEncoding(), true);
+#endif
 	memset(&sem, 0, sizeof(sem));
 	sem.semstate = &build;
 	sem.object_start = build_object_start;
@@ -418,6 +456,11 @@ parse_answer(DciSource *src, const char *what, const DciHttpResponse *resp, bool
 	sem.object_field_start = build_field;
 	sem.scalar = build_scalar;
 	perr = pg_parse_json(lex, &sem);
+	if (build.bad_number)
+		ereport(ERROR,
+				(errcode(ERRCODE_DCI_BAD_JSON),
+				 errmsg("answer to the %s from data source \"%s\" holds a number too large or too precise to store",
+						what, src->code)));
 	if (build.too_deep)
 		ereport(ERROR,
 				(errcode(ERRCODE_DCI_BAD_JSON),
@@ -461,7 +504,7 @@ parse_answer(DciSource *src, const char *what, const DciHttpResponse *resp, bool
 				why = reason_text(src, jobject(jget(root, "error")), "code", "message");
 		}
 		if (why == NULL)
-			why = dci_quote_registry_text(src, str, strlen(str));
+			why = dci_quote_registry_text(src, str, str_len);
 		/* the registry's reason belongs in the message: it is what users see */
 		ereport(ERROR,
 				(errcode(ERRCODE_DCI_REJECTED),
@@ -474,7 +517,24 @@ parse_answer(DciSource *src, const char *what, const DciHttpResponse *resp, bool
 				 errmsg("answer to the %s from data source \"%s\" is not a JSON object", what, src->code),
 				 perr != JSON_SUCCESS ? errdetail_internal("%s", json_errdetail(perr, lex)) : 0));
 
-	dci_verify_response(src, str, strlen(str));
+	/* over the bytes as received */
+	dci_verify_response(src, raw, raw_len);
+
+	/* a sync endpoint that answers with a negative acknowledgement */
+	{
+		JsonbContainer *m = jobject(jget(&jb->root, "message"));
+		char	   *ack = jstring(jget(m, "ack_status"));
+
+		if (ack && (strcmp(ack, "NACK") == 0 || strcmp(ack, "ERR") == 0))
+		{
+			char	   *why = reason_text(src, jobject(jget(m, "error")), "code", "message");
+
+			ereport(ERROR,
+					(errcode(ERRCODE_DCI_REJECTED),
+					 errmsg("registry of data source \"%s\" did not accept the %s: %s%s%s",
+							src->code, what, ack, why ? ": " : "", why ? why : "")));
+		}
+	}
 
 	header = jobject(jget(&jb->root, "header"));
 	if (need_header && (header == NULL || jobject(jget(&jb->root, "message")) == NULL))
@@ -1248,8 +1308,10 @@ dci_subscribe(PG_FUNCTION_ARGS)
 	append_str(&m, "reg_event_type", event, &cfirst);
 	append_str(&m, "filter_type", filter_type, &cfirst);
 	append_jsonb(&m, "filter", filter, &cfirst);
-	if (!PG_ARGISNULL(3))
-		append_str(&m, "notify_record_type", text_to_cstring(PG_GETARG_TEXT_PP(3)), &cfirst);
+	/* required by every registry spec: the record type of a person when not given */
+	append_str(&m, "notify_record_type",
+			   PG_ARGISNULL(3) ? DCI_DEFAULT_NOTIFY_RECORD_TYPE : text_to_cstring(PG_GETARG_TEXT_PP(3)),
+			   &cfirst);
 	appendStringInfoString(&m, "}}]}");
 
 	answer = exchange(src, "/registry/subscribe", "subscribe", m.data, 1, false, "subscription", false);
@@ -1354,7 +1416,26 @@ dci_envelope(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("message must be a JSON object")));
 	src = dci_source_from_arg(fcinfo, false);
+
+	/*
+	 * A signed envelope is a signature over a message the caller chose: only
+	 * for roles that may sign (EXECUTE on dci_sign), and only with the key of
+	 * an active source.
+	 */
+	if (src->signing_key_id != 0)
+	{
+		if (!dci_may_sign(fcinfo->flinfo->fn_oid))
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("permission denied to sign with the key of data source \"%s\"", src->code),
+					 errdetail("The data source has a signing key, so dci_envelope would return a signature."),
+					 errhint("Signing is granted with EXECUTE on dci_sign(jsonb, text).")));
+		if (!src->active)
+			ereport(ERROR,
+					(errcode(ERRCODE_DCI_CONFIG),
+					 errmsg("data source \"%s\" is not active: its key signs nothing", src->code)));
+	}
 	envelope_text = build_envelope(src, action, dci_jsonb_to_compact(message, NULL),
-						  count_requests(message), NULL);
+								   count_requests(message), NULL);
 	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(envelope_text)));
 }

@@ -27,15 +27,20 @@ int			dci_connect_timeout_ms = 10000;
 int			dci_max_response_bytes = 16 * 1024 * 1024;
 int			dci_max_retries = 2;
 int			dci_token_refresh_margin_s = 60;
+int			dci_token_min_interval_ms = 1000;
 int			dci_shared_token_slots = 64;
 bool		dci_shared_preloaded = false;
 
-/* allowed_hosts parsed once per change of the setting (malloc'd) */
-static HostRules *parsed_host_rules = NULL;
+/*
+ * allowed_hosts as parsed by its check hook (GUC's "extra"; NULL: empty).
+ * A value that cannot be parsed is refused, so the rules never fall open.
+ * The generation counts changes: http.c drops pooled connections when it
+ * moves, so a tightened list holds for the very next request.
+ */
+static const HostRules *parsed_host_rules = NULL;
+static uint64 host_rules_generation = 0;
 
-#if PG_VERSION_NUM >= 150000
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
-#endif
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
 void		_PG_init(void);
@@ -44,6 +49,12 @@ const struct HostRules *
 dci_host_rules(void)
 {
 	return parsed_host_rules;
+}
+
+uint64
+dci_host_rules_generation(void)
+{
+	return host_rules_generation;
 }
 
 static bool
@@ -63,32 +74,29 @@ check_allowed_hosts(char **newval, void **extra, GucSource source)
 		GUC_check_errdetail("%s", errbuf);
 		return false;
 	}
-	/* only validated here: assign_allowed_hosts keeps its own parsed copy */
-	host_rules_free(rules);
-	*extra = NULL;
+	/* one malloc'd block: guc keeps it with the value and free()s it */
+	*extra = rules;
 	return true;
 }
 
 static void
 assign_allowed_hosts(const char *newval, void *extra)
 {
-	/* HostRules holds pointers, so guc's flat "extra" cannot carry it */
-	char		errbuf[256];
-
-	host_rules_free(parsed_host_rules);
-	parsed_host_rules = NULL;
-	if (newval != NULL && *newval != '\0')
-		parsed_host_rules = host_rules_parse(newval, errbuf, sizeof(errbuf));
+	if (extra != parsed_host_rules)
+		host_rules_generation++;
+	parsed_host_rules = extra;
 }
 
+/* values that go into a header line or a URL: no control characters */
 static bool
 check_no_newlines(char **newval, void **extra, GucSource source)
 {
-	if (*newval != NULL && strpbrk(*newval, "\r\n") != NULL)
-	{
-		GUC_check_errdetail("The value must not contain carriage return or line feed characters.");
-		return false;
-	}
+	for (const char *p = *newval; p && *p; p++)
+		if ((unsigned char) *p < 0x20 || *p == 0x7f)
+		{
+			GUC_check_errdetail("The value must not contain control characters (carriage return, line feed, ...).");
+			return false;
+		}
 	return true;
 }
 
@@ -171,6 +179,12 @@ define_settings(void)
 							&dci_token_refresh_margin_s, 60, 0, 86400,
 							PGC_USERSET, GUC_UNIT_S,
 							NULL, NULL, NULL);
+	DefineCustomIntVariable("dci_client.token_min_interval_ms",
+							"Shortest time between two token fetches for a data source, a 401 aside.",
+							"A token younger than this is reused even when a refresh is asked for.",
+							&dci_token_min_interval_ms, 1000, 0, 3600 * 1000,
+							PGC_SUSET, GUC_UNIT_MS,
+							NULL, NULL, NULL);
 	DefineCustomStringVariable("dci_client.user_agent",
 							   "User-Agent header of every call.",
 							   NULL,
@@ -200,7 +214,6 @@ define_settings(void)
 	MarkGUCPrefixReserved("dci_client");
 }
 
-#if PG_VERSION_NUM >= 150000
 static void
 dci_shmem_request(void)
 {
@@ -210,7 +223,6 @@ dci_shmem_request(void)
 	dci_request_log_shmem_request();
 	dci_stats_shmem_request();
 }
-#endif
 
 static void
 dci_shmem_startup(void)
@@ -239,14 +251,8 @@ _PG_init(void)
 	if (process_shared_preload_libraries_in_progress)
 	{
 		dci_shared_preloaded = true;
-#if PG_VERSION_NUM >= 150000
 		prev_shmem_request_hook = shmem_request_hook;
 		shmem_request_hook = dci_shmem_request;
-#else
-		dci_token_cache_shmem_request();
-		dci_request_log_shmem_request();
-		dci_stats_shmem_request();
-#endif
 		prev_shmem_startup_hook = shmem_startup_hook;
 		shmem_startup_hook = dci_shmem_startup;
 		dci_secrets_preload();

@@ -11,11 +11,16 @@
 
 #include "postgres.h"
 
+/* shmem_request_hook, InitMaterializedSRF, MarkGUCPrefixReserved */
+#if PG_VERSION_NUM < 150000
+#error "dci_client needs PostgreSQL 15 or later"
+#endif
+
 #include "fmgr.h"
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
-#define DCI_CLIENT_VERSION "0.1"
+#define DCI_CLIENT_VERSION "0.2"
 
 /* SQLSTATEs of README "Errors" */
 #define ERRCODE_DCI_CONFIG			MAKE_SQLSTATE('D','C','0','0','1')
@@ -42,6 +47,7 @@ extern int	dci_connect_timeout_ms;
 extern int	dci_max_response_bytes;
 extern int	dci_max_retries;
 extern int	dci_token_refresh_margin_s;
+extern int	dci_token_min_interval_ms;
 extern int	dci_shared_token_slots;
 
 /* true when loaded through shared_preload_libraries (shared token cache on) */
@@ -50,6 +56,8 @@ extern bool dci_shared_preloaded;
 /* parsed form of dci_client.allowed_hosts, NULL when empty (dci_client.c) */
 struct HostRules;
 extern const struct HostRules *dci_host_rules(void);
+/* changes whenever allowed_hosts changes */
+extern uint64 dci_host_rules_generation(void);
 
 /* ---- errors carried out of code that must not ereport (errors.c) ---- */
 typedef struct DciError
@@ -68,13 +76,16 @@ extern void dci_error_hint(DciError *err, const char *fmt,...) pg_attribute_prin
 extern void dci_error_raise(const DciError *err) pg_attribute_noreturn();
 /* the error as one line "message: detail", for test_connection and last_error */
 extern char *dci_error_text(const DciError *err);
+/* strlcpy that never cuts a character of the server encoding in half */
+extern void dci_clip_copy(char *dst, const char *src, size_t size);
 /* copy at most DCI_QUOTE_MAX characters of untrusted text, control chars blanked */
 extern char *dci_quote_text(const char *text, size_t len);
-/* the same for registry text, with the source's secrets and token redacted */
-struct DciSource;
-extern char *dci_quote_registry_text(const struct DciSource *src, const char *text, size_t len);
 
 /* ---- request headers: validated "Name: value" pairs (palloc'd) ---- */
+/* limits of extra_headers and of a call's headers (22023 beyond them) */
+#define DCI_MAX_HEADERS			100
+#define DCI_MAX_HEADER_NAME		256
+#define DCI_MAX_HEADER_VALUE	8192
 typedef struct DciHeaders
 {
 	int			n;
@@ -148,6 +159,9 @@ typedef struct DciSource
 	uint64		credential_fingerprint;
 
 	DciSigFormat signature_format;
+
+	/* the session's access token while it is current (oauth.c), for redaction */
+	const char *access_token;
 } DciSource;
 
 /* find a source by code or id (raises DC001 if unknown, or inactive when required) */
@@ -250,10 +264,11 @@ extern char *dci_body_to_cstring(const DciSource *src, const DciHttpResponse *re
  * The access token of a source (the stored one for bearer, NULL for none),
  * or NULL with err set.  *generation identifies it for dci_token_drop.
  */
-extern char *dci_token_get(DciSource *src, bool force_refresh, TimestampTz deadline,
+#define DCI_TOKEN_CACHED		0	/* a cached token while it is fresh */
+#define DCI_TOKEN_FORCE			1	/* a new one, unless the cached one is younger than token_min_interval_ms */
+#define DCI_TOKEN_FORCE_ALWAYS	2	/* a new one (superusers) */
+extern char *dci_token_get(DciSource *src, int force_refresh, TimestampTz deadline,
 						   uint64 *generation, DciError *err);
-/* this session's token of the source, if any (for redaction; never shown) */
-extern const char *dci_token_cached(const DciSource *src);
 /* forget the token of generation (after a 401), locally and in shared memory */
 extern void dci_token_drop(DciSource *src, uint64 generation);
 

@@ -8,6 +8,27 @@
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
 
+/* a buffer vsnprintf may have cut: never end it inside a character */
+static void
+clip_to_character(char *buf)
+{
+	int			len = strlen(buf);
+
+	buf[pg_mbcliplen(buf, len, len)] = '\0';
+}
+
+void
+dci_clip_copy(char *dst, const char *src, size_t size)
+{
+	int			len = strlen(src);
+
+	if (size == 0)
+		return;
+	len = pg_mbcliplen(src, len, Min(len, (int) size - 1));
+	memcpy(dst, src, len);
+	dst[len] = '\0';
+}
+
 void
 dci_error_set(DciError *err, int sqlstate, const char *fmt,...)
 {
@@ -21,6 +42,7 @@ dci_error_set(DciError *err, int sqlstate, const char *fmt,...)
 	va_start(ap, fmt);
 	vsnprintf(err->message, sizeof(err->message), fmt, ap);
 	va_end(ap);
+	clip_to_character(err->message);
 }
 
 void
@@ -31,6 +53,7 @@ dci_error_detail(DciError *err, const char *fmt,...)
 	va_start(ap, fmt);
 	vsnprintf(err->detail, sizeof(err->detail), fmt, ap);
 	va_end(ap);
+	clip_to_character(err->detail);
 }
 
 void
@@ -41,6 +64,7 @@ dci_error_hint(DciError *err, const char *fmt,...)
 	va_start(ap, fmt);
 	vsnprintf(err->hint, sizeof(err->hint), fmt, ap);
 	va_end(ap);
+	clip_to_character(err->hint);
 }
 
 void
@@ -107,43 +131,4 @@ dci_quote_text(const char *text, size_t len)
 	if (i < len && text[i] != '\0')
 		appendStringInfoString(&buf, "...");
 	return buf.data;
-}
-
-/* replace every occurrence of secret in text (in place, palloc'd result) */
-static char *
-redact(char *text, const char *secret)
-{
-	StringInfoData buf;
-	const char *p = text;
-	const char *hit;
-	size_t		len;
-
-	if (secret == NULL || (len = strlen(secret)) < 4 || strstr(text, secret) == NULL)
-		return text;
-	initStringInfo(&buf);
-	while ((hit = strstr(p, secret)) != NULL)
-	{
-		appendBinaryStringInfo(&buf, p, hit - p);
-		appendStringInfoString(&buf, "[redacted]");
-		p = hit + len;
-	}
-	appendStringInfoString(&buf, p);
-	return buf.data;
-}
-
-char *
-dci_quote_registry_text(const DciSource *src, const char *text, size_t len)
-{
-	char	   *copy = pnstrdup(text, len);
-
-	/* a registry that echoes what it was sent must not put it in our messages */
-	if (src != NULL)
-	{
-		copy = redact(copy, src->client_secret);
-		copy = redact(copy, src->bearer_token);
-		copy = redact(copy, dci_token_cached(src));
-		if (src->client_secret)
-			copy = redact(copy, dci_url_encode(src->client_secret));
-	}
-	return dci_quote_text(copy, strlen(copy));
 }

@@ -29,8 +29,9 @@ struct HostRules
 	HostRange  *ranges;
 };
 
-void
-host_rules_free(HostRules *rules)
+/* rules while parsing: separate allocations */
+static void
+free_parts(HostRules *rules)
 {
 	if (rules == NULL)
 		return;
@@ -38,6 +39,50 @@ host_rules_free(HostRules *rules)
 		free(rules->names[i]);
 	free(rules->names);
 	free(rules->ranges);
+	free(rules);
+}
+
+/*
+ * The parsed rules as one malloc'd block (ranges, name pointers and names
+ * inside it), so a GUC check hook can hand them over as its "extra", which
+ * PostgreSQL frees with a single free().
+ */
+static HostRules *
+flatten(const HostRules *parts)
+{
+	size_t		size = sizeof(HostRules) + parts->nranges * sizeof(HostRange) +
+		parts->nnames * sizeof(char *);
+	HostRules  *flat;
+	char	   *p;
+
+	for (int i = 0; i < parts->nnames; i++)
+		size += strlen(parts->names[i]) + 1;
+	flat = malloc(size);
+	if (flat == NULL)
+		return NULL;
+	p = (char *) (flat + 1);
+	flat->nranges = parts->nranges;
+	flat->ranges = (HostRange *) p;
+	if (parts->nranges)
+		memcpy(flat->ranges, parts->ranges, parts->nranges * sizeof(HostRange));
+	p += parts->nranges * sizeof(HostRange);
+	flat->nnames = parts->nnames;
+	flat->names = (char **) p;
+	p += parts->nnames * sizeof(char *);
+	for (int i = 0; i < parts->nnames; i++)
+	{
+		size_t		len = strlen(parts->names[i]) + 1;
+
+		memcpy(p, parts->names[i], len);
+		flat->names[i] = p;
+		p += len;
+	}
+	return flat;
+}
+
+void
+host_rules_free(HostRules *rules)
+{
 	free(rules);
 }
 
@@ -160,13 +205,20 @@ host_rules_parse(const char *spec, char *errbuf, size_t errlen)
 		}
 	}
 	free(copy);
-	return rules;
+	{
+		HostRules  *flat = flatten(rules);
+
+		free_parts(rules);
+		if (flat == NULL)
+			snprintf(errbuf, errlen, "out of memory");
+		return flat;
+	}
 
 nomem:
 	snprintf(errbuf, errlen, "out of memory");
 fail:
 	free(copy);
-	host_rules_free(rules);
+	free_parts(rules);
 	return NULL;
 }
 

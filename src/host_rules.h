@@ -17,7 +17,10 @@
 struct sockaddr;
 typedef struct HostRules HostRules;
 
-/* parse a comma-separated list; NULL with a message in errbuf when invalid */
+/*
+ * Parse a comma-separated list into one malloc'd block (free() releases it);
+ * NULL with a message in errbuf when invalid or out of memory.
+ */
 extern HostRules *host_rules_parse(const char *spec, char *errbuf, size_t errlen);
 extern void host_rules_free(HostRules *rules);
 

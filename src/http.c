@@ -4,10 +4,10 @@
  *
  * One multi handle and one easy handle per backend, reused for every call,
  * so connections (and TLS sessions) are kept per origin.  Transfers are
- * driven with curl_multi_socket_action and waited for on a WaitEventSet that
- * also holds the process latch: a cancel or statement_timeout interrupts a
- * transfer at once (57014), and pg_stat_activity shows the wait as
- * wait_event_type "Extension".
+ * driven with curl_multi_socket_action and waited for with poll() in slices
+ * of at most WAIT_SLICE_MS: PostgreSQL's signals interrupt the poll, so a
+ * cancel or statement_timeout ends a transfer at once (57014), and
+ * pg_stat_activity shows the wait as wait_event_type "Extension".
  *
  * libcurl callbacks never raise: they record what happened in TransferState
  * and return a failure code; errors are raised after libcurl returns.
@@ -81,10 +81,29 @@ typedef struct TransferState
 
 static CURLM *multi = NULL;
 static CURL *easy = NULL;
+static uint64 handles_rules_generation = 0;	/* allowed_hosts the handles were made under */
 static bool transfer_active = false;
 static bool xact_callback_registered = false;
 static TransferState ts;
 static char curl_errbuf[CURL_ERROR_SIZE];
+
+/*
+ * What the options of the last transfer depended on besides URL, headers,
+ * body and timeouts: when it is unchanged, the handle keeps them and only
+ * those five are set (the warm path); otherwise it is reset and set anew.
+ */
+typedef struct OptionsKey
+{
+	uint64		source_serial;	/* 0: no source */
+	const char *method;			/* one of request.c's constant strings */
+	bool		has_body;
+	char		proxy[256];
+	char		user_agent[256];
+	int			max_bytes;
+	bool		valid;
+} OptionsKey;
+
+static OptionsKey last_options;
 
 /* ---- libcurl callbacks: no ereport, no palloc ---- */
 
@@ -185,6 +204,26 @@ static int
 prereq_cb(void *clientp, char *conn_primary_ip, char *conn_local_ip,
 		  int conn_primary_port, int conn_local_port)
 {
+	/*
+	 * allowed_hosts once more, on the peer of this very request: a kept-alive
+	 * connection was checked when it was opened, perhaps under older rules.
+	 */
+	if (ts.check_addresses && conn_primary_ip != NULL)
+	{
+		struct sockaddr_storage ss;
+
+		memset(&ss, 0, sizeof(ss));
+		if (inet_pton(AF_INET, conn_primary_ip, &((struct sockaddr_in *) &ss)->sin_addr) == 1)
+			ss.ss_family = AF_INET;
+		else if (inet_pton(AF_INET6, conn_primary_ip, &((struct sockaddr_in6 *) &ss)->sin6_addr) == 1)
+			ss.ss_family = AF_INET6;
+		if (ss.ss_family == 0 || !host_rules_allow_address(dci_host_rules(), (struct sockaddr *) &ss))
+		{
+			snprintf(ts.blocked, sizeof(ts.blocked), "%s", conn_primary_ip);
+			ts.blocked_address = true;
+			return CURL_PREREQFUNC_ABORT;
+		}
+	}
 	return ++ts.sends > 1 ? CURL_PREREQFUNC_ABORT : CURL_PREREQFUNC_OK;
 }
 
@@ -248,6 +287,17 @@ xact_callback(XactEvent event, void *arg)
 static void
 ensure_handles(void)
 {
+	/* allowed_hosts changed: no pooled connection may outlive the old rules */
+	if (multi != NULL && handles_rules_generation != dci_host_rules_generation())
+	{
+		end_transfer();
+		curl_easy_cleanup(easy);
+		curl_multi_cleanup(multi);
+		easy = NULL;
+		multi = NULL;
+		last_options.valid = false;
+	}
+	handles_rules_generation = dci_host_rules_generation();
 	if (multi == NULL)
 	{
 		multi = curl_multi_init();
@@ -357,24 +407,6 @@ url_host(const char *url)
 }
 
 /* ---- one attempt ---- */
-
-/*
- * What the options of the last transfer depended on besides URL, headers,
- * body and timeouts: when it is unchanged, the handle keeps them and only
- * those five are set (the warm path); otherwise it is reset and set anew.
- */
-typedef struct OptionsKey
-{
-	uint64		source_serial;	/* 0: no source */
-	const char *method;			/* one of request.c's constant strings */
-	bool		has_body;
-	char		proxy[256];
-	char		user_agent[256];
-	int			max_bytes;
-	bool		valid;
-} OptionsKey;
-
-static OptionsKey last_options;
 
 static bool
 options_unchanged(const DciHttpRequest *req)
@@ -653,6 +685,12 @@ describe_failure(const DciHttpRequest *req, CURLcode rc, DciError *err)
 		dci_error_detail(err, "The reused connection failed after the request was sent.");
 		return OUTCOME_RESET;
 	}
+	if (ts.socket_overflow)
+	{
+		dci_error_set(err, ERRCODE_DCI_TRANSPORT, "HTTP transfer to data source \"%s\" (\"%s\") needed more than %d sockets at once",
+					  code, origin, MAX_SOCKETS);
+		return OUTCOME_FAILED;
+	}
 	if (ts.out_of_memory)
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
@@ -765,6 +803,15 @@ attempt(const DciHttpRequest *req, struct curl_slist *headers, long *status, Dci
  */
 static struct curl_slist *cached_slist = NULL;
 
+/* the Authorization line is a credential: wipe every line before freeing */
+static void
+free_slist_wiped(struct curl_slist *list)
+{
+	for (struct curl_slist *item = list; item; item = item->next)
+		explicit_bzero(item->data, strlen(item->data));
+	curl_slist_free_all(list);
+}
+
 static struct curl_slist *
 header_slist(const char *const *lines)
 {
@@ -781,27 +828,23 @@ header_slist(const char *const *lines)
 
 	if (cached_slist)
 	{
-		/* the Authorization line is a credential: wipe before freeing */
-		for (item = cached_slist; item; item = item->next)
-			explicit_bzero(item->data, strlen(item->data));
-		curl_slist_free_all(cached_slist);
+		free_slist_wiped(cached_slist);
 		cached_slist = NULL;
 	}
-	for (h = lines; h && *h; h++)
+	/* the last line: no 100-continue round trip for large bodies */
+	for (h = lines;; h++)
 	{
-		struct curl_slist *n = curl_slist_append(list, *h);
+		struct curl_slist *n = curl_slist_append(list, (h && *h) ? *h : "Expect:");
 
 		if (n == NULL)
 		{
-			curl_slist_free_all(list);
+			free_slist_wiped(list);
 			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
 		}
 		list = n;
+		if (h == NULL || *h == NULL)
+			break;
 	}
-	/* no 100-continue round trip for large bodies */
-	list = curl_slist_append(list, "Expect:");
-	if (list == NULL)
-		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
 	cached_slist = list;
 	return list;
 }
@@ -864,7 +907,6 @@ dci_http_exchange(const DciHttpRequest *req, DciHttpResponse *resp)
 
 	headers = header_slist(req->headers);
 
-	PG_TRY();
 	{
 		for (resp->attempts = 1;; resp->attempts++)
 		{
@@ -895,12 +937,6 @@ dci_http_exchange(const DciHttpRequest *req, DciHttpResponse *resp)
 			CHECK_FOR_INTERRUPTS();
 		}
 	}
-	PG_CATCH();
-	{
-		/* the list stays cached: the next call of the same source reuses it */
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
 
 	resp->elapsed_ms = (GetCurrentTimestamp() - start) / 1000.0;
 	if (o != OUTCOME_HTTP)

@@ -193,7 +193,13 @@ header_name_valid(const char *name)
 bool
 header_value_valid(const char *value)
 {
-	return value != NULL && strpbrk(value, "\r\n") == NULL;
+	/* field-value of RFC 9110: no control character but horizontal tab */
+	if (value == NULL)
+		return false;
+	for (const unsigned char *p = (const unsigned char *) value; *p; p++)
+		if ((*p < 0x20 && *p != '\t') || *p == 0x7f)
+			return false;
+	return true;
 }
 
 bool

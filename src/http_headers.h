@@ -45,7 +45,7 @@ extern const char *header_list_get(const DciHeaderList *h, const char *name);
 
 /* RFC 9110 token characters only, non-empty */
 extern bool header_name_valid(const char *name);
-/* no CR, LF or NUL (the value is sent as one line) */
+/* no control character but horizontal tab (the value is sent as one line) */
 extern bool header_value_valid(const char *value);
 
 /*

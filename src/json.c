@@ -6,6 +6,7 @@
 
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
@@ -171,14 +172,24 @@ dci_jsonb_to_headers(Jsonb *jb, const char *what)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s must be a JSON object of header names and string values", what)));
 	cap = JB_ROOT_COUNT(jb);
+	/* bounded: header merging and the wire must stay small and quick */
+	if (cap > DCI_MAX_HEADERS)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s has %d headers; at most %d are allowed", what, cap, DCI_MAX_HEADERS)));
 	h->names = palloc0(sizeof(char *) * (cap + 1));
 	h->values = palloc0(sizeof(char *) * (cap + 1));
 
 	it = JsonbIteratorInit(&jb->root);
 	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
 	{
+		CHECK_FOR_INTERRUPTS();
 		if (tok == WJB_KEY)
 		{
+			if (v.val.string.len > DCI_MAX_HEADER_NAME)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("%s has a header name longer than %d bytes", what, DCI_MAX_HEADER_NAME)));
 			name = pnstrdup(v.val.string.val, v.val.string.len);
 			if (!header_name_valid(name))
 				ereport(ERROR,
@@ -200,11 +211,16 @@ dci_jsonb_to_headers(Jsonb *jb, const char *what)
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						 errmsg("%s: the value of header \"%s\" must be a string", what, name)));
+			if (v.val.string.len > DCI_MAX_HEADER_VALUE)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("%s: the value of header \"%s\" is longer than %d bytes", what, name,
+								DCI_MAX_HEADER_VALUE)));
 			value = pnstrdup(v.val.string.val, v.val.string.len);
 			if (!header_value_valid(value) || strlen(value) != v.val.string.len)
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("%s: the value of header \"%s\" contains a carriage return, line feed or NUL", what, name)));
+						 errmsg("%s: the value of header \"%s\" contains a control character (carriage return, line feed, NUL, ...)", what, name)));
 			h->names[h->n] = name;
 			h->values[h->n] = value;
 			h->n++;

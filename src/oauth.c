@@ -10,7 +10,6 @@
  */
 #include "dci_client.h"
 
-#include "common/base64.h"
 #include "funcapi.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
@@ -18,6 +17,7 @@
 #include "utils/memutils.h"
 #include "utils/tuplestore.h"
 
+#include "redaction.h"
 #include "request_log.h"
 #include "token_cache.h"
 #include "token_response.h"
@@ -80,17 +80,6 @@ local_set(LocalToken *lt, uint64 fingerprint, const char *token, TimestampTz obt
 	lt->generation = generation;
 }
 
-static char *
-base64(const char *s)
-{
-	int			len = strlen(s);
-	char	   *out = palloc(pg_b64_enc_len(len) + 1);
-	int			n = pg_b64_encode(s, len, out, pg_b64_enc_len(len));
-
-	out[n] = '\0';
-	return out;
-}
-
 /* "error: description" of a token endpoint refusal, cut and cleaned */
 static char *
 refusal_text(const DciSource *src, const DciHttpResponse *resp)
@@ -149,7 +138,7 @@ fetch_token(DciSource *src, TimestampTz deadline, TimestampTz *obtained,
 				/* RFC 6749 §2.3.1: form-encode each part, then Basic */
 				char	   *pair = psprintf("%s:%s", id_enc, secret_enc);
 
-				basic = psprintf("Authorization: Basic %s", base64(pair));
+				basic = psprintf("Authorization: Basic %s", dci_base64(pair));
 				dci_secret_free(pair);
 				headers[2] = basic;
 				break;
@@ -212,6 +201,16 @@ fetch_token(DciSource *src, TimestampTz deadline, TimestampTz *obtained,
 			dci_error_detail(err, "It said: %s.", why);
 		return NULL;
 	}
+	/* it goes into an Authorization line: a hostile token server must not add headers */
+	for (const char *p = tr.access_token; *p; p++)
+		if ((unsigned char) *p < 0x20 || *p == 0x7f)
+		{
+			token_response_free(&tr);
+			explicit_bzero(resp.body, resp.body_len);
+			dci_error_set(err, ERRCODE_DCI_AUTH, "token endpoint of data source \"%s\" answered with an access_token holding control characters", src->code);
+			dci_error_detail(err, "A token is sent in an HTTP header; it must not contain carriage returns, line feeds or other control characters.");
+			return NULL;
+		}
 	token = pstrdup(tr.access_token);
 	*obtained = GetCurrentTimestamp();
 	*expires = *obtained + (TimestampTz) (tr.expires_in * USECS_PER_SEC);
@@ -221,12 +220,11 @@ fetch_token(DciSource *src, TimestampTz deadline, TimestampTz *obtained,
 }
 
 char *
-dci_token_get(DciSource *src, bool force_refresh, TimestampTz deadline,
+dci_token_get(DciSource *src, int force_refresh, TimestampTz deadline,
 			  uint64 *generation, DciError *err)
 {
 	LocalToken *lt;
 	TimestampTz now;
-	TimestampTz valid_until;
 	TimestampTz obtained;
 	TimestampTz expires;
 	char	   *token;
@@ -241,14 +239,18 @@ dci_token_get(DciSource *src, bool force_refresh, TimestampTz deadline,
 	if (src->auth_type == DCI_AUTH_BEARER)
 		return src->bearer_token;
 
+	/* a superuser may renew at will; anyone else within the rate limit */
+	if (force_refresh && superuser())
+		force_refresh = DCI_TOKEN_FORCE_ALWAYS;
 	now = GetCurrentTimestamp();
-	valid_until = now + (TimestampTz) dci_token_refresh_margin_s * USECS_PER_SEC;
 	lt = local_token(src);
+	src->access_token = NULL;
 	if (lt->token && lt->fingerprint != src->credential_fingerprint)
 		local_forget(lt);
-	if (!force_refresh && lt->token && lt->expires_at > valid_until)
+	if (lt->token && dci_token_usable(lt->obtained_at, lt->expires_at, now, force_refresh))
 	{
 		*generation = lt->generation;
+		src->access_token = lt->token;
 		return lt->token;
 	}
 
@@ -256,13 +258,14 @@ dci_token_get(DciSource *src, bool force_refresh, TimestampTz deadline,
 	{
 		DciSharedToken st;
 
-		r = dci_token_cache_acquire(src, force_refresh, valid_until, deadline, &st);
+		r = dci_token_cache_acquire(src, force_refresh, deadline, &st);
 		if (r == TOKEN_CACHE_HIT)
 		{
 			local_set(lt, src->credential_fingerprint, st.token, st.obtained_at,
 					  st.expires_at, st.generation);
 			dci_secret_free(st.token);
 			*generation = lt->generation;
+			src->access_token = lt->token;
 			return lt->token;
 		}
 		if (r == TOKEN_CACHE_TIMEOUT)
@@ -302,16 +305,8 @@ dci_token_get(DciSource *src, bool force_refresh, TimestampTz deadline,
 	}
 	local_set(lt, src->credential_fingerprint, token, obtained, expires, *generation);
 	dci_secret_free(token);
+	src->access_token = lt->token;
 	return lt->token;
-}
-
-const char *
-dci_token_cached(const DciSource *src)
-{
-	for (int i = 0; i < nlocal; i++)
-		if (local_tokens[i].source_id == src->id && local_tokens[i].relid == src->table_oid)
-			return local_tokens[i].token;
-	return NULL;
 }
 
 void
@@ -320,7 +315,11 @@ dci_token_drop(DciSource *src, uint64 generation)
 	LocalToken *lt = local_token(src);
 
 	if (lt->token && lt->generation == generation)
+	{
+		/* still redacted from the answer that refused it */
 		local_forget(lt);
+		src->access_token = NULL;
+	}
 	if (dci_token_cache_enabled())
 		dci_token_cache_drop(src, generation);
 }
@@ -332,7 +331,7 @@ Datum
 dci_get_token(PG_FUNCTION_ARGS)
 {
 	DciSource  *src = dci_source_from_arg(fcinfo, true);
-	bool		force = PG_ARGISNULL(1) ? false : PG_GETARG_BOOL(1);
+	int			force = (!PG_ARGISNULL(1) && PG_GETARG_BOOL(1)) ? DCI_TOKEN_FORCE : DCI_TOKEN_CACHED;
 	DciError	err = {0};
 	uint64		generation;
 	char	   *token;

@@ -14,11 +14,14 @@
 #include "funcapi.h"
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 
 #include "http_headers.h"
+#include "path_check.h"
+#include "redaction.h"
 #include "request_log.h"
 
 static const char *const methods[] = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"};
@@ -37,37 +40,18 @@ dci_check_method(const char *method)
 	return NULL;
 }
 
-/* a path under base_url: "/...", an optional query, no ".." segment */
+/* a path under base_url: the one validator (path_check.c), with a query allowed */
 void
 dci_check_path(const char *path)
 {
-	const char *end = path + strcspn(path, "?");
-	const char *seg = path + 1;
-	bool		bad = (path[0] != '/');
+	const char *problem = dci_path_problem(path, true);
 
-	for (const char *p = path; *p && !bad; p++)
-		if ((unsigned char) *p <= 0x20 || *p == 0x7f || *p == '#' || *p == '\\')
-			bad = true;
-	/* each segment of the path part, also percent-encoded dots */
-	while (!bad && seg <= end)
-	{
-		const char *next = memchr(seg, '/', end - seg);
-		size_t		len = (next ? next : end) - seg;
-
-		if ((len == 2 && strncmp(seg, "..", 2) == 0) ||
-			(len >= 4 && len <= 6 &&
-			 (pg_strncasecmp(seg, "%2e%2e", len) == 0 || pg_strncasecmp(seg, ".%2e", len) == 0 ||
-			  pg_strncasecmp(seg, "%2e.", len) == 0)))
-			bad = true;
-		if (next == NULL)
-			break;
-		seg = next + 1;
-	}
-	if (bad)
+	if (problem != NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid path \"%s\"", dci_quote_text(path, strlen(path))),
-				 errdetail("A path starts with \"/\", may carry a query string, and has no \"..\" segment, spaces, control characters or fragment.")));
+				 errdetail("The path %s. A path starts with \"/\", may carry a query string, and has no \".\" or \"..\" segment (also percent-encoded), encoded slash, space, control character or fragment.",
+						   problem)));
 }
 
 /* "Name: value" lines: extra_headers, then the call's, then our defaults */
@@ -89,6 +73,7 @@ build_headers(const DciSource *src, const DciHeaders *call_headers, bool has_bod
 
 		for (int i = 0; h && i < h->n; i++)
 		{
+			CHECK_FOR_INTERRUPTS();
 			/* a call header replaces an extra header of the same name */
 			if (s == 0 && call_headers)
 			{
@@ -129,7 +114,7 @@ dci_call(DciSource *src, const char *method, const char *path, const char *body,
 
 	if (with_auth)
 	{
-		token = dci_token_get(src, false, deadline, &generation, err);
+		token = dci_token_get(src, DCI_TOKEN_CACHED, deadline, &generation, err);
 		if (err->sqlstate != 0)
 			return false;
 	}
@@ -149,6 +134,7 @@ dci_call(DciSource *src, const char *method, const char *path, const char *body,
 	{
 		dci_log_exchange(0, 0, resp->attempts);
 		*err = resp->error;
+		dci_secret_free(authorization);
 		return false;
 	}
 	dci_log_exchange(resp->status, resp->body_len, resp->attempts);
@@ -160,24 +146,25 @@ dci_call(DciSource *src, const char *method, const char *path, const char *body,
 		int			first_attempts = resp->attempts;
 
 		dci_token_drop(src, generation);
-		token = dci_token_get(src, false, deadline, &generation, err);
+		dci_secret_free(authorization);
+		authorization = NULL;
+		token = dci_token_get(src, DCI_TOKEN_CACHED, deadline, &generation, err);
 		if (err->sqlstate != 0)
 			return false;
-		dci_secret_free(authorization);
 		authorization = psprintf("Authorization: Bearer %s", token);
 		req.headers = build_headers(src, headers, body != NULL, authorization);
 		if (!dci_http_exchange(&req, resp))
 		{
 			dci_log_exchange(0, 0, resp->attempts);
 			*err = resp->error;
+			dci_secret_free(authorization);
 			return false;
 		}
 		dci_log_exchange(resp->status, resp->body_len, resp->attempts);
 		resp->elapsed_ms += first_ms;
 		resp->attempts += first_attempts;
 	}
-	if (authorization)
-		dci_secret_free(authorization);
+	dci_secret_free(authorization);
 	return true;
 }
 
@@ -224,6 +211,41 @@ dci_body_to_text(const DciSource *src, const DciHttpResponse *resp)
 	char	   *s = dci_body_to_cstring(src, resp);
 
 	return cstring_to_text_with_len(s, s == resp->body ? (int) resp->body_len : (int) strlen(s));
+}
+
+/* a registry may echo what it was sent: no credential goes back to the caller */
+static const DciHeaderList *
+redacted_headers(const DciSource *src, const DciHeaderList *headers)
+{
+	DciHeaderList *copy = NULL;
+
+	for (size_t i = 0; headers && i < headers->n; i++)
+	{
+		size_t		len;
+		char	   *value = dci_redact(src, headers->values[i], strlen(headers->values[i]), &len);
+
+		if (value == headers->values[i])
+			continue;
+		if (copy == NULL)
+		{
+			copy = palloc(sizeof(DciHeaderList));
+			*copy = *headers;
+			copy->values = palloc(sizeof(char *) * headers->n);
+			memcpy(copy->values, headers->values, sizeof(char *) * headers->n);
+		}
+		copy->values[i] = value;
+	}
+	return copy ? copy : headers;
+}
+
+static text *
+redacted_body(const DciSource *src, const DciHttpResponse *resp)
+{
+	char	   *s = dci_body_to_cstring(src, resp);
+	size_t		len = (s == resp->body) ? resp->body_len : strlen(s);
+
+	s = dci_redact(src, s, len, &len);
+	return cstring_to_text_with_len(s, (int) len);
 }
 
 PG_FUNCTION_INFO_V1(dci_request);
@@ -282,8 +304,8 @@ dci_request(PG_FUNCTION_ARGS)
 					  idempotent, true, &resp, &err))
 			dci_error_raise(&err);
 		values[0] = Int32GetDatum((int32) resp.status);
-		values[1] = JsonbPGetDatum(dci_header_list_to_jsonb(resp.headers));
-		values[2] = PointerGetDatum(dci_body_to_text(src, &resp));
+		values[1] = JsonbPGetDatum(dci_header_list_to_jsonb(redacted_headers(src, resp.headers)));
+		values[2] = PointerGetDatum(redacted_body(src, &resp));
 	}
 	PG_CATCH();
 	{

@@ -100,7 +100,14 @@ static struct
 	long		status;
 	size_t		bytes;
 	int			attempts;
+	/* an error noted by dci_log_failed, written when the (sub)transaction aborts */
+	bool		failed;
+	int			sqlstate;
+	char		error[DCI_QUOTE_MAX + 64];
 } current;
+
+static bool abort_callbacks_registered = false;
+static void write_failed(void);
 
 void		dci_log_worker_main(Datum arg);
 
@@ -128,17 +135,41 @@ dci_request_log_shmem_startup(void)
 
 /* ---- producers ---- */
 
+static void
+log_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+		write_failed();
+}
+
+static void
+log_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+					 SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		write_failed();
+}
+
 void
 dci_log_begin(const DciSource *src, const char *method, const char *path)
 {
+	if (!abort_callbacks_registered)
+	{
+		RegisterXactCallback(log_xact_callback, NULL);
+		RegisterSubXactCallback(log_subxact_callback, NULL);
+		abort_callbacks_registered = true;
+	}
+	/* a failure whose error some C code swallowed without aborting */
+	write_failed();
 	current.active = true;
+	current.failed = false;
 	current.dbid = MyDatabaseId;
 	current.relid = src->table_oid;
 	current.source_id = src->id;
-	strlcpy(current.source, src->code, sizeof(current.source));
-	strlcpy(current.method, method, sizeof(current.method));
+	dci_clip_copy(current.source, src->code, sizeof(current.source));
+	dci_clip_copy(current.method, method, sizeof(current.method));
 	/* never the query string: it may carry identifiers or credentials */
-	strlcpy(current.path, path, Min(sizeof(current.path), strcspn(path, "?") + 1));
+	dci_clip_copy(current.path, pnstrdup(path, strcspn(path, "?")), sizeof(current.path));
 	current.start = GetCurrentTimestamp();
 	current.status = 0;
 	current.bytes = 0;
@@ -205,16 +236,16 @@ write_record(const char *outcome, const char *error)
 	r.userid = GetUserId();
 	r.at = GetCurrentTimestamp();
 	r.source_id = current.source_id;
-	strlcpy(r.source, current.source, sizeof(r.source));
-	strlcpy(r.method, current.method, sizeof(r.method));
-	strlcpy(r.path, current.path, sizeof(r.path));
+	dci_clip_copy(r.source, current.source, sizeof(r.source));
+	dci_clip_copy(r.method, current.method, sizeof(r.method));
+	dci_clip_copy(r.path, current.path, sizeof(r.path));
 	r.status = (int32) current.status;
 	strlcpy(r.outcome, outcome, sizeof(r.outcome));
 	r.elapsed_ms = (r.at - current.start) / 1000.0;
 	r.bytes = (int64) current.bytes;
 	r.attempts = current.attempts;
 	if (error)
-		strlcpy(r.error, error, sizeof(r.error));
+		dci_clip_copy(r.error, error, sizeof(r.error));
 
 	dci_stats_count(r.dbid, current.relid, r.source_id, failed, r.elapsed_ms);
 
@@ -282,21 +313,38 @@ dci_log_end(void)
 		write_record("http_error", psprintf("HTTP %ld", current.status));
 }
 
-/* from a PG_CATCH: classify the error in flight by its SQLSTATE */
+/*
+ * From a PG_CATCH, with the error in flight: note its SQLSTATE and message,
+ * nothing more.  The record is written by the abort callback, once the
+ * (sub)transaction has released its locks, so nothing done here can fail
+ * and replace the original error.
+ */
 void
 dci_log_failed(void)
 {
 	MemoryContext old;
 	ErrorData  *edata;
-	const char *outcome;
 
 	if (!current.active)
 		return;
 	old = MemoryContextSwitchTo(TopMemoryContext);
 	edata = CopyErrorData();
 	MemoryContextSwitchTo(old);
+	current.failed = true;
+	current.sqlstate = edata->sqlerrcode;
+	dci_clip_copy(current.error, edata->message ? edata->message : "", sizeof(current.error));
+	FreeErrorData(edata);
+}
 
-	switch (edata->sqlerrcode)
+/* write the record of a noted failure, classified by its SQLSTATE */
+static void
+write_failed(void)
+{
+	const char *outcome;
+
+	if (!current.active || !current.failed)
+		return;
+	switch (current.sqlstate)
 	{
 		case ERRCODE_DCI_TIMEOUT:
 		case ERRCODE_QUERY_CANCELED:
@@ -318,9 +366,9 @@ dci_log_failed(void)
 			outcome = "error";
 			break;
 	}
+	current.failed = false;
 	/* messages are already free of secrets; cut like registry text */
-	write_record(outcome, edata->message ? dci_quote_text(edata->message, strlen(edata->message)) : NULL);
-	FreeErrorData(edata);
+	write_record(outcome, dci_quote_text(current.error, strlen(current.error)));
 }
 
 void

@@ -409,11 +409,11 @@ dci_secret_binding(const char *base_url, const char *auth_url, const char *cred_
 	return buf.data;
 }
 
-bytea *
-dci_secret_encrypt(const char *plaintext, const char *table, const char *column,
-				   int32 row_id, const char *binding)
+static bytea *
+encrypt_with(const DciKeySet *keys_in, const char *plaintext, const char *table,
+			 const char *column, int32 row_id, const char *binding)
 {
-	DciKeySet	keys;
+	const DciKeySet *keys_p = keys_in;
 	unsigned char header[HEADER_LEN];
 	bytea	   *data;
 	bytea	   *key;
@@ -422,18 +422,17 @@ dci_secret_encrypt(const char *plaintext, const char *table, const char *column,
 	bytea	   *result;
 	size_t		ctlen;
 
-	load_keys(&keys, true);
 	load_pgcrypto();
 
 	header[0] = FORMAT_VERSION;
-	memcpy(header + 1, keys.current.id, KEY_ID_LEN);
+	memcpy(header + 1, keys_p->current.id, KEY_ID_LEN);
 	if (!pg_strong_random(header + 1 + KEY_ID_LEN, IV_LEN))
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("could not generate a random IV")));
 
 	data = bytes_to_bytea(plaintext, strlen(plaintext));
-	key = bytes_to_bytea(keys.current.enc, KEY_LEN);
+	key = bytes_to_bytea(keys_p->current.enc, KEY_LEN);
 	iv = bytes_to_bytea(header + 1 + KEY_ID_LEN, IV_LEN);
 	ct = DatumGetByteaPP(DirectFunctionCall4(pgc_encrypt_iv, PointerGetDatum(data),
 											 PointerGetDatum(key), PointerGetDatum(iv),
@@ -447,20 +446,31 @@ dci_secret_encrypt(const char *plaintext, const char *table, const char *column,
 	SET_VARSIZE(result, VARHDRSZ + HEADER_LEN + ctlen + TAG_LEN);
 	memcpy(VARDATA(result), header, HEADER_LEN);
 	memcpy(VARDATA(result) + HEADER_LEN, VARDATA_ANY(ct), ctlen);
-	compute_tag(&keys.current, header, (unsigned char *) VARDATA_ANY(ct), ctlen,
+	compute_tag(&keys_p->current, header, (unsigned char *) VARDATA_ANY(ct), ctlen,
 				table, column, row_id, binding,
 				(unsigned char *) VARDATA(result) + HEADER_LEN + ctlen);
 	pfree(ct);
+	return result;
+}
+
+bytea *
+dci_secret_encrypt(const char *plaintext, const char *table, const char *column,
+				   int32 row_id, const char *binding)
+{
+	DciKeySet	keys;
+	bytea	   *result;
+
+	load_keys(&keys, true);
+	result = encrypt_with(&keys, plaintext, table, column, row_id, binding);
 	explicit_bzero(&keys, sizeof(keys));
 	return result;
 }
 
-char *
-dci_secret_decrypt(const bytea *ciphertext, const char *table, const char *column,
-				   int32 row_id, const char *binding, const char *owner_desc,
-				   DciError *err)
+static char *
+decrypt_with(const DciKeySet *keys, const bytea *ciphertext, const char *table,
+			 const char *column, int32 row_id, const char *binding, const char *owner_desc,
+			 DciError *err)
 {
-	DciKeySet	keys;
 	const unsigned char *p = (const unsigned char *) VARDATA_ANY(ciphertext);
 	size_t		len = VARSIZE_ANY_EXHDR(ciphertext);
 	size_t		ctlen;
@@ -481,15 +491,13 @@ dci_secret_decrypt(const bytea *ciphertext, const char *table, const char *colum
 		return NULL;
 	}
 
-	load_keys(&keys, false);
-	key = find_key(&keys, p + 1);
+	key = find_key(keys, p + 1);
 	kid = key_id_hex(p + 1);
 	if (key == NULL)
 	{
 		dci_error_set(err, ERRCODE_DCI_CONFIG, "could not decrypt %s of %s", column, owner_desc);
 		dci_error_detail(err, "It was encrypted with key %s, which is neither in dci_client.key_file nor in dci_client.retired_key_files.", kid);
 		dci_error_hint(err, "Install the key file holding key %s and reload the configuration, or store the secret again.", kid);
-		explicit_bzero(&keys, sizeof(keys));
 		return NULL;
 	}
 
@@ -500,7 +508,6 @@ dci_secret_decrypt(const bytea *ciphertext, const char *table, const char *colum
 		dci_error_set(err, ERRCODE_DCI_CONFIG, "could not decrypt %s of %s", column, owner_desc);
 		dci_error_detail(err, "The stored value does not authenticate under key %s: it was modified, copied from another row or column, or the URLs, credential location or TLS settings changed after it was stored.", kid);
 		dci_error_hint(err, "Store the secret again.");
-		explicit_bzero(&keys, sizeof(keys));
 		return NULL;
 	}
 
@@ -511,7 +518,6 @@ dci_secret_decrypt(const bytea *ciphertext, const char *table, const char *colum
 	plain = DatumGetByteaPP(DirectFunctionCall4(pgc_decrypt_iv, PointerGetDatum(ct),
 												PointerGetDatum(k), PointerGetDatum(iv),
 												CStringGetTextDatum("aes-cbc/pad:pkcs")));
-	explicit_bzero(&keys, sizeof(keys));
 	wipe_bytea(k);
 	pfree(ct);
 	pfree(iv);
@@ -520,6 +526,20 @@ dci_secret_decrypt(const bytea *ciphertext, const char *table, const char *colum
 	memcpy(result, VARDATA_ANY(plain), VARSIZE_ANY_EXHDR(plain));
 	result[VARSIZE_ANY_EXHDR(plain)] = '\0';
 	wipe_bytea(plain);
+	return result;
+}
+
+char *
+dci_secret_decrypt(const bytea *ciphertext, const char *table, const char *column,
+				   int32 row_id, const char *binding, const char *owner_desc,
+				   DciError *err)
+{
+	DciKeySet	keys;
+	char	   *result;
+
+	load_keys(&keys, false);
+	result = decrypt_with(&keys, ciphertext, table, column, row_id, binding, owner_desc, err);
+	explicit_bzero(&keys, sizeof(keys));
 	return result;
 }
 
@@ -542,24 +562,28 @@ under_key(const bytea *ciphertext, const DciKey *key)
 }
 
 /*
- * Re-encrypt one secret column of one table under the current key.  The
- * query returns id, the binding, the column's ciphertext and a description.
+ * Re-encrypt one secret column of one table under the current key.
+ * binding_columns: the columns (all text but verify_ssl) the secret is bound
+ * to; the binding is computed here exactly as the trigger computes it, with
+ * no SQL function resolved by name.
  */
 static int
-reencrypt_column(const char *schema, const char *table, const char *column,
-				 const char *binding_sql, const DciKey *current)
+reencrypt_column(const DciKeySet *keys, Oid table_oid, const char *column,
+				 const char *binding_columns, bool is_source)
 {
+	const char *table = get_rel_name(table_oid);
+	char	   *qualified = quote_qualified_identifier(get_namespace_name(get_rel_namespace(table_oid)),
+													   table);
 	char	   *select;
 	char	   *update;
 	int			done = 0;
 	uint64		nrows;
 	SPITupleTable *tuptable;
 
-	select = psprintf("SELECT id, %s, %s_encrypted FROM %s.%s WHERE %s_encrypted IS NOT NULL FOR UPDATE",
-					  binding_sql, column, quote_identifier(schema),
-					  quote_identifier(table), column);
-	update = psprintf("UPDATE %s.%s SET %s_encrypted = $1 WHERE id OPERATOR(pg_catalog.=) $2",
-					  quote_identifier(schema), quote_identifier(table), column);
+	select = psprintf("SELECT id, %s_encrypted, %s FROM %s WHERE %s_encrypted IS NOT NULL FOR UPDATE",
+					  column, binding_columns, qualified, column);
+	update = psprintf("UPDATE %s SET %s_encrypted = $1 WHERE id OPERATOR(pg_catalog.=) $2",
+					  qualified, column);
 	if (SPI_execute(select, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "SPI_execute failed: %s", select);
 	nrows = SPI_processed;
@@ -567,10 +591,11 @@ reencrypt_column(const char *schema, const char *table, const char *column,
 	for (uint64 i = 0; i < nrows; i++)
 	{
 		HeapTuple	tup = tuptable->vals[i];
+		TupleDesc	td = tuptable->tupdesc;
 		bool		isnull;
-		int32		id = DatumGetInt32(SPI_getbinval(tup, tuptable->tupdesc, 1, &isnull));
-		char	   *binding = SPI_getvalue(tup, tuptable->tupdesc, 2);
-		bytea	   *ct = DatumGetByteaPP(SPI_getbinval(tup, tuptable->tupdesc, 3, &isnull));
+		int32		id = DatumGetInt32(SPI_getbinval(tup, td, 1, &isnull));
+		bytea	   *ct = DatumGetByteaPP(SPI_getbinval(tup, td, 2, &isnull));
+		char	   *binding;
 		DciError	err = {0};
 		char	   *plain;
 		bytea	   *newct;
@@ -578,12 +603,25 @@ reencrypt_column(const char *schema, const char *table, const char *column,
 		Datum		values[2];
 		char	   *desc = psprintf("%s row %d", table, id);
 
-		if (under_key(ct, current))
+		CHECK_FOR_INTERRUPTS();
+		if (under_key(ct, &keys->current))
 			continue;
-		plain = dci_secret_decrypt(ct, table, column, id, binding, desc, &err);
+		if (is_source)
+		{
+			Datum		verify = SPI_getbinval(tup, td, 6, &isnull);
+
+			binding = dci_secret_binding(SPI_getvalue(tup, td, 3), SPI_getvalue(tup, td, 4),
+										 SPI_getvalue(tup, td, 5),
+										 isnull ? true : DatumGetBool(verify),
+										 SPI_getvalue(tup, td, 7));
+		}
+		else
+			binding = dci_secret_binding(SPI_getvalue(tup, td, 3), SPI_getvalue(tup, td, 4),
+										 NULL, true, NULL);
+		plain = decrypt_with(keys, ct, table, column, id, binding, desc, &err);
 		if (plain == NULL)
 			dci_error_raise(&err);
-		newct = dci_secret_encrypt(plain, table, column, id, binding);
+		newct = encrypt_with(keys, plain, table, column, id, binding);
 		dci_secret_free(plain);
 		values[0] = PointerGetDatum(newct);
 		values[1] = Int32GetDatum(id);
@@ -605,8 +643,9 @@ dci_reencrypt_secrets(PG_FUNCTION_ARGS)
 {
 	DciKeySet	keys;
 	Oid			nsp = dci_extension_schema(fcinfo->flinfo->fn_oid);
-	char	   *schema = get_namespace_name(nsp);
-	char	   *ds_binding;
+	Oid			sources = dci_source_table_oid(fcinfo->flinfo->fn_oid);
+	Oid			signing_keys = get_relname_relid("dci_signing_key", nsp);
+	const char *source_binding = "base_url, auth_url, credential_location, verify_ssl, ca_cert";
 	int			done = 0;
 	DciPrivilegedState priv;
 
@@ -626,18 +665,17 @@ dci_reencrypt_secrets(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_DCI_CONFIG),
 				 errmsg("dci_client.key_file names no key"),
 				 errhint("Install the new key file and reload the configuration before re-encrypting.")));
-	ds_binding = psprintf("%s.dci_secret_binding(base_url, auth_url, credential_location, verify_ssl, ca_cert)",
-						  quote_identifier(schema));
+	if (!OidIsValid(signing_keys))
+		ereport(ERROR,
+				(errcode(ERRCODE_DCI_CONFIG),
+				 errmsg("table dci_signing_key of extension dci_client is missing")));
 
 	/* the same pinned, restricted SPI as every privileged path */
 	dci_spi_begin_privileged(&priv);
-	done += reencrypt_column(schema, "dci_data_source", "client_secret", ds_binding, &keys.current);
-	done += reencrypt_column(schema, "dci_data_source", "bearer_token", ds_binding, &keys.current);
-	done += reencrypt_column(schema, "dci_data_source", "client_key", ds_binding, &keys.current);
-	done += reencrypt_column(schema, "dci_signing_key", "private_key",
-							 psprintf("%s.dci_secret_binding(key_id, algorithm, NULL, true, NULL)",
-									  quote_identifier(schema)),
-							 &keys.current);
+	done += reencrypt_column(&keys, sources, "client_secret", source_binding, true);
+	done += reencrypt_column(&keys, sources, "bearer_token", source_binding, true);
+	done += reencrypt_column(&keys, sources, "client_key", source_binding, true);
+	done += reencrypt_column(&keys, signing_keys, "private_key", "key_id, algorithm", false);
 	dci_spi_end_privileged(&priv);
 	explicit_bzero(&keys, sizeof(keys));
 	PG_RETURN_INT32(done);

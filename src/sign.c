@@ -28,6 +28,7 @@
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_authid.h"
+#include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -38,6 +39,8 @@
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/acl.h"
+#include "utils/syscache.h"
 
 #include "canonical_json.h"
 #include "sign.h"
@@ -702,4 +705,24 @@ Datum
 dci_verify_jws(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_BOOL(verify_sql(fcinfo, "dci_verify_jws", dci_jws_verify_envelope));
+}
+
+bool
+dci_may_sign(Oid fn_oid)
+{
+	Oid			argtypes[2] = {JSONBOID, TEXTOID};
+	Oid			sign_oid;
+
+	/* dci_sign(jsonb, text) of this extension's schema: by signature, not by search_path */
+	sign_oid = GetSysCacheOid3(PROCNAMEARGSNSP, Anum_pg_proc_oid,
+							   CStringGetDatum("dci_sign"),
+							   PointerGetDatum(buildoidvector(argtypes, 2)),
+							   ObjectIdGetDatum(get_func_namespace(fn_oid)));
+	if (!OidIsValid(sign_oid))
+		return false;
+#if PG_VERSION_NUM >= 160000
+	return object_aclcheck(ProcedureRelationId, sign_oid, GetUserId(), ACL_EXECUTE) == ACLCHECK_OK;
+#else
+	return pg_proc_aclcheck(sign_oid, GetUserId(), ACL_EXECUTE) == ACLCHECK_OK;
+#endif
 }

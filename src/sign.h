@@ -28,4 +28,11 @@ extern char *dci_signature_for_source(DciSource *src, const char *hm_text, size_
  */
 extern void dci_verify_response(DciSource *src, const char *body, size_t len);
 
+/*
+ * May the current user have envelopes signed for it and handed back
+ * (dci_envelope)?  Yes with EXECUTE on this extension's dci_sign(jsonb,
+ * text); fn_oid is any function of the extension.
+ */
+extern bool dci_may_sign(Oid fn_oid);
+
 #endif							/* DCI_SIGN_H */

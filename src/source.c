@@ -51,16 +51,10 @@ static Oid	schema_oid = InvalidOid;
 
 static Oid	source_table(Oid fn_oid);
 
+/* the context's reset callback wipes the secrets (build_source) */
 static void
 free_source(DciSource *src)
 {
-	/* wipe secrets before the memory goes back to the allocator */
-	if (src->client_secret)
-		explicit_bzero(src->client_secret, strlen(src->client_secret));
-	if (src->bearer_token)
-		explicit_bzero(src->bearer_token, strlen(src->bearer_token));
-	if (src->client_key)
-		explicit_bzero(src->client_key, strlen(src->client_key));
 	MemoryContextDelete(src->cxt);
 }
 
@@ -207,56 +201,120 @@ decrypt_column(DciSource *src, SPITupleTable *tt, HeapTuple tup, int col,
 							  binding, desc, &src->secret_error);
 }
 
-/* build a DciSource from the current SPI row, in its own memory context */
+/*
+ * A NOT NULL column that is NULL anyway (a superuser dropped the constraint
+ * or disabled the trigger): the row is damaged, the call refused.
+ */
+static void
+damaged_row(SPITupleTable *tt, HeapTuple tup, int col)
+{
+	bool		isnull;
+	Datum		code = SPI_getbinval(tup, tt->tupdesc, 2, &isnull);
+
+	ereport(ERROR,
+			(errcode(ERRCODE_DCI_CONFIG),
+			 errmsg("data source \"%s\" is damaged: column \"%s\" is NULL",
+					isnull ? "?" : TextDatumGetCString(code),
+					SPI_fname(tt->tupdesc, col)),
+			 errhint("Restore the column's value and its NOT NULL constraint.")));
+}
+
+static char *
+required_text(SPITupleTable *tt, HeapTuple tup, int col)
+{
+	char	   *v = copy_text(tt, tup, col);
+
+	if (v == NULL)
+		damaged_row(tt, tup, col);
+	return v;
+}
+
+static Datum
+required_datum(SPITupleTable *tt, HeapTuple tup, int col)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tup, tt->tupdesc, col, &isnull);
+
+	if (isnull)
+		damaged_row(tt, tup, col);
+	return d;
+}
+
+/* wipe the decrypted secrets whenever the source's memory goes */
+static void
+wipe_source_secrets(void *arg)
+{
+	DciSource  *src = (DciSource *) arg;
+
+	if (src->client_secret)
+		explicit_bzero(src->client_secret, strlen(src->client_secret));
+	if (src->bearer_token)
+		explicit_bzero(src->bearer_token, strlen(src->bearer_token));
+	if (src->client_key)
+		explicit_bzero(src->client_key, strlen(src->client_key));
+}
+
+/*
+ * Build a DciSource from the current SPI row, in its own memory context.
+ * The context starts under the caller's, so an error half-way frees it
+ * (secrets wiped); only a complete source is moved under CacheMemoryContext.
+ */
 static DciSource *
 build_source(SPITupleTable *tt, HeapTuple tup)
 {
-	MemoryContext cxt = AllocSetContextCreate(CacheMemoryContext, "dci_client data source",
+	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "dci_client data source",
 											  ALLOCSET_SMALL_SIZES);
 	MemoryContext old = MemoryContextSwitchTo(cxt);
 	DciSource  *src = palloc0(sizeof(DciSource));
+	MemoryContextCallback *wipe = palloc0(sizeof(MemoryContextCallback));
 	bool		isnull;
 	Datum		d;
 	char	   *s;
+	char	   *location;
 	char	   *binding;
 
 	src->cxt = cxt;
+	wipe->func = wipe_source_secrets;
+	wipe->arg = src;
+	MemoryContextRegisterResetCallback(cxt, wipe);
 	src->serial = ++load_serial;
 	src->table_oid = table_oid;
-	src->id = DatumGetInt32(SPI_getbinval(tup, tt->tupdesc, 1, &isnull));
-	src->code = copy_text(tt, tup, 2);
+	src->id = DatumGetInt32(required_datum(tt, tup, 1));
+	src->code = required_text(tt, tup, 2);
 	MemoryContextSetIdentifier(cxt, src->code);
 	src->registry_type = copy_text(tt, tup, 3);
-	src->base_url = copy_text(tt, tup, 4);
-	s = copy_text(tt, tup, 5);
+	src->base_url = required_text(tt, tup, 4);
+	s = required_text(tt, tup, 5);
 	src->auth_type = strcmp(s, "none") == 0 ? DCI_AUTH_NONE :
 		strcmp(s, "bearer") == 0 ? DCI_AUTH_BEARER : DCI_AUTH_OAUTH2;
 	src->auth_url = copy_text(tt, tup, 6);
 	src->client_id = copy_text(tt, tup, 7);
-	s = copy_text(tt, tup, 9);
-	src->cred_location = strcmp(s, "basic") == 0 ? DCI_CRED_BASIC :
-		strcmp(s, "query") == 0 ? DCI_CRED_QUERY : DCI_CRED_BODY;
+	location = required_text(tt, tup, 9);
+	src->cred_location = strcmp(location, "basic") == 0 ? DCI_CRED_BASIC :
+		strcmp(location, "query") == 0 ? DCI_CRED_QUERY : DCI_CRED_BODY;
 	src->scope = copy_text(tt, tup, 10);
 	src->sender_id = copy_text(tt, tup, 12);
 	src->receiver_id = copy_text(tt, tup, 13);
 	src->callback_uri = copy_text(tt, tup, 14);
-	src->search_endpoint = copy_text(tt, tup, 15);
-	src->ping_endpoint = copy_text(tt, tup, 16);
+	src->search_endpoint = required_text(tt, tup, 15);
+	src->ping_endpoint = required_text(tt, tup, 16);
 	d = SPI_getbinval(tup, tt->tupdesc, 17, &isnull);
 	src->timeout_ms = isnull ? 0 : DatumGetInt32(d);
-	src->verify_ssl = DatumGetBool(SPI_getbinval(tup, tt->tupdesc, 18, &isnull));
+	src->verify_ssl = DatumGetBool(required_datum(tt, tup, 18));
 	src->ca_cert = copy_text(tt, tup, 19);
 	src->client_cert = copy_text(tt, tup, 20);
-	d = SPI_getbinval(tup, tt->tupdesc, 22, &isnull);
-	src->extra_headers = dci_jsonb_to_headers(DatumGetJsonbP(d), "extra_headers");
+	src->extra_headers = dci_jsonb_to_headers(DatumGetJsonbP(required_datum(tt, tup, 22)),
+											  "extra_headers");
 	d = SPI_getbinval(tup, tt->tupdesc, 23, &isnull);
 	src->signing_key_id = isnull ? 0 : DatumGetInt32(d);
 	src->registry_public_key = copy_text(tt, tup, 24);
-	src->active = DatumGetBool(SPI_getbinval(tup, tt->tupdesc, 25, &isnull));
-	s = copy_text(tt, tup, 26);
-	src->signature_format = s != NULL && strcmp(s, "jws") == 0 ? DCI_SIG_FORMAT_JWS : DCI_SIG_FORMAT_DCI;
+	src->active = DatumGetBool(required_datum(tt, tup, 25));
+	s = required_text(tt, tup, 26);
+	src->signature_format = strcmp(s, "jws") == 0 ? DCI_SIG_FORMAT_JWS : DCI_SIG_FORMAT_DCI;
+	if (src->auth_type == DCI_AUTH_OAUTH2 && src->auth_url == NULL)
+		damaged_row(tt, tup, 6);
 
-	binding = dci_secret_binding(src->base_url, src->auth_url, copy_text(tt, tup, 9),
+	binding = dci_secret_binding(src->base_url, src->auth_url, location,
 								 src->verify_ssl, src->ca_cert);
 	src->client_secret = decrypt_column(src, tt, tup, 8, "client_secret", binding);
 	src->bearer_token = decrypt_column(src, tt, tup, 11, "bearer_token", binding);
@@ -280,6 +338,7 @@ build_source(SPITupleTable *tt, HeapTuple tup)
 	}
 
 	MemoryContextSwitchTo(old);
+	MemoryContextSetParent(cxt, CacheMemoryContext);
 	return src;
 }
 
@@ -446,7 +505,7 @@ dci_source_record_test(Oid fn_oid, int32 id, bool ok, const char *error)
 	Datum		values[3];
 	char		nulls[3] = {' ', error ? ' ' : 'n', ' '};
 
-	/* only report on standbys and in read-only transactions */
+	/* on a standby or in a read-only transaction the test only reports */
 	if (RecoveryInProgress() || XactReadOnly)
 		return;
 

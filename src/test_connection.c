@@ -86,7 +86,7 @@ dci_test_connection(PG_FUNCTION_ARGS)
 			break;
 		case DCI_AUTH_OAUTH2:
 			memset(&err, 0, sizeof(err));
-			if (dci_token_get(src, false, deadline, &generation, &err) != NULL)
+			if (dci_token_get(src, DCI_TOKEN_CACHED, deadline, &generation, &err) != NULL)
 			{
 				emit(&w, "auth", 1, "access token obtained");
 				auth_ok = true;

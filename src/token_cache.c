@@ -176,9 +176,26 @@ find_slot(const DciSource *src, bool create)
 	return victim;
 }
 
+bool
+dci_token_usable(TimestampTz obtained_at, TimestampTz expires_at, TimestampTz now, int force)
+{
+	int64		margin = (int64) dci_token_refresh_margin_s * USECS_PER_SEC;
+
+	if (expires_at <= now)
+		return false;
+	if (force == DCI_TOKEN_FORCE_ALWAYS)
+		return false;
+	if (now - obtained_at < (int64) dci_token_min_interval_ms * 1000)
+		return true;
+	if (force != DCI_TOKEN_CACHED)
+		return false;
+	margin = Min(margin, (expires_at - obtained_at) / 2);
+	return expires_at - margin > now;
+}
+
 TokenCacheResult
-dci_token_cache_acquire(const DciSource *src, bool force,
-						TimestampTz valid_until, TimestampTz deadline, DciSharedToken *out)
+dci_token_cache_acquire(const DciSource *src, int force,
+						TimestampTz deadline, DciSharedToken *out)
 {
 	bool		waited = false;
 	TokenCacheResult result;
@@ -203,7 +220,8 @@ dci_token_cache_acquire(const DciSource *src, bool force,
 			break;
 		}
 		/* after waiting for another fetch, its token is as fresh as asked */
-		if (s->valid && (!force || waited) && s->expires_at > valid_until)
+		if (s->valid && dci_token_usable(s->obtained_at, s->expires_at, GetCurrentTimestamp(),
+										 waited ? DCI_TOKEN_CACHED : force))
 		{
 			out->token = pnstrdup(s->token, s->len);
 			out->obtained_at = s->obtained_at;

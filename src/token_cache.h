@@ -41,13 +41,23 @@ extern void dci_token_cache_shmem_startup(void);
 extern bool dci_token_cache_enabled(void);
 
 /*
- * A token for the source valid past valid_until, or the right to fetch one.
- * Waits while another backend fetches, up to deadline.  force: a token that
- * was there before the call is not good enough (one fetched meanwhile is).
+ * May a token obtained and expiring at these times be used now?  It is
+ * renewed token_refresh_margin_s before it expires, but never while more
+ * than half its life is left (whatever margin a session sets), and never
+ * when younger than token_min_interval_ms unless force is
+ * DCI_TOKEN_FORCE_ALWAYS: no caller can make the extension flood a token
+ * endpoint.  force (DCI_TOKEN_*): renewal asked for.
  */
-extern TokenCacheResult dci_token_cache_acquire(const DciSource *src, bool force,
-												TimestampTz valid_until, TimestampTz deadline,
-												DciSharedToken *out);
+extern bool dci_token_usable(TimestampTz obtained_at, TimestampTz expires_at, TimestampTz now,
+							 int force);
+
+/*
+ * A usable token for the source, or the right to fetch one.  Waits while
+ * another backend fetches, up to deadline; the token it fetched is then
+ * taken whatever force says.
+ */
+extern TokenCacheResult dci_token_cache_acquire(const DciSource *src, int force,
+												TimestampTz deadline, DciSharedToken *out);
 /* the fetcher's result; wakes the waiters; *generation identifies it */
 extern void dci_token_cache_store(const DciSource *src, const char *token,
 								  TimestampTz obtained_at, TimestampTz expires_at,

@@ -14,10 +14,14 @@
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/inval.h"
+#include "utils/lsyscache.h"
 #include "utils/jsonb.h"
 #include "utils/rel.h"
 #include "utils/timestamp.h"
+
+#include "path_check.h"
 
 /* one write-only secret column and its ciphertext companion */
 typedef struct SecretColumn
@@ -49,9 +53,10 @@ typedef struct RowEdit
 	HeapTuple	newtuple;
 	HeapTuple	oldtuple;		/* NULL on INSERT */
 	int			ncols;
-	int			cols[16];
-	Datum		values[16];
-	bool		nulls[16];
+	/* replacements: at most one per column of the table */
+	int		   *cols;
+	Datum	   *values;
+	bool	   *nulls;
 } RowEdit;
 
 static int
@@ -101,7 +106,8 @@ set_new(RowEdit *e, const char *name, Datum value, bool isnull)
 			e->nulls[i] = isnull;
 			return;
 		}
-	Assert(e->ncols < lengthof(e->cols));
+	if (e->ncols >= e->tupdesc->natts)
+		elog(ERROR, "too many replaced columns in \"%s\"", RelationGetRelationName(e->rel));
 	e->cols[e->ncols] = n;
 	e->values[e->ncols] = value;
 	e->nulls[e->ncols] = isnull;
@@ -147,11 +153,7 @@ check_one_of(RowEdit *e, const char *column, const char *const *allowed, int n,
 	StringInfoData list;
 
 	if (v == NULL)
-	{
-		if (nullable)
-			return;
-		return;					/* NOT NULL constraint reports it */
-	}
+		return;					/* NULL: allowed, or the NOT NULL constraint reports it */
 	for (int i = 0; i < n; i++)
 		if (strcmp(v, allowed[i]) == 0)
 			return;
@@ -224,19 +226,57 @@ check_url(RowEdit *e, const char *column, const char *url, bool allow_query)
 	return result;
 }
 
-/* an endpoint path: starts with '/', no ".." segment, no spaces or controls */
+/* an endpoint path: the one validator dci_request uses too */
 static void
 check_path(RowEdit *e, const char *column)
+{
+	char	   *v = get_new_text(e, column);
+	const char *problem;
+
+	if (v == NULL)
+		return;
+	problem = dci_path_problem(v, true);
+	if (problem != NULL)
+		invalid_column(e, column, ERRCODE_CHECK_VIOLATION,
+					   psprintf("%s %s; it must be a path starting with \"/\" (see the README, \"Columns of dci_data_source\").",
+								column, problem));
+}
+
+/* a value that goes into an HTTP header line: no control characters at all */
+static void
+check_header_value(RowEdit *e, const char *column)
 {
 	char	   *v = get_new_text(e, column);
 
 	if (v == NULL)
 		return;
-	if (v[0] != '/' || strstr(v, "/../") || strstr(v, "/..?") ||
-		(strlen(v) >= 3 && strcmp(v + strlen(v) - 3, "/..") == 0) ||
-		strpbrk(v, " \t\r\n#") != NULL)
-		invalid_column(e, column, ERRCODE_CHECK_VIOLATION,
-					   psprintf("%s must be a path starting with \"/\", without \"..\" segments, spaces or \"#\".", column));
+	for (const char *p = v; *p; p++)
+		if ((unsigned char) *p < 0x20 || *p == 0x7f)
+		{
+			explicit_bzero(v, strlen(v));
+			invalid_column(e, column, ERRCODE_CHECK_VIOLATION,
+						   psprintf("%s must not contain control characters (it is sent in an HTTP header).", column));
+		}
+	explicit_bzero(v, strlen(v));
+}
+
+/* ns:org:RegistryType:<Name>, <Name> a letter then letters, digits or '_' */
+static bool
+valid_registry_type(const char *v)
+{
+	const char *prefix = "ns:org:RegistryType:";
+	const char *p;
+
+	if (strncmp(v, prefix, strlen(prefix)) != 0)
+		return false;
+	p = v + strlen(prefix);
+	if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z')))
+		return false;
+	for (; *p; p++)
+		if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
+			  (*p >= '0' && *p <= '9') || *p == '_'))
+			return false;
+	return true;
 }
 
 static void
@@ -254,10 +294,6 @@ validate_source(RowEdit *e)
 	static const char *const locations[] = {"body", "basic", "query"};
 	static const char *const states[] = {"draft", "testing", "active", "error"};
 	static const char *const signature_formats[] = {"dci", "jws"};
-	static const char *const registry_types[] = {
-		"ns:org:RegistryType:Social", "ns:org:RegistryType:Civil",
-		"ns:org:RegistryType:IBR", "ns:org:RegistryType:DR", "ns:org:RegistryType:FR",
-	};
 	char	   *code = get_new_text(e, "code");
 	char	   *url;
 	char	   *auth_type;
@@ -282,7 +318,10 @@ validate_source(RowEdit *e)
 	check_one_of(e, "auth_type", auth_types, lengthof(auth_types), false);
 	check_one_of(e, "credential_location", locations, lengthof(locations), false);
 	check_one_of(e, "state", states, lengthof(states), false);
-	check_one_of(e, "registry_type", registry_types, lengthof(registry_types), true);
+	url = get_new_text(e, "registry_type");
+	if (url != NULL && !valid_registry_type(url))
+		invalid_column(e, "registry_type", ERRCODE_CHECK_VIOLATION,
+					   "registry_type must be ns:org:RegistryType:<Name> (e.g. ns:org:RegistryType:CRVS), or NULL.");
 	check_one_of(e, "signature_format", signature_formats, lengthof(signature_formats), false);
 
 	url = get_new_text(e, "auth_url");
@@ -295,6 +334,13 @@ validate_source(RowEdit *e)
 
 	check_path(e, "search_endpoint");
 	check_path(e, "ping_endpoint");
+
+	/* registries POST callbacks here: an absolute http(s) URL */
+	url = get_new_text(e, "callback_uri");
+	if (url != NULL)
+		(void) check_url(e, "callback_uri", url, true);
+
+	check_header_value(e, "bearer_token");
 
 	d = get_new(e, "timeout_ms", &isnull);
 	if (!isnull && DatumGetInt32(d) <= 0)
@@ -373,6 +419,9 @@ begin_edit(FunctionCallInfo fcinfo, const char *fname)
 	e = palloc0(sizeof(RowEdit));
 	e->rel = td->tg_relation;
 	e->tupdesc = RelationGetDescr(td->tg_relation);
+	e->cols = palloc(sizeof(int) * e->tupdesc->natts);
+	e->values = palloc(sizeof(Datum) * e->tupdesc->natts);
+	e->nulls = palloc(sizeof(bool) * e->tupdesc->natts);
 	if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
 	{
 		e->newtuple = td->tg_newtuple;
@@ -479,4 +528,66 @@ dci_invalidate_trigger(PG_FUNCTION_ARGS)
 				 errmsg("dci_invalidate_trigger must be called as a trigger")));
 	CacheInvalidateRelcache(td->tg_relation);
 	return PointerGetDatum(NULL);
+}
+
+PG_FUNCTION_INFO_V1(dci_clear_secret);
+
+/*
+ * dci_clear_secret(source text|integer, column_name text): remove a stored
+ * secret.  Runs as the caller (it needs UPDATE on the table, as writing ''
+ * does); the table is the extension's, found by OID, and search_path is
+ * pinned, so nothing the caller or the schema's owner plants is run.
+ */
+Datum
+dci_clear_secret(PG_FUNCTION_ARGS)
+{
+	Oid			fn_oid = fcinfo->flinfo->fn_oid;
+	bool		by_id = get_fn_expr_argtype(fcinfo->flinfo, 0) == INT4OID;
+	char	   *column = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
+	const char *secret = NULL;
+	Oid			table;
+	char	   *query;
+	Oid			argtype = by_id ? INT4OID : TEXTOID;
+	Datum		arg;
+	uint64		updated;
+	int			nestlevel;
+
+	for (int i = 0; column && i < lengthof(source_secrets); i++)
+		if (strcmp(column, source_secrets[i].plain) == 0)
+			secret = source_secrets[i].plain;
+	if (secret == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("column \"%s\" is not a secret of dci_data_source",
+						column ? dci_quote_text(column, strlen(column)) : "<NULL>"),
+				 errhint("The secrets are client_secret, bearer_token and client_key.")));
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("data source must not be NULL")));
+	arg = PG_GETARG_DATUM(0);
+
+	table = dci_source_table_oid(fn_oid);
+	query = psprintf("UPDATE %s SET %s = '' WHERE %s OPERATOR(pg_catalog.=) $1",
+					 quote_qualified_identifier(get_namespace_name(get_rel_namespace(table)),
+												get_rel_name(table)),
+					 secret, by_id ? "id" : "code");
+
+	nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute_with_args(query, 1, &argtype, &arg, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "SPI_execute_with_args failed: %s", query);
+	updated = SPI_processed;
+	SPI_finish();
+	AtEOXact_GUC(true, nestlevel);
+
+	if (updated == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DCI_CONFIG),
+				 errmsg("data source \"%s\" does not exist",
+						by_id ? psprintf("%d", DatumGetInt32(arg)) : TextDatumGetCString(arg))));
+	PG_RETURN_VOID();
 }

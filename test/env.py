@@ -54,6 +54,7 @@ class Env:
             "code": code, "name": code.upper(), "base_url": self.mock.http_url,
             "auth_type": "oauth2", "auth_url": self.mock.token_url,
             "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
+            "sender_id": "openspp.test",       # DCI calls refuse a source without one
         }
         row.update(cols)
         row = {k: v for k, v in row.items() if v is not None or k in cols}

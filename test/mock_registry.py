@@ -312,7 +312,8 @@ def dci_validate(path, raw):
                 continue
             sc, w = it["subscribe_criteria"], w + ".subscribe_criteria"
             typ(sc, "reg_event_type", "str", w, True)
-            for k in ("reg_type", "notify_record_type", "frequency"):
+            typ(sc, "notify_record_type", "str", w, True)        # required by all five specs
+            for k in ("reg_type", "frequency"):
                 typ(sc, k, "str", w)
             if "filter_type" in sc and sc["filter_type"] not in ("idtype-value", "expression", "predicate"):
                 errs.append("%s.filter_type %r is not idtype-value, expression or predicate" % (w, sc["filter_type"]))
@@ -390,7 +391,7 @@ def dci_records(sc, page_size, page_number):
         lo = (page_number - 1) * page_size
         return recs[lo:lo + page_size], len(recs), None
     t, v = q["type"], q["value"]
-    if v in ("LENIENT", "REJECTED", "STRICT", "ITEM_RJCT", "NOT_DCI", "HTML", "HTTP400", "NACK", "ERR"):
+    if v in ("LENIENT", "REJECTED", "STRICT", "ITEM_RJCT", "NOT_DCI", "HTML", "HTTP400", "NACK", "ERR", "SYNC_ERR"):
         return [], 0, v
     if v == "NOTFOUND":
         return [], 0, None
@@ -475,6 +476,8 @@ def h_dci(req):
         items, special = dci_search_items(req, m)
         if special in ("NACK", "ERR"):
             special = "HTTP400"
+        if special == "SYNC_ERR":           # an acknowledgement with ERR where an answer belongs
+            return dci_ack(req, "ERR", "err.service.unavailable", "the registry could not run the search", 200)
         if special:
             return dci_special(req, special, m)
         return jbody({"signature": "", "header": dci_header(req, total=len(items)), "message": {
@@ -535,7 +538,37 @@ def h_echo(req):
                   "headers": req.hdrs, "body": req.body})
 
 
-ROUTES = dict({"/registry/ping": h_ping}, **{p: h_dci for p in DCI_PATHS})
+def _u_escape_all(text):
+    """Every character as a JSON \\uXXXX escape (what a hostile echo may send)."""
+    out = []
+    for ch in text:
+        cp = ord(ch)
+        if cp > 0xFFFF:
+            cp -= 0x10000
+            out.append("\\u%04x\\u%04x" % (0xD800 + (cp >> 10), 0xDC00 + (cp & 0x3FF)))
+        else:
+            out.append("\\u%04X" % cp)
+    return "".join(out)
+
+
+def h_echo_auth(req):
+    """Echo the Authorization header (and any credential) in every spelling a
+    registry might use: raw, JSON \\u-escaped, URL-encoded, base64, and as
+    response headers."""
+    from urllib.parse import quote
+    auth = req.hdrs.get("authorization", "")
+    value = auth.split(" ", 1)[1] if " " in auth else auth
+    b64 = base64.b64encode(value.encode()).decode()
+    body = ('{"raw": %s, "u_escaped": "%s", "url": %s, "url_all": "%s", "b64": %s, "b64_slash": %s, '
+            '"body": %s, "query": %s}' % (
+                json.dumps(auth), _u_escape_all(value), json.dumps(quote(value, safe="")),
+                "".join("%%%02X" % b for b in value.encode()), json.dumps(b64),
+                json.dumps(b64).replace("/", "\\/"), json.dumps(req.body), json.dumps(req.query)))
+    return 200, [("Content-Type", "application/json"), ("X-Echo-Authorization", auth),
+                 ("X-Echo-Url", quote(value, safe=""))], body.encode()
+
+
+ROUTES = dict({"/registry/ping": h_ping, "/echo-auth": h_echo_auth}, **{p: h_dci for p in DCI_PATHS})
 PREFIX_ROUTES = {"/echo": h_echo, "/open/echo": h_echo}   # path itself or any sub-path
 
 
@@ -789,6 +822,13 @@ class Handler(BaseHTTPRequestHandler):
             self.send(*jbody({"token_type": "bearer"}))
         elif mode == "token_error":
             self.send(*jbody({"errors": [{"code": "err.invalid", "message": "bad"}]}, 400))
+        elif mode == "token_echo":        # a token endpoint that quotes the credentials it got
+            self.send(*jbody({"error": "invalid_client",
+                              "error_description": "got Authorization %s and body %s" % (
+                                  self.headers.get("Authorization", ""), self.body)}, 401))
+        elif mode == "token_value":       # a hostile token server's access_token (e.g. with CR/LF)
+            self.send(*jbody({"access_token": p.get("token", ""), "token_type": "bearer",
+                              "expires_in": 3600}))
         else:
             self.send(*jbody({"error": "unknown mock fault", "mode": mode}, 500))
         return True

@@ -201,7 +201,8 @@ def test_model_writes_through_and_stores_no_secret(env):
         assert rec.make_request("GET", "/echo")["method"] == "GET"
         echoed = rec.make_request("POST", "/echo", {"a": [1, "é"]}, {"X-Trace": "t1"})
         assert json.loads(echoed["body"]) == {"a": [1, "é"]} and echoed["headers"]["x-trace"] == "t1", echoed
-        assert echoed["headers"]["authorization"] == "Bearer " + tok
+        assert echoed["headers"]["authorization"] == "Bearer [redacted]"          # echo redacted ...
+        assert env.mock.stats()["last_request"]["/echo"]["headers"]["authorization"] == "Bearer " + tok
         e = _user_error(rec.make_request, "GET", "/missing")        # HTTP errors are returned by SQL ...
         assert "404" in str(e), e                                   # ... and raised by the model
         assert rec.make_request("GET", "/missing", raise_for_status=False)["error"] == "not_found"

@@ -76,6 +76,10 @@ test_headers(void)
 	CHECK(!header_name_valid(""), "empty name");
 	CHECK(header_value_valid("a value; with=stuff"), "plain value");
 	CHECK(!header_value_valid("a\r\nInjected: 1"), "CRLF in value");
+	CHECK(!header_value_valid("a\rb"), "lone CR in value");
+	CHECK(!header_value_valid("a\x01b"), "control character in value");
+	CHECK(!header_value_valid("a\x7f"), "DEL in value");
+	CHECK(header_value_valid("a\tb"), "horizontal tab is allowed");
 
 	CHECK(retry_after_ms("2", 0) == 2000, "delta seconds");
 	CHECK(retry_after_ms(" 0", 0) == 0, "zero");
