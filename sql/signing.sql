@@ -21,7 +21,7 @@ EXCEPTION WHEN OTHERS THEN
 END
 $$;
 
--- the fixture keys (../shared/fixtures/signing)
+-- the fixture keys (test/fixtures/signing)
 SELECT '-----BEGIN PRIVATE KEY-----
 MC4CAQAwBQYDK2VwBCIEIAABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4f
 -----END PRIVATE KEY-----' AS ed_priv,

@@ -2,15 +2,35 @@
 -- script and then this one, so new and upgraded databases are the same.
 \echo Use "ALTER EXTENSION dci_client UPDATE TO '0.2'" to load this file. \quit
 
--- registry_type: any ns:org:RegistryType:<Name>, as registries report it
--- (e.g. ns:org:RegistryType:CRVS).  The row trigger checks it and names the
--- column; the old list of five is gone.
-ALTER TABLE dci_data_source DROP CONSTRAINT dci_data_source_registry_type_check;
+-- The table's rules live in one place, the row triggers (src/triggers.c),
+-- which name the column in their messages: the CHECK constraints that
+-- repeated them go.  registry_type now takes any ns:org:RegistryType:<Name>,
+-- as registries report it (e.g. ns:org:RegistryType:CRVS).  The CHECKs that
+-- keep plaintext out of the secret columns stay: they are the storage
+-- guarantee, not a rule of the row.
+ALTER TABLE dci_data_source
+    DROP CONSTRAINT dci_data_source_code_check,
+    DROP CONSTRAINT dci_data_source_registry_type_check,
+    DROP CONSTRAINT dci_data_source_base_url_check,
+    DROP CONSTRAINT dci_data_source_auth_type_check,
+    DROP CONSTRAINT dci_data_source_auth_url_check,
+    DROP CONSTRAINT dci_data_source_credential_location_check,
+    DROP CONSTRAINT dci_data_source_search_endpoint_check,
+    DROP CONSTRAINT dci_data_source_ping_endpoint_check,
+    DROP CONSTRAINT dci_data_source_timeout_ms_check,
+    DROP CONSTRAINT dci_data_source_extra_headers_check,
+    DROP CONSTRAINT dci_data_source_state_check,
+    DROP CONSTRAINT dci_data_source_signature_format_check,
+    DROP CONSTRAINT dci_data_source_oauth2_needs_auth_url;
+ALTER TABLE dci_signing_key
+    DROP CONSTRAINT dci_signing_key_algorithm_check,
+    DROP CONSTRAINT dci_signing_key_state_check;
 
 -- Nothing of the extension resolves an object by name at call time: the
 -- database owner owns "public" and could rename it and plant look-alikes.
 -- dci_clear_secret is C (the table found by OID); dci_search_by_id has a
--- SQL-standard body, parsed once here and bound by OID.
+-- SQL-standard body, parsed once here and bound by OID (the call qualified
+-- and complete, so a planted overload cannot make it ambiguous).
 CREATE OR REPLACE FUNCTION dci_clear_secret(source text, column_name text) RETURNS void
     AS 'MODULE_PATHNAME', 'dci_clear_secret' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 CREATE OR REPLACE FUNCTION dci_clear_secret(source integer, column_name text) RETURNS void
@@ -19,12 +39,12 @@ CREATE OR REPLACE FUNCTION dci_clear_secret(source integer, column_name text) RE
 CREATE OR REPLACE FUNCTION dci_search_by_id(source text, id_type text, id_value text) RETURNS SETOF jsonb
     LANGUAGE sql VOLATILE ROWS 1
 BEGIN ATOMIC
-    SELECT r FROM dci_search_records(source, 'idtype-value'::text,
-        pg_catalog.jsonb_build_object('type', id_type, 'value', id_value)) AS r;
+    SELECT r FROM @extschema@.dci_search_records(source, 'idtype-value'::text,
+        pg_catalog.jsonb_build_object('type', id_type, 'value', id_value), NULL::text, 100, NULL::integer) AS r;
 END;
 CREATE OR REPLACE FUNCTION dci_search_by_id(source integer, id_type text, id_value text) RETURNS SETOF jsonb
     LANGUAGE sql VOLATILE ROWS 1
 BEGIN ATOMIC
-    SELECT r FROM dci_search_records(source, 'idtype-value'::text,
-        pg_catalog.jsonb_build_object('type', id_type, 'value', id_value)) AS r;
+    SELECT r FROM @extschema@.dci_search_records(source, 'idtype-value'::text,
+        pg_catalog.jsonb_build_object('type', id_type, 'value', id_value), NULL::text, 100, NULL::integer) AS r;
 END;

@@ -1,6 +1,8 @@
 /*
  * dci_client.c
- *		Module load: settings, shared memory hooks, libcurl initialisation.
+ *		The module's entry: _PG_init defines the settings (settings.c),
+ *		initialises libcurl and, when preloaded, wires the shared-memory
+ *		hooks of the token cache, the request log and the statistics.
  */
 #include "dci_client.h"
 
@@ -8,211 +10,20 @@
 
 #include "miscadmin.h"
 #include "storage/ipc.h"
-#include "utils/guc.h"
-#include "utils/memutils.h"
 
-#include "host_rules.h"
+#include "dci_client.h"
 #include "request_log.h"
+#include "secrets.h"
+#include "settings.h"
+#include "source_stats.h"
 #include "token_cache.h"
 
 PG_MODULE_MAGIC;
-
-char	   *dci_key_file = NULL;
-char	   *dci_retired_key_files = NULL;
-char	   *dci_allowed_hosts = NULL;
-char	   *dci_proxy = NULL;
-char	   *dci_user_agent = NULL;
-int			dci_timeout_ms = 30000;
-int			dci_connect_timeout_ms = 10000;
-int			dci_max_response_bytes = 16 * 1024 * 1024;
-int			dci_max_retries = 2;
-int			dci_token_refresh_margin_s = 60;
-int			dci_token_min_interval_ms = 1000;
-int			dci_shared_token_slots = 64;
-bool		dci_shared_preloaded = false;
-
-/*
- * allowed_hosts as parsed by its check hook (GUC's "extra"; NULL: empty).
- * A value that cannot be parsed is refused, so the rules never fall open.
- * The generation counts changes: http.c drops pooled connections when it
- * moves, so a tightened list holds for the very next request.
- */
-static const HostRules *parsed_host_rules = NULL;
-static uint64 host_rules_generation = 0;
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
 void		_PG_init(void);
-
-const struct HostRules *
-dci_host_rules(void)
-{
-	return parsed_host_rules;
-}
-
-uint64
-dci_host_rules_generation(void)
-{
-	return host_rules_generation;
-}
-
-static bool
-check_allowed_hosts(char **newval, void **extra, GucSource source)
-{
-	char		errbuf[256];
-	HostRules  *rules;
-
-	if (*newval == NULL || **newval == '\0')
-	{
-		*extra = NULL;
-		return true;
-	}
-	rules = host_rules_parse(*newval, errbuf, sizeof(errbuf));
-	if (rules == NULL)
-	{
-		GUC_check_errdetail("%s", errbuf);
-		return false;
-	}
-	/* one malloc'd block: guc keeps it with the value and free()s it */
-	*extra = rules;
-	return true;
-}
-
-static void
-assign_allowed_hosts(const char *newval, void *extra)
-{
-	if (extra != parsed_host_rules)
-		host_rules_generation++;
-	parsed_host_rules = extra;
-}
-
-/* values that go into a header line or a URL: no control characters */
-static bool
-check_no_newlines(char **newval, void **extra, GucSource source)
-{
-	for (const char *p = *newval; p && *p; p++)
-		if ((unsigned char) *p < 0x20 || *p == 0x7f)
-		{
-			GUC_check_errdetail("The value must not contain control characters (carriage return, line feed, ...).");
-			return false;
-		}
-	return true;
-}
-
-static bool
-check_proxy(char **newval, void **extra, GucSource source)
-{
-	if (!check_no_newlines(newval, extra, source))
-		return false;
-	if (*newval != NULL && **newval != '\0' &&
-		strncmp(*newval, "http://", 7) != 0 && strncmp(*newval, "https://", 8) != 0 &&
-		strncmp(*newval, "socks5h://", 10) != 0 && strncmp(*newval, "socks5://", 9) != 0)
-	{
-		GUC_check_errdetail("The proxy must be an http://, https://, socks5:// or socks5h:// URL.");
-		return false;
-	}
-	return true;
-}
-
-static const struct config_enum_entry log_level_options[] = {
-	{"off", DCI_LOG_OFF, false},
-	{"errors", DCI_LOG_ERRORS, false},
-	{"all", DCI_LOG_ALL, false},
-	{NULL, 0, false}
-};
-
-static void
-define_settings(void)
-{
-	DefineCustomStringVariable("dci_client.key_file",
-							   "File holding the key that encrypts stored secrets.",
-							   "Relative paths are taken from the directory of postgresql.conf.",
-							   &dci_key_file, "dci_client.key",
-							   PGC_SIGHUP, GUC_SUPERUSER_ONLY,
-							   NULL, NULL, NULL);
-	DefineCustomStringVariable("dci_client.retired_key_files",
-							   "Comma-separated files of older keys still accepted for decryption.",
-							   NULL,
-							   &dci_retired_key_files, "",
-							   PGC_SIGHUP, GUC_SUPERUSER_ONLY | GUC_LIST_INPUT,
-							   NULL, NULL, NULL);
-	DefineCustomStringVariable("dci_client.allowed_hosts",
-							   "Hosts, *.suffix patterns and CIDR ranges that calls may reach (empty: any).",
-							   NULL,
-							   &dci_allowed_hosts, "",
-							   PGC_SUSET, GUC_LIST_INPUT,
-							   check_allowed_hosts, assign_allowed_hosts, NULL);
-	DefineCustomStringVariable("dci_client.proxy",
-							   "Egress proxy URL (empty: none; proxy environment variables are ignored).",
-							   NULL,
-							   &dci_proxy, "",
-							   PGC_SUSET, GUC_SUPERUSER_ONLY,
-							   check_proxy, NULL, NULL);
-	DefineCustomIntVariable("dci_client.timeout_ms",
-							"Time budget of one call when the data source sets none.",
-							"Covers the token fetch, retries, backoff and the resend after a 401.",
-							&dci_timeout_ms, 30000, 1, INT_MAX,
-							PGC_USERSET, GUC_UNIT_MS,
-							NULL, NULL, NULL);
-	DefineCustomIntVariable("dci_client.connect_timeout_ms",
-							"Limit for each TCP and TLS connect.",
-							NULL,
-							&dci_connect_timeout_ms, 10000, 1, INT_MAX,
-							PGC_USERSET, GUC_UNIT_MS,
-							NULL, NULL, NULL);
-	DefineCustomIntVariable("dci_client.max_response_bytes",
-							"Largest response body accepted.",
-							NULL,
-							&dci_max_response_bytes, 16 * 1024 * 1024, 1024, MaxAllocSize / 2,
-							PGC_SUSET, GUC_UNIT_BYTE,
-							NULL, NULL, NULL);
-	DefineCustomIntVariable("dci_client.max_retries",
-							"Retries of a failed exchange.",
-							NULL,
-							&dci_max_retries, 2, 0, 10,
-							PGC_USERSET, 0,
-							NULL, NULL, NULL);
-	DefineCustomIntVariable("dci_client.token_refresh_margin_s",
-							"A cached token is renewed this long before it expires.",
-							NULL,
-							&dci_token_refresh_margin_s, 60, 0, 86400,
-							PGC_USERSET, GUC_UNIT_S,
-							NULL, NULL, NULL);
-	DefineCustomIntVariable("dci_client.token_min_interval_ms",
-							"Shortest time between two token fetches for a data source, a 401 aside.",
-							"A token younger than this is reused even when a refresh is asked for.",
-							&dci_token_min_interval_ms, 1000, 0, 3600 * 1000,
-							PGC_SUSET, GUC_UNIT_MS,
-							NULL, NULL, NULL);
-	DefineCustomStringVariable("dci_client.user_agent",
-							   "User-Agent header of every call.",
-							   NULL,
-							   &dci_user_agent, "dci_client/" DCI_CLIENT_VERSION,
-							   PGC_USERSET, 0,
-							   check_no_newlines, NULL, NULL);
-	DefineCustomEnumVariable("dci_client.log_requests",
-							 "Which calls are recorded in dci_request_log: off, errors or all.",
-							 "Needs shared_preload_libraries; without it records go to the server log.",
-							 &dci_log_requests, DCI_LOG_ERRORS, log_level_options,
-							 PGC_SUSET, 0,
-							 NULL, NULL, NULL);
-	DefineCustomIntVariable("dci_client.log_retention_days",
-							"Records of dci_request_log older than this are deleted.",
-							NULL,
-							&dci_log_retention_days, 30, 1, 3650,
-							PGC_SIGHUP, 0,
-							NULL, NULL, NULL);
-	/* sizes shared memory: only meaningful (and only allowed) when preloading */
-	if (process_shared_preload_libraries_in_progress)
-		DefineCustomIntVariable("dci_client.shared_token_slots",
-								"Tokens kept in shared memory (needs shared_preload_libraries).",
-								NULL,
-								&dci_shared_token_slots, 64, 1, 4096,
-								PGC_POSTMASTER, 0,
-								NULL, NULL, NULL);
-	MarkGUCPrefixReserved("dci_client");
-}
 
 static void
 dci_shmem_request(void)
@@ -246,11 +57,10 @@ _PG_init(void)
 				(errcode(ERRCODE_SYSTEM_ERROR),
 				 errmsg("could not initialize libcurl")));
 
-	define_settings();
+	dci_define_settings();
 
 	if (process_shared_preload_libraries_in_progress)
 	{
-		dci_shared_preloaded = true;
 		prev_shmem_request_hook = shmem_request_hook;
 		shmem_request_hook = dci_shmem_request;
 		prev_shmem_startup_hook = shmem_startup_hook;

@@ -8,6 +8,8 @@
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
 
+#include "errors.h"
+
 /* a buffer vsnprintf may have cut: never end it inside a character */
 static void
 clip_to_character(char *buf)

@@ -281,7 +281,8 @@ in_any_range(const HostRules *rules, int family, const unsigned char *bytes)
 	return false;
 }
 
-bool
+/* is the address loopback, private, link-local, unspecified or otherwise not public */
+static bool
 address_is_special(const struct sockaddr *sa)
 {
 	/* ranges that are not the public internet (RFC 6890 and friends) */

@@ -30,7 +30,5 @@ extern bool host_rules_allow_host(const HostRules *rules, const char *host);
 /* may a connection be opened to this resolved address */
 extern bool host_rules_allow_address(const HostRules *rules, const struct sockaddr *addr);
 
-/* is the address loopback, private, link-local, unspecified or otherwise not public */
-extern bool address_is_special(const struct sockaddr *addr);
 
 #endif							/* DCI_HOST_RULES_H */

@@ -11,7 +11,7 @@
  *
  * libcurl callbacks never raise: they record what happened in TransferState
  * and return a failure code; errors are raised after libcurl returns.
- * curl error codes become SQLSTATEs in one place: describe_failure().
+ * curl error codes become SQLSTATEs in one place: http_failure.c.
  */
 #include "dci_client.h"
 
@@ -21,7 +21,11 @@
 #include <sys/socket.h>
 
 #include <curl/curl.h>
-#include <openssl/x509.h>
+
+/* CURLOPT_PROTOCOLS_STR (7.85), CURLOPT_PREREQFUNCTION (7.80) */
+#if LIBCURL_VERSION_NUM < 0x075500
+#error "dci_client needs libcurl 7.85 or later"
+#endif
 
 #include "access/xact.h"
 #include "common/pg_prng.h"
@@ -32,8 +36,14 @@
 #include "utils/memutils.h"
 #include "utils/wait_event.h"
 
+#include "deadline.h"
+#include "errors.h"
 #include "host_rules.h"
+#include "http.h"
+#include "http_failure.h"
 #include "http_headers.h"
+#include "settings.h"
+#include "source.h"
 
 /* header text per response and distinct header names, against floods */
 #define MAX_HEADER_BYTES	(256 * 1024)
@@ -43,15 +53,6 @@
 #define MAX_SOCKETS 8
 /* longest uninterrupted wait: bounds how late a cancel can be noticed */
 #define WAIT_SLICE_MS 50
-
-/* what happened to one attempt */
-typedef enum Outcome
-{
-	OUTCOME_HTTP,				/* an HTTP answer */
-	OUTCOME_NOT_CONNECTED,		/* no connection: nothing reached the server */
-	OUTCOME_RESET,				/* failed after the request may have been sent */
-	OUTCOME_FAILED				/* no answer, not to be retried */
-} Outcome;
 
 typedef struct TransferState
 {
@@ -324,26 +325,6 @@ ensure_handles(void)
 	}
 }
 
-/* ---- time ---- */
-
-long
-dci_ms_until(TimestampTz deadline)
-{
-	TimestampTz now = GetCurrentTimestamp();
-
-	if (now >= deadline)
-		return 0;
-	return (long) ((deadline - now + 999) / 1000);
-}
-
-TimestampTz
-dci_call_deadline(const DciSource *src)
-{
-	int			ms = (src && src->timeout_ms > 0) ? src->timeout_ms : dci_timeout_ms;
-
-	return TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ms);
-}
-
 char *
 dci_url_encode(const char *s)
 {
@@ -359,50 +340,6 @@ dci_url_encode(const char *s)
 	result = pstrdup(enc);
 	explicit_bzero(enc, strlen(enc));
 	curl_free(enc);
-	return result;
-}
-
-/* host[:port] of a URL, for messages: never the path or query string */
-static char *
-url_origin(const char *url)
-{
-	CURLU	   *u = curl_url();
-	char	   *host = NULL;
-	char	   *port = NULL;
-	char	   *result;
-
-	if (u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK)
-	{
-		curl_url_get(u, CURLUPART_HOST, &host, 0);
-		curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT);
-	}
-	result = psprintf("%s%s%s", host ? host : "?", port ? ":" : "", port ? port : "");
-	curl_free(host);
-	curl_free(port);
-	curl_url_cleanup(u);
-	return result;
-}
-
-static char *
-url_host(const char *url)
-{
-	CURLU	   *u = curl_url();
-	char	   *host = NULL;
-	char	   *result = NULL;
-
-	if (u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
-		curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK)
-	{
-		size_t		len = strlen(host);
-
-		/* IPv6 literals come bracketed */
-		if (len > 2 && host[0] == '[' && host[len - 1] == ']')
-			result = pnstrdup(host + 1, len - 2);
-		else
-			result = pstrdup(host);
-	}
-	curl_free(host);
-	curl_url_cleanup(u);
 	return result;
 }
 
@@ -641,134 +578,45 @@ run_transfer(const DciHttpRequest *req, struct curl_slist *headers, long timeout
 	return result;
 }
 
-/* classify a finished attempt and describe a failure in err */
-static Outcome
+/* classify a finished attempt and describe a failure in err (http_failure.c) */
+static DciOutcome
 describe_failure(const DciHttpRequest *req, CURLcode rc, DciError *err)
 {
-	char	   *origin = url_origin(req->url);
-	const char *code = req->source ? req->source->code : "?";
-	curl_off_t	t_dns = 0,
-				t_connect = 0,
-				t_tls = 0,
-				t_total = 0;
-	long		verify = 0;
-	const char *why = curl_errbuf[0] ? curl_errbuf : curl_easy_strerror(rc);
-	Outcome		outcome;
+	DciTransferFacts f = {0};
+	curl_off_t	t;
 
-	curl_easy_getinfo(easy, CURLINFO_NAMELOOKUP_TIME_T, &t_dns);
-	curl_easy_getinfo(easy, CURLINFO_CONNECT_TIME_T, &t_connect);
-	curl_easy_getinfo(easy, CURLINFO_APPCONNECT_TIME_T, &t_tls);
-	curl_easy_getinfo(easy, CURLINFO_TOTAL_TIME_T, &t_total);
-
-	if (ts.blocked_address)
-	{
-		dci_error_set(err, ERRCODE_DCI_CONFIG, "address %s of \"%s\" (data source \"%s\") is not allowed by dci_client.allowed_hosts",
-					  ts.blocked, origin, code);
-		dci_error_detail(err, "Loopback, private and link-local addresses must be listed as IP addresses or CIDR ranges.");
-		return OUTCOME_FAILED;
-	}
-	if (ts.too_large || rc == CURLE_FILESIZE_EXCEEDED)
-	{
-		dci_error_set(err, ERRCODE_DCI_TOO_LARGE, "response from data source \"%s\" (\"%s\") exceeds dci_client.max_response_bytes (%d bytes)",
-					  code, origin, dci_max_response_bytes);
-		return OUTCOME_FAILED;
-	}
-	if (ts.headers_too_large)
-	{
-		dci_error_set(err, ERRCODE_DCI_TOO_LARGE, "response headers from data source \"%s\" (\"%s\") exceed %d bytes or %d fields",
-					  code, origin, MAX_HEADER_BYTES, MAX_HEADER_COUNT);
-		return OUTCOME_FAILED;
-	}
-	if (ts.sends > 1)
-	{
-		dci_error_set(err, ERRCODE_DCI_TRANSPORT, "connection to data source \"%s\" (\"%s\") was closed before a complete answer", code, origin);
-		dci_error_detail(err, "The reused connection failed after the request was sent.");
-		return OUTCOME_RESET;
-	}
-	if (ts.socket_overflow)
-	{
-		dci_error_set(err, ERRCODE_DCI_TRANSPORT, "HTTP transfer to data source \"%s\" (\"%s\") needed more than %d sockets at once",
-					  code, origin, MAX_SOCKETS);
-		return OUTCOME_FAILED;
-	}
 	if (ts.out_of_memory)
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("out of memory while receiving a response from \"%s\"", origin)));
-
-	switch (rc)
-	{
-		case CURLE_COULDNT_RESOLVE_HOST:
-		case CURLE_COULDNT_RESOLVE_PROXY:
-			dci_error_set(err, ERRCODE_DCI_TRANSPORT, "could not resolve the host of data source \"%s\" (\"%s\")", code, origin);
-			outcome = OUTCOME_NOT_CONNECTED;
-			break;
-		case CURLE_COULDNT_CONNECT:
-			dci_error_set(err, ERRCODE_DCI_TRANSPORT, "could not connect to data source \"%s\" (\"%s\")", code, origin);
-			outcome = OUTCOME_NOT_CONNECTED;
-			break;
-		case CURLE_OPERATION_TIMEDOUT:
-			if (GetCurrentTimestamp() >= req->deadline)
-			{
-				dci_error_set(err, ERRCODE_DCI_TIMEOUT, "call to data source \"%s\" (\"%s\") ran out of time", code, origin);
-				dci_error_hint(err, "The budget is the data source's timeout_ms, or dci_client.timeout_ms.");
-				outcome = OUTCOME_FAILED;
-			}
-			else
-			{
-				dci_error_set(err, ERRCODE_DCI_TRANSPORT, "timed out connecting to data source \"%s\" (\"%s\")", code, origin);
-				outcome = OUTCOME_NOT_CONNECTED;
-			}
-			break;
-		case CURLE_PEER_FAILED_VERIFICATION:
-#if LIBCURL_VERSION_NUM < 0x073e00
-		case CURLE_SSL_CACERT:
-#endif
-			curl_easy_getinfo(easy, CURLINFO_SSL_VERIFYRESULT, &verify);
-			dci_error_set(err, ERRCODE_DCI_TRANSPORT, "TLS certificate of data source \"%s\" (\"%s\") is not trusted: %s",
-						  code, origin, verify ? X509_verify_cert_error_string(verify) : "verification failed");
-			dci_error_hint(err, "Check ca_cert and verify_ssl of the data source, and the server's certificate.");
-			outcome = OUTCOME_FAILED;
-			break;
-		case CURLE_SSL_CONNECT_ERROR:
-			dci_error_set(err, ERRCODE_DCI_TRANSPORT, "TLS handshake with data source \"%s\" (\"%s\") failed", code, origin);
-			outcome = OUTCOME_FAILED;
-			break;
-		case CURLE_SSL_CERTPROBLEM:
-		case CURLE_SSL_CIPHER:
-		case CURLE_SSL_CACERT_BADFILE:
-			dci_error_set(err, ERRCODE_DCI_CONFIG, "TLS settings of data source \"%s\" could not be used for \"%s\"", code, origin);
-			dci_error_hint(err, "Check ca_cert, client_cert and client_key of the data source.");
-			outcome = OUTCOME_FAILED;
-			break;
-		case CURLE_SEND_ERROR:
-		case CURLE_RECV_ERROR:
-		case CURLE_GOT_NOTHING:
-		case CURLE_PARTIAL_FILE:
-#if LIBCURL_VERSION_NUM >= 0x074000
-		case CURLE_HTTP2_STREAM:
-#endif
-		case CURLE_HTTP2:
-			dci_error_set(err, ERRCODE_DCI_TRANSPORT, "connection to data source \"%s\" (\"%s\") was closed before a complete answer", code, origin);
-			outcome = OUTCOME_RESET;
-			break;
-		case CURLE_WEIRD_SERVER_REPLY:
-		case CURLE_BAD_CONTENT_ENCODING:
-		case CURLE_UNSUPPORTED_PROTOCOL:
-			dci_error_set(err, ERRCODE_DCI_TRANSPORT, "protocol error talking to data source \"%s\" (\"%s\")", code, origin);
-			outcome = OUTCOME_FAILED;
-			break;
-		default:
-			dci_error_set(err, ERRCODE_DCI_TRANSPORT, "HTTP transfer to data source \"%s\" (\"%s\") failed", code, origin);
-			outcome = OUTCOME_FAILED;
-			break;
-	}
-	dci_error_detail(err, "%s (DNS %.1f ms, connect %.1f ms, TLS %.1f ms, total %.1f ms).",
-					 why, t_dns / 1000.0, t_connect / 1000.0, t_tls / 1000.0, t_total / 1000.0);
-	return outcome;
+				 errmsg("out of memory while receiving a response from \"%s\"", dci_url_origin(req->url))));
+	f.source_code = req->source ? req->source->code : "?";
+	f.origin = dci_url_origin(req->url);
+	f.curl_error = curl_errbuf[0] ? curl_errbuf : curl_easy_strerror(rc);
+	f.blocked_address = ts.blocked_address;
+	f.blocked = ts.blocked;
+	f.too_large = ts.too_large;
+	f.max_response_bytes = dci_max_response_bytes;
+	f.headers_too_large = ts.headers_too_large;
+	f.max_header_bytes = MAX_HEADER_BYTES;
+	f.max_header_count = MAX_HEADER_COUNT;
+	f.resent = ts.sends > 1;
+	f.socket_overflow = ts.socket_overflow;
+	f.max_sockets = MAX_SOCKETS;
+	f.deadline_passed = GetCurrentTimestamp() >= req->deadline;
+	if (rc == CURLE_PEER_FAILED_VERIFICATION)
+		curl_easy_getinfo(easy, CURLINFO_SSL_VERIFYRESULT, &f.verify_result);
+	if (curl_easy_getinfo(easy, CURLINFO_NAMELOOKUP_TIME_T, &t) == CURLE_OK)
+		f.dns_ms = t / 1000.0;
+	if (curl_easy_getinfo(easy, CURLINFO_CONNECT_TIME_T, &t) == CURLE_OK)
+		f.connect_ms = t / 1000.0;
+	if (curl_easy_getinfo(easy, CURLINFO_APPCONNECT_TIME_T, &t) == CURLE_OK)
+		f.tls_ms = t / 1000.0;
+	if (curl_easy_getinfo(easy, CURLINFO_TOTAL_TIME_T, &t) == CURLE_OK)
+		f.total_ms = t / 1000.0;
+	return dci_describe_failure(rc, &f, err);
 }
 
-static Outcome
+static DciOutcome
 attempt(const DciHttpRequest *req, struct curl_slist *headers, long *status, DciError *err)
 {
 	long		remaining = dci_ms_until(req->deadline);
@@ -777,19 +625,19 @@ attempt(const DciHttpRequest *req, struct curl_slist *headers, long *status, Dci
 	if (remaining <= 0)
 	{
 		dci_error_set(err, ERRCODE_DCI_TIMEOUT, "call to data source \"%s\" (\"%s\") ran out of time",
-					  req->source ? req->source->code : "?", url_origin(req->url));
+					  req->source ? req->source->code : "?", dci_url_origin(req->url));
 		dci_error_hint(err, "The budget is the data source's timeout_ms, or dci_client.timeout_ms.");
-		return OUTCOME_FAILED;
+		return DCI_OUTCOME_FAILED;
 	}
 	rc = run_transfer(req, headers, remaining);
 	if (rc == CURLE_OK)
 	{
 		curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, status);
 		end_transfer();
-		return OUTCOME_HTTP;
+		return DCI_OUTCOME_HTTP;
 	}
 	{
-		Outcome		o = describe_failure(req, rc, err);
+		DciOutcome	o = describe_failure(req, rc, err);
 
 		end_transfer();
 		return o;
@@ -849,43 +697,12 @@ header_slist(const char *const *lines)
 	return list;
 }
 
-/* exponential backoff with jitter, or what Retry-After asks */
-static long
-retry_delay_ms(int attempt_no, long status)
-{
-	const char *ra = (status == 429 || status == 503) ? header_list_get(&ts.headers, "retry-after") : NULL;
-	long		base = 100L << Min(attempt_no - 1, 10);
-	long		asked = ra ? retry_after_ms(ra, time(NULL)) : -1;
-
-	if (asked >= 0)
-		return asked;
-	base = Min(base, 5000L);
-	return base / 2 + (long) (pg_prng_double(&pg_global_prng_state) * (base / 2));
-}
-
-static bool
-retryable(Outcome o, long status, bool idempotent)
-{
-	switch (o)
-	{
-		case OUTCOME_NOT_CONNECTED:
-			return true;
-		case OUTCOME_RESET:
-			return idempotent;
-		case OUTCOME_HTTP:
-			return status == 429 || status == 503 ||
-				(idempotent && (status == 502 || status == 504));
-		default:
-			return false;
-	}
-}
-
 bool
 dci_http_exchange(const DciHttpRequest *req, DciHttpResponse *resp)
 {
 	TimestampTz start = GetCurrentTimestamp();
 	struct curl_slist *headers = NULL;
-	Outcome		o = OUTCOME_FAILED;
+	DciOutcome	o = DCI_OUTCOME_FAILED;
 	long		status = 0;
 	char	   *host;
 
@@ -895,7 +712,7 @@ dci_http_exchange(const DciHttpRequest *req, DciHttpResponse *resp)
 	/* allowed_hosts, by name, before anything is sent */
 	if (dci_host_rules() != NULL)
 	{
-		host = url_host(req->url);
+		host = dci_url_host(req->url);
 		if (host == NULL || !host_rules_allow_host(dci_host_rules(), host))
 		{
 			dci_error_set(&resp->error, ERRCODE_DCI_CONFIG,
@@ -915,9 +732,10 @@ dci_http_exchange(const DciHttpRequest *req, DciHttpResponse *resp)
 			memset(&resp->error, 0, sizeof(resp->error));
 			status = 0;
 			o = attempt(req, headers, &status, &resp->error);
-			if (resp->attempts > dci_max_retries || !retryable(o, status, req->idempotent))
+			if (resp->attempts > dci_max_retries || !dci_retryable(o, status, req->idempotent))
 				break;
-			delay = retry_delay_ms(resp->attempts, status);
+			delay = dci_retry_delay_ms(resp->attempts, (status == 429 || status == 503) ?
+									   header_list_get(&ts.headers, "retry-after") : NULL);
 			/* a wait that would outlast the budget: answer with what we have */
 			if (delay >= dci_ms_until(req->deadline))
 				break;
@@ -939,7 +757,7 @@ dci_http_exchange(const DciHttpRequest *req, DciHttpResponse *resp)
 	}
 
 	resp->elapsed_ms = (GetCurrentTimestamp() - start) / 1000.0;
-	if (o != OUTCOME_HTTP)
+	if (o != DCI_OUTCOME_HTTP)
 	{
 		trim_buffers();
 		return false;

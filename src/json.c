@@ -12,7 +12,9 @@
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
 
+#include "errors.h"
 #include "http_headers.h"
+#include "json.h"
 
 /*
  * A JSON string literal, as escape_json writes it, but appending runs of
@@ -148,13 +150,23 @@ dci_jsonb_to_compact(Jsonb *jb, size_t *len)
 	return out.data;
 }
 
-/* header names the caller may not set: libcurl and the extension own them */
+/*
+ * Header names the caller may not set: libcurl and the extension own them,
+ * and the hop-by-hop ones would change how the request is framed on a
+ * kept-alive or proxied connection.
+ */
 static bool
 reserved_header(const char *name)
 {
-	return pg_strcasecmp(name, "authorization") == 0 ||
-		pg_strcasecmp(name, "host") == 0 ||
-		pg_strcasecmp(name, "content-length") == 0;
+	static const char *const reserved[] = {
+		"authorization", "host", "content-length", "transfer-encoding", "connection",
+		"upgrade", "te", "trailer", "expect", "keep-alive",
+	};
+
+	for (int i = 0; i < lengthof(reserved); i++)
+		if (pg_strcasecmp(name, reserved[i]) == 0)
+			return true;
+	return pg_strncasecmp(name, "proxy-", 6) == 0;
 }
 
 DciHeaders *
@@ -201,7 +213,7 @@ dci_jsonb_to_headers(Jsonb *jb, const char *what)
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						 errmsg("%s may not set header \"%s\"", what, name),
-						 errdetail("Authorization, Host and Content-Length are set by dci_client.")));
+						 errdetail("Authorization, Host, Content-Length and the hop-by-hop headers (Connection, Transfer-Encoding, Upgrade, TE, Trailer, Expect, Keep-Alive, Proxy-*) are set by dci_client.")));
 		}
 		else if (tok == WJB_VALUE)
 		{

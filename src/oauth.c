@@ -17,8 +17,16 @@
 #include "utils/memutils.h"
 #include "utils/tuplestore.h"
 
+#include "catalog.h"
+#include "deadline.h"
+#include "errors.h"
+#include "http.h"
+#include "oauth.h"
 #include "redaction.h"
 #include "request_log.h"
+#include "secrets.h"
+#include "settings.h"
+#include "source.h"
 #include "token_cache.h"
 #include "token_response.h"
 
@@ -97,6 +105,61 @@ refusal_text(const DciSource *src, const DciHttpResponse *resp)
 	return dci_quote_registry_text(src, text, strlen(text));
 }
 
+/* the token of a token endpoint's answer and its lifetime; NULL with err set */
+static char *
+token_from_answer(DciSource *src, DciHttpResponse *resp_p, TimestampTz *obtained,
+				  TimestampTz *expires, DciError *err)
+{
+	DciHttpResponse resp = *resp_p;
+	TokenResponse tr;
+	char	   *token;
+
+	if (resp.status < 200 || resp.status > 299)
+	{
+		char	   *why = refusal_text(src, &resp);
+
+		dci_error_set(err, ERRCODE_DCI_AUTH, "could not obtain an access token for data source \"%s\"", src->code);
+		dci_error_detail(err, "The token endpoint answered HTTP %ld%s%s.", resp.status,
+						 *why ? ": " : "", why);
+		if (resp.status == 400 || resp.status == 401 || resp.status == 403)
+			dci_error_hint(err, "Check client_id, client_secret, scope and credential_location of data source \"%s\".", src->code);
+		return NULL;
+	}
+	if (!token_response_parse(resp.body, resp.body_len, &tr))
+	{
+		token_response_free(&tr);
+		dci_error_set(err, ERRCODE_DCI_BAD_JSON, "token endpoint of data source \"%s\" did not answer with a JSON object", src->code);
+		dci_error_detail(err, "HTTP %ld, %zu bytes that are not JSON.", resp.status, resp.body_len);
+		return NULL;
+	}
+	if (tr.access_token == NULL)
+	{
+		char	   *why = (tr.error || tr.error_description) ? refusal_text(src, &resp) : pstrdup("");
+
+		token_response_free(&tr);
+		dci_error_set(err, ERRCODE_DCI_AUTH, "token endpoint of data source \"%s\" answered without access_token", src->code);
+		if (*why)
+			dci_error_detail(err, "It said: %s.", why);
+		return NULL;
+	}
+	/* it goes into an Authorization line: a hostile token server must not add headers */
+	for (const char *p = tr.access_token; *p; p++)
+		if ((unsigned char) *p < 0x20 || *p == 0x7f)
+		{
+			token_response_free(&tr);
+			explicit_bzero(resp.body, resp.body_len);
+			dci_error_set(err, ERRCODE_DCI_AUTH, "token endpoint of data source \"%s\" answered with an access_token holding control characters", src->code);
+			dci_error_detail(err, "A token is sent in an HTTP header; it must not contain carriage returns, line feeds or other control characters.");
+			return NULL;
+		}
+	token = pstrdup(tr.access_token);
+	*obtained = GetCurrentTimestamp();
+	*expires = *obtained + (TimestampTz) (tr.expires_in * USECS_PER_SEC);
+	token_response_free(&tr);
+	explicit_bzero(resp.body, resp.body_len);
+	return token;
+}
+
 /*
  * POST grant_type=client_credentials to the token endpoint.  On success
  * returns the token (palloc'd) and its lifetime; else NULL with err set.
@@ -113,8 +176,6 @@ fetch_token(DciSource *src, TimestampTz deadline, TimestampTz *obtained,
 	const char *headers[4];
 	DciHttpRequest req = {0};
 	DciHttpResponse resp;
-	TokenResponse tr;
-	char	   *token = NULL;
 	bool		ok;
 
 	initStringInfo(&body);
@@ -173,50 +234,7 @@ fetch_token(DciSource *src, TimestampTz deadline, TimestampTz *obtained,
 		*err = resp.error;
 		return NULL;
 	}
-	if (resp.status < 200 || resp.status > 299)
-	{
-		char	   *why = refusal_text(src, &resp);
-
-		dci_error_set(err, ERRCODE_DCI_AUTH, "could not obtain an access token for data source \"%s\"", src->code);
-		dci_error_detail(err, "The token endpoint answered HTTP %ld%s%s.", resp.status,
-						 *why ? ": " : "", why);
-		if (resp.status == 400 || resp.status == 401 || resp.status == 403)
-			dci_error_hint(err, "Check client_id, client_secret, scope and credential_location of data source \"%s\".", src->code);
-		return NULL;
-	}
-	if (!token_response_parse(resp.body, resp.body_len, &tr))
-	{
-		token_response_free(&tr);
-		dci_error_set(err, ERRCODE_DCI_BAD_JSON, "token endpoint of data source \"%s\" did not answer with a JSON object", src->code);
-		dci_error_detail(err, "HTTP %ld, %zu bytes that are not JSON.", resp.status, resp.body_len);
-		return NULL;
-	}
-	if (tr.access_token == NULL)
-	{
-		char	   *why = (tr.error || tr.error_description) ? refusal_text(src, &resp) : pstrdup("");
-
-		token_response_free(&tr);
-		dci_error_set(err, ERRCODE_DCI_AUTH, "token endpoint of data source \"%s\" answered without access_token", src->code);
-		if (*why)
-			dci_error_detail(err, "It said: %s.", why);
-		return NULL;
-	}
-	/* it goes into an Authorization line: a hostile token server must not add headers */
-	for (const char *p = tr.access_token; *p; p++)
-		if ((unsigned char) *p < 0x20 || *p == 0x7f)
-		{
-			token_response_free(&tr);
-			explicit_bzero(resp.body, resp.body_len);
-			dci_error_set(err, ERRCODE_DCI_AUTH, "token endpoint of data source \"%s\" answered with an access_token holding control characters", src->code);
-			dci_error_detail(err, "A token is sent in an HTTP header; it must not contain carriage returns, line feeds or other control characters.");
-			return NULL;
-		}
-	token = pstrdup(tr.access_token);
-	*obtained = GetCurrentTimestamp();
-	*expires = *obtained + (TimestampTz) (tr.expires_in * USECS_PER_SEC);
-	token_response_free(&tr);
-	explicit_bzero(resp.body, resp.body_len);
-	return token;
+	return token_from_answer(src, &resp, obtained, expires, err);
 }
 
 char *
@@ -309,6 +327,16 @@ dci_token_get(DciSource *src, int force_refresh, TimestampTz deadline,
 	return lt->token;
 }
 
+bool
+dci_token_renewable(DciSource *src, uint64 generation)
+{
+	LocalToken *lt = local_token(src);
+
+	if (superuser() || lt->token == NULL || lt->generation != generation)
+		return true;
+	return GetCurrentTimestamp() - lt->obtained_at >= (int64) dci_token_min_interval_ms * 1000;
+}
+
 void
 dci_token_drop(DciSource *src, uint64 generation)
 {
@@ -360,7 +388,7 @@ dci_token_status_entries(PG_FUNCTION_ARGS)
 	Datum		values[4];
 	bool		nulls[4] = {false, false, false, false};
 
-	Oid			relid = dci_source_table_oid(fcinfo->flinfo->fn_oid);
+	Oid			relid = dci_source_table_oid();
 
 	InitMaterializedSRF(fcinfo, 0);
 	if (dci_token_cache_enabled())

@@ -374,10 +374,16 @@ out_append(OutBuf *o, const char *s, size_t n)
 	return true;
 }
 
+/*
+ * Long (~130 lines) for a reason: one pass over the text with the needles'
+ * state (candidate table, the shared bitset ring, the output) in locals;
+ * split, that state would have to travel between the pieces.
+ */
 int
 redact_text(const RedactNeedle *needles, int nneedles, const char *text, size_t len,
-			char **out, size_t *outlen)
+			char **out, size_t *outlen, bool (*stop) (void))
 {
+	size_t		work = 0;		/* needle bytes tried since the last stop() */
 	const unsigned char *t = (const unsigned char *) text;
 	bool		cand[256] = {false};
 	Prepared	stack_prep[STACK_NEEDLES];
@@ -447,12 +453,23 @@ redact_text(const RedactNeedle *needles, int nneedles, const char *text, size_t 
 		{
 			size_t		m;
 
+			work += prep[k].len;
 			if (prep[k].ambiguous)
 				m = match_all(prep[k].s, prep[k].len, t + j, len - j, &r);
 			else
 				m = match_single(prep[k].s, prep[k].len, t + j, len - j);
 			if (m > best)
 				best = m;
+		}
+		/* a hostile text can make matching slow: let the caller stop it */
+		if (work >= REDACT_STOP_EVERY)
+		{
+			work = 0;
+			if (stop != NULL && stop())
+			{
+				rc = -2;
+				break;
+			}
 		}
 		if (best == 0)
 			continue;

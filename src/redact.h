@@ -9,10 +9,13 @@
 #ifndef DCI_REDACT_H
 #define DCI_REDACT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #define REDACT_MIN_LEN 4			/* shorter needles are ignored */
 #define REDACT_MARK "[redacted]"
+/* needle bytes tried between two calls of redact_text's stop() */
+#define REDACT_STOP_EVERY ((size_t) 1 << 20)
 
 typedef struct RedactNeedle
 {
@@ -33,11 +36,12 @@ extern size_t redact_match(const char *needle, size_t nlen, const char *text, si
 /*
  * Every occurrence of any needle (leftmost first; at one position the longest match) replaced
  * by REDACT_MARK.  Returns 0 with *out = NULL when nothing matched (the common case: no copy),
- * 1 with *out malloc'd (NUL-terminated; *outlen bytes), -1 when out of memory.  text may hold
+ * 1 with *out malloc'd (NUL-terminated; *outlen bytes), -1 when out of memory, -2 when stop
+ * (if not NULL) returned true: it is asked every REDACT_STOP_EVERY needle bytes tried.  text may hold
  * NUL bytes.  Needles with len < REDACT_MIN_LEN or s == NULL are skipped.  *outlen is 0
  * unless 1 is returned.
  */
 extern int	redact_text(const RedactNeedle *needles, int nneedles, const char *text, size_t len,
-						char **out, size_t *outlen);
+						char **out, size_t *outlen, bool (*stop) (void));
 
 #endif							/* DCI_REDACT_H */

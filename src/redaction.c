@@ -12,44 +12,102 @@
  */
 #include "dci_client.h"
 
-#include "common/base64.h"
+#include "miscadmin.h"
 #include "utils/memutils.h"
 
+#include "errors.h"
+#include "http.h"
+#include "base64.h"
 #include "redact.h"
 #include "redaction.h"
+#include "secrets.h"
+#include "source.h"
 
-#define MAX_NEEDLES 12
+#define MAX_NEEDLES 48
 
-/* the needles of the last source asked for, kept until it is reloaded */
+/*
+ * The needles of the last source asked for, kept until it is reloaded
+ * (fixed part), and of its current access token (kept until it changes).
+ */
 static uint64 needles_serial = 0;
 static MemoryContext needles_cxt = NULL;
+static MemoryContext token_cxt = NULL;
 static RedactNeedle needles[MAX_NEEDLES];
-static int	nneedles = 0;			/* fixed part: without the token */
+static int	nfixed = 0;
+static int	ntoken = 0;
+static char *token_copy = NULL;
+
+static void
+add_needle(int *n, const char *s)
+{
+	if (s != NULL && strlen(s) >= REDACT_MIN_LEN && *n < MAX_NEEDLES)
+	{
+		needles[*n].s = s;
+		needles[*n].len = strlen(s);
+		(*n)++;
+	}
+}
+
+/*
+ * secret, and its base64 wherever it stands in a longer base64 text ("Bearer
+ * <token>", "id:secret", ...): at each of the three byte alignments, the
+ * characters that depend on the secret's bytes alone, in both alphabets.
+ */
+static void
+add_secret(int *n, const char *secret)
+{
+	size_t		len;
+
+	if (secret == NULL)
+		return;
+	len = strlen(secret);
+	add_needle(n, pstrdup(secret));
+	add_needle(n, dci_base64(secret));
+	for (size_t k = 0; k < 3 && k < len; k++)
+	{
+		size_t		whole = (len - k) - (len - k) % 3;
+		char	   *std;
+
+		if (whole < 6)
+			continue;
+		std = dci_b64_encode((const unsigned char *) secret + k, whole, false);
+		if (std == NULL)
+			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+		add_needle(n, pstrdup(std));
+		/* base64url: the same characters but '+' and '/' */
+		for (char *c = std; *c; c++)
+			*c = (*c == '+') ? '-' : (*c == '/') ? '_' : *c;
+		add_needle(n, pstrdup(std));
+		explicit_bzero(std, strlen(std));
+		free(std);
+	}
+}
 
 char *
 dci_base64(const char *s)
 {
-	int			len = strlen(s);
-	int			enc_len = pg_b64_enc_len(len);
-	char	   *out = palloc(enc_len + 1);
-	int			n = pg_b64_encode(s, len, out, enc_len);
+	char	   *enc = dci_b64_encode((const unsigned char *) s, strlen(s), false);
+	char	   *out;
 
-	out[n < 0 ? 0 : n] = '\0';
+	if (enc == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory")));
+	out = pstrdup(enc);
+	explicit_bzero(enc, strlen(enc));
+	free(enc);
 	return out;
 }
 
+/* wipe the copies of credentials from index first on */
 static void
-add_needle(const char *s)
+wipe_needles(int first, int last)
 {
-	if (s != NULL && strlen(s) >= REDACT_MIN_LEN && nneedles < MAX_NEEDLES - 2)
-	{
-		needles[nneedles].s = s;
-		needles[nneedles].len = strlen(s);
-		nneedles++;
-	}
+	for (int i = first; i < last; i++)
+		explicit_bzero((char *) needles[i].s, needles[i].len);
 }
 
-/* the source's fixed needles; the token (and its base64) change more often: added per call */
+/* the source's fixed needles */
 static void
 load_needles(const DciSource *src)
 {
@@ -58,30 +116,35 @@ load_needles(const DciSource *src)
 	if (needles_cxt != NULL && needles_serial == src->serial)
 		return;
 	if (needles_cxt == NULL)
+	{
 		needles_cxt = AllocSetContextCreate(TopMemoryContext, "dci_client redaction",
 											ALLOCSET_SMALL_SIZES);
-	/* the copies below are credentials: wipe before reuse */
-	for (int i = 0; i < nneedles; i++)
-		explicit_bzero((char *) needles[i].s, needles[i].len);
+		token_cxt = AllocSetContextCreate(TopMemoryContext, "dci_client redaction token",
+										  ALLOCSET_SMALL_SIZES);
+	}
+	wipe_needles(0, nfixed + ntoken);
 	MemoryContextReset(needles_cxt);
-	nneedles = 0;
+	MemoryContextReset(token_cxt);
+	nfixed = ntoken = 0;
+	token_copy = NULL;
 	needles_serial = src->serial;
 
 	old = MemoryContextSwitchTo(needles_cxt);
-	add_needle(src->client_secret ? pstrdup(src->client_secret) : NULL);
-	add_needle(src->client_secret ? dci_base64(src->client_secret) : NULL);
-	add_needle(src->bearer_token ? pstrdup(src->bearer_token) : NULL);
-	add_needle(src->bearer_token ? dci_base64(src->bearer_token) : NULL);
-	add_needle(src->client_key ? pstrdup(src->client_key) : NULL);
+	add_secret(&nfixed, src->client_secret);
+	add_secret(&nfixed, src->bearer_token);
+	add_needle(&nfixed, src->client_key ? pstrdup(src->client_key) : NULL);
 	if (src->client_id && src->client_secret)
 	{
+		/* Basic credentials as RFC 6749 §2.3.1 sends them: form-encoded parts */
 		char	   *raw = psprintf("%s:%s", src->client_id, src->client_secret);
 		char	   *id_enc = dci_url_encode(src->client_id);
 		char	   *secret_enc = dci_url_encode(src->client_secret);
 		char	   *encoded = psprintf("%s:%s", id_enc, secret_enc);
 
-		add_needle(dci_base64(raw));
-		add_needle(dci_base64(encoded));
+		add_needle(&nfixed, dci_base64(raw));
+		add_needle(&nfixed, dci_base64(encoded));
+		if (strcmp(secret_enc, src->client_secret) != 0)
+			add_secret(&nfixed, secret_enc);
 		dci_secret_free(raw);
 		dci_secret_free(encoded);
 		dci_secret_free(id_enc);
@@ -90,38 +153,56 @@ load_needles(const DciSource *src)
 	MemoryContextSwitchTo(old);
 }
 
+/* the needles of the current token, after the fixed ones */
+static void
+load_token_needles(const char *token)
+{
+	MemoryContext old;
+
+	if (token_copy != NULL && token != NULL && strcmp(token_copy, token) == 0)
+		return;
+	wipe_needles(nfixed, nfixed + ntoken);
+	if (token_copy)
+		explicit_bzero(token_copy, strlen(token_copy));
+	MemoryContextReset(token_cxt);
+	ntoken = 0;
+	token_copy = NULL;
+	if (token == NULL)
+		return;
+	old = MemoryContextSwitchTo(token_cxt);
+	token_copy = pstrdup(token);
+	ntoken = nfixed;
+	add_secret(&ntoken, token);
+	ntoken -= nfixed;
+	MemoryContextSwitchTo(old);
+}
+
+/* a cancel or statement_timeout stops a slow redaction (redact.c asks) */
+static bool
+interrupt_pending(void)
+{
+	return InterruptPending;
+}
+
 char *
 dci_redact(const DciSource *src, char *text, size_t len, size_t *outlen)
 {
-	const char *token;
-	int			n;
 	char	   *out = NULL;
 	size_t		out_len = 0;
 	int			rc;
 	char	   *result;
-	char	   *token_b64 = NULL;
 
 	*outlen = len;
 	if (src == NULL || text == NULL)
 		return text;
 	load_needles(src);
-	n = nneedles;
-	token = src->access_token;
-	if (token != NULL && strlen(token) >= REDACT_MIN_LEN)
-	{
-		needles[n].s = token;
-		needles[n].len = strlen(token);
-		n++;
-		token_b64 = dci_base64(token);
-		needles[n].s = token_b64;
-		needles[n].len = strlen(token_b64);
-		n++;
-	}
-	if (n == 0)
+	load_token_needles(src->access_token);
+	if (nfixed + ntoken == 0)
 		return text;
-	rc = redact_text(needles, n, text, len, &out, &out_len);
-	if (token_b64)
-		dci_secret_free(token_b64);
+	/* an interrupt that is no cancel (a barrier, say) lets it start again */
+	while ((rc = redact_text(needles, nfixed + ntoken, text, len, &out, &out_len,
+							 interrupt_pending)) == -2)
+		CHECK_FOR_INTERRUPTS();
 	if (rc == 0)
 		return text;
 	if (rc < 0)

@@ -16,7 +16,7 @@
  */
 extern char *dci_redact(const DciSource *src, char *text, size_t len, size_t *outlen);
 
-/* base64 (PostgreSQL's encoder) of a string, palloc'd */
+/* base64 of a string (base64.c), palloc'd */
 extern char *dci_base64(const char *s);
 
 /* copy at most DCI_QUOTE_MAX characters of registry text, redacted, control chars blanked */

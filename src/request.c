@@ -19,15 +19,24 @@
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 
+#include "deadline.h"
+#include "errors.h"
+#include "http.h"
 #include "http_headers.h"
+#include "json.h"
+#include "oauth.h"
 #include "path_check.h"
 #include "redaction.h"
+#include "request.h"
 #include "request_log.h"
+#include "secrets.h"
+#include "source.h"
+#include "token_cache.h"
 
 static const char *const methods[] = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"};
 
 /* the method in upper case, or 22023 */
-const char *
+static const char *
 dci_check_method(const char *method)
 {
 	for (int i = 0; i < lengthof(methods); i++)
@@ -41,7 +50,7 @@ dci_check_method(const char *method)
 }
 
 /* a path under base_url: the one validator (path_check.c), with a query allowed */
-void
+static void
 dci_check_path(const char *path)
 {
 	const char *problem = dci_path_problem(path, true);
@@ -139,8 +148,9 @@ dci_call(DciSource *src, const char *method, const char *path, const char *body,
 	}
 	dci_log_exchange(resp->status, resp->body_len, resp->attempts);
 
-	/* a refused OAuth2 token: renew it and resend once */
-	if (resp->status == 401 && with_auth && src->auth_type == DCI_AUTH_OAUTH2)
+	/* a refused OAuth2 token: renew it and resend once (not a brand-new one) */
+	if (resp->status == 401 && with_auth && src->auth_type == DCI_AUTH_OAUTH2 &&
+		dci_token_renewable(src, generation))
 	{
 		double		first_ms = resp->elapsed_ms;
 		int			first_attempts = resp->attempts;
@@ -205,12 +215,23 @@ dci_body_to_cstring(const DciSource *src, const DciHttpResponse *resp)
 	return pg_any_to_server(resp->body, (int) resp->body_len, encoding);
 }
 
-text *
-dci_body_to_text(const DciSource *src, const DciHttpResponse *resp)
+/* does a (lower-cased) header name hold one of the source's credentials? */
+static bool
+name_holds_credential(const DciSource *src, const char *name)
 {
-	char	   *s = dci_body_to_cstring(src, resp);
+	const char *creds[] = {src->client_secret, src->bearer_token, src->access_token};
 
-	return cstring_to_text_with_len(s, s == resp->body ? (int) resp->body_len : (int) strlen(s));
+	for (int i = 0; i < lengthof(creds); i++)
+	{
+		size_t		n = creds[i] ? strlen(creds[i]) : 0;
+
+		if (n < 4)
+			continue;
+		for (const char *p = name; strlen(p) >= n; p++)
+			if (pg_strncasecmp(p, creds[i], n) == 0)
+				return true;
+	}
+	return false;
 }
 
 /* a registry may echo what it was sent: no credential goes back to the caller */
@@ -223,17 +244,22 @@ redacted_headers(const DciSource *src, const DciHeaderList *headers)
 	{
 		size_t		len;
 		char	   *value = dci_redact(src, headers->values[i], strlen(headers->values[i]), &len);
+		bool		bad_name = name_holds_credential(src, headers->names[i]);
 
-		if (value == headers->values[i])
+		if (value == headers->values[i] && !bad_name)
 			continue;
 		if (copy == NULL)
 		{
 			copy = palloc(sizeof(DciHeaderList));
 			*copy = *headers;
+			copy->names = palloc(sizeof(char *) * headers->n);
+			memcpy(copy->names, headers->names, sizeof(char *) * headers->n);
 			copy->values = palloc(sizeof(char *) * headers->n);
 			memcpy(copy->values, headers->values, sizeof(char *) * headers->n);
 		}
 		copy->values[i] = value;
+		if (bad_name)
+			copy->names[i] = psprintf("x-dci-redacted-%zu", i);
 	}
 	return copy ? copy : headers;
 }

@@ -32,7 +32,12 @@
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
+#include "catalog.h"
+#include "errors.h"
 #include "request_log.h"
+#include "settings.h"
+#include "source.h"
+#include "source_stats.h"
 
 #define LOG_QUEUE_SIZE 2048
 #define LOG_WORKERS 8
@@ -45,8 +50,6 @@
  */
 #define WORKER_IDLE_EXIT_MS 1000
 
-int			dci_log_requests = DCI_LOG_ERRORS;
-int			dci_log_retention_days = 30;
 
 typedef struct LogRecord
 {
@@ -448,23 +451,10 @@ take_records(LogRecord *out, int max, bool retire)
 	return n;
 }
 
-/* schema of the extension in this database, NULL when it is not installed */
-static char *
-extension_schema(void)
-{
-	int			rc = SPI_execute("SELECT n.nspname FROM pg_catalog.pg_extension e "
-								 "JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace "
-								 "WHERE e.extname = 'dci_client'", true, 1);
-
-	if (rc != SPI_OK_SELECT || SPI_processed != 1)
-		return NULL;
-	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-}
-
 static void
 write_batch(LogRecord *recs, int n, bool purge)
 {
-	char	   *schema;
+	char	   *table = NULL;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -472,14 +462,15 @@ write_batch(LogRecord *recs, int n, bool purge)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, "writing dci_client request log");
 
-	schema = extension_schema();
-	if (schema != NULL)
+	if (OidIsValid(dci_extension_schema(true)))
+		table = dci_qualified_name("dci_request_log");
+	if (table != NULL)
 	{
-		char	   *insert = psprintf("INSERT INTO %s.dci_request_log (logged_at, source_id, source, method, path, "
+		char	   *insert = psprintf("INSERT INTO %s (logged_at, source_id, source, method, path, "
 									  "status, outcome, elapsed_ms, bytes, attempts, error, username) "
 									  "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, "
-									  "(SELECT rolname FROM pg_catalog.pg_authid WHERE oid = $12))",
-									  quote_identifier(schema));
+									  "(SELECT rolname FROM pg_catalog.pg_authid WHERE oid OPERATOR(pg_catalog.=) $12))",
+									  table);
 		Oid			types[12] = {TIMESTAMPTZOID, INT4OID, TEXTOID, TEXTOID, TEXTOID, INT4OID,
 		TEXTOID, FLOAT8OID, INT8OID, INT4OID, TEXTOID, OIDOID};
 
@@ -506,11 +497,13 @@ write_batch(LogRecord *recs, int n, bool purge)
 			if (r->error[0] == '\0')
 				nulls[10] = 'n';
 			v[11] = ObjectIdGetDatum(r->userid);
-			SPI_execute_with_args(insert, 12, types, v, nulls, false, 0);
+			if (SPI_execute_with_args(insert, 12, types, v, nulls, false, 0) != SPI_OK_INSERT)
+				elog(ERROR, "could not write to dci_request_log");
 		}
 		if (purge)
-			SPI_execute(psprintf("DELETE FROM %s.dci_request_log WHERE logged_at < pg_catalog.now() - interval '%d days'",
-								 quote_identifier(schema), dci_log_retention_days), false, 0);
+			if (SPI_execute(psprintf("DELETE FROM %s WHERE logged_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) interval '%d days')",
+									 table, dci_log_retention_days), false, 0) != SPI_OK_DELETE)
+				elog(ERROR, "could not purge dci_request_log");
 	}
 
 	SPI_finish();

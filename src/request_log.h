@@ -1,23 +1,11 @@
 /*
  * request_log.h
- *		The request log (dci_request_log) and per-source statistics
- *		(dci_source_stats): request_log.c and source_stats.c.
+ *		The request log, dci_request_log (request_log.c).
  */
 #ifndef DCI_REQUEST_LOG_H
 #define DCI_REQUEST_LOG_H
 
-#include "dci_client.h"
-
-/* dci_client.log_requests */
-typedef enum DciLogLevel
-{
-	DCI_LOG_OFF,
-	DCI_LOG_ERRORS,
-	DCI_LOG_ALL
-} DciLogLevel;
-
-extern int	dci_log_requests;
-extern int	dci_log_retention_days;
+#include "source.h"
 
 /*
  * One call being recorded.  dci_log_begin() starts it; dci_http_exchange()
@@ -31,14 +19,8 @@ extern void dci_log_failed(void);
 /* a token was fetched for this source (statistics only) */
 extern void dci_log_token_fetch(const DciSource *src);
 
-/* shared memory (both files), from dci_client.c's hooks */
+/* shared memory, from dci_client.c's hooks */
 extern void dci_request_log_shmem_request(void);
 extern void dci_request_log_shmem_startup(void);
-
-/* statistics (source_stats.c) */
-extern void dci_stats_shmem_request(void);
-extern void dci_stats_shmem_startup(void);
-extern void dci_stats_count(Oid dbid, Oid relid, int32 source_id, bool error, double elapsed_ms);
-extern void dci_stats_count_token(Oid dbid, Oid relid, int32 source_id);
 
 #endif							/* DCI_REQUEST_LOG_H */

@@ -37,6 +37,11 @@
 #include "utils/lsyscache.h"
 #include "utils/varlena.h"
 
+#include "catalog.h"
+#include "errors.h"
+#include "secrets.h"
+#include "settings.h"
+
 #define KEY_LEN 32
 #define KEY_ID_LEN 8
 #define IV_LEN 16
@@ -572,8 +577,7 @@ reencrypt_column(const DciKeySet *keys, Oid table_oid, const char *column,
 				 const char *binding_columns, bool is_source)
 {
 	const char *table = get_rel_name(table_oid);
-	char	   *qualified = quote_qualified_identifier(get_namespace_name(get_rel_namespace(table_oid)),
-													   table);
+	char	   *qualified = dci_qualified_table_name(table_oid);
 	char	   *select;
 	char	   *update;
 	int			done = 0;
@@ -642,9 +646,8 @@ Datum
 dci_reencrypt_secrets(PG_FUNCTION_ARGS)
 {
 	DciKeySet	keys;
-	Oid			nsp = dci_extension_schema(fcinfo->flinfo->fn_oid);
-	Oid			sources = dci_source_table_oid(fcinfo->flinfo->fn_oid);
-	Oid			signing_keys = get_relname_relid("dci_signing_key", nsp);
+	Oid			sources = dci_source_table_oid();
+	Oid			signing_keys = dci_signing_key_table_oid();
 	const char *source_binding = "base_url, auth_url, credential_location, verify_ssl, ca_cert";
 	int			done = 0;
 	DciPrivilegedState priv;
@@ -665,11 +668,6 @@ dci_reencrypt_secrets(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_DCI_CONFIG),
 				 errmsg("dci_client.key_file names no key"),
 				 errhint("Install the new key file and reload the configuration before re-encrypting.")));
-	if (!OidIsValid(signing_keys))
-		ereport(ERROR,
-				(errcode(ERRCODE_DCI_CONFIG),
-				 errmsg("table dci_signing_key of extension dci_client is missing")));
-
 	/* the same pinned, restricted SPI as every privileged path */
 	dci_spi_begin_privileged(&priv);
 	done += reencrypt_column(&keys, sources, "client_secret", source_binding, true);

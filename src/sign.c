@@ -43,8 +43,15 @@
 #include "utils/syscache.h"
 
 #include "canonical_json.h"
+#include "catalog.h"
+#include "errors.h"
+#include "json.h"
+#include "secrets.h"
 #include "sign.h"
-#include "signature.h"
+#include "jws.h"
+#include "sig_field.h"
+#include "sig_keys.h"
+#include "source.h"
 
 #define RSA_GENERATED_BITS 2048
 
@@ -96,31 +103,10 @@ free_keys(void)
 		MemoryContextReset(keys_cxt);
 }
 
-/* the quoted schema of the extension (SPI must be connected); its oid in *nsp */
-static char *
-extension_schema(Oid *nsp)
-{
-	char	   *schema;
-
-	if (SPI_execute("SELECT n.nspname FROM pg_catalog.pg_extension e "
-					"JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) e.extnamespace "
-					"WHERE e.extname OPERATOR(pg_catalog.=) 'dci_client'", true, 1) != SPI_OK_SELECT ||
-		SPI_processed != 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_DCI_CONFIG),
-				 errmsg("extension dci_client is not installed in this database")));
-	schema = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-	if (nsp)
-		*nsp = get_namespace_oid(schema, false);
-	return pstrdup(quote_identifier(schema));
-}
-
 static void
 load_keys(void)
 {
 	DciPrivilegedState priv;
-	char	   *schema;
-	Oid			nsp;
 	MemoryContext old;
 
 	free_keys();
@@ -128,11 +114,10 @@ load_keys(void)
 		keys_cxt = AllocSetContextCreate(CacheMemoryContext, "dci_client signing keys",
 										 ALLOCSET_SMALL_SIZES);
 
+	keys_table = dci_signing_key_table_oid();
 	dci_spi_begin_privileged(&priv);
-	schema = extension_schema(&nsp);
-	keys_table = get_relname_relid("dci_signing_key", nsp);
 	if (SPI_execute(psprintf("SELECT id, key_id, algorithm, state, public_key, private_key_encrypted "
-							 "FROM %s.dci_signing_key ORDER BY id", schema), true, 0) != SPI_OK_SELECT)
+							 "FROM %s ORDER BY id", dci_qualified_table_name(keys_table)), true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read dci_signing_key");
 
 	old = MemoryContextSwitchTo(keys_cxt);
@@ -141,15 +126,22 @@ load_keys(void)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
 		TupleDesc	td = SPI_tuptable->tupdesc;
-		SigningKey *k = &keys[nkeys++];
+		SigningKey *k;
 		bool		isnull;
 		Datum		d;
-		char	   *state;
+		char	   *key_id = SPI_getvalue(tup, td, 2);
+		char	   *state = SPI_getvalue(tup, td, 4);
 
+		/*
+		 * A damaged row (a superuser dropped a NOT NULL): not a key.  A
+		 * source naming it refuses to send (DC001), as for a missing key.
+		 */
+		if (key_id == NULL || state == NULL || SPI_getvalue(tup, td, 3) == NULL)
+			continue;
+		k = &keys[nkeys++];
 		k->id = DatumGetInt32(SPI_getbinval(tup, td, 1, &isnull));
-		k->key_id = pstrdup(SPI_getvalue(tup, td, 2));
+		k->key_id = pstrdup(key_id);
 		k->alg = dci_sig_alg_from_name(SPI_getvalue(tup, td, 3));
-		state = SPI_getvalue(tup, td, 4);
 		k->state = strcmp(state, "active") == 0 ? KEY_ACTIVE :
 			strcmp(state, "revoked") == 0 ? KEY_REVOKED : KEY_DRAFT;
 		k->public_pem = SPI_getvalue(tup, td, 5);
@@ -651,8 +643,9 @@ dci_generate_signing_key(PG_FUNCTION_ARGS)
 	 * No row limit: with one, the AFTER STATEMENT trigger that invalidates
 	 * the key caches would not fire.
 	 */
-	if (SPI_execute_with_args(psprintf("INSERT INTO %s.dci_signing_key (key_id, algorithm, public_key, private_key, state) "
-									   "VALUES ($1, $2, $3, $4, 'active') RETURNING id", extension_schema(NULL)),
+	if (SPI_execute_with_args(psprintf("INSERT INTO %s (key_id, algorithm, public_key, private_key, state) "
+									   "VALUES ($1, $2, $3, $4, 'active') RETURNING id",
+									   dci_qualified_table_name(dci_signing_key_table_oid())),
 							  4, argtypes, values, NULL, false, 0) != SPI_OK_INSERT_RETURNING ||
 		SPI_processed != 1)
 		elog(ERROR, "could not insert into dci_signing_key");
@@ -661,7 +654,6 @@ dci_generate_signing_key(PG_FUNCTION_ARGS)
 	explicit_bzero(VARDATA(private_text), VARSIZE(private_text) - VARHDRSZ);
 	PG_RETURN_INT32(id);
 }
-
 
 PG_FUNCTION_INFO_V1(dci_sign_jws);
 
@@ -708,16 +700,16 @@ dci_verify_jws(PG_FUNCTION_ARGS)
 }
 
 bool
-dci_may_sign(Oid fn_oid)
+dci_may_sign(DciSigFormat format)
 {
 	Oid			argtypes[2] = {JSONBOID, TEXTOID};
 	Oid			sign_oid;
 
-	/* dci_sign(jsonb, text) of this extension's schema: by signature, not by search_path */
+	/* dci_sign[_jws](jsonb, text) of this extension's schema: by signature, not by search_path */
 	sign_oid = GetSysCacheOid3(PROCNAMEARGSNSP, Anum_pg_proc_oid,
-							   CStringGetDatum("dci_sign"),
+							   CStringGetDatum(format == DCI_SIG_FORMAT_JWS ? "dci_sign_jws" : "dci_sign"),
 							   PointerGetDatum(buildoidvector(argtypes, 2)),
-							   ObjectIdGetDatum(get_func_namespace(fn_oid)));
+							   ObjectIdGetDatum(dci_extension_schema(false)));
 	if (!OidIsValid(sign_oid))
 		return false;
 #if PG_VERSION_NUM >= 160000

@@ -1,13 +1,13 @@
 /*
  * sign.h
  *		Signing of outgoing DCI envelopes and verification of answers
- *		(README "Signing"), for the DCI layer.  The scheme itself is in signature.h
+ *		(README "Signing"), for the DCI layer.  The scheme itself is in sig_field.h, jws.h
  *		and canonical_json.h, free of PostgreSQL headers.
  */
 #ifndef DCI_SIGN_H
 #define DCI_SIGN_H
 
-#include "dci_client.h"
+#include "source.h"
 
 /*
  * The signature field for hm_text, the exact compact JSON text
@@ -31,8 +31,8 @@ extern void dci_verify_response(DciSource *src, const char *body, size_t len);
 /*
  * May the current user have envelopes signed for it and handed back
  * (dci_envelope)?  Yes with EXECUTE on this extension's dci_sign(jsonb,
- * text); fn_oid is any function of the extension.
+ * text), or dci_sign_jws(jsonb, text) for the JWS format.
  */
-extern bool dci_may_sign(Oid fn_oid);
+extern bool dci_may_sign(DciSigFormat format);
 
 #endif							/* DCI_SIGN_H */

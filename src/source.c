@@ -27,6 +27,13 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 
+#include "catalog.h"
+#include "errors.h"
+#include "json.h"
+#include "path_check.h"
+#include "secrets.h"
+#include "source.h"
+
 #define SOURCE_COLUMNS \
 	"id, code, registry_type, base_url, auth_type, auth_url, client_id, " \
 	"client_secret_encrypted, credential_location, scope, bearer_token_encrypted, " \
@@ -45,11 +52,8 @@ static int	nentries = 0;
 static int	maxentries = 0;
 static bool any_stale = false;
 static bool callback_registered = false;
-static Oid	table_oid = InvalidOid;
 static uint64 load_serial = 0;
-static Oid	schema_oid = InvalidOid;
-
-static Oid	source_table(Oid fn_oid);
+static Oid	cached_table = InvalidOid;	/* dci_data_source when the entries were loaded */
 
 /* the context's reset callback wipes the secrets (build_source) */
 static void
@@ -65,13 +69,11 @@ relcache_callback(Datum arg, Oid relid)
 	 * Only marks: an entry may be in use by the running call.  Stale entries
 	 * are freed at the start of the next lookup.
 	 */
-	if (relid == InvalidOid || relid == table_oid)
+	if (relid == InvalidOid || relid == cached_table)
 	{
 		for (int i = 0; i < nentries; i++)
 			entries[i].stale = true;
 		any_stale = nentries > 0;
-		table_oid = InvalidOid;
-		schema_oid = InvalidOid;	/* the extension may be re-created elsewhere */
 	}
 }
 
@@ -91,62 +93,6 @@ purge_stale(void)
 	}
 	nentries = kept;
 	any_stale = false;
-}
-
-Oid
-dci_source_table_oid(Oid fn_oid)
-{
-	return source_table(fn_oid);
-}
-
-Oid
-dci_extension_schema(Oid fn_oid)
-{
-	if (!OidIsValid(schema_oid))
-		schema_oid = get_func_namespace(fn_oid);
-	return schema_oid;
-}
-
-static Oid
-source_table(Oid fn_oid)
-{
-	if (!OidIsValid(table_oid))
-	{
-		table_oid = get_relname_relid("dci_data_source", dci_extension_schema(fn_oid));
-		if (!OidIsValid(table_oid))
-			ereport(ERROR,
-					(errcode(ERRCODE_DCI_CONFIG),
-					 errmsg("table dci_data_source of extension dci_client is missing")));
-	}
-	return table_oid;
-}
-
-/*
- * Run SPI as the bootstrap superuser, restricted, with search_path pinned to
- * pg_catalog, pg_temp: callers need EXECUTE only, and nothing a user put in
- * their search_path can stand in for an operator or function we use.
- */
-int
-dci_spi_begin_privileged(DciPrivilegedState *state)
-{
-	GetUserIdAndSecContext(&state->save_userid, &state->save_sec_context);
-	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
-						   state->save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-	state->nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_SUSET,
-							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	return 0;
-}
-
-void
-dci_spi_end_privileged(DciPrivilegedState *state)
-{
-	SPI_finish();
-	AtEOXact_GUC(true, state->nestlevel);
-	SetUserIdAndSecContext(state->save_userid, state->save_sec_context);
 }
 
 static char *
@@ -278,7 +224,7 @@ build_source(SPITupleTable *tt, HeapTuple tup)
 	wipe->arg = src;
 	MemoryContextRegisterResetCallback(cxt, wipe);
 	src->serial = ++load_serial;
-	src->table_oid = table_oid;
+	src->table_oid = cached_table;
 	src->id = DatumGetInt32(required_datum(tt, tup, 1));
 	src->code = required_text(tt, tup, 2);
 	MemoryContextSetIdentifier(cxt, src->code);
@@ -313,6 +259,18 @@ build_source(SPITupleTable *tt, HeapTuple tup)
 	src->signature_format = strcmp(s, "jws") == 0 ? DCI_SIG_FORMAT_JWS : DCI_SIG_FORMAT_DCI;
 	if (src->auth_type == DCI_AUTH_OAUTH2 && src->auth_url == NULL)
 		damaged_row(tt, tup, 6);
+	/* the trigger checked them, unless a superuser wrote around it */
+	for (int col = 15; col <= 16; col++)
+	{
+		const char *path = col == 15 ? src->search_endpoint : src->ping_endpoint;
+		const char *problem = dci_path_problem(path, true);
+
+		if (problem != NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_DCI_CONFIG),
+					 errmsg("data source \"%s\" is damaged: column \"%s\" %s",
+							src->code, SPI_fname(tt->tupdesc, col), problem)));
+	}
 
 	binding = dci_secret_binding(src->base_url, src->auth_url, location,
 								 src->verify_ssl, src->ca_cert);
@@ -344,7 +302,7 @@ build_source(SPITupleTable *tt, HeapTuple tup)
 
 /* load one row by code or id; NULL when there is none */
 static DciSource *
-load_source(Oid fn_oid, const char *code, int32 id)
+load_source(const char *code, int32 id)
 {
 	DciPrivilegedState priv;
 	char	   *query;
@@ -352,10 +310,9 @@ load_source(Oid fn_oid, const char *code, int32 id)
 	Datum		arg = code ? CStringGetTextDatum(code) : Int32GetDatum(id);
 	DciSource  *src = NULL;
 
-	source_table(fn_oid);
-	query = psprintf("SELECT " SOURCE_COLUMNS " FROM %s.dci_data_source WHERE %s OPERATOR(pg_catalog.=) $1",
-					 quote_identifier(get_namespace_name(dci_extension_schema(fn_oid))),
-					 code ? "code" : "id");
+	cached_table = dci_source_table_oid();
+	query = psprintf("SELECT " SOURCE_COLUMNS " FROM %s WHERE %s OPERATOR(pg_catalog.=) $1",
+					 dci_qualified_table_name(cached_table), code ? "code" : "id");
 
 	/* read as the bootstrap superuser: callers need EXECUTE, not SELECT */
 	dci_spi_begin_privileged(&priv);
@@ -411,8 +368,8 @@ finish_lookup(DciSource *src, const char *name, bool require_active)
 	return src;
 }
 
-DciSource *
-dci_source_by_code(Oid fn_oid, const char *code, bool require_active)
+static DciSource *
+dci_source_by_code(const char *code, bool require_active)
 {
 	DciSource  *src = NULL;
 
@@ -424,12 +381,12 @@ dci_source_by_code(Oid fn_oid, const char *code, bool require_active)
 			break;
 		}
 	if (src == NULL)
-		src = load_source(fn_oid, code, 0);
+		src = load_source(code, 0);
 	return finish_lookup(src, code, require_active);
 }
 
 DciSource *
-dci_source_by_id(Oid fn_oid, int32 id, bool require_active)
+dci_source_by_id(int32 id, bool require_active)
 {
 	DciSource  *src = NULL;
 
@@ -441,22 +398,20 @@ dci_source_by_id(Oid fn_oid, int32 id, bool require_active)
 			break;
 		}
 	if (src == NULL)
-		src = load_source(fn_oid, NULL, id);
+		src = load_source(NULL, id);
 	return finish_lookup(src, psprintf("%d", id), require_active);
 }
 
 DciSource *
 dci_source_from_arg(FunctionCallInfo fcinfo, bool require_active)
 {
-	Oid			fn_oid = fcinfo->flinfo->fn_oid;
-
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("data source must not be NULL")));
 	if (get_fn_expr_argtype(fcinfo->flinfo, 0) == INT4OID)
-		return dci_source_by_id(fn_oid, PG_GETARG_INT32(0), require_active);
-	return dci_source_by_code(fn_oid, text_to_cstring(PG_GETARG_TEXT_PP(0)), require_active);
+		return dci_source_by_id(PG_GETARG_INT32(0), require_active);
+	return dci_source_by_code(text_to_cstring(PG_GETARG_TEXT_PP(0)), require_active);
 }
 
 bool
@@ -497,7 +452,7 @@ dci_source_check_complete(const DciSource *src, DciError *err)
 }
 
 void
-dci_source_record_test(Oid fn_oid, int32 id, bool ok, const char *error)
+dci_source_record_test(int32 id, bool ok, const char *error)
 {
 	DciPrivilegedState priv;
 	char	   *query;
@@ -509,8 +464,8 @@ dci_source_record_test(Oid fn_oid, int32 id, bool ok, const char *error)
 	if (RecoveryInProgress() || XactReadOnly)
 		return;
 
-	query = psprintf("UPDATE %s.dci_data_source SET state = $1, last_test_at = pg_catalog.clock_timestamp(), last_error = $2 WHERE id OPERATOR(pg_catalog.=) $3",
-					 quote_identifier(get_namespace_name(dci_extension_schema(fn_oid))));
+	query = psprintf("UPDATE %s SET state = $1, last_test_at = pg_catalog.clock_timestamp(), last_error = $2 WHERE id OPERATOR(pg_catalog.=) $3",
+					 dci_qualified_table_name(dci_source_table_oid()));
 	values[0] = CStringGetTextDatum(ok ? "active" : "error");
 	values[1] = error ? CStringGetTextDatum(error) : (Datum) 0;
 	values[2] = Int32GetDatum(id);

@@ -19,9 +19,11 @@
 #include "storage/spin.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
+#include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 
-#include "request_log.h"
+#include "catalog.h"
+#include "source_stats.h"
 
 #define STATS_SLOTS 256
 /* latency buckets: 4 per doubling, from 10 µs up to about 3 hours */
@@ -206,7 +208,7 @@ dci_source_stats_entries(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	StatsShared *area = stats_area();
-	Oid			relid = dci_source_table_oid(fcinfo->flinfo->fn_oid);
+	Oid			relid = dci_source_table_oid();
 
 	InitMaterializedSRF(fcinfo, 0);
 	for (int i = 0; i < STATS_SLOTS; i++)

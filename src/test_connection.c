@@ -10,6 +10,14 @@
 #include "utils/builtins.h"
 #include "utils/tuplestore.h"
 
+#include "deadline.h"
+#include "errors.h"
+#include "http.h"
+#include "oauth.h"
+#include "request.h"
+#include "source.h"
+#include "token_cache.h"
+
 typedef struct StepWriter
 {
 	ReturnSetInfo *rsinfo;
@@ -71,7 +79,7 @@ dci_test_connection(PG_FUNCTION_ARGS)
 		emit(&w, "auth", -1, "skipped: configuration incomplete");
 		emit(&w, "reachable", -1, "skipped: configuration incomplete");
 		emit(&w, "authorized", -1, "skipped: configuration incomplete");
-		dci_source_record_test(fcinfo->flinfo->fn_oid, src->id, false, w.first_error);
+		dci_source_record_test(src->id, false, w.first_error);
 		return (Datum) 0;
 	}
 
@@ -116,6 +124,6 @@ dci_test_connection(PG_FUNCTION_ARGS)
 			emit(&w, "authorized", 0, what);
 	}
 
-	dci_source_record_test(fcinfo->flinfo->fn_oid, src->id, !w.any_false, w.first_error);
+	dci_source_record_test(src->id, !w.any_false, w.first_error);
 	return (Datum) 0;
 }

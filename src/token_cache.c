@@ -22,6 +22,9 @@
 #include "storage/shmem.h"
 #include "utils/wait_event.h"
 
+#include "deadline.h"
+#include "settings.h"
+#include "source.h"
 #include "token_cache.h"
 
 typedef struct TokenSlot

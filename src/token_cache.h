@@ -6,6 +6,13 @@
 #define DCI_TOKEN_CACHE_H
 
 #include "dci_client.h"
+#include "source.h"
+#include "utils/timestamp.h"
+
+/* how fresh a token must be (dci_token_get, dci_token_usable) */
+#define DCI_TOKEN_CACHED		0	/* a cached token while it is fresh */
+#define DCI_TOKEN_FORCE			1	/* a new one, unless the cached one is younger than token_min_interval_ms */
+#define DCI_TOKEN_FORCE_ALWAYS	2	/* a new one (superusers) */
 
 /* longest token kept in shared memory; longer ones stay per session */
 #define DCI_SHARED_TOKEN_MAX 8192

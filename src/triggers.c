@@ -21,7 +21,11 @@
 #include "utils/rel.h"
 #include "utils/timestamp.h"
 
+#include "catalog.h"
+#include "errors.h"
+#include "json.h"
 #include "path_check.h"
+#include "secrets.h"
 
 /* one write-only secret column and its ciphertext companion */
 typedef struct SecretColumn
@@ -541,16 +545,14 @@ PG_FUNCTION_INFO_V1(dci_clear_secret);
 Datum
 dci_clear_secret(PG_FUNCTION_ARGS)
 {
-	Oid			fn_oid = fcinfo->flinfo->fn_oid;
 	bool		by_id = get_fn_expr_argtype(fcinfo->flinfo, 0) == INT4OID;
 	char	   *column = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
 	const char *secret = NULL;
-	Oid			table;
 	char	   *query;
 	Oid			argtype = by_id ? INT4OID : TEXTOID;
 	Datum		arg;
 	uint64		updated;
-	int			nestlevel;
+	DciPinnedState pinned;
 
 	for (int i = 0; column && i < lengthof(source_secrets); i++)
 		if (strcmp(column, source_secrets[i].plain) == 0)
@@ -567,22 +569,14 @@ dci_clear_secret(PG_FUNCTION_ARGS)
 				 errmsg("data source must not be NULL")));
 	arg = PG_GETARG_DATUM(0);
 
-	table = dci_source_table_oid(fn_oid);
 	query = psprintf("UPDATE %s SET %s = '' WHERE %s OPERATOR(pg_catalog.=) $1",
-					 quote_qualified_identifier(get_namespace_name(get_rel_namespace(table)),
-												get_rel_name(table)),
-					 secret, by_id ? "id" : "code");
+					 dci_qualified_table_name(dci_source_table_oid()), secret, by_id ? "id" : "code");
 
-	nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET,
-							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	dci_spi_begin_pinned(&pinned);
 	if (SPI_execute_with_args(query, 1, &argtype, &arg, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "SPI_execute_with_args failed: %s", query);
 	updated = SPI_processed;
-	SPI_finish();
-	AtEOXact_GUC(true, nestlevel);
+	dci_spi_end_pinned(&pinned);
 
 	if (updated == 0)
 		ereport(ERROR,

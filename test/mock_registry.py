@@ -564,8 +564,13 @@ def h_echo_auth(req):
                 json.dumps(auth), _u_escape_all(value), json.dumps(quote(value, safe="")),
                 "".join("%%%02X" % b for b in value.encode()), json.dumps(b64),
                 json.dumps(b64).replace("/", "\\/"), json.dumps(req.body), json.dumps(req.query)))
+    bearer_b64 = base64.b64encode(auth.encode()).decode()          # the token inside a longer base64
+    unpadded_url = base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
+    body = body[:-1] + ', "b64_bearer": %s, "b64url_unpadded": %s}' % (json.dumps(bearer_b64),
+                                                                     json.dumps(unpadded_url))
+    name = "X-Tok-" + "".join(c for c in value if c.isalnum() or c in "-_.")   # the token in a header name
     return 200, [("Content-Type", "application/json"), ("X-Echo-Authorization", auth),
-                 ("X-Echo-Url", quote(value, safe=""))], body.encode()
+                 ("X-Echo-Url", quote(value, safe="")), (name, "1")], body.encode()
 
 
 ROUTES = dict({"/registry/ping": h_ping, "/echo-auth": h_echo_auth}, **{p: h_dci for p in DCI_PATHS})

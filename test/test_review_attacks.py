@@ -334,3 +334,143 @@ def test_deep_or_huge_answers_are_dc006(env):
             env.mock.fault("/registry/sync/search", "status", count=1, status=200, body=body)
             expect_error(cur, "DC006", "SELECT dci_search(%s, 'idtype-value', %s)", (src, q))
         assert request(cur, src)["status"] == 200
+
+
+# ---- found by the attack on the fixes above ------------------------------------
+def test_invalid_allowed_hosts_fails_closed(env):
+    """A value that does not parse, from postgresql.conf at start or set by
+    ALTER SYSTEM before the library was loaded, refuses every host instead of
+    falling back to the default (any host)."""
+    import harness
+    for preload in (True, False):
+        cl = harness.Cluster().start(preload=preload,
+                                     conf={"dci_client.allowed_hosts": "api.example.org, 10.0.0.0/33"})
+        try:
+            with closing(cl.connect()) as conn:
+                cur = conn.cursor()
+                cur.execute("CREATE EXTENSION dci_client CASCADE")
+                env.add_source("atk_badhosts", conn=conn)
+                e = expect_error(cur, "DC001", "SELECT * FROM dci_request('atk_badhosts', 'GET', '/echo')")
+                assert "allowed_hosts" in str(e), str(e)
+        finally:
+            cl.cleanup()
+
+
+def test_damaged_signing_key_row_gives_dc001(env):
+    src = code("atk_keynull")
+    with session(env) as cur:
+        cur.execute("SELECT dci_generate_signing_key()")
+        key = cur.fetchone()[0]
+        env.add_source(src, signing_key_id=key)
+        try:
+            cur.execute("ALTER TABLE dci_signing_key ALTER key_id DROP NOT NULL")
+            cur.execute("UPDATE dci_signing_key SET key_id = NULL WHERE id = %s", (key,))
+            expect_error(cur, "DC001", "SELECT dci_search(%s, 'idtype-value', %s)",
+                         (src, Json({"type": "UIN", "value": "1"})))
+            cur.execute("SELECT dci_jwks()")                       # the backend survived
+        finally:
+            cur.execute("DELETE FROM dci_data_source WHERE code = %s", (src,))
+            cur.execute("DELETE FROM dci_signing_key WHERE key_id IS NULL")
+            cur.execute("ALTER TABLE dci_signing_key ALTER key_id SET NOT NULL")
+
+
+def test_slow_redaction_is_cancelled(env):
+    """A hostile token server and registry make redaction slow (a long token,
+    a body of its near misses): statement_timeout still ends the call."""
+    src = code("atk_redos")
+    env.add_source(src)
+    env.mock.fault(TOKEN_PATH, "token_value", count=1, token="a" * 4000 + "b")
+    env.mock.fault("/echo", "status", count=1, status=200, body="a" * 2000000)
+    with session(env) as cur:
+        cur.execute("SET statement_timeout = '1s'")
+        t0 = time.monotonic()
+        expect_error(cur, "57014", "SELECT * FROM dci_request(%s, 'GET', '/echo')", (src,))
+        assert time.monotonic() - t0 < 5, "not interrupted: %.1f s" % (time.monotonic() - t0)
+        cur.execute("RESET statement_timeout")
+        cur.execute("SELECT 1")
+
+
+def test_echoed_token_in_longer_base64_and_header_names(env):
+    src = code("atk_b64")
+    env.add_source(src)
+    with session(env) as cur:
+        r = request(cur, src, "GET", "/echo-auth")
+    token = remember(env.query("SELECT dci_get_token(%s)", (src,))[0][0])
+    echoed = json.loads(r["body"])
+    # at most the last partial group (two bytes of the token) may stay
+    rest = echoed["b64url_unpadded"].split("[redacted]")
+    assert len(rest) == 2 and len(rest[0]) <= 3 and len(rest[1]) <= 3, echoed["b64url_unpadded"]
+    # "Bearer <token>" in base64: the token's part of it is gone
+    assert "[redacted]" in echoed["b64_bearer"], echoed["b64_bearer"]
+    assert not any(token.lower() in name for name in r["headers"]), list(r["headers"])
+    assert any(name.startswith("x-dci-redacted-") for name in r["headers"]), list(r["headers"])
+
+
+def test_repeated_401_does_not_flood_the_token_endpoint(env):
+    src = code("atk_401")
+    env.add_source(src)
+    _caller_role(env, "atk_caller", ["dci_request(text, text, text, jsonb, jsonb)"])
+    with closing(env.connect(user="atk_caller")) as conn:
+        cur = conn.cursor()
+        request(cur, src)
+        before = env.mock.stats()["token_requests"]
+        env.mock.fault("/echo", "401", count=30)
+        for _ in range(30):
+            assert request(cur, src)["status"] == 401
+        assert env.mock.stats()["token_requests"] - before == 0
+
+
+def test_damaged_endpoint_and_hop_by_hop_headers(env):
+    src = code("atk_ep")
+    env.add_source(src)
+    with session(env) as cur:
+        for h in ("Transfer-Encoding", "Connection", "Upgrade", "TE", "Expect", "Keep-Alive", "Proxy-Authorization"):
+            expect_error(cur, "22023", "SELECT * FROM dci_request(%s, 'GET', '/echo', NULL, %s)",
+                         (src, Json({h: "x"})), contains=h)
+        try:
+            cur.execute("ALTER TABLE dci_data_source DISABLE TRIGGER dci_data_source_secrets")
+            cur.execute("UPDATE dci_data_source SET search_endpoint = '/../x' WHERE code = %s", (src,))
+            expect_error(cur, "DC001", "SELECT dci_search(%s, 'idtype-value', %s)",
+                         (src, Json({"type": "UIN", "value": "1"})), contains="search_endpoint")
+        finally:
+            cur.execute("DELETE FROM dci_data_source WHERE code = %s", (src,))
+            cur.execute("ALTER TABLE dci_data_source ENABLE ALWAYS TRIGGER dci_data_source_secrets")
+
+
+def test_counts_beyond_int8_are_not_22003(env):
+    src = code("atk_count")
+    env.add_source(src)
+    body = json.dumps({"header": {"status": "succ"}, "message": {"search_response": [
+        {"status": "succ", "data": {"reg_records": [{"id": 1}]},
+         "pagination": {"page_size": 10, "page_number": 1, "total_count": 1e30}}]}})
+    with session(env) as cur:
+        env.mock.fault("/registry/sync/search", "status", count=1, status=200, body=body)
+        cur.execute("SELECT count(*) FROM dci_search_records(%s, 'idtype-value', %s)",
+                    (src, Json({"type": "UIN", "value": "1"})))
+        assert cur.fetchone()[0] == 1
+
+
+def test_planted_overload_does_not_block_install_or_upgrade(env):
+    with session(env) as cur:
+        cur.execute("SELECT 1 FROM pg_roles WHERE rolname = 'atk_owner'")
+        if not cur.fetchone():
+            cur.execute("CREATE ROLE atk_owner LOGIN")
+        for db in ("atk_plant_new", "atk_plant_up"):
+            cur.execute("DROP DATABASE IF EXISTS %s" % db)
+            cur.execute("CREATE DATABASE %s OWNER atk_owner" % db)
+    with closing(env.connect(dbname="atk_plant_up")) as conn:
+        conn.cursor().execute("CREATE EXTENSION dci_client VERSION '0.1' CASCADE")
+    for db in ("atk_plant_new", "atk_plant_up"):
+        with closing(env.connect(dbname=db, user="atk_owner")) as conn:
+            conn.cursor().execute("CREATE FUNCTION public.dci_search_records(text, text, jsonb) "
+                                  "RETURNS SETOF jsonb LANGUAGE sql AS 'SELECT NULL::jsonb'")
+    with closing(env.connect(dbname="atk_plant_new")) as conn:
+        conn.cursor().execute("CREATE EXTENSION dci_client CASCADE")
+    with closing(env.connect(dbname="atk_plant_up")) as conn:
+        cur = conn.cursor()
+        cur.execute("ALTER EXTENSION dci_client UPDATE")
+        cur.execute("SELECT extversion FROM pg_extension WHERE extname = 'dci_client'")
+        assert cur.fetchone()[0] == "0.2"
+    with session(env) as cur:
+        for db in ("atk_plant_new", "atk_plant_up"):
+            cur.execute("DROP DATABASE %s" % db)

@@ -147,7 +147,7 @@ check_redact(const RedactNeedle *nd, int n, const char *text, size_t tlen)
 {
 	char	   *out = NULL;
 	size_t		outlen = 0;
-	int			rc = redact_text(nd, n, text, tlen, &out, &outlen);
+	int			rc = redact_text(nd, n, text, tlen, &out, &outlen, NULL);
 	bool		usable = false;
 
 	for (int k = 0; k < n; k++)

@@ -4,7 +4,7 @@
  *		refused or parsed; a parsed field formats back into a field that
  *		parses to the same values.
  */
-#include "signature.h"
+#include "sig_field.h"
 
 #include <stdint.h>
 #include <stdlib.h>

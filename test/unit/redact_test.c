@@ -25,7 +25,7 @@ red2(const char *n1, const char *n2, const char *text)
 	RedactNeedle nd[2] = {{n1, n1 ? strlen(n1) : 0}, {n2, n2 ? strlen(n2) : 0}};
 	char	   *out = (char *) "junk";
 	size_t		outlen = 99;
-	int			rc = redact_text(nd, n2 ? 2 : 1, text, strlen(text), &out, &outlen);
+	int			rc = redact_text(nd, n2 ? 2 : 1, text, strlen(text), &out, &outlen, NULL);
 
 	if (rc == 0)
 	{
@@ -160,7 +160,7 @@ test_redact(void)
 		char	   *out = (char *) "junk";
 		size_t		outlen = 5;
 
-		CHECK(redact_text(NULL, 0, "abcd", 4, &out, &outlen) == 0 && out == NULL, "no needles");
+		CHECK(redact_text(NULL, 0, "abcd", 4, &out, &outlen, NULL) == 0 && out == NULL, "no needles");
 	}
 
 	/* needles with '%' and '\\': every reading */
@@ -189,7 +189,7 @@ test_redact(void)
 		memcpy(text + n + 3, ">", 2);
 		CHECK(redact_match(nd, n, text + 1, n + 2) == n + 2, "long ambiguous needle, encoded '%%'");
 		CHECK(redact_match(nd, n, text + 1, n + 1) == 0, "long ambiguous needle, cut short");
-		CHECK(redact_text(&rn, 1, text, n + 4, &out, &outlen) == 1 && strcmp(out, "<" REDACT_MARK ">") == 0,
+		CHECK(redact_text(&rn, 1, text, n + 4, &out, &outlen, NULL) == 1 && strcmp(out, "<" REDACT_MARK ">") == 0,
 			  "long ambiguous needle redacted");
 		free(out);
 		free(nd);
@@ -202,7 +202,7 @@ test_redact(void)
 		char	   *out;
 		size_t		outlen;
 
-		CHECK(redact_text(&nd, 1, "x\0abcd\0y", 8, &out, &outlen) == 1 && outlen == 14 &&
+		CHECK(redact_text(&nd, 1, "x\0abcd\0y", 8, &out, &outlen, NULL) == 1 && outlen == 14 &&
 			  memcmp(out, "x\0[redacted]\0y", 15) == 0, "NUL bytes kept");
 		free(out);
 	}
@@ -218,7 +218,7 @@ test_redact(void)
 		size_t		n = strlen(big) / 4;
 		bool		all = true;
 
-		CHECK(redact_text(&nd, 1, big, strlen(big), &out, &outlen) == 1 &&
+		CHECK(redact_text(&nd, 1, big, strlen(big), &out, &outlen, NULL) == 1 &&
 			  outlen == n * strlen(REDACT_MARK), "%zu marks", n);
 		for (size_t i = 0; i < n && all; i++)
 			all = memcmp(out + i * strlen(REDACT_MARK), REDACT_MARK, strlen(REDACT_MARK)) == 0;
@@ -243,7 +243,7 @@ test_big(void)
 		body[i] = "{\"name\": \"x y\\n\", \"v\": 12%, \"e\": \"eyJhbGciOiJ\"}, "[i % 50];
 	body[len] = '\0';
 	t0 = clock();
-	CHECK(redact_text(nd, 3, body, len, &out, &outlen) == 0 && out == NULL, "16 MB, no match");
+	CHECK(redact_text(nd, 3, body, len, &out, &outlen, NULL) == 0 && out == NULL, "16 MB, no match");
 	secs = (double) (clock() - t0) / CLOCKS_PER_SEC;
 	CHECK(secs < 2.0, "16 MB with candidates in %.2f s", secs);
 
@@ -261,7 +261,7 @@ test_big(void)
 		for (size_t i = 0; i < len; i++)
 			body[i] = "ab\\n%20 \\u0065yJ+x"[i % 18];
 		t0 = clock();
-		CHECK(redact_text(big, 4, body, len, &out, &outlen) == 0, "16 MB of near misses");
+		CHECK(redact_text(big, 4, body, len, &out, &outlen, NULL) == 0, "16 MB of near misses");
 		secs = (double) (clock() - t0) / CLOCKS_PER_SEC;
 		CHECK(secs < 3.0, "16 MB of near misses with 1.5 KB needles in %.2f s", secs);
 		free(jwt);
@@ -270,18 +270,62 @@ test_big(void)
 
 	memset(body, 'x', len);
 	t0 = clock();
-	CHECK(redact_text(nd, 3, body, len, &out, &outlen) == 0, "16 MB plain");
+	CHECK(redact_text(nd, 3, body, len, &out, &outlen, NULL) == 0, "16 MB plain");
 	secs = (double) (clock() - t0) / CLOCKS_PER_SEC;
 	CHECK(secs < 1.0, "16 MB plain in %.2f s", secs);
 
 	memcpy(body + len - 20, "Y2xpZW50OnNlY3JldA==", 20);
 	memcpy(body, "s3cr%25t\\\\x", 11);
-	CHECK(redact_text(nd, 3, body, len, &out, &outlen) == 1 &&
+	CHECK(redact_text(nd, 3, body, len, &out, &outlen, NULL) == 1 &&
 		  outlen == len - 31 + 2 * strlen(REDACT_MARK) &&
 		  memcmp(out, REDACT_MARK "xxx", strlen(REDACT_MARK) + 3) == 0 &&
 		  memcmp(out + outlen - strlen(REDACT_MARK) - 3, "xxx" REDACT_MARK, strlen(REDACT_MARK) + 3) == 0,
 		  "16 MB, matches at both ends");
 	free(out);
+	free(body);
+}
+
+static int stop_calls = 0;
+
+static bool
+stop_now(void)
+{
+	stop_calls++;
+	return true;
+}
+
+static bool
+never_stop(void)
+{
+	stop_calls++;
+	return false;
+}
+
+/* a hostile text (a needle's near misses everywhere) is stopped when the caller asks */
+static void
+test_stop(void)
+{
+	size_t		nlen = 4001;
+	size_t		len = 1024 * 1024;
+	char	   *needle = malloc(nlen + 1);
+	char	   *body = malloc(len + 1);
+	RedactNeedle nd;
+	char	   *out = NULL;
+	size_t		outlen;
+
+	memset(needle, 'a', nlen - 1);
+	needle[nlen - 1] = 'b';
+	needle[nlen] = '\0';
+	memset(body, 'a', len);
+	body[len] = '\0';
+	nd.s = needle;
+	nd.len = nlen;
+	CHECK(redact_text(&nd, 1, body, len, &out, &outlen, stop_now) == -2 && out == NULL && stop_calls == 1,
+		  "stopped at the first check (%d calls)", stop_calls);
+	stop_calls = 0;
+	CHECK(redact_text(&nd, 1, body, 64 * 1024, &out, &outlen, never_stop) == 0 && stop_calls > 0,
+		  "asked and went on (%d calls)", stop_calls);
+	free(needle);
 	free(body);
 }
 
@@ -293,5 +337,6 @@ main(int argc, char **argv)
 	test_match();
 	test_redact();
 	test_big();
+	test_stop();
 	return unit_finish("redact");
 }

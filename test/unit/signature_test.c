@@ -9,7 +9,7 @@
  *	signature_test FIXTURE_DIR
  */
 #include "canonical_json.h"
-#include "signature.h"
+#include "sig_field.h"
 
 #include <json-c/json.h>
 

@@ -67,8 +67,8 @@ unit_finish(const char *name)
 	return unit_failed == 0 ? 0 : 1;
 }
 
-/* a fixture key (needs signature.h included before unit.h); NULL and err on failure */
-#ifdef DCI_SIGNATURE_H
+/* a fixture key (needs sig_keys.h included before unit.h); NULL and err on failure */
+#ifdef DCI_SIG_KEYS_H
 static inline DciSigKey *
 unit_load_key(const char *dir, const char *name, bool is_private, char *err, size_t errlen)
 {

@@ -1,0 +1,670 @@
+/*
+ * dci_calls.c
+ *		The DCI calls: sync and async search, pagination, transaction
+ *		status, subscriptions.  Every call goes through dci_call(): tokens,
+ *		retries, the 401 renewal, the time budget and cancellation apply
+ *		unchanged.
+ */
+#include "dci_client.h"
+
+#include "catalog/pg_type.h"
+#include "funcapi.h"
+#include "lib/stringinfo.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+
+#include "dci_answer.h"
+#include "dci_envelope.h"
+#include "deadline.h"
+#include "json.h"
+#include "request.h"
+#include "request_log.h"
+#include "source.h"
+
+/* dci_search_records stops here unless max_records says otherwise */
+#define DCI_RECORDS_HARD_CAP 100000
+#define DCI_MAX_PAGE_SIZE 1000
+
+/* dci_subscribe's notify_record_type when the caller gives none (README, "DCI layer") */
+#define DCI_DEFAULT_NOTIFY_RECORD_TYPE "spdci-extensions-dci:Person"
+
+static const char *const query_types[] = {"idtype-value", "expression", "predicate", "graphql"};
+
+/* POST an envelope to a DCI endpoint and parse the answer; every call is logged */
+static Jsonb *
+exchange(DciSource *src, const char *path, const char *action, const char *message,
+		 int total_count, bool read_only, const char *what, bool need_header)
+{
+	size_t		len;
+	char	   *envelope = dci_build_envelope(src, action, message, total_count, &len);
+	DciHttpResponse resp;
+	DciError	err = {0};
+	Jsonb	   *volatile answer = NULL;
+
+	dci_log_begin(src, "POST", path);
+	PG_TRY();
+	{
+		if (!dci_call(src, "POST", path, envelope, len, NULL, dci_call_deadline(src),
+					  read_only, true, &resp, &err))
+			dci_error_raise(&err);
+		answer = dci_parse_answer(src, what, &resp, need_header);
+	}
+	PG_CATCH();
+	{
+		dci_log_failed();
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	dci_log_end();
+	return answer;
+}
+
+/* ---- search ---- */
+
+typedef struct SearchArgs
+{
+	const char *query_type;
+	Jsonb	   *query;
+	const char *reg_type;
+	int32		page_size;
+	int32		page_number;
+	Jsonb	   *options;
+	const char *transaction_id;
+} SearchArgs;
+
+static const char *const criteria_options[] = {"sort", "reg_event_type", "reg_record_type", "consent", "authorize"};
+
+static void
+check_search_args(SearchArgs *a)
+{
+	bool		ok = false;
+
+	for (int i = 0; i < lengthof(query_types); i++)
+		if (a->query_type && strcmp(a->query_type, query_types[i]) == 0)
+			ok = true;
+	if (!ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid query_type \"%s\"", a->query_type ? a->query_type : "NULL"),
+				 errhint("Use idtype-value, expression, predicate or graphql.")));
+	if (a->query == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("query must not be NULL")));
+	if (a->page_size < 1 || a->page_size > DCI_MAX_PAGE_SIZE)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("page_size must be between 1 and %d", DCI_MAX_PAGE_SIZE)));
+	if (a->page_number < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("page_number must be 1 or more")));
+	if (a->options)
+	{
+		JsonbIterator *it;
+		JsonbValue	v;
+		JsonbIteratorToken tok;
+
+		if (!JB_ROOT_IS_OBJECT(a->options) || JB_ROOT_IS_SCALAR(a->options))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("options must be a JSON object")));
+		it = JsonbIteratorInit(&a->options->root);
+		while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+		{
+			char	   *key;
+			bool		known = false;
+
+			if (tok != WJB_KEY)
+				continue;
+			key = pnstrdup(v.val.string.val, v.val.string.len);
+			for (int i = 0; i < lengthof(criteria_options); i++)
+				if (strcmp(key, criteria_options[i]) == 0)
+					known = true;
+			if (strcmp(key, "locale") == 0 || strcmp(key, "transaction_id") == 0)
+				known = true;
+			if (!known)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("unknown search option \"%s\"", key),
+						 errhint("Options are sort, reg_event_type, reg_record_type, consent, authorize, locale and transaction_id.")));
+		}
+	}
+}
+
+/* an option's value as compact JSON text, NULL when absent */
+static char *
+option_text(Jsonb *options, const char *key)
+{
+	JsonbValue *v;
+
+	if (options == NULL)
+		return NULL;
+	v = dci_jget(&options->root, key);
+	if (v == NULL)
+		return NULL;
+	return dci_jsonb_to_compact(JsonbValueToJsonb(v), NULL);
+}
+
+static char *
+option_string(Jsonb *options, const char *key)
+{
+	JsonbValue *v = options ? dci_jget(&options->root, key) : NULL;
+
+	if (v == NULL)
+		return NULL;
+	if (v->type != jbvString)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("search option \"%s\" must be a string", key)));
+	return dci_jstring(v);
+}
+
+/* the search message (one search_request); *txn receives the transaction id */
+static char *
+search_message(DciSource *src, SearchArgs *a, char **txn)
+{
+	StringInfoData m;
+	char		ref[37];
+	char		ts[32];
+	bool		first = true;
+	bool		cfirst = true;
+	const char *reg_type = a->reg_type ? a->reg_type : src->registry_type;
+	char	   *locale = option_string(a->options, "locale");
+
+	if (a->transaction_id)
+		*txn = pstrdup(a->transaction_id);
+	else
+	{
+		char	   *t = option_string(a->options, "transaction_id");
+
+		if (t == NULL)
+		{
+			t = palloc(37);
+			dci_uuid_v4(t);
+		}
+		*txn = t;
+	}
+	if (strlen(*txn) > 99)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("transaction_id is longer than 99 characters")));
+	dci_uuid_v4(ref);
+	dci_timestamp_now(ts, sizeof(ts));
+
+	initStringInfo(&m);
+	appendStringInfoChar(&m, '{');
+	dci_append_str(&m, "transaction_id", *txn, &first);
+	dci_append_key(&m, "search_request", &first);
+	appendStringInfoString(&m, "[{");
+	first = true;
+	dci_append_str(&m, "reference_id", ref, &first);
+	dci_append_str(&m, "timestamp", ts, &first);
+	dci_append_key(&m, "search_criteria", &first);
+	appendStringInfoChar(&m, '{');
+	dci_append_str(&m, "version", DCI_VERSION_STRING, &cfirst);
+	if (reg_type)
+		dci_append_str(&m, "reg_type", reg_type, &cfirst);
+	for (int i = 1; i <= 2; i++)
+	{
+		char	   *t = option_text(a->options, criteria_options[i]);
+
+		if (t)
+		{
+			dci_append_key(&m, criteria_options[i], &cfirst);
+			appendStringInfoString(&m, t);
+		}
+	}
+	dci_append_str(&m, "query_type", a->query_type, &cfirst);
+	dci_append_jsonb(&m, "query", a->query, &cfirst);
+	{
+		char	   *sort = option_text(a->options, "sort");
+
+		if (sort)
+		{
+			dci_append_key(&m, "sort", &cfirst);
+			appendStringInfoString(&m, sort);
+		}
+	}
+	dci_append_key(&m, "pagination", &cfirst);
+	appendStringInfo(&m, "{\"page_size\":%d,\"page_number\":%d}", a->page_size, a->page_number);
+	for (int i = 3; i <= 4; i++)
+	{
+		char	   *t = option_text(a->options, criteria_options[i]);
+
+		if (t)
+		{
+			dci_append_key(&m, criteria_options[i], &cfirst);
+			appendStringInfoString(&m, t);
+		}
+	}
+	appendStringInfoChar(&m, '}');
+	if (locale)
+		dci_append_str(&m, "locale", locale, &first);
+	appendStringInfoString(&m, "}]}");
+	return m.data;
+}
+
+/* one sync search; returns the first search_response item, normalised */
+static Jsonb *
+search_once(DciSource *src, SearchArgs *a)
+{
+	char	   *txn;
+	char	   *message = search_message(src, a, &txn);
+	Jsonb	   *answer = exchange(src, src->search_endpoint, "search", message, 1, true,
+								  "search", true);
+	JsonbContainer *msg = dci_jobject(dci_jget(&answer->root, "message"));
+	JsonbValue *list = dci_jget(msg, "search_response");
+	JsonbValue *first;
+	JsonbContainer *item;
+	char	   *status;
+
+	if (list == NULL || list->type != jbvBinary || !JsonContainerIsArray(list->val.binary.data) ||
+		JsonContainerSize(list->val.binary.data) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DCI_BAD_JSON),
+				 errmsg("search answer from data source \"%s\" has no search_response item", src->code)));
+	first = getIthJsonbValueFromContainer(list->val.binary.data, 0);
+	item = dci_jobject(first);
+	if (item == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_DCI_BAD_JSON),
+				 errmsg("search_response item from data source \"%s\" is not an object", src->code)));
+	status = dci_jstring(dci_jget(item, "status"));
+	if (status && strcmp(status, "rjct") == 0)
+	{
+		char	   *why = dci_reason_text(src, item, "status_reason_code", "status_reason_message");
+
+		ereport(ERROR,
+				(errcode(ERRCODE_DCI_REJECTED),
+				 errmsg("registry of data source \"%s\" rejected the search%s%s", src->code,
+						why ? ": " : "", why ? why : "")));
+	}
+	return dci_normalize_item(first);
+}
+
+static void
+read_search_args(FunctionCallInfo fcinfo, SearchArgs *a, bool with_pagination_args)
+{
+	memset(a, 0, sizeof(*a));
+	a->query_type = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
+	a->query = PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2);
+	a->reg_type = PG_ARGISNULL(3) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(3));
+	a->page_size = PG_ARGISNULL(4) ? 100 : PG_GETARG_INT32(4);
+	a->page_number = 1;
+	if (with_pagination_args)
+	{
+		a->page_number = PG_ARGISNULL(5) ? 1 : PG_GETARG_INT32(5);
+		a->options = PG_ARGISNULL(6) ? NULL : PG_GETARG_JSONB_P(6);
+	}
+	check_search_args(a);
+}
+
+PG_FUNCTION_INFO_V1(dci_search);
+
+/* dci_search(source, query_type, query, reg_type, page_size, page_number, options) */
+Datum
+dci_search(PG_FUNCTION_ARGS)
+{
+	SearchArgs	a;
+	DciSource  *src;
+
+	read_search_args(fcinfo, &a, true);
+	src = dci_source_from_arg(fcinfo, true);
+	PG_RETURN_JSONB_P(search_once(src, &a));
+}
+
+/* ---- paging through records ---- */
+
+typedef struct RecordsState
+{
+	DciSource  *src;
+	SearchArgs	args;
+	MemoryContext page_cxt;		/* holds one page at a time */
+	Jsonb	   *page;			/* normalised item of the current page */
+	int			page_records;	/* records in the current page */
+	int			next_record;	/* index of the next record to return */
+	int64		total_count;	/* -1: registry did not say */
+	int64		returned;
+	int64		limit;
+	bool		last_page;
+	char		code[NAMEDATALEN * 2];
+	int32		source_id;
+} RecordsState;
+
+static JsonbContainer *
+records_of(Jsonb *item)
+{
+	JsonbContainer *data = dci_jobject(dci_jget(&item->root, "data"));
+	JsonbValue *recs = dci_jget(data, "reg_records");
+
+	if (recs && recs->type == jbvBinary && JsonContainerIsArray(recs->val.binary.data))
+		return recs->val.binary.data;
+	return NULL;
+}
+
+static void
+fetch_page(RecordsState *st)
+{
+	MemoryContext old;
+	JsonbContainer *recs;
+	JsonbContainer *pag;
+
+	MemoryContextReset(st->page_cxt);
+	old = MemoryContextSwitchTo(st->page_cxt);
+	st->page = search_once(st->src, &st->args);
+	MemoryContextSwitchTo(old);
+
+	recs = records_of(st->page);
+	st->page_records = recs ? JsonContainerSize(recs) : 0;
+	st->next_record = 0;
+	pag = dci_jobject(dci_jget(&st->page->root, "pagination"));
+	if (pag)
+	{
+		int64		t = dci_jcount(dci_jget(pag, "total_count"));
+
+		if (t >= 0)
+			st->total_count = t;
+	}
+	/*
+	 * With a total_count, only an empty page ends early: registries that cap
+	 * their page size answer short pages and count pages in their own size.
+	 * Without one, a short page is the last.
+	 */
+	if (st->total_count >= 0)
+		st->last_page = st->page_records == 0;
+	else
+		st->last_page = st->page_records < st->args.page_size;
+	st->args.page_number++;
+}
+
+static Datum
+records_next(FunctionCallInfo fcinfo, bool *done)
+{
+	FuncCallContext *funcctx = SRF_PERCALL_SETUP();
+	RecordsState *st = funcctx->user_fctx;
+	JsonbValue *v;
+
+	*done = true;
+	if (st->returned >= st->limit || (st->total_count >= 0 && st->returned >= st->total_count))
+		return (Datum) 0;
+	if (st->next_record >= st->page_records)
+	{
+		if (st->page == NULL || st->last_page)
+		{
+			if (st->page != NULL)
+				return (Datum) 0;
+		}
+		/* the cached source may have been invalidated between rows */
+		st->src = dci_source_by_id(st->source_id, true);
+		fetch_page(st);
+		if (st->page_records == 0)
+			return (Datum) 0;
+	}
+	v = getIthJsonbValueFromContainer(records_of(st->page), st->next_record++);
+	st->returned++;
+	*done = false;
+	return JsonbPGetDatum(JsonbValueToJsonb(v));
+}
+
+PG_FUNCTION_INFO_V1(dci_search_records);
+
+/* dci_search_records(source, query_type, query, reg_type, page_size, max_records) */
+Datum
+dci_search_records(PG_FUNCTION_ARGS)
+{
+	FuncCallContext *funcctx;
+	bool		done;
+	Datum		result;
+
+	if (SRF_IS_FIRSTCALL())
+	{
+		MemoryContext old;
+		RecordsState *st;
+		DciSource  *src;
+
+		funcctx = SRF_FIRSTCALL_INIT();
+		old = MemoryContextSwitchTo(funcctx->multi_call_memory_ctx);
+		st = palloc0(sizeof(RecordsState));
+		read_search_args(fcinfo, &st->args, false);
+		if (!PG_ARGISNULL(5) && PG_GETARG_INT32(5) < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("max_records must not be negative")));
+		st->limit = PG_ARGISNULL(5) ? DCI_RECORDS_HARD_CAP : PG_GETARG_INT32(5);
+		src = dci_source_from_arg(fcinfo, true);
+		st->source_id = src->id;
+		st->src = src;
+		st->total_count = -1;
+		st->page_cxt = AllocSetContextCreate(funcctx->multi_call_memory_ctx,
+											 "dci_search_records page", ALLOCSET_DEFAULT_SIZES);
+		funcctx->user_fctx = st;
+		MemoryContextSwitchTo(old);
+	}
+	funcctx = SRF_PERCALL_SETUP();
+	result = records_next(fcinfo, &done);
+	if (done)
+	{
+		RecordsState *st = funcctx->user_fctx;
+
+		/* warn only when the cap cut the stream, not when it ended there */
+		if (PG_ARGISNULL(5) && st->returned >= DCI_RECORDS_HARD_CAP &&
+			(st->total_count > st->returned ||
+			 (st->total_count < 0 && !(st->last_page && st->next_record >= st->page_records))))
+			ereport(WARNING,
+					(errmsg("dci_search_records stopped after %d records", DCI_RECORDS_HARD_CAP),
+					 errhint("Pass max_records to read more.")));
+		SRF_RETURN_DONE(funcctx);
+	}
+	SRF_RETURN_NEXT(funcctx, result);
+}
+
+/* ---- asynchronous calls: search, subscribe, unsubscribe ---- */
+
+/* check the acknowledgement of an asynchronous call (ACK; NACK/ERR → DC007) */
+static void
+check_ack(DciSource *src, const char *what, Jsonb *answer)
+{
+	JsonbContainer *msg = dci_jobject(dci_jget(&answer->root, "message"));
+	char	   *ack = dci_jstring(dci_jget(msg, "ack_status"));
+
+	if (ack == NULL)
+		ack = dci_jstring(dci_jget(&answer->root, "ack_status"));
+	if (ack && strcmp(ack, "ACK") == 0)
+		return;
+	if (ack && (strcmp(ack, "NACK") == 0 || strcmp(ack, "ERR") == 0))
+	{
+		char	   *why = dci_reason_text(src, dci_jobject(dci_jget(msg, "error")), "code", "message");
+
+		ereport(ERROR,
+				(errcode(ERRCODE_DCI_REJECTED),
+				 errmsg("registry of data source \"%s\" did not accept the %s: %s%s%s",
+						src->code, what, ack, why ? ": " : "", why ? why : "")));
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_DCI_BAD_JSON),
+			 errmsg("answer to the %s from data source \"%s\" has no acknowledgement", what, src->code),
+			 errdetail("Expected message.ack_status ACK, NACK or ERR.")));
+}
+
+PG_FUNCTION_INFO_V1(dci_search_async);
+
+Datum
+dci_search_async(PG_FUNCTION_ARGS)
+{
+	SearchArgs	a;
+	DciSource  *src;
+	char	   *txn;
+	char	   *message;
+	Jsonb	   *answer;
+
+	read_search_args(fcinfo, &a, true);
+	src = dci_source_from_arg(fcinfo, true);
+	message = search_message(src, &a, &txn);
+	answer = exchange(src, "/registry/search", "search", message, 1, false, "asynchronous search", false);
+	check_ack(src, "asynchronous search", answer);
+	PG_RETURN_TEXT_P(cstring_to_text(txn));
+}
+
+PG_FUNCTION_INFO_V1(dci_txn_status);
+
+/* dci_txn_status(source, transaction_id) returns the txnstatus_response */
+Datum
+dci_txn_status(PG_FUNCTION_ARGS)
+{
+	DciSource  *src;
+	char	   *wanted;
+	char		txn[37];
+	char		ref[37];
+	StringInfoData m;
+	bool		first = true;
+	bool		rfirst = true;
+	Jsonb	   *answer;
+	JsonbContainer *msg;
+	JsonbValue *resp;
+
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("transaction_id must not be NULL")));
+	wanted = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	src = dci_source_from_arg(fcinfo, true);
+	dci_uuid_v4(txn);
+	dci_uuid_v4(ref);
+
+	initStringInfo(&m);
+	appendStringInfoChar(&m, '{');
+	dci_append_str(&m, "transaction_id", txn, &first);
+	dci_append_key(&m, "txnstatus_request", &first);
+	appendStringInfoChar(&m, '{');
+	dci_append_str(&m, "reference_id", ref, &rfirst);
+	dci_append_str(&m, "txn_type", "search", &rfirst);
+	dci_append_str(&m, "attribute_type", "transaction_id", &rfirst);
+	dci_append_str(&m, "attribute_value", wanted, &rfirst);
+	appendStringInfoString(&m, "}}");
+
+	answer = exchange(src, "/registry/sync/txn/status", "txn-status", m.data, 1, true,
+					  "transaction status request", true);
+	msg = dci_jobject(dci_jget(&answer->root, "message"));
+	resp = dci_jget(msg, "txnstatus_response");
+	if (resp == NULL)
+		PG_RETURN_JSONB_P(JsonbValueToJsonb(dci_jget(&answer->root, "message")));
+	PG_RETURN_JSONB_P(JsonbValueToJsonb(resp));
+}
+
+PG_FUNCTION_INFO_V1(dci_subscribe);
+
+/* dci_subscribe(source, reg_event_type, filter, notify_record_type) returns transaction id */
+Datum
+dci_subscribe(PG_FUNCTION_ARGS)
+{
+	DciSource  *src;
+	char	   *event;
+	Jsonb	   *filter;
+	char		txn[37];
+	char		ref[37];
+	char		ts[32];
+	StringInfoData m;
+	bool		first = true;
+	bool		cfirst = true;
+	const char *filter_type;
+	Jsonb	   *answer;
+
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("reg_event_type must not be NULL")));
+	event = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	filter = PG_ARGISNULL(2) ? DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{\"type\":\"*\",\"value\":\"*\"}"))) :
+		PG_GETARG_JSONB_P(2);
+	src = dci_source_from_arg(fcinfo, true);
+	/* the filter's shape says its type, as for search queries */
+	filter_type = JB_ROOT_IS_ARRAY(filter) && !JB_ROOT_IS_SCALAR(filter) ? "predicate" :
+		(dci_jget(&filter->root, "type") && dci_jget(&filter->root, "value")) ? "idtype-value" : "expression";
+
+	dci_uuid_v4(txn);
+	dci_uuid_v4(ref);
+	dci_timestamp_now(ts, sizeof(ts));
+	initStringInfo(&m);
+	appendStringInfoChar(&m, '{');
+	dci_append_str(&m, "transaction_id", txn, &first);
+	dci_append_key(&m, "subscribe_request", &first);
+	appendStringInfoString(&m, "[{");
+	first = true;
+	dci_append_str(&m, "reference_id", ref, &first);
+	dci_append_str(&m, "timestamp", ts, &first);
+	dci_append_key(&m, "subscribe_criteria", &first);
+	appendStringInfoChar(&m, '{');
+	if (src->registry_type)
+		dci_append_str(&m, "reg_type", src->registry_type, &cfirst);
+	dci_append_str(&m, "reg_event_type", event, &cfirst);
+	dci_append_str(&m, "filter_type", filter_type, &cfirst);
+	dci_append_jsonb(&m, "filter", filter, &cfirst);
+	/* required by every registry spec: the record type of a person when not given */
+	dci_append_str(&m, "notify_record_type",
+			   PG_ARGISNULL(3) ? DCI_DEFAULT_NOTIFY_RECORD_TYPE : text_to_cstring(PG_GETARG_TEXT_PP(3)),
+			   &cfirst);
+	appendStringInfoString(&m, "}}]}");
+
+	answer = exchange(src, "/registry/subscribe", "subscribe", m.data, 1, false, "subscription", false);
+	check_ack(src, "subscription", answer);
+	PG_RETURN_TEXT_P(cstring_to_text(txn));
+}
+
+PG_FUNCTION_INFO_V1(dci_unsubscribe);
+
+/* dci_unsubscribe(source, subscription_codes text[]) returns transaction id */
+Datum
+dci_unsubscribe(PG_FUNCTION_ARGS)
+{
+	DciSource  *src;
+	ArrayType  *codes;
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	char		txn[37];
+	char		ts[32];
+	StringInfoData m;
+	bool		first = true;
+	Jsonb	   *answer;
+
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("subscription_codes must not be NULL")));
+	codes = PG_GETARG_ARRAYTYPE_P(1);
+	deconstruct_array(codes, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+	if (n == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("subscription_codes must not be empty")));
+	src = dci_source_from_arg(fcinfo, true);
+
+	dci_uuid_v4(txn);
+	dci_timestamp_now(ts, sizeof(ts));
+	initStringInfo(&m);
+	appendStringInfoChar(&m, '{');
+	dci_append_str(&m, "transaction_id", txn, &first);
+	dci_append_str(&m, "timestamp", ts, &first);
+	dci_append_key(&m, "subscription_codes", &first);
+	appendStringInfoChar(&m, '[');
+	for (int i = 0; i < n; i++)
+	{
+		if (nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("subscription_codes must not contain NULL")));
+		if (i)
+			appendStringInfoChar(&m, ',');
+		escape_json(&m, TextDatumGetCString(elems[i]));
+	}
+	appendStringInfoString(&m, "]}");
+
+	answer = exchange(src, "/registry/unsubscribe", "unsubscribe", m.data, n, false, "unsubscription", false);
+	check_ack(src, "unsubscription", answer);
+	PG_RETURN_TEXT_P(cstring_to_text(txn));
+}
+
