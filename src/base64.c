@@ -17,8 +17,8 @@
 char *
 dci_b64_encode(const unsigned char *data, size_t len, bool url)
 {
-	char	   *out;
-	int			n;
+	char *out;
+	int	  n;
 
 	if (len > (size_t) 0x3fffffff)
 		return NULL;
@@ -56,13 +56,13 @@ in_alphabet(char c, bool url)
 unsigned char *
 dci_b64_decode(const char *s, size_t len, bool url, size_t *out_len)
 {
-	size_t		pad = 0;
-	size_t		body = len;
-	char	   *std = NULL;
+	size_t		   pad = 0;
+	size_t		   body = len;
+	char		  *std = NULL;
 	unsigned char *out = NULL;
-	char	   *again = NULL;
-	size_t		stdlen;
-	int			n;
+	char		  *again = NULL;
+	size_t		   stdlen;
+	int			   n;
 
 	*out_len = 0;
 	if (len > (size_t) 0x3ffffff0)
@@ -92,13 +92,15 @@ dci_b64_decode(const char *s, size_t len, bool url, size_t *out_len)
 	if (std == NULL || out == NULL)
 		goto fail;
 	for (size_t i = 0; i < body; i++)
-		std[i] = url ? (s[i] == '-' ? '+' : s[i] == '_' ? '/' : s[i]) : s[i];
+		std[i] = url ? (s[i] == '-' ? '+' : s[i] == '_' ? '/'
+														: s[i])
+					 : s[i];
 	memset(std + body, '=', pad);
 	std[stdlen] = '\0';
 	n = stdlen ? EVP_DecodeBlock(out, (unsigned char *) std, (int) stdlen) : 0;
 	if (n < 0 || (size_t) n < pad)
 		goto fail;
-	n -= (int) pad;				/* EVP_DecodeBlock counts the padding as zero bytes */
+	n -= (int) pad; /* EVP_DecodeBlock counts the padding as zero bytes */
 	out[n] = '\0';
 
 	/* one text per value: the bytes must encode back to the same characters */

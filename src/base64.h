@@ -21,4 +21,4 @@ extern char *dci_b64_encode(const unsigned char *data, size_t len, bool url);
  */
 extern unsigned char *dci_b64_decode(const char *s, size_t len, bool url, size_t *out_len);
 
-#endif							/* DCI_BASE64_H */
+#endif /* DCI_BASE64_H */

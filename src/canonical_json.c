@@ -43,18 +43,18 @@
 
 typedef struct Member
 {
-	char	   *key;			/* generalized UTF-8, malloc'd */
-	size_t		klen;
-	size_t		voff;			/* canonical value text in the output buffer */
-	size_t		vlen;
-	size_t		index;			/* order of appearance, for "last wins" */
+	char  *key; /* generalized UTF-8, malloc'd */
+	size_t klen;
+	size_t voff; /* canonical value text in the output buffer */
+	size_t vlen;
+	size_t index; /* order of appearance, for "last wins" */
 } Member;
 
 typedef struct Members
 {
-	Member	   *m;
-	size_t		n;
-	size_t		cap;
+	Member *m;
+	size_t	n;
+	size_t	cap;
 } Members;
 
 static bool cj_parse_value(Parser *ps, Buf *out);
@@ -70,7 +70,7 @@ skip_ws(Parser *ps)
 static bool
 literal(Parser *ps, const char *word)
 {
-	size_t		n = strlen(word);
+	size_t n = strlen(word);
 
 	if ((size_t) (ps->end - ps->p) >= n && memcmp(ps->p, word, n) == 0)
 	{
@@ -87,8 +87,8 @@ member_cmp(const void *a, const void *b)
 {
 	const Member *x = a;
 	const Member *y = b;
-	size_t		n = x->klen < y->klen ? x->klen : y->klen;
-	int			c = memcmp(x->key, y->key, n);
+	size_t		  n = x->klen < y->klen ? x->klen : y->klen;
+	int			  c = memcmp(x->key, y->key, n);
 
 	if (c != 0)
 		return c;
@@ -123,8 +123,8 @@ parse_members(Parser *ps, Buf *out, Members *ms)
 	}
 	for (;;)
 	{
-		Buf			key = {0};
-		Member	   *m;
+		Buf		key = {0};
+		Member *m;
 
 		skip_ws(ps);
 		if (ps->p >= ps->end || *ps->p != '"')
@@ -139,8 +139,8 @@ parse_members(Parser *ps, Buf *out, Members *ms)
 		}
 		if (ms->n == ms->cap)
 		{
-			size_t		cap = ms->cap ? ms->cap * 2 : 8;
-			Member	   *nm = realloc(ms->m, cap * sizeof(Member));
+			size_t	cap = ms->cap ? ms->cap * 2 : 8;
+			Member *nm = realloc(ms->m, cap * sizeof(Member));
 
 			if (nm == NULL)
 			{
@@ -195,16 +195,16 @@ parse_members(Parser *ps, Buf *out, Members *ms)
 static bool
 emit_sorted(Buf *out, size_t from, Members *ms)
 {
-	Buf			obj = {0};
-	bool		first = true;
-	bool		ok = true;
+	Buf	 obj = {0};
+	bool first = true;
+	bool ok = true;
 
 	if (ms->n > 1)
 		qsort(ms->m, ms->n, sizeof(Member), member_cmp);
 	ok = cj_buf_putc(&obj, '{');
 	for (size_t i = 0; ok && i < ms->n; i++)
 	{
-		Member	   *m = &ms->m[i];
+		Member *m = &ms->m[i];
 
 		/* of equal keys only the last one (highest index) counts */
 		if (i + 1 < ms->n && m->klen == ms->m[i + 1].klen &&
@@ -214,7 +214,7 @@ emit_sorted(Buf *out, size_t from, Members *ms)
 			ok = cj_buf_putc(&obj, ',');
 		first = false;
 		ok = ok && cj_emit_string(&obj, m->key, m->klen) && cj_buf_putc(&obj, ':') &&
-			cj_buf_append(&obj, out->data + m->voff, m->vlen);
+			 cj_buf_append(&obj, out->data + m->voff, m->vlen);
 	}
 	ok = ok && cj_buf_putc(&obj, '}');
 	if (ok)
@@ -243,78 +243,78 @@ cj_parse_value(Parser *ps, Buf *out)
 	switch (*ps->p)
 	{
 		case '{':
-			{
-				Members		ms = {0};
-				size_t		from = out->len;
-				bool		ok;
+		{
+			Members ms = {0};
+			size_t	from = out->len;
+			bool	ok;
 
-				if (++ps->depth > CJ_MAX_DEPTH)
-				{
-					cj_fail(ps, "JSON nested deeper than %d levels", CJ_MAX_DEPTH);
-					return false;
-				}
-				ok = parse_members(ps, out, &ms);
-				if (ok && !emit_sorted(out, from, &ms))
-				{
-					cj_fail(ps, "out of memory");
-					ok = false;
-				}
-				members_free(&ms);
-				ps->depth--;
-				return ok;
+			if (++ps->depth > CJ_MAX_DEPTH)
+			{
+				cj_fail(ps, "JSON nested deeper than %d levels", CJ_MAX_DEPTH);
+				return false;
 			}
+			ok = parse_members(ps, out, &ms);
+			if (ok && !emit_sorted(out, from, &ms))
+			{
+				cj_fail(ps, "out of memory");
+				ok = false;
+			}
+			members_free(&ms);
+			ps->depth--;
+			return ok;
+		}
 		case '[':
+		{
+			if (++ps->depth > CJ_MAX_DEPTH)
 			{
-				if (++ps->depth > CJ_MAX_DEPTH)
+				cj_fail(ps, "JSON nested deeper than %d levels", CJ_MAX_DEPTH);
+				return false;
+			}
+			ps->p++;
+			if (!cj_buf_putc(out, '['))
+				goto oom;
+			skip_ws(ps);
+			if (ps->p < ps->end && *ps->p == ']')
+				ps->p++;
+			else
+			{
+				for (;;)
 				{
-					cj_fail(ps, "JSON nested deeper than %d levels", CJ_MAX_DEPTH);
+					if (!cj_parse_value(ps, out))
+						return false;
+					skip_ws(ps);
+					if (ps->p < ps->end && *ps->p == ',')
+					{
+						ps->p++;
+						if (!cj_buf_putc(out, ','))
+							goto oom;
+						continue;
+					}
+					if (ps->p < ps->end && *ps->p == ']')
+					{
+						ps->p++;
+						break;
+					}
+					cj_fail(ps, "expected ',' or ']'");
 					return false;
 				}
-				ps->p++;
-				if (!cj_buf_putc(out, '['))
-					goto oom;
-				skip_ws(ps);
-				if (ps->p < ps->end && *ps->p == ']')
-					ps->p++;
-				else
-				{
-					for (;;)
-					{
-						if (!cj_parse_value(ps, out))
-							return false;
-						skip_ws(ps);
-						if (ps->p < ps->end && *ps->p == ',')
-						{
-							ps->p++;
-							if (!cj_buf_putc(out, ','))
-								goto oom;
-							continue;
-						}
-						if (ps->p < ps->end && *ps->p == ']')
-						{
-							ps->p++;
-							break;
-						}
-						cj_fail(ps, "expected ',' or ']'");
-						return false;
-					}
-				}
-				ps->depth--;
-				if (!cj_buf_putc(out, ']'))
-					goto oom;
-				return true;
 			}
+			ps->depth--;
+			if (!cj_buf_putc(out, ']'))
+				goto oom;
+			return true;
+		}
 		case '"':
-			{
-				Buf			s = {0};
-				bool		ok = cj_parse_string(ps, &s) &&
-					cj_emit_string(out, s.data ? s.data : "", s.len);
+		{
+			Buf	 s = {0};
+			bool ok = cj_parse_string(ps, &s) &&
+					  cj_emit_string(out, s.data ? s.data : "", s.len);
 
-				free(s.data);
-				if (!ok)
-					cj_fail(ps, "out of memory");
-				return ok;
-			}
+			free(s.data);
+			if (!ok)
+				cj_fail(ps, "out of memory");
+			return ok;
+		}
 		case 'n':
 			if (literal(ps, "null"))
 				return cj_buf_append(out, "null", 4) || (cj_fail(ps, "out of memory"), false);
@@ -368,8 +368,8 @@ set_err(char *err, size_t errlen, const char *msg)
 char *
 cj_canonicalize(const char *text, size_t len, size_t *out_len, char *err, size_t errlen)
 {
-	Parser		ps = {0};
-	Buf			out = {0};
+	Parser ps = {0};
+	Buf	   out = {0};
 
 	ps.base = ps.p = (const unsigned char *) text;
 	ps.end = ps.p + len;
@@ -405,8 +405,8 @@ cj_canonicalize(const char *text, size_t len, size_t *out_len, char *err, size_t
 static char *
 unescape_ascii(const char *s, size_t len)
 {
-	char	   *r;
-	size_t		o = 0;
+	char  *r;
+	size_t o = 0;
 
 	if (len < 2 || s[0] != '"' || s[len - 1] != '"')
 		return NULL;
@@ -415,7 +415,7 @@ unescape_ascii(const char *s, size_t len)
 		return NULL;
 	for (size_t i = 1; i < len - 1; i++)
 	{
-		char		c = s[i];
+		char c = s[i];
 
 		if (c == '\\')
 		{
@@ -456,14 +456,14 @@ bool
 cj_envelope(const char *text, size_t len, char **hm_canonical, size_t *hm_len,
 			char **signature, char *err, size_t errlen)
 {
-	Parser		ps = {0};
-	Buf			out = {0};
-	Members		ms = {0};
-	Member	   *header = NULL;
-	Member	   *message = NULL;
-	Member	   *sig = NULL;
-	Buf			hm = {0};
-	bool		ok;
+	Parser	ps = {0};
+	Buf		out = {0};
+	Members ms = {0};
+	Member *header = NULL;
+	Member *message = NULL;
+	Member *sig = NULL;
+	Buf		hm = {0};
+	bool	ok;
 
 	*hm_canonical = NULL;
 	if (signature)
@@ -494,7 +494,7 @@ cj_envelope(const char *text, size_t len, char **hm_canonical, size_t *hm_len,
 		/* of duplicate keys the last wins */
 		for (size_t i = 0; i < ms.n; i++)
 		{
-			Member	   *m = &ms.m[i];
+			Member *m = &ms.m[i];
 
 			if (m->klen == 6 && memcmp(m->key, "header", 6) == 0)
 				header = m;
@@ -505,18 +505,17 @@ cj_envelope(const char *text, size_t len, char **hm_canonical, size_t *hm_len,
 		}
 		if (header == NULL || message == NULL)
 		{
-			set_err(err, errlen, header == NULL ? "the envelope has no \"header\"" :
-					"the envelope has no \"message\"");
+			set_err(err, errlen, header == NULL ? "the envelope has no \"header\"" : "the envelope has no \"message\"");
 			ok = false;
 		}
 	}
 	if (ok)
 	{
 		ok = cj_buf_append(&hm, "{\"header\":", 10) &&
-			cj_buf_append(&hm, out.data + header->voff, header->vlen) &&
-			cj_buf_append(&hm, ",\"message\":", 11) &&
-			cj_buf_append(&hm, out.data + message->voff, message->vlen) &&
-			cj_buf_putc(&hm, '}');
+			 cj_buf_append(&hm, out.data + header->voff, header->vlen) &&
+			 cj_buf_append(&hm, ",\"message\":", 11) &&
+			 cj_buf_append(&hm, out.data + message->voff, message->vlen) &&
+			 cj_buf_putc(&hm, '}');
 		if (!ok)
 			set_err(err, errlen, "out of memory");
 	}
@@ -534,4 +533,3 @@ cj_envelope(const char *text, size_t len, char **hm_canonical, size_t *hm_len,
 		*hm_len = hm.len;
 	return true;
 }
-

@@ -38,4 +38,4 @@ extern bool cj_envelope(const char *text, size_t len, char **hm_canonical,
  */
 extern void cj_format_double(double d, char *buf);
 
-#endif							/* DCI_CANONICAL_JSON_H */
+#endif /* DCI_CANONICAL_JSON_H */

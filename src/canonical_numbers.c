@@ -12,7 +12,6 @@
 #include "canonical_json.h"
 #include "canonical_parser.h"
 
-
 /*
  * The shortest digits that read back as x (x finite, > 0): digits without
  * a point, and decpt such that x = 0.DIGITS * 10^decpt.  Correctly rounded
@@ -24,14 +23,14 @@
 static void
 shortest_digits(double x, char *digits, int *ndigits, int *decpt)
 {
-	char		tmp[48];
+	char tmp[48];
 
 	for (int prec = 1; prec <= 17; prec++)
 	{
-		char		d[24];
-		int			nd = 0;
-		int			exp10;
-		char	   *e;
+		char  d[24];
+		int	  nd = 0;
+		int	  exp10;
+		char *e;
 
 		snprintf(tmp, sizeof(tmp), "%.*e", prec - 1, x);
 		for (char *q = tmp; *q && *q != 'e'; q++)
@@ -43,7 +42,7 @@ shortest_digits(double x, char *digits, int *ndigits, int *decpt)
 		if (strtod(tmp, NULL) != x && prec < 17)
 		{
 			/* the next decimal of the same length, upwards */
-			int			i = nd - 1;
+			int i = nd - 1;
 
 			while (i >= 0 && d[i] == '9')
 				d[i--] = '0';
@@ -78,10 +77,10 @@ shortest_digits(double x, char *digits, int *ndigits, int *decpt)
 void
 cj_format_double(double d, char *buf)
 {
-	char		digits[24];
-	int			nd,
-				decpt;
-	char	   *o = buf;
+	char digits[24];
+	int	 nd,
+		decpt;
+	char *o = buf;
 
 	if (isnan(d))
 	{
@@ -103,7 +102,7 @@ cj_format_double(double d, char *buf)
 	shortest_digits(fabs(d), digits, &nd, &decpt);
 	if (decpt <= -4 || decpt > 16)
 	{
-		int			e = decpt - 1;
+		int e = decpt - 1;
 
 		*o++ = digits[0];
 		if (nd > 1)
@@ -154,7 +153,7 @@ cj_parse_number(Parser *ps, Buf *out)
 	const unsigned char *s = ps->p;
 	const unsigned char *q = s;
 	const unsigned char *int_start;
-	bool		is_float = false;
+	bool				 is_float = false;
 
 	if (*q == '-')
 		q++;
@@ -196,12 +195,12 @@ cj_parse_number(Parser *ps, Buf *out)
 
 	if (!is_float)
 	{
-		size_t		ndig = q - int_start;
+		size_t ndig = q - int_start;
 
 		if (ndig > CJ_MAX_INT_DIGITS)
 		{
 			cj_fail(ps, "integer with more than %d digits at offset %zu", CJ_MAX_INT_DIGITS,
-				 (size_t) (s - ps->base));
+					(size_t) (s - ps->base));
 			return false;
 		}
 		/* -0 is the int 0 */
@@ -211,11 +210,11 @@ cj_parse_number(Parser *ps, Buf *out)
 	}
 	else
 	{
-		char		small[64];
-		char	   *text = small;
-		size_t		n = q - s;
-		char		repr[40];
-		bool		ok;
+		char   small[64];
+		char  *text = small;
+		size_t n = q - s;
+		char   repr[40];
+		bool   ok;
 
 		if (n >= sizeof(small))
 		{
@@ -233,4 +232,3 @@ cj_parse_number(Parser *ps, Buf *out)
 		return ok;
 	}
 }
-

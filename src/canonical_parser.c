@@ -12,9 +12,9 @@
 #include "canonical_parser.h"
 
 void
-cj_fail(Parser *ps, const char *fmt,...)
+cj_fail(Parser *ps, const char *fmt, ...)
 {
-	va_list		ap;
+	va_list ap;
 
 	if (ps->failed)
 		return;
@@ -38,8 +38,8 @@ cj_buf_reserve(Buf *b, size_t more)
 {
 	if (b->len + more + 1 > b->cap)
 	{
-		size_t		cap = b->cap ? b->cap : 256;
-		char	   *d;
+		size_t cap = b->cap ? b->cap : 256;
+		char  *d;
 
 		while (cap < b->len + more + 1)
 		{

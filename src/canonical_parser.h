@@ -15,27 +15,26 @@
 /* Python 3.11's int() refuses more digits than this (sys.int_info) */
 #define CJ_MAX_INT_DIGITS 4300
 
-
 typedef struct Buf
 {
-	char	   *data;
-	size_t		len;
-	size_t		cap;
+	char  *data;
+	size_t len;
+	size_t cap;
 } Buf;
 
 typedef struct Parser
 {
-	const unsigned char *base;	/* start of the whole text, for offsets */
+	const unsigned char *base; /* start of the whole text, for offsets */
 	const unsigned char *p;
 	const unsigned char *end;
-	int			depth;
-	bool		failed;
-	char	   *err;
-	size_t		errlen;
+	int					 depth;
+	bool				 failed;
+	char				*err;
+	size_t				 errlen;
 } Parser;
 
 /* record the first failure (printf format) */
-extern void cj_fail(Parser *ps, const char *fmt,...) __attribute__((format(printf, 2, 3)));
+extern void cj_fail(Parser *ps, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* byte offset of the parser in the text, for messages */
 extern size_t cj_offset(Parser *ps);
 /* append to an output buffer (NUL kept after the text); false when out of memory */
@@ -49,4 +48,4 @@ extern bool cj_emit_string(Buf *out, const char *s, size_t len);
 /* a number at ps->p in canonical form: ints exactly, floats as repr() (canonical_numbers.c) */
 extern bool cj_parse_number(Parser *ps, Buf *out);
 
-#endif							/* DCI_CANONICAL_PARSER_H */
+#endif /* DCI_CANONICAL_PARSER_H */

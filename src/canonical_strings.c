@@ -12,13 +12,12 @@
 
 #include "canonical_parser.h"
 
-
 /* append code point cp (any value up to 0x10FFFF, surrogates too) */
 static bool
 put_utf8(Buf *b, uint32_t cp)
 {
-	char		s[4];
-	size_t		n;
+	char   s[4];
+	size_t n;
 
 	if (cp < 0x80)
 	{
@@ -58,9 +57,9 @@ static size_t
 get_utf8(const unsigned char *p, const unsigned char *end, uint32_t *cp)
 {
 	unsigned char c = p[0];
-	size_t		n;
-	uint32_t	v;
-	uint32_t	min;
+	size_t		  n;
+	uint32_t	  v;
+	uint32_t	  min;
 
 	if (c < 0x80)
 	{
@@ -123,14 +122,14 @@ get_wtf8(const unsigned char *p, uint32_t *cp)
 		return 3;
 	}
 	*cp = ((uint32_t) (c & 0x07) << 18) | ((uint32_t) (p[1] & 0x3F) << 12) |
-		((uint32_t) (p[2] & 0x3F) << 6) | (p[3] & 0x3F);
+		  ((uint32_t) (p[2] & 0x3F) << 6) | (p[3] & 0x3F);
 	return 4;
 }
 
 static int
 hex4(const unsigned char *p, const unsigned char *end, uint32_t *v)
 {
-	uint32_t	r = 0;
+	uint32_t r = 0;
 
 	if (end - p < 4)
 		return 0;
@@ -161,7 +160,7 @@ hex4(const unsigned char *p, const unsigned char *end, uint32_t *v)
 bool
 cj_parse_string(Parser *ps, Buf *s)
 {
-	ps->p++;					/* the opening quote */
+	ps->p++; /* the opening quote */
 	for (;;)
 	{
 		unsigned char c;
@@ -184,7 +183,7 @@ cj_parse_string(Parser *ps, Buf *s)
 		}
 		if (c == '\\')
 		{
-			char		simple = 0;
+			char simple = 0;
 
 			if (ps->end - ps->p < 2)
 			{
@@ -218,35 +217,35 @@ cj_parse_string(Parser *ps, Buf *s)
 					simple = '\t';
 					break;
 				case 'u':
-					{
-						uint32_t	cp,
-									lo;
+				{
+					uint32_t cp,
+						lo;
 
-						if (!hex4(ps->p + 2, ps->end, &cp))
+					if (!hex4(ps->p + 2, ps->end, &cp))
+					{
+						cj_fail(ps, "invalid \\uXXXX escape at offset %zu", cj_offset(ps));
+						return false;
+					}
+					ps->p += 6;
+					/* a high surrogate joins an escaped low one that follows */
+					if (cp >= 0xD800 && cp <= 0xDBFF && ps->end - ps->p >= 6 &&
+						ps->p[0] == '\\' && ps->p[1] == 'u')
+					{
+						if (!hex4(ps->p + 2, ps->end, &lo))
 						{
 							cj_fail(ps, "invalid \\uXXXX escape at offset %zu", cj_offset(ps));
 							return false;
 						}
-						ps->p += 6;
-						/* a high surrogate joins an escaped low one that follows */
-						if (cp >= 0xD800 && cp <= 0xDBFF && ps->end - ps->p >= 6 &&
-							ps->p[0] == '\\' && ps->p[1] == 'u')
+						if (lo >= 0xDC00 && lo <= 0xDFFF)
 						{
-							if (!hex4(ps->p + 2, ps->end, &lo))
-							{
-								cj_fail(ps, "invalid \\uXXXX escape at offset %zu", cj_offset(ps));
-								return false;
-							}
-							if (lo >= 0xDC00 && lo <= 0xDFFF)
-							{
-								cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-								ps->p += 6;
-							}
+							cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+							ps->p += 6;
 						}
-						if (!put_utf8(s, cp))
-							goto oom;
-						continue;
 					}
+					if (!put_utf8(s, cp))
+						goto oom;
+					continue;
+				}
 				default:
 					cj_fail(ps, "invalid escape at offset %zu", cj_offset(ps));
 					return false;
@@ -268,8 +267,8 @@ cj_parse_string(Parser *ps, Buf *s)
 		}
 		else
 		{
-			uint32_t	cp;
-			size_t		n = get_utf8(ps->p, ps->end, &cp);
+			uint32_t cp;
+			size_t	 n = get_utf8(ps->p, ps->end, &cp);
 
 			if (n == 0)
 			{
@@ -290,7 +289,7 @@ oom:
 bool
 cj_emit_string(Buf *out, const char *s, size_t len)
 {
-	static const char hex[] = "0123456789abcdef";
+	static const char	 hex[] = "0123456789abcdef";
 	const unsigned char *p = (const unsigned char *) s;
 	const unsigned char *end = p + len;
 
@@ -298,9 +297,9 @@ cj_emit_string(Buf *out, const char *s, size_t len)
 		return false;
 	while (p < end)
 	{
-		uint32_t	cp;
-		char		esc[12];
-		size_t		n = 0;
+		uint32_t cp;
+		char	 esc[12];
+		size_t	 n = 0;
 
 		p += get_wtf8(p, &cp);
 		switch (cp)
@@ -334,8 +333,8 @@ cj_emit_string(Buf *out, const char *s, size_t len)
 				}
 				else
 				{
-					uint32_t	units[2];
-					int			nu = 0;
+					uint32_t units[2];
+					int		 nu = 0;
 
 					if (cp >= 0x10000)
 					{
@@ -360,4 +359,3 @@ cj_emit_string(Buf *out, const char *s, size_t len)
 	}
 	return cj_buf_putc(out, '"');
 }
-

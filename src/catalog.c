@@ -80,7 +80,7 @@ dci_extension_schema(bool missing_ok)
 	}
 	if (!OidIsValid(schema_oid))
 	{
-		Oid			ext = get_extension_oid("dci_client", true);
+		Oid ext = get_extension_oid("dci_client", true);
 
 		if (!OidIsValid(ext) && missing_ok)
 			return InvalidOid;
@@ -120,16 +120,17 @@ dci_signing_key_table_oid(void)
 }
 
 char *
-dci_qualified_name(const char *relname)
-{
-	return quote_qualified_identifier(get_namespace_name(dci_extension_schema(false)), relname);
-}
-
-char *
 dci_qualified_table_name(Oid table_oid)
 {
-	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(table_oid)),
-									  get_rel_name(table_oid));
+	char *name = get_rel_name(table_oid);
+	char *schema = name ? get_namespace_name(get_rel_namespace(table_oid)) : NULL;
+
+	if (name == NULL || schema == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_DCI_CONFIG),
+				 errmsg("a table of extension dci_client is missing"),
+				 errhint("The extension may have been dropped meanwhile.")));
+	return quote_qualified_identifier(schema, name);
 }
 
 void
@@ -160,7 +161,7 @@ dci_spi_begin_privileged(DciPrivilegedState *state)
 	GetUserIdAndSecContext(&state->save_userid, &state->save_sec_context);
 	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
 						   state->save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
+							   SECURITY_RESTRICTED_OPERATION);
 	dci_spi_begin_pinned(&state->pinned);
 }
 

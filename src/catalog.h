@@ -10,18 +10,17 @@
 #include "postgres.h"
 
 /* the extension's schema (from pg_extension); InvalidOid if missing_ok and not installed */
-extern Oid	dci_extension_schema(bool missing_ok);
+extern Oid dci_extension_schema(bool missing_ok);
 /* dci_data_source / dci_signing_key (they change when the extension is re-created) */
-extern Oid	dci_source_table_oid(void);
-extern Oid	dci_signing_key_table_oid(void);
-/* "schema"."name" for SQL text: of one of the tables, or of an object of the extension */
+extern Oid dci_source_table_oid(void);
+extern Oid dci_signing_key_table_oid(void);
+/* "schema"."table" for SQL text (DC001 when the table is gone) */
 extern char *dci_qualified_table_name(Oid table_oid);
-extern char *dci_qualified_name(const char *relname);
 
 /* SPI as the caller, search_path pinned to pg_catalog, pg_temp */
 typedef struct DciPinnedState
 {
-	int			nestlevel;
+	int nestlevel;
 } DciPinnedState;
 extern void dci_spi_begin_pinned(DciPinnedState *state);
 extern void dci_spi_end_pinned(DciPinnedState *state);
@@ -29,11 +28,11 @@ extern void dci_spi_end_pinned(DciPinnedState *state);
 /* SPI as the bootstrap superuser, restricted, search_path pinned */
 typedef struct DciPrivilegedState
 {
-	Oid			save_userid;
-	int			save_sec_context;
+	Oid			   save_userid;
+	int			   save_sec_context;
 	DciPinnedState pinned;
 } DciPrivilegedState;
 extern void dci_spi_begin_privileged(DciPrivilegedState *state);
 extern void dci_spi_end_privileged(DciPrivilegedState *state);
 
-#endif							/* DCI_CATALOG_H */
+#endif /* DCI_CATALOG_H */

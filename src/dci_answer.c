@@ -56,9 +56,9 @@ dci_jstring(JsonbValue *v)
 int64
 dci_jcount(JsonbValue *v)
 {
-	char	   *s = NULL;
-	char	   *end;
-	long long	n;
+	char	 *s = NULL;
+	char	 *end;
+	long long n;
 
 	if (v == NULL)
 		return -1;
@@ -79,9 +79,9 @@ dci_jcount(JsonbValue *v)
 char *
 dci_reason_text(const DciSource *src, JsonbContainer *c, const char *code_key, const char *msg_key)
 {
-	char	   *code = dci_jstring(dci_jget(c, code_key));
-	char	   *msg = dci_jstring(dci_jget(c, msg_key));
-	char	   *text;
+	char *code = dci_jstring(dci_jget(c, code_key));
+	char *msg = dci_jstring(dci_jget(c, msg_key));
+	char *text;
 
 	if ((code == NULL || *code == '\0') && (msg == NULL || *msg == '\0'))
 		return NULL;
@@ -101,10 +101,10 @@ dci_reason_text(const DciSource *src, JsonbContainer *c, const char *code_key, c
 typedef struct BuildState
 {
 	JsonbParseState *ps;
-	JsonbValue *res;
-	int			depth;
-	bool		too_deep;		/* refused: nesting past DCI_JSON_MAX_DEPTH ... */
-	bool		bad_number;		/* ... or a number numeric cannot hold */
+	JsonbValue		*res;
+	int				 depth;
+	bool			 too_deep;	 /* refused: nesting past DCI_JSON_MAX_DEPTH ... */
+	bool			 bad_number; /* ... or a number numeric cannot hold */
 } BuildState;
 
 /* PostgreSQL 16 lets a semantic action stop the parse; before, it only records */
@@ -214,7 +214,7 @@ build_scalar(void *arg, char *token, JsonTokenType type)
 	if (b->ps == NULL)
 	{
 		/* a bare scalar: jsonb keeps it as a one-element raw array */
-		JsonbValue	va;
+		JsonbValue va;
 
 		va.type = jbvArray;
 		va.val.array.rawScalar = true;
@@ -238,11 +238,11 @@ build_scalar(void *arg, char *token, JsonTokenType type)
 static Jsonb *
 parse_object(DciSource *src, const char *what, char *text, size_t len, char **detail)
 {
-	JsonLexContext *lex;
+	JsonLexContext	  *lex;
 	JsonParseErrorType perr;
-	JsonSemAction sem;
-	BuildState	build = {NULL, NULL, 0, false, false};
-	Jsonb	   *jb;
+	JsonSemAction	   sem;
+	BuildState		   build = {NULL, NULL, 0, false, false};
+	Jsonb			  *jb;
 
 	*detail = NULL;
 #if PG_VERSION_NUM >= 170000
@@ -284,7 +284,7 @@ static void
 refuse_http_status(DciSource *src, const char *what, const DciHttpResponse *resp, Jsonb *jb,
 				   const char *text, size_t len)
 {
-	char	   *why = NULL;
+	char *why = NULL;
 
 	if (resp->status == 401 || resp->status == 403)
 		ereport(ERROR,
@@ -330,9 +330,9 @@ refuse_rejection(DciSource *src, const char *what, Jsonb *jb)
 {
 	JsonbContainer *m = dci_jobject(dci_jget(&jb->root, "message"));
 	JsonbContainer *header = dci_jobject(dci_jget(&jb->root, "header"));
-	char	   *ack = dci_jstring(dci_jget(m, "ack_status"));
-	char	   *status = dci_jstring(dci_jget(header, "status"));
-	char	   *why;
+	char		   *ack = dci_jstring(dci_jget(m, "ack_status"));
+	char		   *status = dci_jstring(dci_jget(header, "status"));
+	char		   *why;
 
 	/* also where a sync endpoint should have answered */
 	if (ack && (strcmp(ack, "NACK") == 0 || strcmp(ack, "ERR") == 0))
@@ -356,12 +356,12 @@ refuse_rejection(DciSource *src, const char *what, Jsonb *jb)
 Jsonb *
 dci_parse_answer(DciSource *src, const char *what, const DciHttpResponse *resp, bool need_header)
 {
-	char	   *raw = dci_body_to_cstring(src, resp);
-	size_t		raw_len = (raw == resp->body) ? resp->body_len : strlen(raw);
-	char	   *str;
-	size_t		str_len;
-	char	   *detail;
-	Jsonb	   *jb;
+	char  *raw = dci_body_to_cstring(src, resp);
+	size_t raw_len = (raw == resp->body) ? resp->body_len : strlen(raw);
+	char  *str;
+	size_t str_len;
+	char  *detail;
+	Jsonb *jb;
 
 	/*
 	 * PostgreSQL's parser recurses: too deep a nesting would end in 54001
@@ -405,7 +405,7 @@ push_value(JsonbParseState **st, JsonbIteratorToken tok, JsonbValue *v)
 static void
 push_key(JsonbParseState **st, const char *key)
 {
-	JsonbValue	k;
+	JsonbValue k;
 
 	k.type = jbvString;
 	k.val.string.val = (char *) key;
@@ -423,8 +423,8 @@ is_empty_string(JsonbValue *v)
 static void
 push_count(JsonbParseState **st, JsonbValue *v)
 {
-	JsonbValue	n;
-	int64		c = dci_jcount(v);
+	JsonbValue n;
+	int64	   c = dci_jcount(v);
 
 	if (c < 0)
 		n.type = jbvNull;
@@ -437,15 +437,15 @@ push_count(JsonbParseState **st, JsonbValue *v)
 }
 
 /* copy an object, calling fix(key, value) for each member */
-typedef void (*member_fixer) (JsonbParseState **st, const char *key, JsonbValue *v);
+typedef void (*member_fixer)(JsonbParseState **st, const char *key, JsonbValue *v);
 
 static JsonbValue *
 copy_object(JsonbParseState **st, JsonbContainer *c, member_fixer fix)
 {
-	JsonbIterator *it = JsonbIteratorInit(c);
-	JsonbValue	v;
+	JsonbIterator	  *it = JsonbIteratorInit(c);
+	JsonbValue		   v;
 	JsonbIteratorToken tok;
-	char	   *key = NULL;
+	char			  *key = NULL;
 
 	tok = JsonbIteratorNext(&it, &v, true);
 	Assert(tok == WJB_BEGIN_OBJECT);
@@ -492,7 +492,7 @@ fix_data(JsonbParseState **st, const char *key, JsonbValue *v)
 	else if (is_empty_string(v) && strcmp(key, "version") != 0 && strcmp(key, "reg_type") != 0 &&
 			 strcmp(key, "reg_record_type") != 0)
 	{
-		JsonbValue	n = {.type = jbvNull};
+		JsonbValue n = {.type = jbvNull};
 
 		push_value(st, WJB_VALUE, &n);
 	}
@@ -534,12 +534,12 @@ count_is_normal(JsonbContainer *pag, const char *key)
 static bool
 item_is_normal(JsonbContainer *item)
 {
-	JsonbValue *data = dci_jget(item, "data");
-	JsonbValue *pag = dci_jget(item, "pagination");
-	JsonbContainer *d = dci_jobject(data);
-	JsonbValue *recs;
-	JsonbIterator *it;
-	JsonbValue	v;
+	JsonbValue		  *data = dci_jget(item, "data");
+	JsonbValue		  *pag = dci_jget(item, "pagination");
+	JsonbContainer	  *d = dci_jobject(data);
+	JsonbValue		  *recs;
+	JsonbIterator	  *it;
+	JsonbValue		   v;
 	JsonbIteratorToken tok;
 
 	if (d == NULL)
@@ -567,7 +567,7 @@ item_is_normal(JsonbContainer *item)
 Jsonb *
 dci_normalize_item(JsonbValue *value)
 {
-	JsonbContainer *item = value->val.binary.data;
+	JsonbContainer	*item = value->val.binary.data;
 	JsonbParseState *st = NULL;
 
 	/* already normal: a plain copy of its bytes */
@@ -576,4 +576,3 @@ dci_normalize_item(JsonbValue *value)
 
 	return JsonbValueToJsonb(copy_object(&st, item, fix_item));
 }
-

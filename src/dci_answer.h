@@ -14,7 +14,7 @@
 extern JsonbValue *dci_jget(JsonbContainer *c, const char *key);
 /* the value as an object / a palloc'd string, NULL when it is not one */
 extern JsonbContainer *dci_jobject(JsonbValue *v);
-extern char *dci_jstring(JsonbValue *v);
+extern char			  *dci_jstring(JsonbValue *v);
 /* a count given as a number or a numeric string; -1 when absent or not a count */
 extern int64 dci_jcount(JsonbValue *v);
 /* "code: message" of an error object, quoted and redacted; NULL when it has neither */
@@ -34,4 +34,4 @@ extern Jsonb *dci_parse_answer(DciSource *src, const char *what, const DciHttpRe
 /* a search_response item in the lenient normal form (README, "DCI layer") */
 extern Jsonb *dci_normalize_item(JsonbValue *value);
 
-#endif							/* DCI_ANSWER_H */
+#endif /* DCI_ANSWER_H */

@@ -26,7 +26,7 @@
 
 /* dci_search_records stops here unless max_records says otherwise */
 #define DCI_RECORDS_HARD_CAP 100000
-#define DCI_MAX_PAGE_SIZE 1000
+#define DCI_MAX_PAGE_SIZE	 1000
 
 /* dci_subscribe's notify_record_type when the caller gives none (README, "DCI layer") */
 #define DCI_DEFAULT_NOTIFY_RECORD_TYPE "spdci-extensions-dci:Person"
@@ -38,11 +38,11 @@ static Jsonb *
 exchange(DciSource *src, const char *path, const char *action, const char *message,
 		 int total_count, bool read_only, const char *what, bool need_header)
 {
-	size_t		len;
-	char	   *envelope = dci_build_envelope(src, action, message, total_count, &len);
+	size_t			len;
+	char		   *envelope = dci_build_envelope(src, action, message, total_count, &len);
 	DciHttpResponse resp;
-	DciError	err = {0};
-	Jsonb	   *volatile answer = NULL;
+	DciError		err = {0};
+	Jsonb *volatile answer = NULL;
 
 	dci_log_begin(src, "POST", path);
 	PG_TRY();
@@ -80,7 +80,7 @@ static const char *const criteria_options[] = {"sort", "reg_event_type", "reg_re
 static void
 check_search_args(SearchArgs *a)
 {
-	bool		ok = false;
+	bool ok = false;
 
 	for (int i = 0; i < lengthof(query_types); i++)
 		if (a->query_type && strcmp(a->query_type, query_types[i]) == 0)
@@ -104,8 +104,8 @@ check_search_args(SearchArgs *a)
 				 errmsg("page_number must be 1 or more")));
 	if (a->options)
 	{
-		JsonbIterator *it;
-		JsonbValue	v;
+		JsonbIterator	  *it;
+		JsonbValue		   v;
 		JsonbIteratorToken tok;
 
 		if (!JB_ROOT_IS_OBJECT(a->options) || JB_ROOT_IS_SCALAR(a->options))
@@ -115,8 +115,8 @@ check_search_args(SearchArgs *a)
 		it = JsonbIteratorInit(&a->options->root);
 		while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
 		{
-			char	   *key;
-			bool		known = false;
+			char *key;
+			bool  known = false;
 
 			if (tok != WJB_KEY)
 				continue;
@@ -168,18 +168,18 @@ static char *
 search_message(DciSource *src, SearchArgs *a, char **txn)
 {
 	StringInfoData m;
-	char		ref[37];
-	char		ts[32];
-	bool		first = true;
-	bool		cfirst = true;
-	const char *reg_type = a->reg_type ? a->reg_type : src->registry_type;
-	char	   *locale = option_string(a->options, "locale");
+	char		   ref[37];
+	char		   ts[32];
+	bool		   first = true;
+	bool		   cfirst = true;
+	const char	  *reg_type = a->reg_type ? a->reg_type : src->registry_type;
+	char		  *locale = option_string(a->options, "locale");
 
 	if (a->transaction_id)
 		*txn = pstrdup(a->transaction_id);
 	else
 	{
-		char	   *t = option_string(a->options, "transaction_id");
+		char *t = option_string(a->options, "transaction_id");
 
 		if (t == NULL)
 		{
@@ -210,7 +210,7 @@ search_message(DciSource *src, SearchArgs *a, char **txn)
 		dci_append_str(&m, "reg_type", reg_type, &cfirst);
 	for (int i = 1; i <= 2; i++)
 	{
-		char	   *t = option_text(a->options, criteria_options[i]);
+		char *t = option_text(a->options, criteria_options[i]);
 
 		if (t)
 		{
@@ -221,7 +221,7 @@ search_message(DciSource *src, SearchArgs *a, char **txn)
 	dci_append_str(&m, "query_type", a->query_type, &cfirst);
 	dci_append_jsonb(&m, "query", a->query, &cfirst);
 	{
-		char	   *sort = option_text(a->options, "sort");
+		char *sort = option_text(a->options, "sort");
 
 		if (sort)
 		{
@@ -233,7 +233,7 @@ search_message(DciSource *src, SearchArgs *a, char **txn)
 	appendStringInfo(&m, "{\"page_size\":%d,\"page_number\":%d}", a->page_size, a->page_number);
 	for (int i = 3; i <= 4; i++)
 	{
-		char	   *t = option_text(a->options, criteria_options[i]);
+		char *t = option_text(a->options, criteria_options[i]);
 
 		if (t)
 		{
@@ -252,15 +252,15 @@ search_message(DciSource *src, SearchArgs *a, char **txn)
 static Jsonb *
 search_once(DciSource *src, SearchArgs *a)
 {
-	char	   *txn;
-	char	   *message = search_message(src, a, &txn);
-	Jsonb	   *answer = exchange(src, src->search_endpoint, "search", message, 1, true,
-								  "search", true);
+	char		   *txn;
+	char		   *message = search_message(src, a, &txn);
+	Jsonb		   *answer = exchange(src, src->search_endpoint, "search", message, 1, true,
+									  "search", true);
 	JsonbContainer *msg = dci_jobject(dci_jget(&answer->root, "message"));
-	JsonbValue *list = dci_jget(msg, "search_response");
-	JsonbValue *first;
+	JsonbValue	   *list = dci_jget(msg, "search_response");
+	JsonbValue	   *first;
 	JsonbContainer *item;
-	char	   *status;
+	char		   *status;
 
 	if (list == NULL || list->type != jbvBinary || !JsonContainerIsArray(list->val.binary.data) ||
 		JsonContainerSize(list->val.binary.data) == 0)
@@ -276,7 +276,7 @@ search_once(DciSource *src, SearchArgs *a)
 	status = dci_jstring(dci_jget(item, "status"));
 	if (status && strcmp(status, "rjct") == 0)
 	{
-		char	   *why = dci_reason_text(src, item, "status_reason_code", "status_reason_message");
+		char *why = dci_reason_text(src, item, "status_reason_code", "status_reason_message");
 
 		ereport(ERROR,
 				(errcode(ERRCODE_DCI_REJECTED),
@@ -309,8 +309,8 @@ PG_FUNCTION_INFO_V1(dci_search);
 Datum
 dci_search(PG_FUNCTION_ARGS)
 {
-	SearchArgs	a;
-	DciSource  *src;
+	SearchArgs a;
+	DciSource *src;
 
 	read_search_args(fcinfo, &a, true);
 	src = dci_source_from_arg(fcinfo, true);
@@ -321,25 +321,25 @@ dci_search(PG_FUNCTION_ARGS)
 
 typedef struct RecordsState
 {
-	DciSource  *src;
-	SearchArgs	args;
+	DciSource	 *src;
+	SearchArgs	  args;
 	MemoryContext page_cxt;		/* holds one page at a time */
-	Jsonb	   *page;			/* normalised item of the current page */
-	int			page_records;	/* records in the current page */
-	int			next_record;	/* index of the next record to return */
-	int64		total_count;	/* -1: registry did not say */
-	int64		returned;
-	int64		limit;
-	bool		last_page;
-	char		code[NAMEDATALEN * 2];
-	int32		source_id;
+	Jsonb		 *page;			/* normalised item of the current page */
+	int			  page_records; /* records in the current page */
+	int			  next_record;	/* index of the next record to return */
+	int64		  total_count;	/* -1: registry did not say */
+	int64		  returned;
+	int64		  limit;
+	bool		  last_page;
+	char		  code[NAMEDATALEN * 2];
+	int32		  source_id;
 } RecordsState;
 
 static JsonbContainer *
 records_of(Jsonb *item)
 {
 	JsonbContainer *data = dci_jobject(dci_jget(&item->root, "data"));
-	JsonbValue *recs = dci_jget(data, "reg_records");
+	JsonbValue	   *recs = dci_jget(data, "reg_records");
 
 	if (recs && recs->type == jbvBinary && JsonContainerIsArray(recs->val.binary.data))
 		return recs->val.binary.data;
@@ -349,7 +349,7 @@ records_of(Jsonb *item)
 static void
 fetch_page(RecordsState *st)
 {
-	MemoryContext old;
+	MemoryContext	old;
 	JsonbContainer *recs;
 	JsonbContainer *pag;
 
@@ -364,7 +364,7 @@ fetch_page(RecordsState *st)
 	pag = dci_jobject(dci_jget(&st->page->root, "pagination"));
 	if (pag)
 	{
-		int64		t = dci_jcount(dci_jget(pag, "total_count"));
+		int64 t = dci_jcount(dci_jget(pag, "total_count"));
 
 		if (t >= 0)
 			st->total_count = t;
@@ -385,8 +385,8 @@ static Datum
 records_next(FunctionCallInfo fcinfo, bool *done)
 {
 	FuncCallContext *funcctx = SRF_PERCALL_SETUP();
-	RecordsState *st = funcctx->user_fctx;
-	JsonbValue *v;
+	RecordsState	*st = funcctx->user_fctx;
+	JsonbValue		*v;
 
 	*done = true;
 	if (st->returned >= st->limit || (st->total_count >= 0 && st->returned >= st->total_count))
@@ -417,14 +417,14 @@ Datum
 dci_search_records(PG_FUNCTION_ARGS)
 {
 	FuncCallContext *funcctx;
-	bool		done;
-	Datum		result;
+	bool			 done;
+	Datum			 result;
 
 	if (SRF_IS_FIRSTCALL())
 	{
 		MemoryContext old;
 		RecordsState *st;
-		DciSource  *src;
+		DciSource	 *src;
 
 		funcctx = SRF_FIRSTCALL_INIT();
 		old = MemoryContextSwitchTo(funcctx->multi_call_memory_ctx);
@@ -469,7 +469,7 @@ static void
 check_ack(DciSource *src, const char *what, Jsonb *answer)
 {
 	JsonbContainer *msg = dci_jobject(dci_jget(&answer->root, "message"));
-	char	   *ack = dci_jstring(dci_jget(msg, "ack_status"));
+	char		   *ack = dci_jstring(dci_jget(msg, "ack_status"));
 
 	if (ack == NULL)
 		ack = dci_jstring(dci_jget(&answer->root, "ack_status"));
@@ -477,7 +477,7 @@ check_ack(DciSource *src, const char *what, Jsonb *answer)
 		return;
 	if (ack && (strcmp(ack, "NACK") == 0 || strcmp(ack, "ERR") == 0))
 	{
-		char	   *why = dci_reason_text(src, dci_jobject(dci_jget(msg, "error")), "code", "message");
+		char *why = dci_reason_text(src, dci_jobject(dci_jget(msg, "error")), "code", "message");
 
 		ereport(ERROR,
 				(errcode(ERRCODE_DCI_REJECTED),
@@ -495,11 +495,11 @@ PG_FUNCTION_INFO_V1(dci_search_async);
 Datum
 dci_search_async(PG_FUNCTION_ARGS)
 {
-	SearchArgs	a;
-	DciSource  *src;
-	char	   *txn;
-	char	   *message;
-	Jsonb	   *answer;
+	SearchArgs a;
+	DciSource *src;
+	char	  *txn;
+	char	  *message;
+	Jsonb	  *answer;
 
 	read_search_args(fcinfo, &a, true);
 	src = dci_source_from_arg(fcinfo, true);
@@ -515,16 +515,16 @@ PG_FUNCTION_INFO_V1(dci_txn_status);
 Datum
 dci_txn_status(PG_FUNCTION_ARGS)
 {
-	DciSource  *src;
-	char	   *wanted;
-	char		txn[37];
-	char		ref[37];
-	StringInfoData m;
-	bool		first = true;
-	bool		rfirst = true;
-	Jsonb	   *answer;
+	DciSource	   *src;
+	char		   *wanted;
+	char			txn[37];
+	char			ref[37];
+	StringInfoData	m;
+	bool			first = true;
+	bool			rfirst = true;
+	Jsonb		   *answer;
 	JsonbContainer *msg;
-	JsonbValue *resp;
+	JsonbValue	   *resp;
 
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -561,29 +561,28 @@ PG_FUNCTION_INFO_V1(dci_subscribe);
 Datum
 dci_subscribe(PG_FUNCTION_ARGS)
 {
-	DciSource  *src;
-	char	   *event;
-	Jsonb	   *filter;
-	char		txn[37];
-	char		ref[37];
-	char		ts[32];
+	DciSource	  *src;
+	char		  *event;
+	Jsonb		  *filter;
+	char		   txn[37];
+	char		   ref[37];
+	char		   ts[32];
 	StringInfoData m;
-	bool		first = true;
-	bool		cfirst = true;
-	const char *filter_type;
-	Jsonb	   *answer;
+	bool		   first = true;
+	bool		   cfirst = true;
+	const char	  *filter_type;
+	Jsonb		  *answer;
 
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("reg_event_type must not be NULL")));
 	event = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	filter = PG_ARGISNULL(2) ? DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{\"type\":\"*\",\"value\":\"*\"}"))) :
-		PG_GETARG_JSONB_P(2);
+	filter = PG_ARGISNULL(2) ? DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{\"type\":\"*\",\"value\":\"*\"}"))) : PG_GETARG_JSONB_P(2);
 	src = dci_source_from_arg(fcinfo, true);
 	/* the filter's shape says its type, as for search queries */
-	filter_type = JB_ROOT_IS_ARRAY(filter) && !JB_ROOT_IS_SCALAR(filter) ? "predicate" :
-		(dci_jget(&filter->root, "type") && dci_jget(&filter->root, "value")) ? "idtype-value" : "expression";
+	filter_type = JB_ROOT_IS_ARRAY(filter) && !JB_ROOT_IS_SCALAR(filter) ? "predicate" : (dci_jget(&filter->root, "type") && dci_jget(&filter->root, "value")) ? "idtype-value"
+																																							   : "expression";
 
 	dci_uuid_v4(txn);
 	dci_uuid_v4(ref);
@@ -605,8 +604,8 @@ dci_subscribe(PG_FUNCTION_ARGS)
 	dci_append_jsonb(&m, "filter", filter, &cfirst);
 	/* required by every registry spec: the record type of a person when not given */
 	dci_append_str(&m, "notify_record_type",
-			   PG_ARGISNULL(3) ? DCI_DEFAULT_NOTIFY_RECORD_TYPE : text_to_cstring(PG_GETARG_TEXT_PP(3)),
-			   &cfirst);
+				   PG_ARGISNULL(3) ? DCI_DEFAULT_NOTIFY_RECORD_TYPE : text_to_cstring(PG_GETARG_TEXT_PP(3)),
+				   &cfirst);
 	appendStringInfoString(&m, "}}]}");
 
 	answer = exchange(src, "/registry/subscribe", "subscribe", m.data, 1, false, "subscription", false);
@@ -620,16 +619,16 @@ PG_FUNCTION_INFO_V1(dci_unsubscribe);
 Datum
 dci_unsubscribe(PG_FUNCTION_ARGS)
 {
-	DciSource  *src;
-	ArrayType  *codes;
-	Datum	   *elems;
-	bool	   *nulls;
-	int			n;
-	char		txn[37];
-	char		ts[32];
+	DciSource	  *src;
+	ArrayType	  *codes;
+	Datum		  *elems;
+	bool		  *nulls;
+	int			   n;
+	char		   txn[37];
+	char		   ts[32];
 	StringInfoData m;
-	bool		first = true;
-	Jsonb	   *answer;
+	bool		   first = true;
+	Jsonb		  *answer;
 
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -667,4 +666,3 @@ dci_unsubscribe(PG_FUNCTION_ARGS)
 	check_ack(src, "unsubscription", answer);
 	PG_RETURN_TEXT_P(cstring_to_text(txn));
 }
-

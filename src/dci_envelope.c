@@ -31,9 +31,9 @@ void
 dci_uuid_v4(char *out)
 {
 	static pg_prng_state prng;
-	static bool seeded = false;
-	unsigned char b[16];
-	uint64		r[2];
+	static bool			 seeded = false;
+	unsigned char		 b[16];
+	uint64				 r[2];
 
 	if (!seeded)
 	{
@@ -66,12 +66,12 @@ void
 dci_timestamp_now(char *out, size_t len)
 {
 	struct timeval tv;
-	struct tm	tm;
+	struct tm	   tm;
 
-	int			fields[7];
-	static const int widths[7] = {4, 2, 2, 2, 2, 2, 3};
+	int				  fields[7];
+	static const int  widths[7] = {4, 2, 2, 2, 2, 2, 3};
 	static const char seps[7] = {'-', '-', 'T', ':', ':', '.', 'Z'};
-	int			o = 0;
+	int				  o = 0;
 
 	Assert(len >= 25);
 	gettimeofday(&tv, NULL);
@@ -86,7 +86,7 @@ dci_timestamp_now(char *out, size_t len)
 	/* YYYY-MM-DDTHH:MM:SS.mmmZ, by hand (this runs twice per message) */
 	for (int f = 0; f < 7; f++)
 	{
-		int			v = fields[f];
+		int v = fields[f];
 
 		for (int d = widths[f] - 1; d >= 0; d--)
 		{
@@ -130,14 +130,14 @@ dci_append_jsonb(StringInfo buf, const char *key, Jsonb *value, bool *first)
  */
 char *
 dci_build_envelope(DciSource *src, const char *action, const char *message, int total_count,
-			   size_t *len)
+				   size_t *len)
 {
 	StringInfoData hm;
 	StringInfoData out;
-	char		msgid[37];
-	char		ts[32];
-	bool		first = true;
-	char	   *signature;
+	char		   msgid[37];
+	char		   ts[32];
+	bool		   first = true;
+	char		  *signature;
 
 	/* registries route and verify by sender_id: an envelope without one is refused there */
 	if (src->sender_id == NULL || *src->sender_id == '\0')
@@ -189,8 +189,8 @@ static int
 count_requests(Jsonb *message)
 {
 	static const char *const lists[] = {"search_request", "subscribe_request", "subscription_codes",
-	"notify_request"};
-	JsonbValue *v;
+										"notify_request"};
+	JsonbValue				*v;
 
 	if (!JB_ROOT_IS_OBJECT(message) || JB_ROOT_IS_SCALAR(message))
 		return 1;
@@ -209,10 +209,10 @@ PG_FUNCTION_INFO_V1(dci_envelope);
 Datum
 dci_envelope(PG_FUNCTION_ARGS)
 {
-	DciSource  *src;
-	char	   *action;
-	Jsonb	   *message;
-	char	   *envelope_text;
+	DciSource *src;
+	char	  *action;
+	Jsonb	  *message;
+	char	  *envelope_text;
 
 	if (PG_ARGISNULL(1) || PG_ARGISNULL(2))
 		ereport(ERROR,
@@ -246,6 +246,6 @@ dci_envelope(PG_FUNCTION_ARGS)
 					 errmsg("data source \"%s\" is not active: its key signs nothing", src->code)));
 	}
 	envelope_text = dci_build_envelope(src, action, dci_jsonb_to_compact(message, NULL),
-								   count_requests(message), NULL);
+									   count_requests(message), NULL);
 	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(envelope_text)));
 }

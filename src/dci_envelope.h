@@ -30,4 +30,4 @@ extern void dci_append_jsonb(StringInfo buf, const char *key, Jsonb *value, bool
 extern char *dci_build_envelope(DciSource *src, const char *action, const char *message,
 								int total_count, size_t *len);
 
-#endif							/* DCI_ENVELOPE_H */
+#endif /* DCI_ENVELOPE_H */

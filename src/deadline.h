@@ -25,9 +25,9 @@ dci_ms_until(TimestampTz deadline)
 static inline TimestampTz
 dci_call_deadline(const DciSource *src)
 {
-	int			ms = (src && src->timeout_ms > 0) ? src->timeout_ms : dci_timeout_ms;
+	int ms = (src && src->timeout_ms > 0) ? src->timeout_ms : dci_timeout_ms;
 
 	return TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ms);
 }
 
-#endif							/* DCI_DEADLINE_H */
+#endif /* DCI_DEADLINE_H */

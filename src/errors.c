@@ -14,7 +14,7 @@
 static void
 clip_to_character(char *buf)
 {
-	int			len = strlen(buf);
+	int len = strlen(buf);
 
 	buf[pg_mbcliplen(buf, len, len)] = '\0';
 }
@@ -22,7 +22,7 @@ clip_to_character(char *buf)
 void
 dci_clip_copy(char *dst, const char *src, size_t size)
 {
-	int			len = strlen(src);
+	int len = strlen(src);
 
 	if (size == 0)
 		return;
@@ -32,12 +32,12 @@ dci_clip_copy(char *dst, const char *src, size_t size)
 }
 
 void
-dci_error_set(DciError *err, int sqlstate, const char *fmt,...)
+dci_error_set(DciError *err, int sqlstate, const char *fmt, ...)
 {
-	va_list		ap;
+	va_list ap;
 
 	if (err->sqlstate != 0)
-		return;					/* the first failure is the cause */
+		return; /* the first failure is the cause */
 	err->sqlstate = sqlstate;
 	err->detail[0] = '\0';
 	err->hint[0] = '\0';
@@ -48,9 +48,9 @@ dci_error_set(DciError *err, int sqlstate, const char *fmt,...)
 }
 
 void
-dci_error_detail(DciError *err, const char *fmt,...)
+dci_error_detail(DciError *err, const char *fmt, ...)
 {
-	va_list		ap;
+	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(err->detail, sizeof(err->detail), fmt, ap);
@@ -59,9 +59,9 @@ dci_error_detail(DciError *err, const char *fmt,...)
 }
 
 void
-dci_error_hint(DciError *err, const char *fmt,...)
+dci_error_hint(DciError *err, const char *fmt, ...)
 {
-	va_list		ap;
+	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(err->hint, sizeof(err->hint), fmt, ap);
@@ -92,8 +92,8 @@ char *
 dci_quote_text(const char *text, size_t len)
 {
 	StringInfoData buf;
-	size_t		i = 0;
-	int			chars = 0;
+	size_t		   i = 0;
+	int			   chars = 0;
 
 	initStringInfo(&buf);
 	if (text == NULL)
@@ -101,7 +101,7 @@ dci_quote_text(const char *text, size_t len)
 	while (i < len && text[i] != '\0' && chars < DCI_QUOTE_MAX)
 	{
 		unsigned char c = (unsigned char) text[i];
-		int			clen;
+		int			  clen;
 
 		if (c < 0x20 || c == 0x7f)
 		{

@@ -13,16 +13,16 @@
 
 typedef struct DciError
 {
-	int			sqlstate;		/* 0: no error */
-	char		message[256];
-	char		detail[768];
-	char		hint[256];
+	int	 sqlstate; /* 0: no error */
+	char message[256];
+	char detail[768];
+	char hint[256];
 } DciError;
 
 /* record an error (first one wins); message/detail/hint are printf formats */
-extern void dci_error_set(DciError *err, int sqlstate, const char *fmt,...) pg_attribute_printf(3, 4);
-extern void dci_error_detail(DciError *err, const char *fmt,...) pg_attribute_printf(2, 3);
-extern void dci_error_hint(DciError *err, const char *fmt,...) pg_attribute_printf(2, 3);
+extern void dci_error_set(DciError *err, int sqlstate, const char *fmt, ...) pg_attribute_printf(3, 4);
+extern void dci_error_detail(DciError *err, const char *fmt, ...) pg_attribute_printf(2, 3);
+extern void dci_error_hint(DciError *err, const char *fmt, ...) pg_attribute_printf(2, 3);
 /* raise a recorded error as an ereport(ERROR) */
 extern void dci_error_raise(const DciError *err) pg_attribute_noreturn();
 /* the error as one line "message: detail", for test_connection and last_error */
@@ -32,4 +32,4 @@ extern void dci_clip_copy(char *dst, const char *src, size_t size);
 /* copy at most DCI_QUOTE_MAX characters of untrusted text, control chars blanked */
 extern char *dci_quote_text(const char *text, size_t len);
 
-#endif							/* DCI_ERRORS_H */
+#endif /* DCI_ERRORS_H */

@@ -16,17 +16,17 @@
 
 typedef struct HostRange
 {
-	int			family;			/* AF_INET or AF_INET6 */
+	int			  family; /* AF_INET or AF_INET6 */
 	unsigned char addr[16];
-	int			bits;
+	int			  bits;
 } HostRange;
 
 struct HostRules
 {
-	int			nnames;
-	char	  **names;			/* lower case; "*.x" kept as ".x" */
-	int			nranges;
-	HostRange  *ranges;
+	int		   nnames;
+	char	 **names; /* lower case; "*.x" kept as ".x" */
+	int		   nranges;
+	HostRange *ranges;
 };
 
 /* rules while parsing: separate allocations */
@@ -50,10 +50,10 @@ free_parts(HostRules *rules)
 static HostRules *
 flatten(const HostRules *parts)
 {
-	size_t		size = sizeof(HostRules) + parts->nranges * sizeof(HostRange) +
-		parts->nnames * sizeof(char *);
-	HostRules  *flat;
-	char	   *p;
+	size_t size = sizeof(HostRules) + parts->nranges * sizeof(HostRange) +
+				  parts->nnames * sizeof(char *);
+	HostRules *flat;
+	char	  *p;
 
 	for (int i = 0; i < parts->nnames; i++)
 		size += strlen(parts->names[i]) + 1;
@@ -71,7 +71,7 @@ flatten(const HostRules *parts)
 	p += parts->nnames * sizeof(char *);
 	for (int i = 0; i < parts->nnames; i++)
 	{
-		size_t		len = strlen(parts->names[i]) + 1;
+		size_t len = strlen(parts->names[i]) + 1;
 
 		memcpy(p, parts->names[i], len);
 		flat->names[i] = p;
@@ -90,9 +90,9 @@ host_rules_free(HostRules *rules)
 static bool
 parse_range(const char *text, HostRange *r)
 {
-	char		buf[64];
-	char	   *slash;
-	int			maxbits;
+	char  buf[64];
+	char *slash;
+	int	  maxbits;
 
 	if (strlen(text) >= sizeof(buf))
 		return false;
@@ -115,8 +115,8 @@ parse_range(const char *text, HostRange *r)
 	r->bits = maxbits;
 	if (slash)
 	{
-		char	   *end;
-		long		bits = strtol(slash + 1, &end, 10);
+		char *end;
+		long  bits = strtol(slash + 1, &end, 10);
 
 		if (slash[1] == '\0' || *end != '\0' || bits < 0 || bits > maxbits)
 			return false;
@@ -139,9 +139,9 @@ valid_name(const char *name)
 HostRules *
 host_rules_parse(const char *spec, char *errbuf, size_t errlen)
 {
-	HostRules  *rules = calloc(1, sizeof(HostRules));
-	char	   *copy = strdup(spec ? spec : "");
-	char	   *save = NULL;
+	HostRules *rules = calloc(1, sizeof(HostRules));
+	char	  *copy = strdup(spec ? spec : "");
+	char	  *save = NULL;
 
 	if (rules == NULL || copy == NULL)
 	{
@@ -150,8 +150,8 @@ host_rules_parse(const char *spec, char *errbuf, size_t errlen)
 	}
 	for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
 	{
-		char	   *end;
-		HostRange	r;
+		char	 *end;
+		HostRange r;
 
 		while (isspace((unsigned char) *tok))
 			tok++;
@@ -168,7 +168,7 @@ host_rules_parse(const char *spec, char *errbuf, size_t errlen)
 
 		if (parse_range(tok, &r))
 		{
-			HostRange  *ranges = realloc(rules->ranges, (rules->nranges + 1) * sizeof(HostRange));
+			HostRange *ranges = realloc(rules->ranges, (rules->nranges + 1) * sizeof(HostRange));
 
 			if (ranges == NULL)
 				goto nomem;
@@ -183,7 +183,7 @@ host_rules_parse(const char *spec, char *errbuf, size_t errlen)
 			char	   *stored;
 
 			if (name[0] == '*' && name[1] == '.')
-				name++;			/* keep ".suffix" */
+				name++; /* keep ".suffix" */
 			if (!valid_name(name[0] == '.' ? name + 1 : name) || strchr(tok + 1, '*'))
 			{
 				snprintf(errbuf, errlen, "\"%s\" is not a host name, \"*.suffix\" pattern, IP address or CIDR range", tok);
@@ -206,7 +206,7 @@ host_rules_parse(const char *spec, char *errbuf, size_t errlen)
 	}
 	free(copy);
 	{
-		HostRules  *flat = flatten(rules);
+		HostRules *flat = flatten(rules);
 
 		free_parts(rules);
 		if (flat == NULL)
@@ -225,8 +225,8 @@ fail:
 static bool
 range_contains(const HostRange *r, int family, const unsigned char *addr)
 {
-	int			full = r->bits / 8;
-	int			rest = r->bits % 8;
+	int full = r->bits / 8;
+	int rest = r->bits % 8;
 
 	if (r->family != family)
 		return false;
@@ -254,7 +254,7 @@ address_bytes(const struct sockaddr *sa, int *family, unsigned char *bytes)
 	}
 	if (sa->sa_family == AF_INET6)
 	{
-		const unsigned char *b = ((const struct sockaddr_in6 *) sa)->sin6_addr.s6_addr;
+		const unsigned char		  *b = ((const struct sockaddr_in6 *) sa)->sin6_addr.s6_addr;
 		static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 
 		if (memcmp(b, mapped, 12) == 0)
@@ -287,20 +287,32 @@ address_is_special(const struct sockaddr *sa)
 {
 	/* ranges that are not the public internet (RFC 6890 and friends) */
 	static const char *const special[] = {
-		"0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8",
-		"169.254.0.0/16", "172.16.0.0/12", "192.0.0.0/24", "192.168.0.0/16",
-		"198.18.0.0/15", "224.0.0.0/3",
-		"::/128", "::1/128", "fc00::/7", "fe80::/10", "ff00::/8", "64:ff9b::/96",
+		"0.0.0.0/8",
+		"10.0.0.0/8",
+		"100.64.0.0/10",
+		"127.0.0.0/8",
+		"169.254.0.0/16",
+		"172.16.0.0/12",
+		"192.0.0.0/24",
+		"192.168.0.0/16",
+		"198.18.0.0/15",
+		"224.0.0.0/3",
+		"::/128",
+		"::1/128",
+		"fc00::/7",
+		"fe80::/10",
+		"ff00::/8",
+		"64:ff9b::/96",
 		"2001:db8::/32",
 	};
-	int			family;
+	int			  family;
 	unsigned char bytes[16];
 
 	if (!address_bytes(sa, &family, bytes))
 		return true;
 	for (size_t i = 0; i < sizeof(special) / sizeof(special[0]); i++)
 	{
-		HostRange	r;
+		HostRange r;
 
 		if (parse_range(special[i], &r) && range_contains(&r, family, bytes))
 			return true;
@@ -312,8 +324,8 @@ bool
 host_rules_allow_host(const HostRules *rules, const char *host)
 {
 	unsigned char bytes[16];
-	char		lower[256];
-	size_t		len;
+	char		  lower[256];
+	size_t		  len;
 
 	if (rules == NULL)
 		return true;
@@ -356,7 +368,7 @@ host_rules_allow_host(const HostRules *rules, const char *host)
 bool
 host_rules_allow_address(const HostRules *rules, const struct sockaddr *sa)
 {
-	int			family;
+	int			  family;
 	unsigned char bytes[16];
 
 	if (rules == NULL)

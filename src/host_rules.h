@@ -22,7 +22,7 @@ typedef struct HostRules HostRules;
  * NULL with a message in errbuf when invalid or out of memory.
  */
 extern HostRules *host_rules_parse(const char *spec, char *errbuf, size_t errlen);
-extern void host_rules_free(HostRules *rules);
+extern void		  host_rules_free(HostRules *rules);
 
 /* may a URL with this host (name, or IP literal without brackets) be called */
 extern bool host_rules_allow_host(const HostRules *rules, const char *host);
@@ -30,5 +30,4 @@ extern bool host_rules_allow_host(const HostRules *rules, const char *host);
 /* may a connection be opened to this resolved address */
 extern bool host_rules_allow_address(const HostRules *rules, const struct sockaddr *addr);
 
-
-#endif							/* DCI_HOST_RULES_H */
+#endif /* DCI_HOST_RULES_H */

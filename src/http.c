@@ -41,52 +41,53 @@
 #include "host_rules.h"
 #include "http.h"
 #include "http_failure.h"
+#include "http_util.h"
 #include "http_headers.h"
 #include "settings.h"
 #include "source.h"
 
 /* header text per response and distinct header names, against floods */
-#define MAX_HEADER_BYTES	(256 * 1024)
-#define MAX_HEADER_COUNT	500
+#define MAX_HEADER_BYTES (256 * 1024)
+#define MAX_HEADER_COUNT 500
 /* buffers larger than this are released after the call */
-#define KEEP_BUFFER_BYTES	(1024 * 1024)
-#define MAX_SOCKETS 8
+#define KEEP_BUFFER_BYTES (1024 * 1024)
+#define MAX_SOCKETS		  8
 /* longest uninterrupted wait: bounds how late a cancel can be noticed */
 #define WAIT_SLICE_MS 50
 
 typedef struct TransferState
 {
 	/* response body */
-	char	   *body;
-	size_t		body_len;
-	size_t		body_cap;
-	size_t		max_bytes;
+	char		 *body;
+	size_t		  body_len;
+	size_t		  body_cap;
+	size_t		  max_bytes;
 	DciHeaderList headers;
 
 	/* what the callbacks saw */
-	bool		too_large;
-	bool		headers_too_large;
-	bool		out_of_memory;
-	bool		blocked_address;
-	bool		check_addresses;
-	int			sends;			/* times the request was about to be sent */
-	char		blocked[INET6_ADDRSTRLEN + 8];
+	bool too_large;
+	bool headers_too_large;
+	bool out_of_memory;
+	bool blocked_address;
+	bool check_addresses;
+	int	 sends; /* times the request was about to be sent */
+	char blocked[INET6_ADDRSTRLEN + 8];
 
 	/* sockets and timer libcurl asked us to watch */
-	int			nsockets;
+	int			  nsockets;
 	curl_socket_t sockets[MAX_SOCKETS];
-	int			socket_what[MAX_SOCKETS];
-	long		timer_ms;		/* -1: none */
-	bool		socket_overflow;
+	int			  socket_what[MAX_SOCKETS];
+	long		  timer_ms; /* -1: none */
+	bool		  socket_overflow;
 } TransferState;
 
-static CURLM *multi = NULL;
-static CURL *easy = NULL;
-static uint64 handles_rules_generation = 0;	/* allowed_hosts the handles were made under */
-static bool transfer_active = false;
-static bool xact_callback_registered = false;
+static CURLM		*multi = NULL;
+static CURL			*easy = NULL;
+static uint64		 handles_rules_generation = 0; /* allowed_hosts the handles were made under */
+static bool			 transfer_active = false;
+static bool			 xact_callback_registered = false;
 static TransferState ts;
-static char curl_errbuf[CURL_ERROR_SIZE];
+static char			 curl_errbuf[CURL_ERROR_SIZE];
 
 /*
  * What the options of the last transfer depended on besides URL, headers,
@@ -95,8 +96,8 @@ static char curl_errbuf[CURL_ERROR_SIZE];
  */
 typedef struct OptionsKey
 {
-	uint64		source_serial;	/* 0: no source */
-	const char *method;			/* one of request.c's constant strings */
+	uint64		source_serial; /* 0: no source */
+	const char *method;		   /* one of request.c's constant strings */
 	bool		has_body;
 	char		proxy[256];
 	char		user_agent[256];
@@ -111,17 +112,17 @@ static OptionsKey last_options;
 static size_t
 write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
-	size_t		n = size * nmemb;
+	size_t n = size * nmemb;
 
 	if (ts.body_len + n > ts.max_bytes)
 	{
 		ts.too_large = true;
-		return 0;				/* aborts the transfer: nothing more is read */
+		return 0; /* aborts the transfer: nothing more is read */
 	}
 	if (ts.body_len + n + 1 > ts.body_cap)
 	{
-		size_t		cap = Max(ts.body_cap * 2, ts.body_len + n + 1);
-		char	   *p;
+		size_t cap = Max(ts.body_cap * 2, ts.body_len + n + 1);
+		char  *p;
 
 		cap = Max(cap, 16384);
 		p = realloc(ts.body, cap);
@@ -141,7 +142,7 @@ write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 static size_t
 header_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
-	size_t		n = size * nmemb;
+	size_t n = size * nmemb;
 
 	switch (header_list_feed(&ts.headers, ptr, n, MAX_HEADER_BYTES, MAX_HEADER_COUNT))
 	{
@@ -159,7 +160,7 @@ header_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 static int
 socket_cb(CURL *e, curl_socket_t s, int what, void *userp, void *socketp)
 {
-	int			i;
+	int i;
 
 	for (i = 0; i < ts.nsockets; i++)
 		if (ts.sockets[i] == s)
@@ -234,7 +235,7 @@ opensocket_cb(void *clientp, curlsocktype purpose, struct curl_sockaddr *addr)
 {
 	if (ts.check_addresses && !host_rules_allow_address(dci_host_rules(), &addr->addr))
 	{
-		char		host[INET6_ADDRSTRLEN] = "?";
+		char host[INET6_ADDRSTRLEN] = "?";
 
 		if (addr->family == AF_INET)
 			inet_ntop(AF_INET, &((struct sockaddr_in *) &addr->addr)->sin_addr, host, sizeof(host));
@@ -325,24 +326,6 @@ ensure_handles(void)
 	}
 }
 
-char *
-dci_url_encode(const char *s)
-{
-	char	   *enc;
-	char	   *result;
-
-	ensure_handles();
-	enc = curl_easy_escape(easy, s, 0);
-	if (enc == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("out of memory")));
-	result = pstrdup(enc);
-	explicit_bzero(enc, strlen(enc));
-	curl_free(enc);
-	return result;
-}
-
 /* ---- one attempt ---- */
 
 static bool
@@ -352,12 +335,12 @@ options_unchanged(const DciHttpRequest *req)
 	const char *ua = dci_user_agent ? dci_user_agent : "";
 
 	return last_options.valid &&
-		last_options.source_serial == (req->source ? req->source->serial : 0) &&
-		strcmp(last_options.method, req->method) == 0 &&
-		last_options.has_body == (req->body != NULL) &&
-		strcmp(last_options.proxy, proxy) == 0 &&
-		strcmp(last_options.user_agent, ua) == 0 &&
-		last_options.max_bytes == dci_max_response_bytes;
+		   last_options.source_serial == (req->source ? req->source->serial : 0) &&
+		   strcmp(last_options.method, req->method) == 0 &&
+		   last_options.has_body == (req->body != NULL) &&
+		   strcmp(last_options.proxy, proxy) == 0 &&
+		   strcmp(last_options.user_agent, ua) == 0 &&
+		   last_options.max_bytes == dci_max_response_bytes;
 }
 
 static void
@@ -368,7 +351,7 @@ remember_options(const DciHttpRequest *req)
 
 	/* settings too long to compare are simply never reused */
 	last_options.valid = strlen(proxy) < sizeof(last_options.proxy) &&
-		strlen(ua) < sizeof(last_options.user_agent);
+						 strlen(ua) < sizeof(last_options.user_agent);
 	last_options.source_serial = req->source ? req->source->serial : 0;
 	last_options.method = req->method;
 	last_options.has_body = (req->body != NULL);
@@ -394,7 +377,7 @@ set_fixed_options(const DciHttpRequest *req)
 	curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, opensocket_cb);
 	curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, prereq_cb);
 	curl_easy_setopt(easy, CURLOPT_USERAGENT, dci_user_agent);
-	curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "");	/* all libcurl decodes */
+	curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, ""); /* all libcurl decodes */
 	curl_easy_setopt(easy, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t) dci_max_response_bytes);
 	/* "" disables the proxy environment variables too */
 	curl_easy_setopt(easy, CURLOPT_PROXY, dci_proxy ? dci_proxy : "");
@@ -431,7 +414,7 @@ set_fixed_options(const DciHttpRequest *req)
 static void
 set_options(const DciHttpRequest *req, struct curl_slist *headers, long timeout_ms)
 {
-	long		connect_ms = Min((long) dci_connect_timeout_ms, timeout_ms);
+	long connect_ms = Min((long) dci_connect_timeout_ms, timeout_ms);
 
 	if (!options_unchanged(req))
 		set_fixed_options(req);
@@ -458,16 +441,16 @@ static void
 wait_for_events(void)
 {
 	struct pollfd fds[MAX_SOCKETS];
-	long		timeout = ts.timer_ms;
-	int			nfds = 0;
-	int			rc;
-	int			running;
+	long		  timeout = ts.timer_ms;
+	int			  nfds = 0;
+	int			  rc;
+	int			  running;
 
 	if (timeout < 0 || timeout > WAIT_SLICE_MS)
 		timeout = WAIT_SLICE_MS;
 	for (int i = 0; i < ts.nsockets; i++)
 	{
-		short		ev = 0;
+		short ev = 0;
 
 		if (ts.socket_what[i] & CURL_POLL_IN)
 			ev |= POLLIN;
@@ -507,7 +490,7 @@ wait_for_events(void)
 	}
 	for (int i = 0; i < nfds; i++)
 	{
-		int			flags = 0;
+		int flags = 0;
 
 		if (fds[i].revents == 0)
 			continue;
@@ -525,10 +508,10 @@ wait_for_events(void)
 static CURLcode
 run_transfer(const DciHttpRequest *req, struct curl_slist *headers, long timeout_ms)
 {
-	CURLMcode	mc;
-	CURLcode	result = CURLE_OK;
-	bool		done = false;
-	int			running;
+	CURLMcode mc;
+	CURLcode  result = CURLE_OK;
+	bool	  done = false;
+	int		  running;
 
 	end_transfer();
 	header_list_clear(&ts.headers);
@@ -553,8 +536,8 @@ run_transfer(const DciHttpRequest *req, struct curl_slist *headers, long timeout
 
 	while (!done)
 	{
-		CURLMsg    *msg;
-		int			queued;
+		CURLMsg *msg;
+		int		 queued;
 
 		while ((msg = curl_multi_info_read(multi, &queued)) != NULL)
 		{
@@ -583,7 +566,7 @@ static DciOutcome
 describe_failure(const DciHttpRequest *req, CURLcode rc, DciError *err)
 {
 	DciTransferFacts f = {0};
-	curl_off_t	t;
+	curl_off_t		 t;
 
 	if (ts.out_of_memory)
 		ereport(ERROR,
@@ -619,8 +602,8 @@ describe_failure(const DciHttpRequest *req, CURLcode rc, DciError *err)
 static DciOutcome
 attempt(const DciHttpRequest *req, struct curl_slist *headers, long *status, DciError *err)
 {
-	long		remaining = dci_ms_until(req->deadline);
-	CURLcode	rc;
+	long	 remaining = dci_ms_until(req->deadline);
+	CURLcode rc;
 
 	if (remaining <= 0)
 	{
@@ -637,74 +620,21 @@ attempt(const DciHttpRequest *req, struct curl_slist *headers, long *status, Dci
 		return DCI_OUTCOME_HTTP;
 	}
 	{
-		DciOutcome	o = describe_failure(req, rc, err);
+		DciOutcome o = describe_failure(req, rc, err);
 
 		end_transfer();
 		return o;
 	}
 }
 
-/*
- * The request's header lines as a curl_slist.  Successive calls of a source
- * send the same lines (the token changes rarely), so the last list is kept
- * and reused when the lines are equal: no allocation on the warm path.
- */
-static struct curl_slist *cached_slist = NULL;
-
-/* the Authorization line is a credential: wipe every line before freeing */
-static void
-free_slist_wiped(struct curl_slist *list)
-{
-	for (struct curl_slist *item = list; item; item = item->next)
-		explicit_bzero(item->data, strlen(item->data));
-	curl_slist_free_all(list);
-}
-
-static struct curl_slist *
-header_slist(const char *const *lines)
-{
-	struct curl_slist *item = cached_slist;
-	const char *const *h = lines;
-	struct curl_slist *list = NULL;
-
-	for (; h && *h && item; h++, item = item->next)
-		if (strcmp(item->data, *h) != 0)
-			break;
-	/* all lines equal, and only "Expect:" left in the cached list */
-	if ((h == NULL || *h == NULL) && item && item->next == NULL && cached_slist != NULL)
-		return cached_slist;
-
-	if (cached_slist)
-	{
-		free_slist_wiped(cached_slist);
-		cached_slist = NULL;
-	}
-	/* the last line: no 100-continue round trip for large bodies */
-	for (h = lines;; h++)
-	{
-		struct curl_slist *n = curl_slist_append(list, (h && *h) ? *h : "Expect:");
-
-		if (n == NULL)
-		{
-			free_slist_wiped(list);
-			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
-		}
-		list = n;
-		if (h == NULL || *h == NULL)
-			break;
-	}
-	cached_slist = list;
-	return list;
-}
-
 bool
 dci_http_exchange(const DciHttpRequest *req, DciHttpResponse *resp)
 {
-	TimestampTz start = GetCurrentTimestamp();
+	TimestampTz		   start = GetCurrentTimestamp();
 	struct curl_slist *headers = NULL;
-	DciOutcome	o = DCI_OUTCOME_FAILED;
-	long		status = 0;
-	char	   *host;
+	DciOutcome		   o = DCI_OUTCOME_FAILED;
+	long			   status = 0;
+	char			  *host;
 
 	memset(resp, 0, sizeof(*resp));
 	ensure_handles();
@@ -722,20 +652,19 @@ dci_http_exchange(const DciHttpRequest *req, DciHttpResponse *resp)
 		}
 	}
 
-	headers = header_slist(req->headers);
+	headers = dci_header_slist(req->headers);
 
 	{
 		for (resp->attempts = 1;; resp->attempts++)
 		{
-			long		delay;
+			long delay;
 
 			memset(&resp->error, 0, sizeof(resp->error));
 			status = 0;
 			o = attempt(req, headers, &status, &resp->error);
 			if (resp->attempts > dci_max_retries || !dci_retryable(o, status, req->idempotent))
 				break;
-			delay = dci_retry_delay_ms(resp->attempts, (status == 429 || status == 503) ?
-									   header_list_get(&ts.headers, "retry-after") : NULL);
+			delay = dci_retry_delay_ms(resp->attempts, (status == 429 || status == 503) ? header_list_get(&ts.headers, "retry-after") : NULL);
 			/* a wait that would outlast the budget: answer with what we have */
 			if (delay >= dci_ms_until(req->deadline))
 				break;

@@ -8,29 +8,30 @@
 #include "postgres.h"
 #include "errors.h"
 #include "source.h"
+#include "http_util.h"
 #include "utils/timestamp.h"
 
 typedef struct DciHttpRequest
 {
-	const char *method;			/* upper case */
-	const char *url;
+	const char		  *method; /* upper case */
+	const char		  *url;
 	const char *const *headers; /* "Name: value" lines, NULL-terminated */
-	const char *body;			/* NULL: no body */
-	size_t		body_len;
-	const DciSource *source;	/* TLS settings */
-	TimestampTz deadline;
-	bool		idempotent;		/* may be resent after a reset */
+	const char		  *body;	/* NULL: no body */
+	size_t			   body_len;
+	const DciSource	  *source; /* TLS settings */
+	TimestampTz		   deadline;
+	bool			   idempotent; /* may be resent after a reset */
 } DciHttpRequest;
 
 typedef struct DciHttpResponse
 {
-	long		status;			/* 0: no HTTP answer (see error) */
-	char	   *body;			/* palloc'd, NUL-terminated */
-	size_t		body_len;
-	struct DciHeaderList *headers;	/* valid until the next transfer */
-	int			attempts;
-	double		elapsed_ms;
-	DciError	error;			/* transport failure when status == 0 */
+	long				  status; /* 0: no HTTP answer (see error) */
+	char				 *body;	  /* palloc'd, NUL-terminated */
+	size_t				  body_len;
+	struct DciHeaderList *headers; /* valid until the next transfer */
+	int					  attempts;
+	double				  elapsed_ms;
+	DciError			  error; /* transport failure when status == 0 */
 } DciHttpResponse;
 
 /*
@@ -39,7 +40,5 @@ typedef struct DciHttpResponse
  * HTTP answer came; the last HTTP answer is returned as it is otherwise.
  */
 extern bool dci_http_exchange(const DciHttpRequest *req, DciHttpResponse *resp);
-/* URL-encode (application/x-www-form-urlencoded component) */
-extern char *dci_url_encode(const char *s);
 
-#endif							/* DCI_HTTP_H */
+#endif /* DCI_HTTP_H */

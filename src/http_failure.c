@@ -26,55 +26,54 @@ typedef struct CurlFailure
 	CURLcode	code;
 	int			sqlstate;
 	DciOutcome	outcome;
-	const char *message;		/* printf: data source, origin */
-	const char *hint;			/* NULL: none */
+	const char *message; /* printf: data source, origin */
+	const char *hint;	 /* NULL: none */
 } CurlFailure;
 
 static const CurlFailure curl_failures[] = {
 	{CURLE_COULDNT_RESOLVE_HOST, ERRCODE_DCI_TRANSPORT, DCI_OUTCOME_NOT_CONNECTED,
-	"could not resolve the host of data source \"%s\" (\"%s\")", NULL},
+	 "could not resolve the host of data source \"%s\" (\"%s\")", NULL},
 	{CURLE_COULDNT_RESOLVE_PROXY, ERRCODE_DCI_TRANSPORT, DCI_OUTCOME_NOT_CONNECTED,
-	"could not resolve the host of data source \"%s\" (\"%s\")", NULL},
+	 "could not resolve the host of data source \"%s\" (\"%s\")", NULL},
 	{CURLE_COULDNT_CONNECT, ERRCODE_DCI_TRANSPORT, DCI_OUTCOME_NOT_CONNECTED,
-	"could not connect to data source \"%s\" (\"%s\")", NULL},
+	 "could not connect to data source \"%s\" (\"%s\")", NULL},
 	/* a timeout before the budget ran out is the connect timeout */
 	{CURLE_OPERATION_TIMEDOUT, ERRCODE_DCI_TRANSPORT, DCI_OUTCOME_NOT_CONNECTED,
-	"timed out connecting to data source \"%s\" (\"%s\")", NULL},
+	 "timed out connecting to data source \"%s\" (\"%s\")", NULL},
 	{CURLE_SSL_CONNECT_ERROR, ERRCODE_DCI_TRANSPORT, DCI_OUTCOME_FAILED,
-	"TLS handshake with data source \"%s\" (\"%s\") failed", NULL},
+	 "TLS handshake with data source \"%s\" (\"%s\") failed", NULL},
 	{CURLE_SSL_CERTPROBLEM, ERRCODE_DCI_CONFIG, DCI_OUTCOME_FAILED,
-		"TLS settings of data source \"%s\" could not be used for \"%s\"",
-	"Check ca_cert, client_cert and client_key of the data source."},
+	 "TLS settings of data source \"%s\" could not be used for \"%s\"",
+	 "Check ca_cert, client_cert and client_key of the data source."},
 	{CURLE_SSL_CIPHER, ERRCODE_DCI_CONFIG, DCI_OUTCOME_FAILED,
-		"TLS settings of data source \"%s\" could not be used for \"%s\"",
-	"Check ca_cert, client_cert and client_key of the data source."},
+	 "TLS settings of data source \"%s\" could not be used for \"%s\"",
+	 "Check ca_cert, client_cert and client_key of the data source."},
 	{CURLE_SSL_CACERT_BADFILE, ERRCODE_DCI_CONFIG, DCI_OUTCOME_FAILED,
-		"TLS settings of data source \"%s\" could not be used for \"%s\"",
-	"Check ca_cert, client_cert and client_key of the data source."},
+	 "TLS settings of data source \"%s\" could not be used for \"%s\"",
+	 "Check ca_cert, client_cert and client_key of the data source."},
 	{CURLE_SEND_ERROR, ERRCODE_DCI_TRANSPORT, DCI_OUTCOME_RESET,
-	"connection to data source \"%s\" (\"%s\") was closed before a complete answer", NULL},
+	 "connection to data source \"%s\" (\"%s\") was closed before a complete answer", NULL},
 	{CURLE_RECV_ERROR, ERRCODE_DCI_TRANSPORT, DCI_OUTCOME_RESET,
-	"connection to data source \"%s\" (\"%s\") was closed before a complete answer", NULL},
+	 "connection to data source \"%s\" (\"%s\") was closed before a complete answer", NULL},
 	{CURLE_GOT_NOTHING, ERRCODE_DCI_TRANSPORT, DCI_OUTCOME_RESET,
-	"connection to data source \"%s\" (\"%s\") was closed before a complete answer", NULL},
+	 "connection to data source \"%s\" (\"%s\") was closed before a complete answer", NULL},
 	{CURLE_PARTIAL_FILE, ERRCODE_DCI_TRANSPORT, DCI_OUTCOME_RESET,
-	"connection to data source \"%s\" (\"%s\") was closed before a complete answer", NULL},
+	 "connection to data source \"%s\" (\"%s\") was closed before a complete answer", NULL},
 	{CURLE_HTTP2, ERRCODE_DCI_TRANSPORT, DCI_OUTCOME_RESET,
-	"connection to data source \"%s\" (\"%s\") was closed before a complete answer", NULL},
+	 "connection to data source \"%s\" (\"%s\") was closed before a complete answer", NULL},
 	{CURLE_HTTP2_STREAM, ERRCODE_DCI_TRANSPORT, DCI_OUTCOME_RESET,
-	"connection to data source \"%s\" (\"%s\") was closed before a complete answer", NULL},
+	 "connection to data source \"%s\" (\"%s\") was closed before a complete answer", NULL},
 	{CURLE_WEIRD_SERVER_REPLY, ERRCODE_DCI_TRANSPORT, DCI_OUTCOME_FAILED,
-	"protocol error talking to data source \"%s\" (\"%s\")", NULL},
+	 "protocol error talking to data source \"%s\" (\"%s\")", NULL},
 	{CURLE_BAD_CONTENT_ENCODING, ERRCODE_DCI_TRANSPORT, DCI_OUTCOME_FAILED,
-	"protocol error talking to data source \"%s\" (\"%s\")", NULL},
+	 "protocol error talking to data source \"%s\" (\"%s\")", NULL},
 	{CURLE_UNSUPPORTED_PROTOCOL, ERRCODE_DCI_TRANSPORT, DCI_OUTCOME_FAILED,
-	"protocol error talking to data source \"%s\" (\"%s\")", NULL},
+	 "protocol error talking to data source \"%s\" (\"%s\")", NULL},
 };
 
 static const CurlFailure other_failure = {
 	CURLE_OK, ERRCODE_DCI_TRANSPORT, DCI_OUTCOME_FAILED,
-	"HTTP transfer to data source \"%s\" (\"%s\") failed", NULL
-};
+	"HTTP transfer to data source \"%s\" (\"%s\") failed", NULL};
 
 DciOutcome
 dci_describe_failure(CURLcode rc, const DciTransferFacts *f, DciError *err)
@@ -155,7 +154,7 @@ dci_retryable(DciOutcome o, long status, bool idempotent)
 			return idempotent;
 		case DCI_OUTCOME_HTTP:
 			return status == 429 || status == 503 ||
-				(idempotent && (status == 502 || status == 504));
+				   (idempotent && (status == 502 || status == 504));
 		default:
 			return false;
 	}
@@ -164,54 +163,11 @@ dci_retryable(DciOutcome o, long status, bool idempotent)
 long
 dci_retry_delay_ms(int attempt_no, const char *retry_after)
 {
-	long		base = 100L << Min(attempt_no - 1, 10);
-	long		asked = retry_after ? retry_after_ms(retry_after, time(NULL)) : -1;
+	long base = 100L << Min(attempt_no - 1, 10);
+	long asked = retry_after ? retry_after_ms(retry_after, time(NULL)) : -1;
 
 	if (asked >= 0)
 		return asked;
 	base = Min(base, 5000L);
 	return base / 2 + (long) (pg_prng_double(&pg_global_prng_state) * (base / 2));
-}
-
-char *
-dci_url_origin(const char *url)
-{
-	CURLU	   *u = curl_url();
-	char	   *host = NULL;
-	char	   *port = NULL;
-	char	   *result;
-
-	if (u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK)
-	{
-		curl_url_get(u, CURLUPART_HOST, &host, 0);
-		curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT);
-	}
-	result = psprintf("%s%s%s", host ? host : "?", port ? ":" : "", port ? port : "");
-	curl_free(host);
-	curl_free(port);
-	curl_url_cleanup(u);
-	return result;
-}
-
-char *
-dci_url_host(const char *url)
-{
-	CURLU	   *u = curl_url();
-	char	   *host = NULL;
-	char	   *result = NULL;
-
-	if (u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
-		curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK)
-	{
-		size_t		len = strlen(host);
-
-		/* IPv6 literals come bracketed */
-		if (len > 2 && host[0] == '[' && host[len - 1] == ']')
-			result = pnstrdup(host + 1, len - 2);
-		else
-			result = pstrdup(host);
-	}
-	curl_free(host);
-	curl_url_cleanup(u);
-	return result;
 }

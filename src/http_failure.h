@@ -17,34 +17,34 @@
 /* what happened to one attempt */
 typedef enum DciOutcome
 {
-	DCI_OUTCOME_HTTP,			/* an HTTP answer */
-	DCI_OUTCOME_NOT_CONNECTED,	/* no connection: nothing reached the server */
-	DCI_OUTCOME_RESET,			/* failed after the request may have been sent */
-	DCI_OUTCOME_FAILED			/* no answer, not to be retried */
+	DCI_OUTCOME_HTTP,		   /* an HTTP answer */
+	DCI_OUTCOME_NOT_CONNECTED, /* no connection: nothing reached the server */
+	DCI_OUTCOME_RESET,		   /* failed after the request may have been sent */
+	DCI_OUTCOME_FAILED		   /* no answer, not to be retried */
 } DciOutcome;
 
 /* what the transfer's callbacks and libcurl saw, besides its result code */
 typedef struct DciTransferFacts
 {
-	const char *source_code;	/* "?" without a source */
-	const char *origin;			/* host:port, never the path or query */
-	const char *curl_error;		/* libcurl's error buffer or its code's text */
+	const char *source_code; /* "?" without a source */
+	const char *origin;		 /* host:port, never the path or query */
+	const char *curl_error;	 /* libcurl's error buffer or its code's text */
 	bool		blocked_address;
-	const char *blocked;		/* the refused address */
+	const char *blocked; /* the refused address */
 	bool		too_large;
 	int			max_response_bytes;
 	bool		headers_too_large;
 	int			max_header_bytes;
 	int			max_header_count;
-	bool		resent;			/* libcurl tried to send the request twice */
+	bool		resent; /* libcurl tried to send the request twice */
 	bool		socket_overflow;
 	int			max_sockets;
 	bool		deadline_passed;
-	long		verify_result;	/* X509 verification result, 0: none */
+	long		verify_result; /* X509 verification result, 0: none */
 	double		dns_ms,
-				connect_ms,
-				tls_ms,
-				total_ms;
+		connect_ms,
+		tls_ms,
+		total_ms;
 } DciTransferFacts;
 
 /* the outcome of a failed transfer (rc != CURLE_OK), described in err */
@@ -55,9 +55,4 @@ extern bool dci_retryable(DciOutcome o, long status, bool idempotent);
 /* exponential backoff with jitter, or what retry_after (a Retry-After value, or NULL) asks */
 extern long dci_retry_delay_ms(int attempt_no, const char *retry_after);
 
-/* host[:port] of a URL, for messages: never the path or query string */
-extern char *dci_url_origin(const char *url);
-/* the host of a URL (IPv6 without brackets), NULL when it has none */
-extern char *dci_url_host(const char *url);
-
-#endif							/* DCI_HTTP_FAILURE_H */
+#endif /* DCI_HTTP_FAILURE_H */

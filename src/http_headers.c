@@ -41,7 +41,7 @@ header_list_free(DciHeaderList *h)
 static char *
 copy_span(const char *s, size_t len)
 {
-	char	   *p = malloc(len + 1);
+	char *p = malloc(len + 1);
 
 	if (p)
 	{
@@ -55,9 +55,9 @@ copy_span(const char *s, size_t len)
 static int
 append_value(DciHeaderList *h, size_t i, const char *sep, const char *v, size_t vlen)
 {
-	size_t		old = strlen(h->values[i]);
-	size_t		seplen = strlen(sep);
-	char	   *p = realloc(h->values[i], old + seplen + vlen + 1);
+	size_t old = strlen(h->values[i]);
+	size_t seplen = strlen(sep);
+	char  *p = realloc(h->values[i], old + seplen + vlen + 1);
 
 	if (!p)
 		return HEADER_NOMEM;
@@ -94,7 +94,7 @@ header_list_feed(DciHeaderList *h, const char *line, size_t len,
 	while (end > line && (end[-1] == '\n' || end[-1] == '\r'))
 		end--;
 	if (end == line)
-		return HEADER_OK;		/* the blank line ending the headers */
+		return HEADER_OK; /* the blank line ending the headers */
 
 	/* obsolete line folding: the line continues the previous value */
 	if (*line == ' ' || *line == '\t')
@@ -108,7 +108,7 @@ header_list_feed(DciHeaderList *h, const char *line, size_t len,
 
 	colon = memchr(line, ':', end - line);
 	if (colon == NULL || colon == line)
-		return HEADER_OK;		/* not a header: ignore, as browsers do */
+		return HEADER_OK; /* not a header: ignore, as browsers do */
 	namelen = colon - line;
 	for (v = colon + 1; v < end && (*v == ' ' || *v == '\t'); v++)
 		;
@@ -137,9 +137,9 @@ header_list_feed(DciHeaderList *h, const char *line, size_t len,
 	}
 	if (h->n == h->cap)
 	{
-		size_t		cap = h->cap ? h->cap * 2 : 16;
-		char	  **names = realloc(h->names, cap * sizeof(char *));
-		char	  **values;
+		size_t cap = h->cap ? h->cap * 2 : 16;
+		char **names = realloc(h->names, cap * sizeof(char *));
+		char **values;
 
 		if (!names)
 		{
@@ -242,9 +242,9 @@ content_type_charset(const char *ct, char *buf, size_t buflen)
 long
 retry_after_ms(const char *value, time_t now)
 {
-	char	   *end;
-	long		secs;
-	time_t		when;
+	char  *end;
+	long   secs;
+	time_t when;
 
 	if (value == NULL)
 		return -1;

@@ -15,17 +15,17 @@
 
 typedef struct DciHeaderList
 {
-	size_t		n;
-	size_t		cap;
-	char	  **names;			/* lower case */
-	char	  **values;			/* repeated headers joined with ", " */
-	size_t		total_bytes;	/* bytes fed for the current response */
+	size_t n;
+	size_t cap;
+	char **names;		/* lower case */
+	char **values;		/* repeated headers joined with ", " */
+	size_t total_bytes; /* bytes fed for the current response */
 } DciHeaderList;
 
 /* results of header_list_feed */
-#define HEADER_OK			0
-#define HEADER_NOMEM		(-1)
-#define HEADER_TOO_LARGE	(-2)
+#define HEADER_OK		 0
+#define HEADER_NOMEM	 (-1)
+#define HEADER_TOO_LARGE (-2)
 
 extern void header_list_init(DciHeaderList *h);
 /* forget all headers (a new response starts), keeping the allocations */
@@ -37,8 +37,8 @@ extern void header_list_free(DciHeaderList *h);
  * (status lines start a new response; the blank line ends it).  Limits:
  * max_bytes of header text and max_count distinct headers per response.
  */
-extern int	header_list_feed(DciHeaderList *h, const char *line, size_t len,
-							 size_t max_bytes, size_t max_count);
+extern int header_list_feed(DciHeaderList *h, const char *line, size_t len,
+							size_t max_bytes, size_t max_count);
 
 /* value of a header (name in lower case), NULL when absent */
 extern const char *header_list_get(const DciHeaderList *h, const char *name);
@@ -60,4 +60,4 @@ extern bool content_type_charset(const char *content_type, char *buf, size_t buf
  */
 extern long retry_after_ms(const char *value, time_t now);
 
-#endif							/* DCI_HTTP_HEADERS_H */
+#endif /* DCI_HTTP_HEADERS_H */

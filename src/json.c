@@ -24,7 +24,7 @@
 static void
 append_json_string(StringInfo out, const char *s, int len)
 {
-	int			run = 0;
+	int run = 0;
 
 	appendStringInfoChar(out, '"');
 	for (int i = 0; i < len; i++)
@@ -75,11 +75,11 @@ append_json_string(StringInfo out, const char *s, int len)
 char *
 dci_jsonb_to_compact(Jsonb *jb, size_t *len)
 {
-	StringInfoData out;
-	JsonbIterator *it = JsonbIteratorInit(&jb->root);
-	JsonbValue	v;
+	StringInfoData	   out;
+	JsonbIterator	  *it = JsonbIteratorInit(&jb->root);
+	JsonbValue		   v;
 	JsonbIteratorToken tok;
-	bool		first = true;	/* no comma before the next element */
+	bool			   first = true; /* no comma before the next element */
 
 	initStringInfo(&out);
 	while ((tok = JsonbIteratorNext(&it, &v, false)) != WJB_DONE)
@@ -88,7 +88,7 @@ dci_jsonb_to_compact(Jsonb *jb, size_t *len)
 		{
 			case WJB_BEGIN_ARRAY:
 				if (v.val.array.rawScalar)
-					break;		/* a bare scalar: just the value follows */
+					break; /* a bare scalar: just the value follows */
 				if (!first)
 					appendStringInfoChar(&out, ',');
 				appendStringInfoChar(&out, '[');
@@ -114,7 +114,7 @@ dci_jsonb_to_compact(Jsonb *jb, size_t *len)
 					appendStringInfoChar(&out, ',');
 				append_json_string(&out, v.val.string.val, v.val.string.len);
 				appendStringInfoChar(&out, ':');
-				first = true;	/* the value follows without a comma */
+				first = true; /* the value follows without a comma */
 				break;
 			case WJB_VALUE:
 			case WJB_ELEM:
@@ -159,8 +159,16 @@ static bool
 reserved_header(const char *name)
 {
 	static const char *const reserved[] = {
-		"authorization", "host", "content-length", "transfer-encoding", "connection",
-		"upgrade", "te", "trailer", "expect", "keep-alive",
+		"authorization",
+		"host",
+		"content-length",
+		"transfer-encoding",
+		"connection",
+		"upgrade",
+		"te",
+		"trailer",
+		"expect",
+		"keep-alive",
 	};
 
 	for (int i = 0; i < lengthof(reserved); i++)
@@ -172,12 +180,12 @@ reserved_header(const char *name)
 DciHeaders *
 dci_jsonb_to_headers(Jsonb *jb, const char *what)
 {
-	DciHeaders *h = palloc0(sizeof(DciHeaders));
-	JsonbIterator *it;
-	JsonbValue	v;
+	DciHeaders		  *h = palloc0(sizeof(DciHeaders));
+	JsonbIterator	  *it;
+	JsonbValue		   v;
 	JsonbIteratorToken tok;
-	char	   *name = NULL;
-	int			cap;
+	char			  *name = NULL;
+	int				   cap;
 
 	if (!JB_ROOT_IS_OBJECT(jb) || JB_ROOT_IS_SCALAR(jb))
 		ereport(ERROR,
@@ -217,7 +225,7 @@ dci_jsonb_to_headers(Jsonb *jb, const char *what)
 		}
 		else if (tok == WJB_VALUE)
 		{
-			char	   *value;
+			char *value;
 
 			if (v.type != jbvString)
 				ereport(ERROR,
@@ -245,9 +253,9 @@ dci_jsonb_to_headers(Jsonb *jb, const char *what)
 static char *
 header_text(const char *s)
 {
-	int			len = strlen(s);
-	char	   *copy;
-	bool		ascii = true;
+	int	  len = strlen(s);
+	char *copy;
+	bool  ascii = true;
 
 	/* header text is nearly always ASCII: no encoding check needed then */
 	for (int i = 0; i < len && ascii; i++)
@@ -265,10 +273,10 @@ Jsonb *
 dci_header_list_to_jsonb(const DciHeaderList *headers)
 {
 	JsonbParseState *state = NULL;
-	JsonbValue *res;
+	JsonbValue		*res;
 
-	size_t		n = headers ? headers->n : 0;
-	size_t	   *order = palloc(sizeof(size_t) * (n + 1));
+	size_t	n = headers ? headers->n : 0;
+	size_t *order = palloc(sizeof(size_t) * (n + 1));
 
 	/*
 	 * jsonb keeps keys ordered by length, then bytes; pushed in that order,
@@ -276,8 +284,8 @@ dci_header_list_to_jsonb(const DciHeaderList *headers)
 	 */
 	for (size_t i = 0; i < n; i++)
 	{
-		size_t		j = i;
-		size_t		len = strlen(headers->names[i]);
+		size_t j = i;
+		size_t len = strlen(headers->names[i]);
 
 		while (j > 0)
 		{
@@ -295,11 +303,11 @@ dci_header_list_to_jsonb(const DciHeaderList *headers)
 	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
 	for (size_t o = 0; o < n; o++)
 	{
-		size_t		i = order[o];
-		JsonbValue	k;
-		JsonbValue	v;
-		char	   *name = header_text(headers->names[i]);
-		char	   *value = header_text(headers->values[i]);
+		size_t	   i = order[o];
+		JsonbValue k;
+		JsonbValue v;
+		char	  *name = header_text(headers->names[i]);
+		char	  *value = header_text(headers->values[i]);
 
 		k.type = jbvString;
 		k.val.string.val = name;

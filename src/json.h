@@ -19,4 +19,4 @@ extern DciHeaders *dci_jsonb_to_headers(Jsonb *jb, const char *what);
 struct DciHeaderList;
 extern Jsonb *dci_header_list_to_jsonb(const struct DciHeaderList *headers);
 
-#endif							/* DCI_JSON_H */
+#endif /* DCI_JSON_H */

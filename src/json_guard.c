@@ -10,22 +10,22 @@
 #include <stdint.h>
 
 /* PostgreSQL's limits (numeric.c), with a margin on the weight */
-#define WEIGHT_MAX		131000	/* NUMERIC_WEIGHT_MAX 32767 base-10000 digits */
-#define WEIGHT_MIN		(-16000)	/* any lower also breaks the scale limit */
-#define DSCALE_MAX		16383	/* NUMERIC_DSCALE_MAX */
-#define EXPONENT_MAX	999999999	/* numeric_in refuses INT_MAX/2 and above */
+#define WEIGHT_MAX	 131000	   /* NUMERIC_WEIGHT_MAX 32767 base-10000 digits */
+#define WEIGHT_MIN	 (-16000)  /* any lower also breaks the scale limit */
+#define DSCALE_MAX	 16383	   /* NUMERIC_DSCALE_MAX */
+#define EXPONENT_MAX 999999999 /* numeric_in refuses INT_MAX/2 and above */
 /* longer tokens cannot reach numeric_in (1 GB varlena limit) */
-#define TOKEN_MAX		((size_t) 1 << 30)
+#define TOKEN_MAX ((size_t) 1 << 30)
 
 bool
 json_nesting_exceeds(const char *text, size_t len, int max_depth)
 {
-	long		depth = 0;
-	bool		in_string = false;
+	long depth = 0;
+	bool in_string = false;
 
 	for (size_t i = 0; i < len; i++)
 	{
-		char		c = text[i];
+		char c = text[i];
 
 		if (in_string)
 		{
@@ -57,14 +57,14 @@ is_digit(char c)
 bool
 json_number_fits_numeric(const char *token, size_t len)
 {
-	size_t		i = 0;
-	size_t		int_start,
-				int_digits,
-				frac_digits = 0;
-	size_t		first_sig = SIZE_MAX;	/* index in the digit string */
-	int64_t		exponent = 0;
-	int64_t		weight,
-				dscale;
+	size_t i = 0;
+	size_t int_start,
+		int_digits,
+		frac_digits = 0;
+	size_t	first_sig = SIZE_MAX; /* index in the digit string */
+	int64_t exponent = 0;
+	int64_t weight,
+		dscale;
 
 	if (token == NULL || len == 0 || len > TOKEN_MAX)
 		return false;
@@ -104,7 +104,7 @@ json_number_fits_numeric(const char *token, size_t len)
 	/* exp: saturate instead of overflowing; leading zeros are harmless */
 	if (i < len && (token[i] == 'e' || token[i] == 'E'))
 	{
-		bool		neg = false;
+		bool neg = false;
 
 		i++;
 		if (i < len && (token[i] == '+' || token[i] == '-'))
@@ -132,7 +132,7 @@ json_number_fits_numeric(const char *token, size_t len)
 	if (dscale > DSCALE_MAX)
 		return false;
 	if (first_sig == SIZE_MAX)
-		return true;			/* zero: numeric_in keeps no weight */
+		return true; /* zero: numeric_in keeps no weight */
 	weight = (int64_t) int_digits - 1 - (int64_t) first_sig + exponent;
 	return weight <= WEIGHT_MAX && weight >= WEIGHT_MIN;
 }

@@ -31,4 +31,4 @@ extern bool json_nesting_exceeds(const char *text, size_t len, int max_depth);
  */
 extern bool json_number_fits_numeric(const char *token, size_t len);
 
-#endif							/* DCI_JSON_GUARD_H */
+#endif /* DCI_JSON_GUARD_H */

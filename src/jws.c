@@ -43,12 +43,12 @@ dci_jws_free(DciJws *j)
 bool
 dci_jws_parse(const char *s, size_t len, DciJws *j, char *err, size_t errlen)
 {
-	const char *end = s + len;
-	const char *d1;
-	const char *d2;
+	const char			*end = s + len;
+	const char			*d1;
+	const char			*d2;
 	struct json_tokener *tok = NULL;
-	struct json_object *hdr = NULL;
-	bool		present;
+	struct json_object	*hdr = NULL;
+	bool				 present;
 
 	memset(j, 0, sizeof(*j));
 	if (len > DCI_JWS_MAX)
@@ -119,15 +119,15 @@ char *
 dci_jws_sign(const DciSigKey *key, const char *kid, const char *payload, size_t payload_len,
 			 char *err, size_t errlen)
 {
-	char	   *header;
-	char	   *h64;
-	char	   *p64;
-	char	   *input = NULL;
-	char	   *s64 = NULL;
-	char	   *r = NULL;
+	char		  *header;
+	char		  *h64;
+	char		  *p64;
+	char		  *input = NULL;
+	char		  *s64 = NULL;
+	char		  *r = NULL;
 	unsigned char *sig = NULL;
-	size_t		siglen;
-	size_t		n;
+	size_t		   siglen;
+	size_t		   n;
 
 	if (dci_sigkey_alg(key) != DCI_SIG_RSA_SHA256)
 	{
@@ -156,7 +156,7 @@ dci_jws_sign(const DciSigKey *key, const char *kid, const char *payload, size_t 
 	free(header);
 	if (h64 && p64 && (input = malloc(strlen(h64) + strlen(p64) + 2)) != NULL)
 	{
-		size_t		ilen;
+		size_t ilen;
 
 		sprintf(input, "%s.%s", h64, p64);
 		ilen = strlen(input);
@@ -180,7 +180,7 @@ dci_jws_sign(const DciSigKey *key, const char *kid, const char *payload, size_t 
 DciVerifyResult
 dci_jws_verify(const DciSigKey *key, const char *jws, size_t len, DciJws *parsed)
 {
-	DciJws		j;
+	DciJws			j;
 	DciVerifyResult r;
 
 	if (parsed)
@@ -205,12 +205,12 @@ dci_jws_verify(const DciSigKey *key, const char *jws, size_t len, DciJws *parsed
 DciVerifyResult
 dci_jws_verify_envelope(const DciSigKey *key, const char *text, size_t len)
 {
-	char	   *hm;
-	size_t		hm_len;
-	char	   *sig;
-	char	   *signed_hm;
-	size_t		signed_len;
-	DciJws		j;
+	char		   *hm;
+	size_t			hm_len;
+	char		   *sig;
+	char		   *signed_hm;
+	size_t			signed_len;
+	DciJws			j;
 	DciVerifyResult r;
 
 	if (!cj_envelope(text, len, &hm, &hm_len, &sig, NULL, 0))
@@ -234,4 +234,3 @@ dci_jws_verify_envelope(const DciSigKey *key, const char *text, size_t len)
 	free(sig);
 	return r;
 }
-

@@ -24,15 +24,15 @@
 
 typedef struct DciJws
 {
-	char	   *header;			/* the decoded protected header (JSON text) */
-	size_t		header_len;
-	char	   *alg;			/* its "alg" */
-	char	   *kid;			/* its "kid", NULL when absent */
-	unsigned char *payload;		/* decoded (NUL after it, not counted) */
-	size_t		payload_len;
-	unsigned char *sig;			/* decoded signature */
-	size_t		sig_len;
-	size_t		signing_input_len;	/* header and payload segments with their dot */
+	char		  *header; /* the decoded protected header (JSON text) */
+	size_t		   header_len;
+	char		  *alg;		/* its "alg" */
+	char		  *kid;		/* its "kid", NULL when absent */
+	unsigned char *payload; /* decoded (NUL after it, not counted) */
+	size_t		   payload_len;
+	unsigned char *sig; /* decoded signature */
+	size_t		   sig_len;
+	size_t		   signing_input_len; /* header and payload segments with their dot */
 } DciJws;
 
 /*
@@ -60,4 +60,4 @@ extern DciVerifyResult dci_jws_verify(const DciSigKey *key, const char *jws, siz
 extern DciVerifyResult dci_jws_verify_envelope(const DciSigKey *key, const char *text,
 											   size_t len);
 
-#endif							/* DCI_JWS_H */
+#endif /* DCI_JWS_H */

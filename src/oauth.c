@@ -35,16 +35,16 @@ typedef struct LocalToken
 	Oid			relid;
 	int32		source_id;
 	uint64		fingerprint;
-	char	   *token;			/* TopMemoryContext; NULL: none */
+	char	   *token; /* TopMemoryContext; NULL: none */
 	TimestampTz obtained_at;
 	TimestampTz expires_at;
 	uint64		generation;
 } LocalToken;
 
 static LocalToken *local_tokens = NULL;
-static int	nlocal = 0;
-static int	maxlocal = 0;
-static uint64 local_generation = 0;
+static int		   nlocal = 0;
+static int		   maxlocal = 0;
+static uint64	   local_generation = 0;
 
 static LocalToken *
 local_token(const DciSource *src)
@@ -55,9 +55,7 @@ local_token(const DciSource *src)
 	if (nlocal == maxlocal)
 	{
 		maxlocal = maxlocal ? maxlocal * 2 : 8;
-		local_tokens = local_tokens ?
-			repalloc(local_tokens, maxlocal * sizeof(LocalToken)) :
-			MemoryContextAlloc(TopMemoryContext, maxlocal * sizeof(LocalToken));
+		local_tokens = local_tokens ? repalloc(local_tokens, maxlocal * sizeof(LocalToken)) : MemoryContextAlloc(TopMemoryContext, maxlocal * sizeof(LocalToken));
 	}
 	memset(&local_tokens[nlocal], 0, sizeof(LocalToken));
 	local_tokens[nlocal].source_id = src->id;
@@ -93,7 +91,7 @@ static char *
 refusal_text(const DciSource *src, const DciHttpResponse *resp)
 {
 	TokenResponse tr;
-	char	   *text;
+	char		 *text;
 
 	if (token_response_parse(resp->body, resp->body_len, &tr) && (tr.error || tr.error_description))
 		text = psprintf("%s%s%s", tr.error ? tr.error : "",
@@ -111,12 +109,12 @@ token_from_answer(DciSource *src, DciHttpResponse *resp_p, TimestampTz *obtained
 				  TimestampTz *expires, DciError *err)
 {
 	DciHttpResponse resp = *resp_p;
-	TokenResponse tr;
-	char	   *token;
+	TokenResponse	tr;
+	char		   *token;
 
 	if (resp.status < 200 || resp.status > 299)
 	{
-		char	   *why = refusal_text(src, &resp);
+		char *why = refusal_text(src, &resp);
 
 		dci_error_set(err, ERRCODE_DCI_AUTH, "could not obtain an access token for data source \"%s\"", src->code);
 		dci_error_detail(err, "The token endpoint answered HTTP %ld%s%s.", resp.status,
@@ -134,7 +132,7 @@ token_from_answer(DciSource *src, DciHttpResponse *resp_p, TimestampTz *obtained
 	}
 	if (tr.access_token == NULL)
 	{
-		char	   *why = (tr.error || tr.error_description) ? refusal_text(src, &resp) : pstrdup("");
+		char *why = (tr.error || tr.error_description) ? refusal_text(src, &resp) : pstrdup("");
 
 		token_response_free(&tr);
 		dci_error_set(err, ERRCODE_DCI_AUTH, "token endpoint of data source \"%s\" answered without access_token", src->code);
@@ -168,15 +166,15 @@ static char *
 fetch_token(DciSource *src, TimestampTz deadline, TimestampTz *obtained,
 			TimestampTz *expires, DciError *err)
 {
-	StringInfoData body;
-	StringInfoData url;
-	char	   *id_enc = dci_url_encode(src->client_id);
-	char	   *secret_enc = dci_url_encode(src->client_secret);
-	char	   *basic = NULL;
-	const char *headers[4];
-	DciHttpRequest req = {0};
+	StringInfoData	body;
+	StringInfoData	url;
+	char		   *id_enc = dci_url_encode(src->client_id);
+	char		   *secret_enc = dci_url_encode(src->client_secret);
+	char		   *basic = NULL;
+	const char	   *headers[4];
+	DciHttpRequest	req = {0};
 	DciHttpResponse resp;
-	bool		ok;
+	bool			ok;
 
 	initStringInfo(&body);
 	appendStringInfoString(&body, "grant_type=client_credentials");
@@ -195,15 +193,15 @@ fetch_token(DciSource *src, TimestampTz deadline, TimestampTz *obtained,
 			appendStringInfo(&body, "&client_id=%s&client_secret=%s", id_enc, secret_enc);
 			break;
 		case DCI_CRED_BASIC:
-			{
-				/* RFC 6749 §2.3.1: form-encode each part, then Basic */
-				char	   *pair = psprintf("%s:%s", id_enc, secret_enc);
+		{
+			/* RFC 6749 §2.3.1: form-encode each part, then Basic */
+			char *pair = psprintf("%s:%s", id_enc, secret_enc);
 
-				basic = psprintf("Authorization: Basic %s", dci_base64(pair));
-				dci_secret_free(pair);
-				headers[2] = basic;
-				break;
-			}
+			basic = psprintf("Authorization: Basic %s", dci_base64(pair));
+			dci_secret_free(pair);
+			headers[2] = basic;
+			break;
+		}
 		case DCI_CRED_QUERY:
 			appendStringInfo(&url, "%sclient_id=%s&client_secret=%s",
 							 strchr(src->auth_url, '?') ? "&" : "?", id_enc, secret_enc);
@@ -241,12 +239,12 @@ char *
 dci_token_get(DciSource *src, int force_refresh, TimestampTz deadline,
 			  uint64 *generation, DciError *err)
 {
-	LocalToken *lt;
-	TimestampTz now;
-	TimestampTz obtained;
-	TimestampTz expires;
-	char	   *token;
-	bool		shared = dci_token_cache_enabled();
+	LocalToken		*lt;
+	TimestampTz		 now;
+	TimestampTz		 obtained;
+	TimestampTz		 expires;
+	char			*token;
+	bool			 shared = dci_token_cache_enabled();
 	TokenCacheResult r = TOKEN_CACHE_UNAVAILABLE;
 
 	*generation = 0;
@@ -358,11 +356,11 @@ PG_FUNCTION_INFO_V1(dci_get_token);
 Datum
 dci_get_token(PG_FUNCTION_ARGS)
 {
-	DciSource  *src = dci_source_from_arg(fcinfo, true);
-	int			force = (!PG_ARGISNULL(1) && PG_GETARG_BOOL(1)) ? DCI_TOKEN_FORCE : DCI_TOKEN_CACHED;
-	DciError	err = {0};
-	uint64		generation;
-	char	   *token;
+	DciSource *src = dci_source_from_arg(fcinfo, true);
+	int		   force = (!PG_ARGISNULL(1) && PG_GETARG_BOOL(1)) ? DCI_TOKEN_FORCE : DCI_TOKEN_CACHED;
+	DciError   err = {0};
+	uint64	   generation;
+	char	  *token;
 
 	token = dci_token_get(src, force, dci_call_deadline(src), &generation, &err);
 	if (err.sqlstate != 0)
@@ -383,12 +381,12 @@ Datum
 dci_token_status_entries(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	DciTokenInfo *shared = NULL;
-	int			nshared = 0;
-	Datum		values[4];
-	bool		nulls[4] = {false, false, false, false};
+	DciTokenInfo  *shared = NULL;
+	int			   nshared = 0;
+	Datum		   values[4];
+	bool		   nulls[4] = {false, false, false, false};
 
-	Oid			relid = dci_source_table_oid();
+	Oid relid = dci_source_table_oid();
 
 	InitMaterializedSRF(fcinfo, 0);
 	if (dci_token_cache_enabled())
@@ -406,7 +404,7 @@ dci_token_status_entries(PG_FUNCTION_ARGS)
 	}
 	for (int i = 0; i < nlocal; i++)
 	{
-		bool		in_shared = false;
+		bool in_shared = false;
 
 		if (local_tokens[i].token == NULL || local_tokens[i].relid != relid)
 			continue;

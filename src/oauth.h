@@ -27,4 +27,4 @@ extern bool dci_token_renewable(DciSource *src, uint64 generation);
 /* forget the token of generation (after a 401), locally and in shared memory */
 extern void dci_token_drop(DciSource *src, uint64 generation);
 
-#endif							/* DCI_OAUTH_H */
+#endif /* DCI_OAUTH_H */

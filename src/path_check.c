@@ -24,7 +24,7 @@
 #define R_START		"must start with \"/\""
 #define R_BYTES		"has a control character, space, \"#\" or backslash"
 #define R_QUERY		"has a query string"
-#define R_MALFORMED	"has a malformed percent escape"
+#define R_MALFORMED "has a malformed percent escape"
 #define R_NUL		"has an encoded NUL"
 #define R_SLASH		"has an encoded slash or backslash"
 #define R_DEEP		"has too many levels of percent-encoding"
@@ -52,7 +52,7 @@ hexval(unsigned char c)
 static const char *
 decode_round(unsigned char *buf, size_t *len, bool first, bool *changed)
 {
-	size_t		w = 0;
+	size_t w = 0;
 
 	*changed = false;
 	for (size_t r = 0; r < *len; r++)
@@ -61,8 +61,8 @@ decode_round(unsigned char *buf, size_t *len, bool first, bool *changed)
 
 		if (c == '%')
 		{
-			int			hi = r + 2 < *len ? hexval(buf[r + 1]) : -1;
-			int			lo = r + 2 < *len ? hexval(buf[r + 2]) : -1;
+			int hi = r + 2 < *len ? hexval(buf[r + 1]) : -1;
+			int lo = r + 2 < *len ? hexval(buf[r + 2]) : -1;
 
 			if (hi >= 0 && lo >= 0)
 			{
@@ -103,13 +103,13 @@ bad_utf8(const unsigned char *s, size_t n)
 static const char *
 check_segment(const char *seg, size_t n, unsigned char *buf)
 {
-	const char *problem;
+	const char	  *problem;
 	unsigned char *semi;
 
 	memcpy(buf, seg, n);
 	for (int round = 1; memchr(buf, '%', n) != NULL; round++)
 	{
-		bool		changed;
+		bool changed;
 
 		problem = decode_round(buf, &n, round == 1, &changed);
 		if (problem != NULL)
@@ -132,10 +132,10 @@ check_segment(const char *seg, size_t n, unsigned char *buf)
 const char *
 dci_path_problem(const char *path, bool allow_query)
 {
-	const char *q;
-	size_t		plen;
+	const char	  *q;
+	size_t		   plen;
 	unsigned char *buf;
-	const char *problem = NULL;
+	const char	  *problem = NULL;
 
 	if (path == NULL || path[0] != '/')
 		return R_START;

@@ -17,4 +17,4 @@
  */
 extern const char *dci_path_problem(const char *path, bool allow_query);
 
-#endif							/* DCI_PATH_CHECK_H */
+#endif /* DCI_PATH_CHECK_H */

@@ -22,24 +22,24 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define RING		16			/* > the longest step, a surrogate pair (12) */
-#define MAX_STEPS	3			/* a raw byte, and at most one escape */
-#define STACK_WORDS	32			/* bitset words per slot kept on the stack */
-#define STACK_NEEDLES 16		/* needles prepared on the stack */
+#define RING		  16 /* > the longest step, a surrogate pair (12) */
+#define MAX_STEPS	  3	 /* a raw byte, and at most one escape */
+#define STACK_WORDS	  32 /* bitset words per slot kept on the stack */
+#define STACK_NEEDLES 16 /* needles prepared on the stack */
 
 typedef struct Step
 {
-	size_t		dn;				/* needle bytes spelled */
-	size_t		dt;				/* text bytes used */
+	size_t dn; /* needle bytes spelled */
+	size_t dt; /* text bytes used */
 } Step;
 
 /* the reading of an ambiguous needle: RING bitsets of nwords words */
 typedef struct Ring
 {
-	size_t		nwords;
-	uint64_t   *bits;
-	size_t		lo[RING];		/* words that may be non-zero; lo > hi: none */
-	size_t		hi[RING];
+	size_t	  nwords;
+	uint64_t *bits;
+	size_t	  lo[RING]; /* words that may be non-zero; lo > hi: none */
+	size_t	  hi[RING];
 } Ring;
 
 static int
@@ -58,11 +58,11 @@ hexval(unsigned char c)
 static long
 hex4(const unsigned char *t)
 {
-	long		v = 0;
+	long v = 0;
 
 	for (int k = 0; k < 4; k++)
 	{
-		int			h = hexval(t[k]);
+		int h = hexval(t[k]);
 
 		if (h < 0)
 			return -1;
@@ -132,40 +132,40 @@ static int
 steps(const unsigned char *nd, size_t nlen, size_t i,
 	  const unsigned char *t, size_t tlen, size_t j, Step *out)
 {
-	int			k = 0;
+	int			  k = 0;
 	unsigned char c = nd[i];
 	unsigned char b = t[j];
 
 	if (b == c || (b == '+' && c == ' '))
-		out[k++] = (Step) {1, 1};
+		out[k++] = (Step){1, 1};
 	if (b == '%')
 	{
 		if (j + 2 < tlen && hexval(t[j + 1]) >= 0 && hexval(t[j + 2]) >= 0 &&
 			hexval(t[j + 1]) * 16 + hexval(t[j + 2]) == c)
-			out[k++] = (Step) {1, 3};
+			out[k++] = (Step){1, 3};
 	}
 	else if (b == '\\' && j + 1 < tlen)
 	{
 		if (t[j + 1] != 'u')
 		{
 			if (json_escape(t[j + 1]) == c)
-				out[k++] = (Step) {1, 2};
+				out[k++] = (Step){1, 2};
 		}
 		else if (j + 6 <= tlen)
 		{
-			long		cp = hex4(t + j + 2);
-			size_t		dt = 6;
+			long		  cp = hex4(t + j + 2);
+			size_t		  dt = 6;
 			unsigned char u[4];
-			size_t		ulen;
+			size_t		  ulen;
 
 			if (cp >= 0xD800 && cp <= 0xDBFF)
 			{
-				long		low = -1;
+				long low = -1;
 
 				if (j + 12 <= tlen && t[j + 6] == '\\' && t[j + 7] == 'u')
 					low = hex4(t + j + 8);
 				if (low < 0xDC00 || low > 0xDFFF)
-					return k;	/* a lone high surrogate spells no bytes */
+					return k; /* a lone high surrogate spells no bytes */
 				cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
 				dt = 12;
 			}
@@ -173,7 +173,7 @@ steps(const unsigned char *nd, size_t nlen, size_t i,
 				return k;
 			ulen = utf8_encode(cp, u);
 			if (ulen <= nlen - i && memcmp(u, nd + i, ulen) == 0)
-				out[k++] = (Step) {ulen, dt};
+				out[k++] = (Step){ulen, dt};
 		}
 	}
 	return k;
@@ -190,9 +190,9 @@ ambiguous(const unsigned char *nd, size_t nlen)
 static size_t
 match_single(const unsigned char *nd, size_t nlen, const unsigned char *t, size_t tlen)
 {
-	size_t		i = 0;
-	size_t		j = 0;
-	Step		s[MAX_STEPS];
+	size_t i = 0;
+	size_t j = 0;
+	Step   s[MAX_STEPS];
 
 	while (i < nlen)
 	{
@@ -221,9 +221,9 @@ ring_init(Ring *r, size_t nwords, uint64_t *bits)
 static bool
 ring_add(Ring *r, int s, size_t i)
 {
-	size_t		w = i / 64;
-	uint64_t	bit = (uint64_t) 1 << (i % 64);
-	uint64_t   *word = &r->bits[s * r->nwords + w];
+	size_t	  w = i / 64;
+	uint64_t  bit = (uint64_t) 1 << (i % 64);
+	uint64_t *word = &r->bits[s * r->nwords + w];
 
 	if (*word & bit)
 		return false;
@@ -241,7 +241,7 @@ lowest_bit(uint64_t v)
 #if defined(__GNUC__) || defined(__clang__)
 	return __builtin_ctzll(v);
 #else
-	int			n = 0;
+	int n = 0;
 
 	while ((v & 1) == 0)
 	{
@@ -259,34 +259,34 @@ lowest_bit(uint64_t v)
 static size_t
 match_all(const unsigned char *nd, size_t nlen, const unsigned char *t, size_t tlen, Ring *r)
 {
-	size_t		best = 0;
-	size_t		active = 1;
+	size_t best = 0;
+	size_t active = 1;
 
 	ring_add(r, 0, 0);
 	for (size_t j = 0; active > 0; j++)
 	{
-		int			s = j % RING;
+		int s = j % RING;
 
 		if (r->lo[s] > r->hi[s])
 			continue;
 		for (size_t w = r->lo[s]; w <= r->hi[s]; w++)
 		{
-			uint64_t   *word = &r->bits[s * r->nwords + w];
-			uint64_t	bits = *word;
+			uint64_t *word = &r->bits[s * r->nwords + w];
+			uint64_t  bits = *word;
 
 			*word = 0;
 			while (bits != 0)
 			{
-				size_t		i = w * 64 + lowest_bit(bits);
-				Step		st[MAX_STEPS];
-				int			n = j < tlen ? steps(nd, nlen, i, t, tlen, j, st) : 0;
+				size_t i = w * 64 + lowest_bit(bits);
+				Step   st[MAX_STEPS];
+				int	   n = j < tlen ? steps(nd, nlen, i, t, tlen, j, st) : 0;
 
 				bits &= bits - 1;
 				active--;
 				for (int k = 0; k < n; k++)
 				{
-					size_t		ni = i + st[k].dn;
-					size_t		nj = j + st[k].dt;
+					size_t ni = i + st[k].dn;
+					size_t nj = j + st[k].dt;
 
 					if (ni == nlen)
 					{
@@ -308,12 +308,12 @@ size_t
 redact_match(const char *needle, size_t nlen, const char *text, size_t tlen)
 {
 	const unsigned char *nd = (const unsigned char *) needle;
-	uint64_t	stack_bits[RING * STACK_WORDS];
-	uint64_t   *bits = stack_bits;
-	size_t		nwords = (nlen + 63) / 64;
-	Ring		r;
-	Step		first[MAX_STEPS];
-	size_t		m;
+	uint64_t			 stack_bits[RING * STACK_WORDS];
+	uint64_t			*bits = stack_bits;
+	size_t				 nwords = (nlen + 63) / 64;
+	Ring				 r;
+	Step				 first[MAX_STEPS];
+	size_t				 m;
 
 	if (needle == NULL || nlen == 0 || tlen == 0)
 		return 0;
@@ -339,16 +339,16 @@ redact_match(const char *needle, size_t nlen, const char *text, size_t tlen)
 typedef struct Prepared
 {
 	const unsigned char *s;
-	size_t		len;
-	bool		ambiguous;
+	size_t				 len;
+	bool				 ambiguous;
 } Prepared;
 
 /* the output, built only once a first match is found */
 typedef struct OutBuf
 {
-	char	   *p;
-	size_t		len;
-	size_t		cap;
+	char  *p;
+	size_t len;
+	size_t cap;
 } OutBuf;
 
 static bool
@@ -358,8 +358,8 @@ out_append(OutBuf *o, const char *s, size_t n)
 		return false;
 	if (o->len + n + 1 > o->cap)
 	{
-		size_t		cap = o->cap > SIZE_MAX / 2 ? SIZE_MAX : o->cap * 2;
-		char	   *p;
+		size_t cap = o->cap > SIZE_MAX / 2 ? SIZE_MAX : o->cap * 2;
+		char  *p;
 
 		if (cap < o->len + n + 1)
 			cap = o->len + n + 1;
@@ -381,21 +381,21 @@ out_append(OutBuf *o, const char *s, size_t n)
  */
 int
 redact_text(const RedactNeedle *needles, int nneedles, const char *text, size_t len,
-			char **out, size_t *outlen, bool (*stop) (void))
+			char **out, size_t *outlen, bool (*stop)(void))
 {
-	size_t		work = 0;		/* needle bytes tried since the last stop() */
+	size_t				 work = 0; /* needle bytes tried since the last stop() */
 	const unsigned char *t = (const unsigned char *) text;
-	bool		cand[256] = {false};
-	Prepared	stack_prep[STACK_NEEDLES];
-	Prepared   *prep = stack_prep;
-	int			nprep = 0;
-	size_t		nwords = 0;
-	uint64_t	stack_bits[RING * STACK_WORDS];
-	uint64_t   *bits = stack_bits;
-	Ring		r;
-	OutBuf		o = {NULL, 0, 0};
-	size_t		copied = 0;
-	int			rc = 0;
+	bool				 cand[256] = {false};
+	Prepared			 stack_prep[STACK_NEEDLES];
+	Prepared			*prep = stack_prep;
+	int					 nprep = 0;
+	size_t				 nwords = 0;
+	uint64_t			 stack_bits[RING * STACK_WORDS];
+	uint64_t			*bits = stack_bits;
+	Ring				 r;
+	OutBuf				 o = {NULL, 0, 0};
+	size_t				 copied = 0;
+	int					 rc = 0;
 
 	*out = NULL;
 	*outlen = 0;
@@ -410,7 +410,7 @@ redact_text(const RedactNeedle *needles, int nneedles, const char *text, size_t 
 	for (int k = 0; k < nneedles; k++)
 	{
 		const unsigned char *nd = (const unsigned char *) needles[k].s;
-		size_t		nlen = needles[k].len;
+		size_t				 nlen = needles[k].len;
 
 		if (nd == NULL || nlen < REDACT_MIN_LEN)
 			continue;
@@ -443,7 +443,7 @@ redact_text(const RedactNeedle *needles, int nneedles, const char *text, size_t 
 
 	for (size_t j = 0; j < len && nprep > 0; j++)
 	{
-		size_t		best = 0;
+		size_t best = 0;
 
 		while (j < len && !cand[t[j]])
 			j++;
@@ -451,7 +451,7 @@ redact_text(const RedactNeedle *needles, int nneedles, const char *text, size_t 
 			break;
 		for (int k = 0; k < nprep; k++)
 		{
-			size_t		m;
+			size_t m;
 
 			work += prep[k].len;
 			if (prep[k].ambiguous)

@@ -12,8 +12,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define REDACT_MIN_LEN 4			/* shorter needles are ignored */
-#define REDACT_MARK "[redacted]"
+#define REDACT_MIN_LEN 4 /* shorter needles are ignored */
+#define REDACT_MARK	   "[redacted]"
 /* needle bytes tried between two calls of redact_text's stop() */
 #define REDACT_STOP_EVERY ((size_t) 1 << 20)
 
@@ -41,7 +41,7 @@ extern size_t redact_match(const char *needle, size_t nlen, const char *text, si
  * NUL bytes.  Needles with len < REDACT_MIN_LEN or s == NULL are skipped.  *outlen is 0
  * unless 1 is returned.
  */
-extern int	redact_text(const RedactNeedle *needles, int nneedles, const char *text, size_t len,
-						char **out, size_t *outlen, bool (*stop) (void));
+extern int redact_text(const RedactNeedle *needles, int nneedles, const char *text, size_t len,
+					   char **out, size_t *outlen, bool (*stop)(void));
 
-#endif							/* DCI_REDACT_H */
+#endif /* DCI_REDACT_H */

@@ -29,13 +29,13 @@
  * The needles of the last source asked for, kept until it is reloaded
  * (fixed part), and of its current access token (kept until it changes).
  */
-static uint64 needles_serial = 0;
+static uint64		 needles_serial = 0;
 static MemoryContext needles_cxt = NULL;
 static MemoryContext token_cxt = NULL;
-static RedactNeedle needles[MAX_NEEDLES];
-static int	nfixed = 0;
-static int	ntoken = 0;
-static char *token_copy = NULL;
+static RedactNeedle	 needles[MAX_NEEDLES];
+static int			 nfixed = 0;
+static int			 ntoken = 0;
+static char			*token_copy = NULL;
 
 static void
 add_needle(int *n, const char *s)
@@ -56,7 +56,7 @@ add_needle(int *n, const char *s)
 static void
 add_secret(int *n, const char *secret)
 {
-	size_t		len;
+	size_t len;
 
 	if (secret == NULL)
 		return;
@@ -65,8 +65,8 @@ add_secret(int *n, const char *secret)
 	add_needle(n, dci_base64(secret));
 	for (size_t k = 0; k < 3 && k < len; k++)
 	{
-		size_t		whole = (len - k) - (len - k) % 3;
-		char	   *std;
+		size_t whole = (len - k) - (len - k) % 3;
+		char  *std;
 
 		if (whole < 6)
 			continue;
@@ -76,7 +76,8 @@ add_secret(int *n, const char *secret)
 		add_needle(n, pstrdup(std));
 		/* base64url: the same characters but '+' and '/' */
 		for (char *c = std; *c; c++)
-			*c = (*c == '+') ? '-' : (*c == '/') ? '_' : *c;
+			*c = (*c == '+') ? '-' : (*c == '/') ? '_'
+												 : *c;
 		add_needle(n, pstrdup(std));
 		explicit_bzero(std, strlen(std));
 		free(std);
@@ -86,8 +87,8 @@ add_secret(int *n, const char *secret)
 char *
 dci_base64(const char *s)
 {
-	char	   *enc = dci_b64_encode((const unsigned char *) s, strlen(s), false);
-	char	   *out;
+	char *enc = dci_b64_encode((const unsigned char *) s, strlen(s), false);
+	char *out;
 
 	if (enc == NULL)
 		ereport(ERROR,
@@ -136,10 +137,10 @@ load_needles(const DciSource *src)
 	if (src->client_id && src->client_secret)
 	{
 		/* Basic credentials as RFC 6749 §2.3.1 sends them: form-encoded parts */
-		char	   *raw = psprintf("%s:%s", src->client_id, src->client_secret);
-		char	   *id_enc = dci_url_encode(src->client_id);
-		char	   *secret_enc = dci_url_encode(src->client_secret);
-		char	   *encoded = psprintf("%s:%s", id_enc, secret_enc);
+		char *raw = psprintf("%s:%s", src->client_id, src->client_secret);
+		char *id_enc = dci_url_encode(src->client_id);
+		char *secret_enc = dci_url_encode(src->client_secret);
+		char *encoded = psprintf("%s:%s", id_enc, secret_enc);
 
 		add_needle(&nfixed, dci_base64(raw));
 		add_needle(&nfixed, dci_base64(encoded));
@@ -187,10 +188,10 @@ interrupt_pending(void)
 char *
 dci_redact(const DciSource *src, char *text, size_t len, size_t *outlen)
 {
-	char	   *out = NULL;
-	size_t		out_len = 0;
-	int			rc;
-	char	   *result;
+	char  *out = NULL;
+	size_t out_len = 0;
+	int	   rc;
+	char  *result;
 
 	*outlen = len;
 	if (src == NULL || text == NULL)
@@ -220,8 +221,8 @@ dci_redact(const DciSource *src, char *text, size_t len, size_t *outlen)
 char *
 dci_quote_registry_text(const DciSource *src, const char *text, size_t len)
 {
-	char	   *copy = pnstrdup(text, len);
-	size_t		copy_len;
+	char  *copy = pnstrdup(text, len);
+	size_t copy_len;
 
 	copy = dci_redact(src, copy, strlen(copy), &copy_len);
 	return dci_quote_text(copy, copy_len);

@@ -22,4 +22,4 @@ extern char *dci_base64(const char *s);
 /* copy at most DCI_QUOTE_MAX characters of registry text, redacted, control chars blanked */
 extern char *dci_quote_registry_text(const DciSource *src, const char *text, size_t len);
 
-#endif							/* DCI_REDACTION_H */
+#endif /* DCI_REDACTION_H */

@@ -68,12 +68,12 @@ static const char **
 build_headers(const DciSource *src, const DciHeaders *call_headers, bool has_body,
 			  const char *authorization)
 {
-	int			max = 4 + (src->extra_headers ? src->extra_headers->n : 0) +
-		(call_headers ? call_headers->n : 0);
-	const char **lines = palloc0(sizeof(char *) * (max + 1));
-	int			n = 0;
-	bool		have_accept = false;
-	bool		have_type = false;
+	int max = 4 + (src->extra_headers ? src->extra_headers->n : 0) +
+			  (call_headers ? call_headers->n : 0);
+	const char		**lines = palloc0(sizeof(char *) * (max + 1));
+	int				  n = 0;
+	bool			  have_accept = false;
+	bool			  have_type = false;
 	const DciHeaders *sets[2] = {src->extra_headers, call_headers};
 
 	for (int s = 0; s < 2; s++)
@@ -86,7 +86,7 @@ build_headers(const DciSource *src, const DciHeaders *call_headers, bool has_bod
 			/* a call header replaces an extra header of the same name */
 			if (s == 0 && call_headers)
 			{
-				bool		replaced = false;
+				bool replaced = false;
 
 				for (int j = 0; j < call_headers->n; j++)
 					if (pg_strcasecmp(call_headers->names[j], h->names[i]) == 0)
@@ -117,9 +117,9 @@ dci_call(DciSource *src, const char *method, const char *path, const char *body,
 		 bool idempotent, bool with_auth, DciHttpResponse *resp, DciError *err)
 {
 	DciHttpRequest req = {0};
-	uint64		generation = 0;
-	char	   *token = NULL;
-	char	   *authorization = NULL;
+	uint64		   generation = 0;
+	char		  *token = NULL;
+	char		  *authorization = NULL;
 
 	if (with_auth)
 	{
@@ -152,8 +152,8 @@ dci_call(DciSource *src, const char *method, const char *path, const char *body,
 	if (resp->status == 401 && with_auth && src->auth_type == DCI_AUTH_OAUTH2 &&
 		dci_token_renewable(src, generation))
 	{
-		double		first_ms = resp->elapsed_ms;
-		int			first_attempts = resp->attempts;
+		double first_ms = resp->elapsed_ms;
+		int	   first_attempts = resp->attempts;
 
 		dci_token_drop(src, generation);
 		dci_secret_free(authorization);
@@ -193,7 +193,7 @@ dci_body_to_cstring(const DciSource *src, const DciHttpResponse *resp)
 
 	if (content_type_charset(ctype, charset, sizeof(charset)))
 	{
-		int			e = pg_char_to_encoding(charset);
+		int e = pg_char_to_encoding(charset);
 
 		if (e >= 0 && PG_VALID_ENCODING(e))
 			encoding = e;
@@ -223,7 +223,7 @@ name_holds_credential(const DciSource *src, const char *name)
 
 	for (int i = 0; i < lengthof(creds); i++)
 	{
-		size_t		n = creds[i] ? strlen(creds[i]) : 0;
+		size_t n = creds[i] ? strlen(creds[i]) : 0;
 
 		if (n < 4)
 			continue;
@@ -242,9 +242,9 @@ redacted_headers(const DciSource *src, const DciHeaderList *headers)
 
 	for (size_t i = 0; headers && i < headers->n; i++)
 	{
-		size_t		len;
-		char	   *value = dci_redact(src, headers->values[i], strlen(headers->values[i]), &len);
-		bool		bad_name = name_holds_credential(src, headers->names[i]);
+		size_t len;
+		char  *value = dci_redact(src, headers->values[i], strlen(headers->values[i]), &len);
+		bool   bad_name = name_holds_credential(src, headers->names[i]);
 
 		if (value == headers->values[i] && !bad_name)
 			continue;
@@ -267,8 +267,8 @@ redacted_headers(const DciSource *src, const DciHeaderList *headers)
 static text *
 redacted_body(const DciSource *src, const DciHttpResponse *resp)
 {
-	char	   *s = dci_body_to_cstring(src, resp);
-	size_t		len = (s == resp->body) ? resp->body_len : strlen(s);
+	char  *s = dci_body_to_cstring(src, resp);
+	size_t len = (s == resp->body) ? resp->body_len : strlen(s);
 
 	s = dci_redact(src, s, len, &len);
 	return cstring_to_text_with_len(s, (int) len);
@@ -283,19 +283,19 @@ PG_FUNCTION_INFO_V1(dci_request);
 Datum
 dci_request(PG_FUNCTION_ARGS)
 {
-	TimestampTz start = GetCurrentTimestamp();
-	DciSource  *src;
-	const char *method;
-	char	   *path;
-	char	   *body = NULL;
-	size_t		body_len = 0;
-	DciHeaders *headers = NULL;
+	TimestampTz		start = GetCurrentTimestamp();
+	DciSource	   *src;
+	const char	   *method;
+	char		   *path;
+	char		   *body = NULL;
+	size_t			body_len = 0;
+	DciHeaders	   *headers = NULL;
 	DciHttpResponse resp;
-	DciError	err = {0};
-	TupleDesc	tupdesc;
-	Datum		values[4];
-	bool		nulls[4] = {false, false, false, false};
-	bool		idempotent;
+	DciError		err = {0};
+	TupleDesc		tupdesc;
+	Datum			values[4];
+	bool			nulls[4] = {false, false, false, false};
+	bool			idempotent;
 
 	/* the blessed result descriptor, looked up once per query */
 	tupdesc = (TupleDesc) fcinfo->flinfo->fn_extra;

@@ -22,4 +22,4 @@ extern bool dci_call(DciSource *src, const char *method, const char *path,
 /* the body as a string of the server encoding (22021 when invalid) */
 extern char *dci_body_to_cstring(const DciSource *src, const DciHttpResponse *resp);
 
-#endif							/* DCI_REQUEST_H */
+#endif /* DCI_REQUEST_H */

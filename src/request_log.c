@@ -14,6 +14,7 @@
 
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "catalog/dependency.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -21,14 +22,17 @@
 #include "postmaster/bgworker.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/lmgr.h"
 #include "storage/lwlock.h"
 #include "storage/proc.h"
 #include "storage/shmem.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
@@ -40,7 +44,7 @@
 #include "source_stats.h"
 
 #define LOG_QUEUE_SIZE 2048
-#define LOG_WORKERS 8
+#define LOG_WORKERS	   8
 /* a worker that did not come up is asked for again after this long */
 #define WORKER_RETRY_MS 5000
 /*
@@ -50,10 +54,9 @@
  */
 #define WORKER_IDLE_EXIT_MS 1000
 
-
 typedef struct LogRecord
 {
-	bool		used;			/* written, not yet taken by a worker */
+	bool		used; /* written, not yet taken by a worker */
 	Oid			dbid;
 	Oid			userid;
 	TimestampTz at;
@@ -61,7 +64,7 @@ typedef struct LogRecord
 	char		source[64];
 	char		method[8];
 	char		path[256];
-	int32		status;			/* 0: no HTTP answer */
+	int32		status; /* 0: no HTTP answer */
 	char		outcome[20];
 	double		elapsed_ms;
 	int64		bytes;
@@ -72,19 +75,19 @@ typedef struct LogRecord
 typedef struct LogWorkerSlot
 {
 	Oid			dbid;
-	int			pid;			/* 0: not running */
+	int			pid; /* 0: not running */
 	Latch	   *latch;
-	TimestampTz requested_at;	/* when a start was last asked for */
+	TimestampTz requested_at; /* when a start was last asked for */
 } LogWorkerSlot;
 
 typedef struct LogShared
 {
-	LWLock	   *lock;
-	uint64		head;			/* next record to write */
-	uint64		tail;			/* oldest record possibly in use */
-	uint64		dropped;
+	LWLock		 *lock;
+	uint64		  head; /* next record to write */
+	uint64		  tail; /* oldest record possibly in use */
+	uint64		  dropped;
 	LogWorkerSlot workers[LOG_WORKERS];
-	LogRecord	records[LOG_QUEUE_SIZE];
+	LogRecord	  records[LOG_QUEUE_SIZE];
 } LogShared;
 
 static LogShared *log_shared = NULL;
@@ -104,15 +107,15 @@ static struct
 	size_t		bytes;
 	int			attempts;
 	/* an error noted by dci_log_failed, written when the (sub)transaction aborts */
-	bool		failed;
-	int			sqlstate;
-	char		error[DCI_QUOTE_MAX + 64];
+	bool failed;
+	int	 sqlstate;
+	char error[DCI_QUOTE_MAX + 64];
 } current;
 
 static bool abort_callbacks_registered = false;
 static void write_failed(void);
 
-void		dci_log_worker_main(Datum arg);
+void dci_log_worker_main(Datum arg);
 
 void
 dci_request_log_shmem_request(void)
@@ -124,7 +127,7 @@ dci_request_log_shmem_request(void)
 void
 dci_request_log_shmem_startup(void)
 {
-	bool		found;
+	bool found;
 
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	log_shared = ShmemInitStruct("dci_client request log", sizeof(LogShared), &found);
@@ -193,7 +196,7 @@ dci_log_exchange(long status, size_t bytes, int attempts)
 static void
 request_worker(LogWorkerSlot *slot)
 {
-	BackgroundWorker worker;
+	BackgroundWorker		worker;
 	BackgroundWorkerHandle *handle;
 
 	memset(&worker, 0, sizeof(worker));
@@ -226,11 +229,11 @@ to_server_log(const LogRecord *r)
 static void
 write_record(const char *outcome, const char *error)
 {
-	LogRecord	r;
-	bool		failed = strcmp(outcome, "success") != 0;
+	LogRecord	   r;
+	bool		   failed = strcmp(outcome, "success") != 0;
 	LogWorkerSlot *slot = NULL;
-	Latch	   *wake = NULL;
-	bool		start = false;
+	Latch		  *wake = NULL;
+	bool		   start = false;
 
 	current.active = false;
 	memset(&r, 0, sizeof(r));
@@ -301,7 +304,7 @@ write_record(const char *outcome, const char *error)
 	else if (start)
 		request_worker(slot);
 	else if (slot == NULL)
-		to_server_log(&r);		/* more databases than writers */
+		to_server_log(&r); /* more databases than writers */
 }
 
 /* the outcome of a call that returned an HTTP answer */
@@ -326,7 +329,7 @@ void
 dci_log_failed(void)
 {
 	MemoryContext old;
-	ErrorData  *edata;
+	ErrorData	 *edata;
 
 	if (!current.active)
 		return;
@@ -383,12 +386,12 @@ dci_log_token_fetch(const DciSource *src)
 /* ---- the writer ---- */
 
 static volatile sig_atomic_t got_sigterm = false;
-static int	my_slot = -1;
+static int					 my_slot = -1;
 
 static void
 worker_sigterm(SIGNAL_ARGS)
 {
-	int			save_errno = errno;
+	int save_errno = errno;
 
 	got_sigterm = true;
 	SetLatch(MyLatch);
@@ -422,12 +425,12 @@ worker_exit(int code, Datum arg)
 static int
 take_records(LogRecord *out, int max, bool retire)
 {
-	int			n = 0;
+	int n = 0;
 
 	LWLockAcquire(log_shared->lock, LW_EXCLUSIVE);
 	for (uint64 i = log_shared->tail; i < log_shared->head && n < max; i++)
 	{
-		LogRecord  *r = &log_shared->records[i % LOG_QUEUE_SIZE];
+		LogRecord *r = &log_shared->records[i % LOG_QUEUE_SIZE];
 
 		if (r->used && r->dbid == MyDatabaseId)
 		{
@@ -451,10 +454,52 @@ take_records(LogRecord *out, int max, bool retire)
 	return n;
 }
 
+/*
+ * Take the locks an INSERT needs, the table's and its identity sequence's,
+ * without waiting: holding one while waiting for the other deadlocks with a
+ * DROP EXTENSION that locks them the other way round.  A few tries, then the
+ * batch is given up (a table being dropped will not take it anyway).
+ */
+static bool
+lock_log_table(Oid rel)
+{
+	for (int attempt = 0; attempt < 20; attempt++)
+	{
+		if (ConditionalLockRelationOid(rel, RowExclusiveLock))
+		{
+			List	 *seqs = getOwnedSequences(rel);
+			List	 *locked = NIL;
+			bool	  all = true;
+			ListCell *lc;
+
+			foreach (lc, seqs)
+			{
+				if (!ConditionalLockRelationOid(lfirst_oid(lc), RowExclusiveLock))
+				{
+					all = false;
+					break;
+				}
+				locked = lappend_oid(locked, lfirst_oid(lc));
+			}
+			/* the lock came after a DROP committed: the table is gone */
+			if (all && !SearchSysCacheExists1(RELOID, ObjectIdGetDatum(rel)))
+				all = false;
+			if (all)
+				return true;
+			foreach (lc, locked)
+				UnlockRelationOid(lfirst_oid(lc), RowExclusiveLock);
+			UnlockRelationOid(rel, RowExclusiveLock);
+		}
+		pg_usleep(50 * 1000L);
+		CHECK_FOR_INTERRUPTS();
+	}
+	return false;
+}
+
 static void
 write_batch(LogRecord *recs, int n, bool purge)
 {
-	char	   *table = NULL;
+	char *table = NULL;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -463,22 +508,30 @@ write_batch(LogRecord *recs, int n, bool purge)
 	pgstat_report_activity(STATE_RUNNING, "writing dci_client request log");
 
 	if (OidIsValid(dci_extension_schema(true)))
-		table = dci_qualified_name("dci_request_log");
+	{
+		Oid rel = get_relname_relid("dci_request_log", dci_extension_schema(true));
+
+		if (OidIsValid(rel) && lock_log_table(rel))
+			table = dci_qualified_table_name(rel);
+		else if (OidIsValid(rel))
+			ereport(LOG,
+					(errmsg("dci_client request log: dci_request_log stayed locked, %d record(s) not written", n)));
+	}
 	if (table != NULL)
 	{
-		char	   *insert = psprintf("INSERT INTO %s (logged_at, source_id, source, method, path, "
-									  "status, outcome, elapsed_ms, bytes, attempts, error, username) "
-									  "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, "
-									  "(SELECT rolname FROM pg_catalog.pg_authid WHERE oid OPERATOR(pg_catalog.=) $12))",
-									  table);
-		Oid			types[12] = {TIMESTAMPTZOID, INT4OID, TEXTOID, TEXTOID, TEXTOID, INT4OID,
-		TEXTOID, FLOAT8OID, INT8OID, INT4OID, TEXTOID, OIDOID};
+		char *insert = psprintf("INSERT INTO %s (logged_at, source_id, source, method, path, "
+								"status, outcome, elapsed_ms, bytes, attempts, error, username) "
+								"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, "
+								"(SELECT rolname FROM pg_catalog.pg_authid WHERE oid OPERATOR(pg_catalog.=) $12))",
+								table);
+		Oid	  types[12] = {TIMESTAMPTZOID, INT4OID, TEXTOID, TEXTOID, TEXTOID, INT4OID,
+						   TEXTOID, FLOAT8OID, INT8OID, INT4OID, TEXTOID, OIDOID};
 
 		for (int i = 0; i < n; i++)
 		{
-			LogRecord  *r = &recs[i];
-			Datum		v[12];
-			char		nulls[12];
+			LogRecord *r = &recs[i];
+			Datum	   v[12];
+			char	   nulls[12];
 
 			memset(nulls, ' ', sizeof(nulls));
 			v[0] = TimestampTzGetDatum(r->at);
@@ -502,7 +555,8 @@ write_batch(LogRecord *recs, int n, bool purge)
 		}
 		if (purge)
 			if (SPI_execute(psprintf("DELETE FROM %s WHERE logged_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) interval '%d days')",
-									 table, dci_log_retention_days), false, 0) != SPI_OK_DELETE)
+									 table, dci_log_retention_days),
+							false, 0) != SPI_OK_DELETE)
 				elog(ERROR, "could not purge dci_request_log");
 	}
 
@@ -562,7 +616,7 @@ dci_log_worker_main(Datum arg)
 		idle = TimestampDifferenceExceeds(last_work, now, WORKER_IDLE_EXIT_MS);
 		n = take_records(batch, 256, idle && !purge);
 		if (n < 0)
-			break;				/* retired: the slot is free again */
+			break; /* retired: the slot is free again */
 		while (n > 0 || purge)
 		{
 			write_batch(batch, Max(n, 0), purge);

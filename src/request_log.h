@@ -23,4 +23,4 @@ extern void dci_log_token_fetch(const DciSource *src);
 extern void dci_request_log_shmem_request(void);
 extern void dci_request_log_shmem_startup(void);
 
-#endif							/* DCI_REQUEST_LOG_H */
+#endif /* DCI_REQUEST_LOG_H */

@@ -42,12 +42,12 @@
 #include "secrets.h"
 #include "settings.h"
 
-#define KEY_LEN 32
-#define KEY_ID_LEN 8
-#define IV_LEN 16
-#define TAG_LEN 32
-#define FORMAT_VERSION 1
-#define HEADER_LEN (1 + KEY_ID_LEN + IV_LEN)
+#define KEY_LEN			 32
+#define KEY_ID_LEN		 8
+#define IV_LEN			 16
+#define TAG_LEN			 32
+#define FORMAT_VERSION	 1
+#define HEADER_LEN		 (1 + KEY_ID_LEN + IV_LEN)
 #define MAX_RETIRED_KEYS 16
 
 typedef struct DciKey
@@ -59,10 +59,10 @@ typedef struct DciKey
 
 typedef struct DciKeySet
 {
-	bool		have_current;
-	DciKey		current;
-	int			nretired;
-	DciKey		retired[MAX_RETIRED_KEYS];
+	bool   have_current;
+	DciKey current;
+	int	   nretired;
+	DciKey retired[MAX_RETIRED_KEYS];
 } DciKeySet;
 
 /* pgcrypto's SQL-callable C functions, resolved once */
@@ -81,8 +81,8 @@ load_pgcrypto(void)
 }
 
 static bytea *bytes_to_bytea(const void *data, size_t len);
-static void hmac_sha256(const unsigned char *key, size_t keylen, const void *data, size_t len,
-						unsigned char *out);
+static void	  hmac_sha256(const unsigned char *key, size_t keylen, const void *data, size_t len,
+						  unsigned char *out);
 
 /*
  * Called in the postmaster when preloaded: load pgcrypto and run its AES and
@@ -94,7 +94,7 @@ dci_secrets_preload(void)
 {
 	unsigned char zero[KEY_LEN] = {0};
 	unsigned char out[TAG_LEN];
-	bytea	   *ct;
+	bytea		 *ct;
 
 	load_pgcrypto();
 	hmac_sha256(zero, KEY_LEN, zero, sizeof(zero), out);
@@ -112,7 +112,7 @@ dci_secrets_preload(void)
 static bytea *
 bytes_to_bytea(const void *data, size_t len)
 {
-	bytea	   *b = palloc(VARHDRSZ + len);
+	bytea *b = palloc(VARHDRSZ + len);
 
 	SET_VARSIZE(b, VARHDRSZ + len);
 	memcpy(VARDATA(b), data, len);
@@ -134,9 +134,9 @@ static void
 hmac_sha256(const unsigned char *key, size_t keylen, const void *data, size_t len,
 			unsigned char *out)
 {
-	bytea	   *k = bytes_to_bytea(key, keylen);
-	bytea	   *d = bytes_to_bytea(data, len);
-	bytea	   *mac;
+	bytea *k = bytes_to_bytea(key, keylen);
+	bytea *d = bytes_to_bytea(data, len);
+	bytea *mac;
 
 	load_pgcrypto();
 	mac = DatumGetByteaPP(DirectFunctionCall3(pgc_hmac, PointerGetDatum(d),
@@ -163,7 +163,7 @@ derive_key(const unsigned char *master, DciKey *key)
 static char *
 key_id_hex(const unsigned char *id)
 {
-	char	   *hex = palloc(KEY_ID_LEN * 2 + 1);
+	char *hex = palloc(KEY_ID_LEN * 2 + 1);
 
 	for (int i = 0; i < KEY_ID_LEN; i++)
 		sprintf(hex + i * 2, "%02x", id[i]);
@@ -174,7 +174,7 @@ key_id_hex(const unsigned char *id)
 static char *
 key_path(const char *setting)
 {
-	char	   *dir;
+	char *dir;
 
 	if (is_absolute_path(setting))
 		return pstrdup(setting);
@@ -245,7 +245,7 @@ read_key_file(const char *setting_name, const char *path, unsigned char *master)
 	}
 	else if (n >= KEY_LEN * 2)
 	{
-		int			len = (int) n;
+		int len = (int) n;
 
 		while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r' || buf[len - 1] == ' '))
 			len--;
@@ -254,8 +254,8 @@ read_key_file(const char *setting_name, const char *path, unsigned char *master)
 			ok = true;
 			for (int i = 0; i < KEY_LEN; i++)
 			{
-				int			hi = hexval(buf[2 * i]);
-				int			lo = hexval(buf[2 * i + 1]);
+				int hi = hexval(buf[2 * i]);
+				int lo = hexval(buf[2 * i + 1]);
 
 				if (hi < 0 || lo < 0)
 				{
@@ -279,7 +279,7 @@ read_key_file(const char *setting_name, const char *path, unsigned char *master)
 static void
 create_key_file(const char *path, unsigned char *master)
 {
-	int			fd;
+	int fd;
 
 	if (!pg_strong_random(master, KEY_LEN))
 		ereport(ERROR,
@@ -289,14 +289,14 @@ create_key_file(const char *path, unsigned char *master)
 	if (fd < 0)
 	{
 		if (errno == EEXIST)
-			return;				/* another backend won the race: caller rereads */
+			return; /* another backend won the race: caller rereads */
 		ereport(ERROR,
 				(errcode(ERRCODE_DCI_CONFIG),
 				 errmsg("could not create the key file named by dci_client.key_file: %m")));
 	}
 	if (write(fd, master, KEY_LEN) != KEY_LEN || pg_fsync(fd) != 0)
 	{
-		int			save_errno = errno;
+		int save_errno = errno;
 
 		CloseTransientFile(fd);
 		unlink(path);
@@ -318,7 +318,7 @@ static void
 load_keys(DciKeySet *keys, bool create)
 {
 	unsigned char master[KEY_LEN];
-	char	   *path;
+	char		 *path;
 
 	memset(keys, 0, sizeof(*keys));
 	path = key_path(dci_key_file && *dci_key_file ? dci_key_file : "dci_client.key");
@@ -335,17 +335,17 @@ load_keys(DciKeySet *keys, bool create)
 
 	if (dci_retired_key_files && *dci_retired_key_files)
 	{
-		char	   *list = pstrdup(dci_retired_key_files);
-		List	   *files;
-		ListCell   *lc;
+		char	 *list = pstrdup(dci_retired_key_files);
+		List	 *files;
+		ListCell *lc;
 
 		if (!SplitGUCList(list, ',', &files))
 			ereport(ERROR,
 					(errcode(ERRCODE_DCI_CONFIG),
 					 errmsg("invalid list syntax in dci_client.retired_key_files")));
-		foreach(lc, files)
+		foreach (lc, files)
 		{
-			char	   *rpath = key_path((char *) lfirst(lc));
+			char *rpath = key_path((char *) lfirst(lc));
 
 			if (keys->nretired >= MAX_RETIRED_KEYS)
 				break;
@@ -384,7 +384,7 @@ compute_tag(const DciKey *key, const unsigned char *header, const unsigned char 
 			const char *binding, unsigned char *tag)
 {
 	StringInfoData buf;
-	char		rowid[16];
+	char		   rowid[16];
 
 	snprintf(rowid, sizeof(rowid), "%d", row_id);
 	initStringInfo(&buf);
@@ -419,13 +419,13 @@ encrypt_with(const DciKeySet *keys_in, const char *plaintext, const char *table,
 			 const char *column, int32 row_id, const char *binding)
 {
 	const DciKeySet *keys_p = keys_in;
-	unsigned char header[HEADER_LEN];
-	bytea	   *data;
-	bytea	   *key;
-	bytea	   *iv;
-	bytea	   *ct;
-	bytea	   *result;
-	size_t		ctlen;
+	unsigned char	 header[HEADER_LEN];
+	bytea			*data;
+	bytea			*key;
+	bytea			*iv;
+	bytea			*ct;
+	bytea			*result;
+	size_t			 ctlen;
 
 	load_pgcrypto();
 
@@ -462,8 +462,8 @@ bytea *
 dci_secret_encrypt(const char *plaintext, const char *table, const char *column,
 				   int32 row_id, const char *binding)
 {
-	DciKeySet	keys;
-	bytea	   *result;
+	DciKeySet keys;
+	bytea	 *result;
 
 	load_keys(&keys, true);
 	result = encrypt_with(&keys, plaintext, table, column, row_id, binding);
@@ -477,16 +477,16 @@ decrypt_with(const DciKeySet *keys, const bytea *ciphertext, const char *table,
 			 DciError *err)
 {
 	const unsigned char *p = (const unsigned char *) VARDATA_ANY(ciphertext);
-	size_t		len = VARSIZE_ANY_EXHDR(ciphertext);
-	size_t		ctlen;
-	const DciKey *key;
-	unsigned char tag[TAG_LEN];
-	bytea	   *ct;
-	bytea	   *k;
-	bytea	   *iv;
-	bytea	   *plain;
-	char	   *result;
-	char	   *kid;
+	size_t				 len = VARSIZE_ANY_EXHDR(ciphertext);
+	size_t				 ctlen;
+	const DciKey		*key;
+	unsigned char		 tag[TAG_LEN];
+	bytea				*ct;
+	bytea				*k;
+	bytea				*iv;
+	bytea				*plain;
+	char				*result;
+	char				*kid;
 
 	if (len < HEADER_LEN + 16 + TAG_LEN || p[0] != FORMAT_VERSION ||
 		(len - HEADER_LEN - TAG_LEN) % 16 != 0)
@@ -539,8 +539,8 @@ dci_secret_decrypt(const bytea *ciphertext, const char *table, const char *colum
 				   int32 row_id, const char *binding, const char *owner_desc,
 				   DciError *err)
 {
-	DciKeySet	keys;
-	char	   *result;
+	DciKeySet keys;
+	char	 *result;
 
 	load_keys(&keys, false);
 	result = decrypt_with(&keys, ciphertext, table, column, row_id, binding, owner_desc, err);
@@ -563,7 +563,7 @@ static bool
 under_key(const bytea *ciphertext, const DciKey *key)
 {
 	return VARSIZE_ANY_EXHDR(ciphertext) > HEADER_LEN &&
-		memcmp(VARDATA_ANY(ciphertext) + 1, key->id, KEY_ID_LEN) == 0;
+		   memcmp(VARDATA_ANY(ciphertext) + 1, key->id, KEY_ID_LEN) == 0;
 }
 
 /*
@@ -576,12 +576,12 @@ static int
 reencrypt_column(const DciKeySet *keys, Oid table_oid, const char *column,
 				 const char *binding_columns, bool is_source)
 {
-	const char *table = get_rel_name(table_oid);
-	char	   *qualified = dci_qualified_table_name(table_oid);
-	char	   *select;
-	char	   *update;
-	int			done = 0;
-	uint64		nrows;
+	const char	  *table = get_rel_name(table_oid);
+	char		  *qualified = dci_qualified_table_name(table_oid);
+	char		  *select;
+	char		  *update;
+	int			   done = 0;
+	uint64		   nrows;
 	SPITupleTable *tuptable;
 
 	select = psprintf("SELECT id, %s_encrypted, %s FROM %s WHERE %s_encrypted IS NOT NULL FOR UPDATE",
@@ -594,25 +594,25 @@ reencrypt_column(const DciKeySet *keys, Oid table_oid, const char *column,
 	tuptable = SPI_tuptable;
 	for (uint64 i = 0; i < nrows; i++)
 	{
-		HeapTuple	tup = tuptable->vals[i];
-		TupleDesc	td = tuptable->tupdesc;
-		bool		isnull;
-		int32		id = DatumGetInt32(SPI_getbinval(tup, td, 1, &isnull));
-		bytea	   *ct = DatumGetByteaPP(SPI_getbinval(tup, td, 2, &isnull));
-		char	   *binding;
-		DciError	err = {0};
-		char	   *plain;
-		bytea	   *newct;
-		Oid			argtypes[2] = {BYTEAOID, INT4OID};
-		Datum		values[2];
-		char	   *desc = psprintf("%s row %d", table, id);
+		HeapTuple tup = tuptable->vals[i];
+		TupleDesc td = tuptable->tupdesc;
+		bool	  isnull;
+		int32	  id = DatumGetInt32(SPI_getbinval(tup, td, 1, &isnull));
+		bytea	 *ct = DatumGetByteaPP(SPI_getbinval(tup, td, 2, &isnull));
+		char	 *binding;
+		DciError  err = {0};
+		char	 *plain;
+		bytea	 *newct;
+		Oid		  argtypes[2] = {BYTEAOID, INT4OID};
+		Datum	  values[2];
+		char	 *desc = psprintf("%s row %d", table, id);
 
 		CHECK_FOR_INTERRUPTS();
 		if (under_key(ct, &keys->current))
 			continue;
 		if (is_source)
 		{
-			Datum		verify = SPI_getbinval(tup, td, 6, &isnull);
+			Datum verify = SPI_getbinval(tup, td, 6, &isnull);
 
 			binding = dci_secret_binding(SPI_getvalue(tup, td, 3), SPI_getvalue(tup, td, 4),
 										 SPI_getvalue(tup, td, 5),
@@ -645,11 +645,11 @@ PG_FUNCTION_INFO_V1(dci_reencrypt_secrets);
 Datum
 dci_reencrypt_secrets(PG_FUNCTION_ARGS)
 {
-	DciKeySet	keys;
-	Oid			sources = dci_source_table_oid();
-	Oid			signing_keys = dci_signing_key_table_oid();
-	const char *source_binding = "base_url, auth_url, credential_location, verify_ssl, ca_cert";
-	int			done = 0;
+	DciKeySet		   keys;
+	Oid				   sources = dci_source_table_oid();
+	Oid				   signing_keys = dci_signing_key_table_oid();
+	const char		  *source_binding = "base_url, auth_url, credential_location, verify_ssl, ca_cert";
+	int				   done = 0;
 	DciPrivilegedState priv;
 
 	if (!superuser())
@@ -689,7 +689,7 @@ PG_FUNCTION_INFO_V1(dci_secret_binding_sql);
 Datum
 dci_secret_binding_sql(PG_FUNCTION_ARGS)
 {
-	char	   *args[5];
+	char *args[5];
 
 	for (int i = 0; i < 5; i++)
 	{

@@ -24,4 +24,4 @@ extern void dci_secrets_preload(void);
 /* wipe and free a palloc'd secret */
 extern void dci_secret_free(char *secret);
 
-#endif							/* DCI_SECRETS_H */
+#endif /* DCI_SECRETS_H */

@@ -16,20 +16,20 @@
 #include "host_rules.h"
 #include "settings.h"
 
-int			dci_log_requests = DCI_LOG_ERRORS;
-int			dci_log_retention_days = 30;
-char	   *dci_key_file = NULL;
-char	   *dci_retired_key_files = NULL;
-char	   *dci_allowed_hosts = NULL;
-char	   *dci_proxy = NULL;
-char	   *dci_user_agent = NULL;
-int			dci_timeout_ms = 30000;
-int			dci_connect_timeout_ms = 10000;
-int			dci_max_response_bytes = 16 * 1024 * 1024;
-int			dci_max_retries = 2;
-int			dci_token_refresh_margin_s = 60;
-int			dci_token_min_interval_ms = 1000;
-int			dci_shared_token_slots = 64;
+int	  dci_log_requests = DCI_LOG_ERRORS;
+int	  dci_log_retention_days = 30;
+char *dci_key_file = NULL;
+char *dci_retired_key_files = NULL;
+char *dci_allowed_hosts = NULL;
+char *dci_proxy = NULL;
+char *dci_user_agent = NULL;
+int	  dci_timeout_ms = 30000;
+int	  dci_connect_timeout_ms = 10000;
+int	  dci_max_response_bytes = 16 * 1024 * 1024;
+int	  dci_max_retries = 2;
+int	  dci_token_refresh_margin_s = 60;
+int	  dci_token_min_interval_ms = 1000;
+int	  dci_shared_token_slots = 64;
 
 /*
  * allowed_hosts as parsed by its check hook (GUC's "extra"; NULL: empty).
@@ -38,7 +38,7 @@ int			dci_shared_token_slots = 64;
  * moves, so a tightened list holds for the very next request.
  */
 static const HostRules *parsed_host_rules = NULL;
-static uint64 host_rules_generation = 0;
+static uint64			host_rules_generation = 0;
 
 const struct HostRules *
 dci_host_rules(void)
@@ -55,8 +55,8 @@ dci_host_rules_generation(void)
 static bool
 check_allowed_hosts(char **newval, void **extra, GucSource source)
 {
-	char		errbuf[256];
-	HostRules  *rules;
+	char	   errbuf[256];
+	HostRules *rules;
 
 	if (*newval == NULL || **newval == '\0')
 	{
@@ -127,8 +127,7 @@ static const struct config_enum_entry log_level_options[] = {
 	{"off", DCI_LOG_OFF, false},
 	{"errors", DCI_LOG_ERRORS, false},
 	{"all", DCI_LOG_ALL, false},
-	{NULL, 0, false}
-};
+	{NULL, 0, false}};
 
 void
 dci_define_settings(void)
@@ -221,4 +220,3 @@ dci_define_settings(void)
 								NULL, NULL, NULL);
 	MarkGUCPrefixReserved("dci_client");
 }
-

@@ -12,20 +12,19 @@ extern char *dci_retired_key_files;
 extern char *dci_allowed_hosts;
 extern char *dci_proxy;
 extern char *dci_user_agent;
-extern int	dci_timeout_ms;
-extern int	dci_connect_timeout_ms;
-extern int	dci_max_response_bytes;
-extern int	dci_max_retries;
-extern int	dci_token_refresh_margin_s;
-extern int	dci_token_min_interval_ms;
-extern int	dci_shared_token_slots;
+extern int	 dci_timeout_ms;
+extern int	 dci_connect_timeout_ms;
+extern int	 dci_max_response_bytes;
+extern int	 dci_max_retries;
+extern int	 dci_token_refresh_margin_s;
+extern int	 dci_token_min_interval_ms;
+extern int	 dci_shared_token_slots;
 
 /* parsed form of dci_client.allowed_hosts, NULL when empty */
 struct HostRules;
 extern const struct HostRules *dci_host_rules(void);
 /* changes whenever allowed_hosts changes */
 extern uint64 dci_host_rules_generation(void);
-
 
 /* dci_client.log_requests */
 typedef enum DciLogLevel
@@ -35,10 +34,10 @@ typedef enum DciLogLevel
 	DCI_LOG_ALL
 } DciLogLevel;
 
-extern int	dci_log_requests;
-extern int	dci_log_retention_days;
+extern int dci_log_requests;
+extern int dci_log_retention_days;
 
 /* define every setting (from _PG_init) */
 extern void dci_define_settings(void);
 
-#endif							/* DCI_SETTINGS_H */
+#endif /* DCI_SETTINGS_H */

@@ -23,7 +23,7 @@ void
 dci_sig_digest(const char *data, size_t len, char out[45])
 {
 	unsigned char md[SHA256_DIGEST_LENGTH];
-	char	   *b;
+	char		 *b;
 
 	SHA256((const unsigned char *) data, len, md);
 	b = dci_b64_encode(md, sizeof(md), false);
@@ -39,8 +39,8 @@ dci_sig_digest(const char *data, size_t len, char out[45])
 char *
 dci_sig_signing_string(int64_t created, int64_t expires, const char *digest)
 {
-	size_t		n = strlen(digest) + 80;
-	char	   *s = malloc(n);
+	size_t n = strlen(digest) + 80;
+	char  *s = malloc(n);
 
 	if (s)
 		snprintf(s, n, "(created): %" PRId64 "\n(expires): %" PRId64 "\ndigest: %s",
@@ -54,8 +54,8 @@ char *
 dci_sig_field_format(const char *sender_id, const char *key_id, const char *algorithm,
 					 int64_t created, int64_t expires, const char *signature_b64)
 {
-	size_t		n;
-	char	   *s;
+	size_t n;
+	char  *s;
 
 	if (sender_id == NULL)
 		sender_id = "";
@@ -88,8 +88,8 @@ dci_sig_field_free(DciSigField *f)
 static bool
 parse_time(const char *v, int64_t *out)
 {
-	int64_t		r = 0;
-	size_t		n = strlen(v);
+	int64_t r = 0;
+	size_t	n = strlen(v);
 
 	if (n == 0 || n > 18)
 		return false;
@@ -135,7 +135,7 @@ dci_sig_field_parse(const char *s, size_t len, DciSigField *f, char *err, size_t
 		while (p < end && (*p == ' ' || *p == '\t'))
 			p++;
 		if (p >= end && first)
-			break;				/* empty: reported as missing parameters */
+			break; /* empty: reported as missing parameters */
 		first = false;
 		name = p;
 		while (p < end && (isalnum((unsigned char) *p) || *p == '_' || *p == '-'))
@@ -163,7 +163,7 @@ dci_sig_field_parse(const char *s, size_t len, DciSigField *f, char *err, size_t
 			goto done;
 		}
 		vlen = p - val;
-		p++;					/* closing quote */
+		p++; /* closing quote */
 
 #define NAME_IS(lit) (nlen == sizeof(lit) - 1 && memcmp(name, lit, nlen) == 0)
 		if (NAME_IS("namespace"))
@@ -213,8 +213,9 @@ dci_sig_field_parse(const char *s, size_t len, DciSigField *f, char *err, size_t
 	if (f->algorithm == NULL || created == NULL || expires == NULL || f->signature == NULL)
 	{
 		dci_sig_set_err(err, errlen, "missing parameter \"%s\"",
-				f->algorithm == NULL ? "algorithm" : created == NULL ? "created" :
-				expires == NULL ? "expires" : "signature");
+						f->algorithm == NULL ? "algorithm" : created == NULL ? "created"
+														 : expires == NULL	 ? "expires"
+																			 : "signature");
 		goto done;
 	}
 	if (!parse_time(created, &f->created) || !parse_time(expires, &f->expires))
@@ -248,10 +249,10 @@ dci_sig_sign(const DciSigKey *key, const char *sender_id, const char *key_id,
 			 const char *hm, size_t hm_len, int64_t created, int64_t expires,
 			 char *err, size_t errlen)
 {
-	char		digest[45];
-	char	   *ss;
-	char	   *sig;
-	char	   *field;
+	char  digest[45];
+	char *ss;
+	char *sig;
+	char *field;
 
 	dci_sig_digest(hm, hm_len, digest);
 	ss = dci_sig_signing_string(created, expires, digest);
@@ -276,9 +277,9 @@ DciVerifyResult
 dci_sig_verify(const DciSigKey *key, const char *field, const char *hm, size_t hm_len,
 			   int64_t now)
 {
-	DciSigField f;
-	char		digest[45];
-	char	   *ss;
+	DciSigField		f;
+	char			digest[45];
+	char		   *ss;
 	DciVerifyResult r;
 
 	if (field == NULL || *field == '\0')
@@ -295,8 +296,7 @@ dci_sig_verify(const DciSigKey *key, const char *field, const char *hm, size_t h
 	{
 		dci_sig_digest(hm, hm_len, digest);
 		ss = dci_sig_signing_string(f.created, f.expires, digest);
-		r = ss != NULL && dci_sigkey_verify(key, ss, strlen(ss), f.signature) ?
-			DCI_VERIFY_OK : DCI_VERIFY_BAD_SIGNATURE;
+		r = ss != NULL && dci_sigkey_verify(key, ss, strlen(ss), f.signature) ? DCI_VERIFY_OK : DCI_VERIFY_BAD_SIGNATURE;
 		free(ss);
 	}
 	dci_sig_field_free(&f);
@@ -306,9 +306,9 @@ dci_sig_verify(const DciSigKey *key, const char *field, const char *hm, size_t h
 DciVerifyResult
 dci_sig_verify_envelope(const DciSigKey *key, const char *text, size_t len, int64_t now)
 {
-	char	   *hm;
-	size_t		hm_len;
-	char	   *sig;
+	char		   *hm;
+	size_t			hm_len;
+	char		   *sig;
 	DciVerifyResult r;
 
 	if (!cj_envelope(text, len, &hm, &hm_len, &sig, NULL, 0))
@@ -343,5 +343,3 @@ dci_verify_result_text(DciVerifyResult r)
 	}
 	return "Unknown result.";
 }
-
-

@@ -15,7 +15,7 @@
 #include "sig_keys.h"
 
 /* a signature is valid this long; a peer's clock may be this far ahead */
-#define DCI_SIG_LIFETIME 300
+#define DCI_SIG_LIFETIME   300
 #define DCI_SIG_CLOCK_SKEW 60
 /* the only "headers" the scheme signs */
 #define DCI_SIG_HEADERS "(created) (expires) digest"
@@ -29,13 +29,13 @@ extern char *dci_sig_signing_string(int64_t created, int64_t expires, const char
 
 typedef struct DciSigField
 {
-	char	   *namespace_;		/* NULL when absent */
-	char	   *kid_id;
-	char	   *algorithm;
-	char	   *headers;
-	char	   *signature;		/* base64 */
-	int64_t		created;
-	int64_t		expires;
+	char   *namespace_; /* NULL when absent */
+	char   *kid_id;
+	char   *algorithm;
+	char   *headers;
+	char   *signature; /* base64 */
+	int64_t created;
+	int64_t expires;
 } DciSigField;
 
 /*
@@ -67,13 +67,13 @@ extern char *dci_sig_sign(const DciSigKey *key, const char *sender_id, const cha
 typedef enum DciVerifyResult
 {
 	DCI_VERIFY_OK = 0,
-	DCI_VERIFY_MISSING,			/* no signature, or "" */
-	DCI_VERIFY_MALFORMED,		/* the envelope or the field cannot be parsed */
-	DCI_VERIFY_ALGORITHM,		/* the field's algorithm is not the key's */
-	DCI_VERIFY_EXPIRED,			/* now > expires */
-	DCI_VERIFY_FUTURE,			/* created > now + DCI_SIG_CLOCK_SKEW */
-	DCI_VERIFY_BAD_SIGNATURE,	/* does not verify over the recomputed digest */
-	DCI_VERIFY_PAYLOAD			/* JWS: the payload is not the envelope's header and message */
+	DCI_VERIFY_MISSING,		  /* no signature, or "" */
+	DCI_VERIFY_MALFORMED,	  /* the envelope or the field cannot be parsed */
+	DCI_VERIFY_ALGORITHM,	  /* the field's algorithm is not the key's */
+	DCI_VERIFY_EXPIRED,		  /* now > expires */
+	DCI_VERIFY_FUTURE,		  /* created > now + DCI_SIG_CLOCK_SKEW */
+	DCI_VERIFY_BAD_SIGNATURE, /* does not verify over the recomputed digest */
+	DCI_VERIFY_PAYLOAD		  /* JWS: the payload is not the envelope's header and message */
 } DciVerifyResult;
 
 /* step 5 of the README's "Signing": the field against the canonical {header, message} hm */
@@ -85,4 +85,4 @@ extern DciVerifyResult dci_sig_verify_envelope(const DciSigKey *key, const char 
 /* a sentence saying why (for error details) */
 extern const char *dci_verify_result_text(DciVerifyResult r);
 
-#endif							/* DCI_SIG_FIELD_H */
+#endif /* DCI_SIG_FIELD_H */

@@ -34,15 +34,15 @@
 
 struct DciSigKey
 {
-	EVP_PKEY   *pkey;
-	DciSigAlg	alg;
-	bool		has_private;
+	EVP_PKEY *pkey;
+	DciSigAlg alg;
+	bool	  has_private;
 };
 
 void
-dci_sig_set_err(char *err, size_t errlen, const char *fmt,...)
+dci_sig_set_err(char *err, size_t errlen, const char *fmt, ...)
 {
-	va_list		ap;
+	va_list ap;
 
 	if (err == NULL || errlen == 0)
 		return;
@@ -86,7 +86,6 @@ dci_sig_alg_from_name(const char *name)
 	return DCI_SIG_UNKNOWN;
 }
 
-
 static int
 no_password(char *buf, int size, int rwflag, void *u)
 {
@@ -96,8 +95,8 @@ no_password(char *buf, int size, int rwflag, void *u)
 static DciSigKey *
 wrap_key(EVP_PKEY *pkey, bool has_private, char *err, size_t errlen)
 {
-	DciSigKey  *key;
-	DciSigAlg	alg;
+	DciSigKey *key;
+	DciSigAlg  alg;
 
 	switch (EVP_PKEY_get_id(pkey))
 	{
@@ -109,7 +108,7 @@ wrap_key(EVP_PKEY *pkey, bool has_private, char *err, size_t errlen)
 			if (EVP_PKEY_get_bits(pkey) < RSA_MIN_BITS)
 			{
 				dci_sig_set_err(err, errlen, "RSA key of %d bits: at least %d are needed",
-						EVP_PKEY_get_bits(pkey), RSA_MIN_BITS);
+								EVP_PKEY_get_bits(pkey), RSA_MIN_BITS);
 				EVP_PKEY_free(pkey);
 				return NULL;
 			}
@@ -135,8 +134,8 @@ wrap_key(EVP_PKEY *pkey, bool has_private, char *err, size_t errlen)
 DciSigKey *
 dci_sigkey_load(const char *pem, bool private_key, char *err, size_t errlen)
 {
-	EVP_PKEY   *pkey = NULL;
-	BIO		   *bio;
+	EVP_PKEY *pkey = NULL;
+	BIO		 *bio;
 
 	if (pem == NULL || *pem == '\0')
 	{
@@ -153,7 +152,7 @@ dci_sigkey_load(const char *pem, bool private_key, char *err, size_t errlen)
 		pkey = PEM_read_bio_PrivateKey(bio, NULL, no_password, NULL);
 	else if (strstr(pem, "-----BEGIN CERTIFICATE-----") != NULL)
 	{
-		X509	   *cert = PEM_read_bio_X509(bio, NULL, no_password, NULL);
+		X509 *cert = PEM_read_bio_X509(bio, NULL, no_password, NULL);
 
 		if (cert != NULL)
 		{
@@ -178,9 +177,7 @@ dci_sigkey_load(const char *pem, bool private_key, char *err, size_t errlen)
 	ERR_clear_error();
 	if (pkey == NULL)
 	{
-		dci_sig_set_err(err, errlen, private_key ?
-				"not an unencrypted PEM private key" :
-				"not a PEM public key or certificate");
+		dci_sig_set_err(err, errlen, private_key ? "not an unencrypted PEM private key" : "not a PEM public key or certificate");
 		return NULL;
 	}
 	return wrap_key(pkey, private_key, err, errlen);
@@ -210,7 +207,7 @@ dci_sigkey_has_private(const DciSigKey *key)
 bool
 dci_sigkey_same_public(const DciSigKey *a, const DciSigKey *b)
 {
-	int			r = EVP_PKEY_eq(a->pkey, b->pkey);
+	int r = EVP_PKEY_eq(a->pkey, b->pkey);
 
 	ERR_clear_error();
 	return r == 1;
@@ -219,9 +216,9 @@ dci_sigkey_same_public(const DciSigKey *a, const DciSigKey *b)
 static char *
 bio_to_string(BIO *bio)
 {
-	char	   *data;
-	long		n = BIO_get_mem_data(bio, &data);
-	char	   *s = malloc(n + 1);
+	char *data;
+	long  n = BIO_get_mem_data(bio, &data);
+	char *s = malloc(n + 1);
 
 	if (s)
 	{
@@ -234,8 +231,8 @@ bio_to_string(BIO *bio)
 char *
 dci_sigkey_public_pem(const DciSigKey *key)
 {
-	BIO		   *bio = BIO_new(BIO_s_mem());
-	char	   *s = NULL;
+	BIO	 *bio = BIO_new(BIO_s_mem());
+	char *s = NULL;
 
 	if (bio == NULL)
 		return NULL;
@@ -254,7 +251,7 @@ jwk_members(const DciSigKey *key, char **a, char **b)
 	if (key->alg == DCI_SIG_ED25519)
 	{
 		unsigned char raw[64];
-		size_t		n = sizeof(raw);
+		size_t		  n = sizeof(raw);
 
 		if (!EVP_PKEY_get_raw_public_key(key->pkey, raw, &n))
 		{
@@ -266,9 +263,9 @@ jwk_members(const DciSigKey *key, char **a, char **b)
 	}
 	else
 	{
-		BIGNUM	   *bn_n = NULL;
-		BIGNUM	   *bn_e = NULL;
-		bool		ok = false;
+		BIGNUM *bn_n = NULL;
+		BIGNUM *bn_e = NULL;
+		bool	ok = false;
 
 		if (EVP_PKEY_get_bn_param(key->pkey, OSSL_PKEY_PARAM_RSA_N, &bn_n) &&
 			EVP_PKEY_get_bn_param(key->pkey, OSSL_PKEY_PARAM_RSA_E, &bn_e))
@@ -278,8 +275,8 @@ jwk_members(const DciSigKey *key, char **a, char **b)
 
 			if (nb && eb)
 			{
-				int			nl = BN_bn2bin(bn_n, nb);
-				int			el = BN_bn2bin(bn_e, eb);
+				int nl = BN_bn2bin(bn_n, nb);
+				int el = BN_bn2bin(bn_e, eb);
 
 				*a = dci_b64_encode(nb, nl, true);
 				*b = dci_b64_encode(eb, el, true);
@@ -304,12 +301,12 @@ jwk_members(const DciSigKey *key, char **a, char **b)
 char *
 dci_sigkey_thumbprint(const DciSigKey *key)
 {
-	char	   *a,
-			   *b;
-	char	   *json;
-	size_t		n;
+	char *a,
+		*b;
+	char		 *json;
+	size_t		  n;
 	unsigned char md[SHA256_DIGEST_LENGTH];
-	char	   *r = NULL;
+	char		 *r = NULL;
 
 	if (!jwk_members(key, &a, &b))
 		return NULL;
@@ -334,10 +331,10 @@ dci_sigkey_thumbprint(const DciSigKey *key)
 char *
 dci_sigkey_jwk(const DciSigKey *key, const char *kid)
 {
-	char	   *a,
-			   *b;
-	char	   *json;
-	size_t		n;
+	char *a,
+		*b;
+	char  *json;
+	size_t n;
 
 	if (kid == NULL || !dci_sig_field_safe(kid) || !jwk_members(key, &a, &b))
 		return NULL;
@@ -347,10 +344,12 @@ dci_sigkey_jwk(const DciSigKey *key, const char *kid)
 	{
 		if (key->alg == DCI_SIG_ED25519)
 			snprintf(json, n, "{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":\"%s\",\"kid\":\"%s\","
-					 "\"alg\":\"EdDSA\",\"use\":\"sig\"}", a, kid);
+							  "\"alg\":\"EdDSA\",\"use\":\"sig\"}",
+					 a, kid);
 		else
 			snprintf(json, n, "{\"kty\":\"RSA\",\"n\":\"%s\",\"e\":\"%s\",\"kid\":\"%s\","
-					 "\"alg\":\"RS256\",\"use\":\"sig\"}", a, b, kid);
+							  "\"alg\":\"RS256\",\"use\":\"sig\"}",
+					 a, b, kid);
 	}
 	free(a);
 	free(b);
@@ -361,10 +360,10 @@ bool
 dci_sigkey_generate(DciSigAlg alg, int bits, char **private_pem, char **public_pem,
 					char *err, size_t errlen)
 {
-	EVP_PKEY   *pkey = NULL;
-	BIO		   *priv = NULL;
-	BIO		   *pub = NULL;
-	bool		ok = false;
+	EVP_PKEY *pkey = NULL;
+	BIO		 *priv = NULL;
+	BIO		 *pub = NULL;
+	bool	  ok = false;
 
 	*private_pem = *public_pem = NULL;
 	if (alg == DCI_SIG_ED25519)
@@ -403,7 +402,7 @@ dci_sigkey_generate(DciSigAlg alg, int bits, char **private_pem, char **public_p
 	if (!ok)
 		dci_sig_set_err(err, errlen, "out of memory");
 done:
-	BIO_free(priv);				/* a secure-memory BIO is wiped when freed */
+	BIO_free(priv); /* a secure-memory BIO is wiped when freed */
 	BIO_free(pub);
 	EVP_PKEY_free(pkey);
 	ERR_clear_error();
@@ -423,9 +422,9 @@ done:
 /* the raw signature of msg (malloc'd, its length in *siglen) */
 unsigned char *
 dci_sigkey_sign_bytes(const DciSigKey *key, const char *msg, size_t len, size_t *siglen,
-		 char *err, size_t errlen)
+					  char *err, size_t errlen)
 {
-	EVP_MD_CTX *ctx;
+	EVP_MD_CTX	  *ctx;
 	unsigned char *sig = NULL;
 
 	*siglen = 0;
@@ -454,15 +453,15 @@ dci_sigkey_sign_bytes(const DciSigKey *key, const char *msg, size_t len, size_t 
 /* does the raw signature verify over msg? */
 bool
 dci_sigkey_verify_bytes(const DciSigKey *key, const char *msg, size_t len, const unsigned char *sig,
-		   size_t siglen)
+						size_t siglen)
 {
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 	bool		ok;
 
 	ok = ctx != NULL &&
-		EVP_DigestVerifyInit(ctx, NULL, key->alg == DCI_SIG_ED25519 ? NULL : EVP_sha256(),
-							 NULL, key->pkey) == 1 &&
-		EVP_DigestVerify(ctx, sig, siglen, (const unsigned char *) msg, len) == 1;
+		 EVP_DigestVerifyInit(ctx, NULL, key->alg == DCI_SIG_ED25519 ? NULL : EVP_sha256(),
+							  NULL, key->pkey) == 1 &&
+		 EVP_DigestVerify(ctx, sig, siglen, (const unsigned char *) msg, len) == 1;
 	EVP_MD_CTX_free(ctx);
 	ERR_clear_error();
 	return ok;
@@ -471,9 +470,9 @@ dci_sigkey_verify_bytes(const DciSigKey *key, const char *msg, size_t len, const
 char *
 dci_sigkey_sign(const DciSigKey *key, const char *msg, size_t len, char *err, size_t errlen)
 {
-	size_t		siglen;
+	size_t		   siglen;
 	unsigned char *sig = dci_sigkey_sign_bytes(key, msg, len, &siglen, err, errlen);
-	char	   *r;
+	char		  *r;
 
 	if (sig == NULL)
 		return NULL;
@@ -485,9 +484,9 @@ dci_sigkey_sign(const DciSigKey *key, const char *msg, size_t len, char *err, si
 bool
 dci_sigkey_verify(const DciSigKey *key, const char *msg, size_t len, const char *sig_b64)
 {
-	size_t		siglen;
+	size_t		   siglen;
 	unsigned char *sig = dci_b64_decode(sig_b64, strlen(sig_b64), false, &siglen);
-	bool		ok;
+	bool		   ok;
 
 	if (sig == NULL)
 		return false;
@@ -495,4 +494,3 @@ dci_sigkey_verify(const DciSigKey *key, const char *msg, size_t len, const char 
 	free(sig);
 	return ok;
 }
-

@@ -20,7 +20,7 @@ typedef enum DciSigAlg
 
 /* "ed25519" / "rsa-sha256" and back (DCI_SIG_UNKNOWN for anything else) */
 extern const char *dci_sig_alg_name(DciSigAlg alg);
-extern DciSigAlg dci_sig_alg_from_name(const char *name);
+extern DciSigAlg   dci_sig_alg_from_name(const char *name);
 
 typedef struct DciSigKey DciSigKey;
 
@@ -31,9 +31,9 @@ typedef struct DciSigKey DciSigKey;
  * or more.  NULL with err set otherwise.
  */
 extern DciSigKey *dci_sigkey_load(const char *pem, bool private_key, char *err, size_t errlen);
-extern void dci_sigkey_free(DciSigKey *key);
-extern DciSigAlg dci_sigkey_alg(const DciSigKey *key);
-extern bool dci_sigkey_has_private(const DciSigKey *key);
+extern void		  dci_sigkey_free(DciSigKey *key);
+extern DciSigAlg  dci_sigkey_alg(const DciSigKey *key);
+extern bool		  dci_sigkey_has_private(const DciSigKey *key);
 /* true when both hold the same public key */
 extern bool dci_sigkey_same_public(const DciSigKey *a, const DciSigKey *b);
 /* PEM of the public key */
@@ -57,13 +57,13 @@ extern bool dci_sigkey_verify(const DciSigKey *key, const char *msg, size_t len,
 /* raw signature bytes of msg (malloc'd, *siglen) / do they verify over msg? */
 extern unsigned char *dci_sigkey_sign_bytes(const DciSigKey *key, const char *msg, size_t len,
 											size_t *siglen, char *err, size_t errlen);
-extern bool dci_sigkey_verify_bytes(const DciSigKey *key, const char *msg, size_t len,
-									const unsigned char *sig, size_t siglen);
+extern bool			  dci_sigkey_verify_bytes(const DciSigKey *key, const char *msg, size_t len,
+											  const unsigned char *sig, size_t siglen);
 
 /* may s be written unescaped into a JSON string or a signature field (no '"', '\\', control character) */
 extern bool dci_sig_field_safe(const char *s);
 
 /* vsnprintf into err (NULL-safe): the error text of every signature module */
-extern void dci_sig_set_err(char *err, size_t errlen, const char *fmt,...) __attribute__((format(printf, 3, 4)));
+extern void dci_sig_set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-#endif							/* DCI_SIG_KEYS_H */
+#endif /* DCI_SIG_KEYS_H */

@@ -64,22 +64,22 @@ typedef enum KeyState
 
 typedef struct SigningKey
 {
-	int32		id;
-	char	   *key_id;
-	DciSigAlg	alg;
-	KeyState	state;
-	char	   *public_pem;		/* NULL when not stored */
-	bytea	   *private_ct;		/* the stored ciphertext, NULL when none */
-	DciSigKey  *signer;			/* the decrypted private key, once used */
-	DciSigKey  *verifier;		/* the public key (stored, or of the private) */
+	int32	   id;
+	char	  *key_id;
+	DciSigAlg  alg;
+	KeyState   state;
+	char	  *public_pem; /* NULL when not stored */
+	bytea	  *private_ct; /* the stored ciphertext, NULL when none */
+	DciSigKey *signer;	   /* the decrypted private key, once used */
+	DciSigKey *verifier;   /* the public key (stored, or of the private) */
 } SigningKey;
 
 static MemoryContext keys_cxt = NULL;
-static SigningKey *keys = NULL;
-static int	nkeys = 0;
-static bool keys_valid = false;
-static bool callback_registered = false;
-static Oid	keys_table = InvalidOid;
+static SigningKey	*keys = NULL;
+static int			 nkeys = 0;
+static bool			 keys_valid = false;
+static bool			 callback_registered = false;
+static Oid			 keys_table = InvalidOid;
 
 static void
 keys_relcache_callback(Datum arg, Oid relid)
@@ -107,7 +107,7 @@ static void
 load_keys(void)
 {
 	DciPrivilegedState priv;
-	MemoryContext old;
+	MemoryContext	   old;
 
 	free_keys();
 	if (keys_cxt == NULL)
@@ -117,7 +117,9 @@ load_keys(void)
 	keys_table = dci_signing_key_table_oid();
 	dci_spi_begin_privileged(&priv);
 	if (SPI_execute(psprintf("SELECT id, key_id, algorithm, state, public_key, private_key_encrypted "
-							 "FROM %s ORDER BY id", dci_qualified_table_name(keys_table)), true, 0) != SPI_OK_SELECT)
+							 "FROM %s ORDER BY id",
+							 dci_qualified_table_name(keys_table)),
+					true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read dci_signing_key");
 
 	old = MemoryContextSwitchTo(keys_cxt);
@@ -142,8 +144,8 @@ load_keys(void)
 		k->id = DatumGetInt32(SPI_getbinval(tup, td, 1, &isnull));
 		k->key_id = pstrdup(key_id);
 		k->alg = dci_sig_alg_from_name(SPI_getvalue(tup, td, 3));
-		k->state = strcmp(state, "active") == 0 ? KEY_ACTIVE :
-			strcmp(state, "revoked") == 0 ? KEY_REVOKED : KEY_DRAFT;
+		k->state = strcmp(state, "active") == 0 ? KEY_ACTIVE : strcmp(state, "revoked") == 0 ? KEY_REVOKED
+																							 : KEY_DRAFT;
 		k->public_pem = SPI_getvalue(tup, td, 5);
 		if (k->public_pem != NULL && *k->public_pem == '\0')
 			k->public_pem = NULL;
@@ -194,11 +196,11 @@ find_key_by_id(int32 id)
 static DciSigKey *
 key_signer(SigningKey *k)
 {
-	DciError	err = {0};
-	char	   *binding;
-	char	   *pem;
-	char		msg[256] = "";
-	DciSigKey  *signer;
+	DciError   err = {0};
+	char	  *binding;
+	char	  *pem;
+	char	   msg[256] = "";
+	DciSigKey *signer;
 
 	if (k->signer != NULL)
 		return k->signer;
@@ -230,8 +232,8 @@ key_signer(SigningKey *k)
 	}
 	if (k->public_pem != NULL)
 	{
-		DciSigKey  *pub = dci_sigkey_load(k->public_pem, false, msg, sizeof(msg));
-		bool		same = pub != NULL && dci_sigkey_same_public(signer, pub);
+		DciSigKey *pub = dci_sigkey_load(k->public_pem, false, msg, sizeof(msg));
+		bool	   same = pub != NULL && dci_sigkey_same_public(signer, pub);
 
 		dci_sigkey_free(pub);
 		if (!same)
@@ -252,7 +254,7 @@ key_signer(SigningKey *k)
 static DciSigKey *
 key_verifier(SigningKey *k)
 {
-	char		msg[256] = "";
+	char msg[256] = "";
 
 	if (k->verifier != NULL)
 		return k->verifier;
@@ -267,8 +269,8 @@ key_verifier(SigningKey *k)
 	}
 	else
 	{
-		DciSigKey  *signer = key_signer(k);
-		char	   *pem = dci_sigkey_public_pem(signer);
+		DciSigKey *signer = key_signer(k);
+		char	  *pem = dci_sigkey_public_pem(signer);
 
 		k->verifier = pem ? dci_sigkey_load(pem, false, msg, sizeof(msg)) : NULL;
 		free(pem);
@@ -282,13 +284,13 @@ key_verifier(SigningKey *k)
 static char *
 sign_text(SigningKey *k, const char *sender_id, const char *text, size_t len)
 {
-	DciSigKey  *signer = key_signer(k);
-	char	   *hm;
-	size_t		hm_len;
-	char		err[256] = "";
-	char	   *field;
-	char	   *result;
-	int64		created = (int64) time(NULL);
+	DciSigKey *signer = key_signer(k);
+	char	  *hm;
+	size_t	   hm_len;
+	char	   err[256] = "";
+	char	  *field;
+	char	  *result;
+	int64	   created = (int64) time(NULL);
 
 	if (!cj_envelope(text, len, &hm, &hm_len, NULL, err, sizeof(err)))
 		ereport(ERROR,
@@ -315,11 +317,11 @@ sign_text(SigningKey *k, const char *sender_id, const char *text, size_t len)
 static char *
 sign_jws_text(SigningKey *k, const char *what, const char *payload, size_t len)
 {
-	DciSigKey  *signer;
-	char	   *kid;
-	char		err[256] = "";
-	char	   *jws;
-	char	   *result;
+	DciSigKey *signer;
+	char	  *kid;
+	char	   err[256] = "";
+	char	  *jws;
+	char	  *result;
 
 	if (k->alg != DCI_SIG_RSA_SHA256)
 		ereport(ERROR,
@@ -377,8 +379,8 @@ dci_signature_for_source(DciSource *src, const char *hm_text, size_t len)
 void
 dci_verify_response(DciSource *src, const char *body, size_t len)
 {
-	DciSigKey  *key;
-	char		msg[256] = "";
+	DciSigKey	   *key;
+	char			msg[256] = "";
 	DciVerifyResult r;
 
 	if (src->registry_public_key == NULL || *src->registry_public_key == '\0')
@@ -482,7 +484,7 @@ dci_sign(PG_FUNCTION_ARGS)
 }
 
 /* a verifier of an envelope's text under a key */
-typedef DciVerifyResult (*EnvelopeVerifier) (const DciSigKey *key, const char *text, size_t len);
+typedef DciVerifyResult (*EnvelopeVerifier)(const DciSigKey *key, const char *text, size_t len);
 
 static DciVerifyResult
 verify_dci_field(const DciSigKey *key, const char *text, size_t len)
@@ -497,12 +499,12 @@ verify_dci_field(const DciSigKey *key, const char *text, size_t len)
 static bool
 verify_sql(FunctionCallInfo fcinfo, const char *fname, EnvelopeVerifier verify)
 {
-	Jsonb	   *envelope = PG_GETARG_JSONB_P(0);
-	char	   *pem = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	char		msg[256] = "";
-	DciSigKey  *key = dci_sigkey_load(pem, false, msg, sizeof(msg));
-	char	   *text;
-	size_t		len;
+	Jsonb		   *envelope = PG_GETARG_JSONB_P(0);
+	char		   *pem = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	char			msg[256] = "";
+	DciSigKey	   *key = dci_sigkey_load(pem, false, msg, sizeof(msg));
+	char		   *text;
+	size_t			len;
 	DciVerifyResult r;
 
 	if (key == NULL)
@@ -534,7 +536,7 @@ Datum
 dci_jwks(PG_FUNCTION_ARGS)
 {
 	StringInfoData out;
-	bool		first = true;
+	bool		   first = true;
 
 	begin_lookup();
 	initStringInfo(&out);
@@ -575,18 +577,18 @@ PG_FUNCTION_INFO_V1(dci_generate_signing_key);
 Datum
 dci_generate_signing_key(PG_FUNCTION_ARGS)
 {
-	char	   *algorithm;
-	DciSigAlg	alg;
-	char	   *private_pem;
-	char	   *public_pem;
-	char		err[256] = "";
-	char	   *key_id;
+	char			  *algorithm;
+	DciSigAlg		   alg;
+	char			  *private_pem;
+	char			  *public_pem;
+	char			   err[256] = "";
+	char			  *key_id;
 	DciPrivilegedState priv;
-	Oid			argtypes[4] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID};
-	Datum		values[4];
-	text	   *private_text;
-	int32		id;
-	bool		isnull;
+	Oid				   argtypes[4] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+	Datum			   values[4];
+	text			  *private_text;
+	int32			   id;
+	bool			   isnull;
 
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -611,8 +613,8 @@ dci_generate_signing_key(PG_FUNCTION_ARGS)
 				 errmsg("could not generate a signing key: %s", err)));
 	if (PG_ARGISNULL(0))
 	{
-		DciSigKey  *pub = dci_sigkey_load(public_pem, false, err, sizeof(err));
-		char	   *t = pub ? dci_sigkey_thumbprint(pub) : NULL;
+		DciSigKey *pub = dci_sigkey_load(public_pem, false, err, sizeof(err));
+		char	  *t = pub ? dci_sigkey_thumbprint(pub) : NULL;
 
 		dci_sigkey_free(pub);
 		key_id = t ? pstrdup(t) : NULL;
@@ -702,8 +704,8 @@ dci_verify_jws(PG_FUNCTION_ARGS)
 bool
 dci_may_sign(DciSigFormat format)
 {
-	Oid			argtypes[2] = {JSONBOID, TEXTOID};
-	Oid			sign_oid;
+	Oid argtypes[2] = {JSONBOID, TEXTOID};
+	Oid sign_oid;
 
 	/* dci_sign[_jws](jsonb, text) of this extension's schema: by signature, not by search_path */
 	sign_oid = GetSysCacheOid3(PROCNAMEARGSNSP, Anum_pg_proc_oid,

@@ -35,4 +35,4 @@ extern void dci_verify_response(DciSource *src, const char *body, size_t len);
  */
 extern bool dci_may_sign(DciSigFormat format);
 
-#endif							/* DCI_SIGN_H */
+#endif /* DCI_SIGN_H */

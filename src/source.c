@@ -34,26 +34,26 @@
 #include "secrets.h"
 #include "source.h"
 
-#define SOURCE_COLUMNS \
-	"id, code, registry_type, base_url, auth_type, auth_url, client_id, " \
-	"client_secret_encrypted, credential_location, scope, bearer_token_encrypted, " \
+#define SOURCE_COLUMNS                                                                   \
+	"id, code, registry_type, base_url, auth_type, auth_url, client_id, "                \
+	"client_secret_encrypted, credential_location, scope, bearer_token_encrypted, "      \
 	"sender_id, receiver_id, callback_uri, search_endpoint, ping_endpoint, timeout_ms, " \
-	"verify_ssl, ca_cert, client_cert, client_key_encrypted, extra_headers, " \
+	"verify_ssl, ca_cert, client_cert, client_key_encrypted, extra_headers, "            \
 	"signing_key_id, registry_public_key, active, signature_format"
 
 typedef struct CacheEntry
 {
-	DciSource  *source;
-	bool		stale;
+	DciSource *source;
+	bool	   stale;
 } CacheEntry;
 
 static CacheEntry *entries = NULL;
-static int	nentries = 0;
-static int	maxentries = 0;
-static bool any_stale = false;
-static bool callback_registered = false;
-static uint64 load_serial = 0;
-static Oid	cached_table = InvalidOid;	/* dci_data_source when the entries were loaded */
+static int		   nentries = 0;
+static int		   maxentries = 0;
+static bool		   any_stale = false;
+static bool		   callback_registered = false;
+static uint64	   load_serial = 0;
+static Oid		   cached_table = InvalidOid; /* dci_data_source when the entries were loaded */
 
 /* the context's reset callback wipes the secrets (build_source) */
 static void
@@ -80,7 +80,7 @@ relcache_callback(Datum arg, Oid relid)
 static void
 purge_stale(void)
 {
-	int			kept = 0;
+	int kept = 0;
 
 	if (!any_stale)
 		return;
@@ -98,7 +98,7 @@ purge_stale(void)
 static char *
 copy_text(SPITupleTable *tt, HeapTuple tup, int col)
 {
-	char	   *v = SPI_getvalue(tup, tt->tupdesc, col);
+	char *v = SPI_getvalue(tup, tt->tupdesc, col);
 
 	return v ? pstrdup(v) : NULL;
 }
@@ -106,13 +106,17 @@ copy_text(SPITupleTable *tt, HeapTuple tup, int col)
 static uint64
 credential_fingerprint(const DciSource *src)
 {
-	SHA256_CTX	ctx;
+	SHA256_CTX	  ctx;
 	unsigned char md[SHA256_DIGEST_LENGTH];
-	const char *parts[] = {
-		src->auth_url, src->client_id, src->client_secret, src->scope,
-		src->bearer_token, src->base_url,
-	};
-	uint64		fp;
+	const char	 *parts[] = {
+		  src->auth_url,
+		  src->client_id,
+		  src->client_secret,
+		  src->scope,
+		  src->bearer_token,
+		  src->base_url,
+	  };
+	uint64 fp;
 
 	SHA256_Init(&ctx);
 	/* a re-created extension's source 1 is not the old source 1 */
@@ -136,9 +140,9 @@ static char *
 decrypt_column(DciSource *src, SPITupleTable *tt, HeapTuple tup, int col,
 			   const char *column, const char *binding)
 {
-	bool		isnull;
-	Datum		d = SPI_getbinval(tup, tt->tupdesc, col, &isnull);
-	char	   *desc;
+	bool  isnull;
+	Datum d = SPI_getbinval(tup, tt->tupdesc, col, &isnull);
+	char *desc;
 
 	if (isnull)
 		return NULL;
@@ -154,8 +158,8 @@ decrypt_column(DciSource *src, SPITupleTable *tt, HeapTuple tup, int col,
 static void
 damaged_row(SPITupleTable *tt, HeapTuple tup, int col)
 {
-	bool		isnull;
-	Datum		code = SPI_getbinval(tup, tt->tupdesc, 2, &isnull);
+	bool  isnull;
+	Datum code = SPI_getbinval(tup, tt->tupdesc, 2, &isnull);
 
 	ereport(ERROR,
 			(errcode(ERRCODE_DCI_CONFIG),
@@ -168,7 +172,7 @@ damaged_row(SPITupleTable *tt, HeapTuple tup, int col)
 static char *
 required_text(SPITupleTable *tt, HeapTuple tup, int col)
 {
-	char	   *v = copy_text(tt, tup, col);
+	char *v = copy_text(tt, tup, col);
 
 	if (v == NULL)
 		damaged_row(tt, tup, col);
@@ -178,8 +182,8 @@ required_text(SPITupleTable *tt, HeapTuple tup, int col)
 static Datum
 required_datum(SPITupleTable *tt, HeapTuple tup, int col)
 {
-	bool		isnull;
-	Datum		d = SPI_getbinval(tup, tt->tupdesc, col, &isnull);
+	bool  isnull;
+	Datum d = SPI_getbinval(tup, tt->tupdesc, col, &isnull);
 
 	if (isnull)
 		damaged_row(tt, tup, col);
@@ -190,7 +194,7 @@ required_datum(SPITupleTable *tt, HeapTuple tup, int col)
 static void
 wipe_source_secrets(void *arg)
 {
-	DciSource  *src = (DciSource *) arg;
+	DciSource *src = (DciSource *) arg;
 
 	if (src->client_secret)
 		explicit_bzero(src->client_secret, strlen(src->client_secret));
@@ -208,16 +212,16 @@ wipe_source_secrets(void *arg)
 static DciSource *
 build_source(SPITupleTable *tt, HeapTuple tup)
 {
-	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "dci_client data source",
-											  ALLOCSET_SMALL_SIZES);
-	MemoryContext old = MemoryContextSwitchTo(cxt);
-	DciSource  *src = palloc0(sizeof(DciSource));
+	MemoryContext		   cxt = AllocSetContextCreate(CurrentMemoryContext, "dci_client data source",
+													   ALLOCSET_SMALL_SIZES);
+	MemoryContext		   old = MemoryContextSwitchTo(cxt);
+	DciSource			  *src = palloc0(sizeof(DciSource));
 	MemoryContextCallback *wipe = palloc0(sizeof(MemoryContextCallback));
-	bool		isnull;
-	Datum		d;
-	char	   *s;
-	char	   *location;
-	char	   *binding;
+	bool				   isnull;
+	Datum				   d;
+	char				  *s;
+	char				  *location;
+	char				  *binding;
 
 	src->cxt = cxt;
 	wipe->func = wipe_source_secrets;
@@ -231,13 +235,13 @@ build_source(SPITupleTable *tt, HeapTuple tup)
 	src->registry_type = copy_text(tt, tup, 3);
 	src->base_url = required_text(tt, tup, 4);
 	s = required_text(tt, tup, 5);
-	src->auth_type = strcmp(s, "none") == 0 ? DCI_AUTH_NONE :
-		strcmp(s, "bearer") == 0 ? DCI_AUTH_BEARER : DCI_AUTH_OAUTH2;
+	src->auth_type = strcmp(s, "none") == 0 ? DCI_AUTH_NONE : strcmp(s, "bearer") == 0 ? DCI_AUTH_BEARER
+																					   : DCI_AUTH_OAUTH2;
 	src->auth_url = copy_text(tt, tup, 6);
 	src->client_id = copy_text(tt, tup, 7);
 	location = required_text(tt, tup, 9);
-	src->cred_location = strcmp(location, "basic") == 0 ? DCI_CRED_BASIC :
-		strcmp(location, "query") == 0 ? DCI_CRED_QUERY : DCI_CRED_BODY;
+	src->cred_location = strcmp(location, "basic") == 0 ? DCI_CRED_BASIC : strcmp(location, "query") == 0 ? DCI_CRED_QUERY
+																										  : DCI_CRED_BODY;
 	src->scope = copy_text(tt, tup, 10);
 	src->sender_id = copy_text(tt, tup, 12);
 	src->receiver_id = copy_text(tt, tup, 13);
@@ -287,7 +291,7 @@ build_source(SPITupleTable *tt, HeapTuple tup)
 		 * readers) makes another key another configuration.
 		 */
 		unsigned char md[SHA256_DIGEST_LENGTH];
-		char		hex[17];
+		char		  hex[17];
 
 		SHA256((const unsigned char *) src->client_key, strlen(src->client_key), md);
 		for (int i = 0; i < 8; i++)
@@ -305,10 +309,10 @@ static DciSource *
 load_source(const char *code, int32 id)
 {
 	DciPrivilegedState priv;
-	char	   *query;
-	Oid			argtype = code ? TEXTOID : INT4OID;
-	Datum		arg = code ? CStringGetTextDatum(code) : Int32GetDatum(id);
-	DciSource  *src = NULL;
+	char			  *query;
+	Oid				   argtype = code ? TEXTOID : INT4OID;
+	Datum			   arg = code ? CStringGetTextDatum(code) : Int32GetDatum(id);
+	DciSource		  *src = NULL;
 
 	cached_table = dci_source_table_oid();
 	query = psprintf("SELECT " SOURCE_COLUMNS " FROM %s WHERE %s OPERATOR(pg_catalog.=) $1",
@@ -327,9 +331,7 @@ load_source(const char *code, int32 id)
 		if (nentries == maxentries)
 		{
 			maxentries = maxentries ? maxentries * 2 : 8;
-			entries = entries ?
-				repalloc(entries, maxentries * sizeof(CacheEntry)) :
-				MemoryContextAlloc(CacheMemoryContext, maxentries * sizeof(CacheEntry));
+			entries = entries ? repalloc(entries, maxentries * sizeof(CacheEntry)) : MemoryContextAlloc(CacheMemoryContext, maxentries * sizeof(CacheEntry));
 		}
 		entries[nentries].source = src;
 		/* a secret that did not decrypt may be fixed by a new key file: retry next call */
@@ -371,7 +373,7 @@ finish_lookup(DciSource *src, const char *name, bool require_active)
 static DciSource *
 dci_source_by_code(const char *code, bool require_active)
 {
-	DciSource  *src = NULL;
+	DciSource *src = NULL;
 
 	begin_lookup();
 	for (int i = 0; i < nentries; i++)
@@ -388,7 +390,7 @@ dci_source_by_code(const char *code, bool require_active)
 DciSource *
 dci_source_by_id(int32 id, bool require_active)
 {
-	DciSource  *src = NULL;
+	DciSource *src = NULL;
 
 	begin_lookup();
 	for (int i = 0; i < nentries; i++)
@@ -455,10 +457,10 @@ void
 dci_source_record_test(int32 id, bool ok, const char *error)
 {
 	DciPrivilegedState priv;
-	char	   *query;
-	Oid			argtypes[3] = {TEXTOID, TEXTOID, INT4OID};
-	Datum		values[3];
-	char		nulls[3] = {' ', error ? ' ' : 'n', ' '};
+	char			  *query;
+	Oid				   argtypes[3] = {TEXTOID, TEXTOID, INT4OID};
+	Datum			   values[3];
+	char			   nulls[3] = {' ', error ? ' ' : 'n', ' '};
 
 	/* on a standby or in a read-only transaction the test only reports */
 	if (RecoveryInProgress() || XactReadOnly)

@@ -27,8 +27,8 @@ typedef enum DciCredLocation
 /* dci_data_source.signature_format: how envelopes are signed and answers verified */
 typedef enum DciSigFormat
 {
-	DCI_SIG_FORMAT_DCI = 0,		/* the DCI signature field (README "Signing", OpenSPP) */
-	DCI_SIG_FORMAT_JWS			/* a compact JWS, RS256, as OpenCRVS signs */
+	DCI_SIG_FORMAT_DCI = 0, /* the DCI signature field (README "Signing", OpenSPP) */
+	DCI_SIG_FORMAT_JWS		/* a compact JWS, RS256, as OpenCRVS signs */
 } DciSigFormat;
 
 /*
@@ -38,41 +38,41 @@ typedef enum DciSigFormat
  */
 typedef struct DciSource
 {
-	MemoryContext cxt;
-	uint64		serial;			/* unique per load in this backend: identifies this copy */
-	Oid			table_oid;		/* dci_data_source when loaded: ids restart on re-create */
-	int32		id;
-	char	   *code;
-	char	   *registry_type;
-	char	   *base_url;
-	DciAuthType auth_type;
-	char	   *auth_url;
-	char	   *client_id;
+	MemoryContext	cxt;
+	uint64			serial;	   /* unique per load in this backend: identifies this copy */
+	Oid				table_oid; /* dci_data_source when loaded: ids restart on re-create */
+	int32			id;
+	char		   *code;
+	char		   *registry_type;
+	char		   *base_url;
+	DciAuthType		auth_type;
+	char		   *auth_url;
+	char		   *client_id;
 	DciCredLocation cred_location;
-	char	   *scope;
-	char	   *sender_id;
-	char	   *receiver_id;
-	char	   *callback_uri;
-	char	   *search_endpoint;
-	char	   *ping_endpoint;
-	int			timeout_ms;		/* 0: dci_client.timeout_ms */
-	bool		verify_ssl;
-	char	   *ca_cert;
-	char	   *client_cert;
-	char	   *client_cert_tls;	/* client_cert as handed to libcurl (see source.c) */
-	DciHeaders *extra_headers;	/* validated at INSERT/UPDATE */
-	int32		signing_key_id; /* 0: none */
-	char	   *registry_public_key;
-	bool		active;
+	char		   *scope;
+	char		   *sender_id;
+	char		   *receiver_id;
+	char		   *callback_uri;
+	char		   *search_endpoint;
+	char		   *ping_endpoint;
+	int				timeout_ms; /* 0: dci_client.timeout_ms */
+	bool			verify_ssl;
+	char		   *ca_cert;
+	char		   *client_cert;
+	char		   *client_cert_tls; /* client_cert as handed to libcurl (see source.c) */
+	DciHeaders	   *extra_headers;	 /* validated at INSERT/UPDATE */
+	int32			signing_key_id;	 /* 0: none */
+	char		   *registry_public_key;
+	bool			active;
 
 	/* decrypted secrets; secret_error set when one could not be decrypted */
-	char	   *client_secret;
-	char	   *bearer_token;
-	char	   *client_key;
-	DciError	secret_error;
+	char	*client_secret;
+	char	*bearer_token;
+	char	*client_key;
+	DciError secret_error;
 
 	/* identifies what a token depends on: changes when credentials change */
-	uint64		credential_fingerprint;
+	uint64 credential_fingerprint;
 
 	DciSigFormat signature_format;
 
@@ -89,4 +89,4 @@ extern bool dci_source_check_complete(const DciSource *src, DciError *err);
 /* record the outcome of dci_test_connection in the row (not in read-only transactions) */
 extern void dci_source_record_test(int32 id, bool ok, const char *error);
 
-#endif							/* DCI_SOURCE_H */
+#endif /* DCI_SOURCE_H */

@@ -33,8 +33,8 @@
 typedef struct StatsSlot
 {
 	slock_t		mutex;
-	Oid			dbid;			/* InvalidOid: free */
-	Oid			relid;			/* dci_data_source: ids restart when it is re-created */
+	Oid			dbid;  /* InvalidOid: free */
+	Oid			relid; /* dci_data_source: ids restart when it is re-created */
 	int32		source_id;
 	int64		calls;
 	int64		errors;
@@ -45,12 +45,12 @@ typedef struct StatsSlot
 
 typedef struct StatsShared
 {
-	LWLock	   *lock;			/* slot allocation only */
-	StatsSlot	slots[STATS_SLOTS];
+	LWLock	 *lock; /* slot allocation only */
+	StatsSlot slots[STATS_SLOTS];
 } StatsShared;
 
 static StatsShared *stats_shared = NULL;
-static StatsShared *stats_local = NULL;	/* without preloading */
+static StatsShared *stats_local = NULL; /* without preloading */
 
 void
 dci_stats_shmem_request(void)
@@ -62,7 +62,7 @@ dci_stats_shmem_request(void)
 void
 dci_stats_shmem_startup(void)
 {
-	bool		found;
+	bool found;
 
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	stats_shared = ShmemInitStruct("dci_client stats", sizeof(StatsShared), &found);
@@ -94,12 +94,12 @@ stats_area(void)
 static StatsSlot *
 find_slot(Oid dbid, Oid relid, int32 source_id)
 {
-	static int32 last_source = -1;
-	static Oid	last_db = InvalidOid;
-	static Oid	last_relid = InvalidOid;
+	static int32	  last_source = -1;
+	static Oid		  last_db = InvalidOid;
+	static Oid		  last_relid = InvalidOid;
 	static StatsSlot *last_slot = NULL;
-	StatsShared *area = stats_area();
-	StatsSlot  *slot = NULL;
+	StatsShared		 *area = stats_area();
+	StatsSlot		 *slot = NULL;
 
 	if (last_slot && last_source == source_id && last_db == dbid && last_relid == relid &&
 		last_slot->dbid == dbid && last_slot->relid == relid && last_slot->source_id == source_id)
@@ -137,7 +137,7 @@ find_slot(Oid dbid, Oid relid, int32 source_id)
 static int
 latency_bucket(double ms)
 {
-	int			b;
+	int b;
 
 	if (ms <= LATENCY_BASE_MS)
 		return 0;
@@ -155,10 +155,10 @@ bucket_ms(int b)
 void
 dci_stats_count(Oid dbid, Oid relid, int32 source_id, bool error, double elapsed_ms)
 {
-	StatsSlot  *slot = find_slot(dbid, relid, source_id);
+	StatsSlot *slot = find_slot(dbid, relid, source_id);
 
 	if (slot == NULL)
-		return;					/* more sources than slots: not counted */
+		return; /* more sources than slots: not counted */
 	SpinLockAcquire(&slot->mutex);
 	slot->calls++;
 	if (error)
@@ -171,7 +171,7 @@ dci_stats_count(Oid dbid, Oid relid, int32 source_id, bool error, double elapsed
 void
 dci_stats_count_token(Oid dbid, Oid relid, int32 source_id)
 {
-	StatsSlot  *slot = find_slot(dbid, relid, source_id);
+	StatsSlot *slot = find_slot(dbid, relid, source_id);
 
 	if (slot == NULL)
 		return;
@@ -183,8 +183,8 @@ dci_stats_count_token(Oid dbid, Oid relid, int32 source_id)
 static double
 percentile(const int64 *hist, int64 total, double p)
 {
-	int64		want = (int64) ceil(total * p);
-	int64		seen = 0;
+	int64 want = (int64) ceil(total * p);
+	int64 seen = 0;
 
 	if (total == 0)
 		return 0;
@@ -207,16 +207,16 @@ Datum
 dci_source_stats_entries(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	StatsShared *area = stats_area();
-	Oid			relid = dci_source_table_oid();
+	StatsShared	  *area = stats_area();
+	Oid			   relid = dci_source_table_oid();
 
 	InitMaterializedSRF(fcinfo, 0);
 	for (int i = 0; i < STATS_SLOTS; i++)
 	{
-		StatsSlot	copy;
-		StatsSlot  *slot = &area->slots[i];
-		Datum		values[8];
-		bool		nulls[8] = {false};
+		StatsSlot  copy;
+		StatsSlot *slot = &area->slots[i];
+		Datum	   values[8];
+		bool	   nulls[8] = {false};
 
 		SpinLockAcquire(&slot->mutex);
 		memcpy(&copy, slot, sizeof(StatsSlot));

@@ -15,4 +15,4 @@ extern void dci_stats_shmem_startup(void);
 extern void dci_stats_count(Oid dbid, Oid relid, int32 source_id, bool error, double elapsed_ms);
 extern void dci_stats_count_token(Oid dbid, Oid relid, int32 source_id);
 
-#endif							/* DCI_SOURCE_STATS_H */
+#endif /* DCI_SOURCE_STATS_H */

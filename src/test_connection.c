@@ -21,9 +21,9 @@
 typedef struct StepWriter
 {
 	ReturnSetInfo *rsinfo;
-	TimestampTz started;
-	bool		any_false;
-	char	   *first_error;
+	TimestampTz	   started;
+	bool		   any_false;
+	char		  *first_error;
 } StepWriter;
 
 static void
@@ -53,14 +53,14 @@ PG_FUNCTION_INFO_V1(dci_test_connection);
 Datum
 dci_test_connection(PG_FUNCTION_ARGS)
 {
-	StepWriter	w = {0};
-	DciSource  *src;
-	DciError	err = {0};
-	TimestampTz deadline;
+	StepWriter		w = {0};
+	DciSource	   *src;
+	DciError		err = {0};
+	TimestampTz		deadline;
 	DciHttpResponse resp;
-	bool		config_ok;
-	bool		auth_ok = false;
-	uint64		generation;
+	bool			config_ok;
+	bool			auth_ok = false;
+	uint64			generation;
 
 	InitMaterializedSRF(fcinfo, 0);
 	w.rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
@@ -72,8 +72,7 @@ dci_test_connection(PG_FUNCTION_ARGS)
 
 	config_ok = dci_source_check_complete(src, &err);
 	emit(&w, "config", config_ok ? 1 : 0,
-		 config_ok ? (src->active ? "configuration complete" : "configuration complete (source is inactive)") :
-		 dci_error_text(&err));
+		 config_ok ? (src->active ? "configuration complete" : "configuration complete (source is inactive)") : dci_error_text(&err));
 	if (!config_ok)
 	{
 		emit(&w, "auth", -1, "skipped: configuration incomplete");
@@ -113,7 +112,7 @@ dci_test_connection(PG_FUNCTION_ARGS)
 	}
 	else
 	{
-		char	   *what = psprintf("HTTP %ld from %s", resp.status, src->ping_endpoint);
+		char *what = psprintf("HTTP %ld from %s", resp.status, src->ping_endpoint);
 
 		emit(&w, "reachable", 1, what);
 		if (resp.status >= 200 && resp.status <= 299)

@@ -30,12 +30,12 @@
 typedef struct TokenSlot
 {
 	bool		used;
-	bool		valid;			/* token holds a usable value */
+	bool		valid; /* token holds a usable value */
 	Oid			dbid;
-	Oid			relid;			/* dci_data_source: ids restart when it is re-created */
+	Oid			relid; /* dci_data_source: ids restart when it is re-created */
 	int32		source_id;
 	uint64		fingerprint;
-	int			fetcher_pid;	/* 0: nobody is fetching */
+	int			fetcher_pid; /* 0: nobody is fetching */
 	TimestampTz obtained_at;
 	TimestampTz expires_at;
 	TimestampTz last_used;
@@ -46,15 +46,15 @@ typedef struct TokenSlot
 
 typedef struct TokenCache
 {
-	LWLock	   *lock;
+	LWLock			 *lock;
 	ConditionVariable cv;
-	uint64		next_generation;
-	int			nslots;
-	TokenSlot	slots[FLEXIBLE_ARRAY_MEMBER];
+	uint64			  next_generation;
+	int				  nslots;
+	TokenSlot		  slots[FLEXIBLE_ARRAY_MEMBER];
 } TokenCache;
 
 static TokenCache *cache = NULL;
-static bool exit_callback_registered = false;
+static bool		   exit_callback_registered = false;
 
 static Size
 cache_size(void)
@@ -73,7 +73,7 @@ dci_token_cache_shmem_request(void)
 void
 dci_token_cache_shmem_startup(void)
 {
-	bool		found;
+	bool found;
 
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	cache = ShmemInitStruct("dci_client token cache", cache_size(), &found);
@@ -105,7 +105,7 @@ fetcher_alive(int pid)
 static void
 release_own_slots(int code, Datum arg)
 {
-	bool		any = false;
+	bool any = false;
 
 	if (cache == NULL)
 		return;
@@ -125,13 +125,13 @@ release_own_slots(int code, Datum arg)
 static TokenSlot *
 find_slot(const DciSource *src, bool create)
 {
-	TokenSlot  *victim = NULL;
-	int32		source_id = src->id;
-	uint64		fingerprint = src->credential_fingerprint;
+	TokenSlot *victim = NULL;
+	int32	   source_id = src->id;
+	uint64	   fingerprint = src->credential_fingerprint;
 
 	for (int i = 0; i < cache->nslots; i++)
 	{
-		TokenSlot  *s = &cache->slots[i];
+		TokenSlot *s = &cache->slots[i];
 
 		if (s->used && s->dbid == MyDatabaseId && s->relid == src->table_oid &&
 			s->source_id == source_id)
@@ -151,7 +151,7 @@ find_slot(const DciSource *src, bool create)
 	{
 		for (int i = 0; i < cache->nslots; i++)
 		{
-			TokenSlot  *s = &cache->slots[i];
+			TokenSlot *s = &cache->slots[i];
 
 			if (!s->used)
 			{
@@ -182,7 +182,7 @@ find_slot(const DciSource *src, bool create)
 bool
 dci_token_usable(TimestampTz obtained_at, TimestampTz expires_at, TimestampTz now, int force)
 {
-	int64		margin = (int64) dci_token_refresh_margin_s * USECS_PER_SEC;
+	int64 margin = (int64) dci_token_refresh_margin_s * USECS_PER_SEC;
 
 	if (expires_at <= now)
 		return false;
@@ -200,7 +200,7 @@ TokenCacheResult
 dci_token_cache_acquire(const DciSource *src, int force,
 						TimestampTz deadline, DciSharedToken *out)
 {
-	bool		waited = false;
+	bool			 waited = false;
 	TokenCacheResult result;
 
 	if (!exit_callback_registered)
@@ -211,8 +211,8 @@ dci_token_cache_acquire(const DciSource *src, int force,
 
 	for (;;)
 	{
-		TokenSlot  *s;
-		long		remaining;
+		TokenSlot *s;
+		long	   remaining;
 
 		LWLockAcquire(cache->lock, LW_EXCLUSIVE);
 		s = find_slot(src, true);
@@ -265,8 +265,8 @@ void
 dci_token_cache_store(const DciSource *src, const char *token,
 					  TimestampTz obtained_at, TimestampTz expires_at, uint64 *generation)
 {
-	TokenSlot  *s;
-	size_t		len = strlen(token);
+	TokenSlot *s;
+	size_t	   len = strlen(token);
 
 	LWLockAcquire(cache->lock, LW_EXCLUSIVE);
 	*generation = cache->next_generation++;
@@ -294,7 +294,7 @@ dci_token_cache_store(const DciSource *src, const char *token,
 void
 dci_token_cache_abandon(const DciSource *src)
 {
-	TokenSlot  *s;
+	TokenSlot *s;
 
 	LWLockAcquire(cache->lock, LW_EXCLUSIVE);
 	s = find_slot(src, false);
@@ -307,7 +307,7 @@ dci_token_cache_abandon(const DciSource *src)
 void
 dci_token_cache_drop(const DciSource *src, uint64 generation)
 {
-	TokenSlot  *s;
+	TokenSlot *s;
 
 	LWLockAcquire(cache->lock, LW_EXCLUSIVE);
 	s = find_slot(src, false);
@@ -324,12 +324,12 @@ dci_token_cache_drop(const DciSource *src, uint64 generation)
 int
 dci_token_cache_list(Oid relid, DciTokenInfo *out, int max)
 {
-	int			n = 0;
+	int n = 0;
 
 	LWLockAcquire(cache->lock, LW_SHARED);
 	for (int i = 0; i < cache->nslots && n < max; i++)
 	{
-		TokenSlot  *s = &cache->slots[i];
+		TokenSlot *s = &cache->slots[i];
 
 		if (s->used && s->valid && s->dbid == MyDatabaseId && s->relid == relid)
 		{

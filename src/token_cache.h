@@ -10,16 +10,16 @@
 #include "utils/timestamp.h"
 
 /* how fresh a token must be (dci_token_get, dci_token_usable) */
-#define DCI_TOKEN_CACHED		0	/* a cached token while it is fresh */
-#define DCI_TOKEN_FORCE			1	/* a new one, unless the cached one is younger than token_min_interval_ms */
-#define DCI_TOKEN_FORCE_ALWAYS	2	/* a new one (superusers) */
+#define DCI_TOKEN_CACHED	   0 /* a cached token while it is fresh */
+#define DCI_TOKEN_FORCE		   1 /* a new one, unless the cached one is younger than token_min_interval_ms */
+#define DCI_TOKEN_FORCE_ALWAYS 2 /* a new one (superusers) */
 
 /* longest token kept in shared memory; longer ones stay per session */
 #define DCI_SHARED_TOKEN_MAX 8192
 
 typedef struct DciSharedToken
 {
-	char	   *token;			/* palloc'd */
+	char	   *token; /* palloc'd */
 	TimestampTz obtained_at;
 	TimestampTz expires_at;
 	uint64		generation;
@@ -35,10 +35,10 @@ typedef struct DciTokenInfo
 
 typedef enum TokenCacheResult
 {
-	TOKEN_CACHE_HIT,			/* *out holds a token valid past valid_until */
-	TOKEN_CACHE_FETCH,			/* the caller is the fetcher: store or abandon */
-	TOKEN_CACHE_UNAVAILABLE,	/* no slot: fetch without coordination */
-	TOKEN_CACHE_TIMEOUT			/* deadline passed waiting for another fetch */
+	TOKEN_CACHE_HIT,		 /* *out holds a token valid past valid_until */
+	TOKEN_CACHE_FETCH,		 /* the caller is the fetcher: store or abandon */
+	TOKEN_CACHE_UNAVAILABLE, /* no slot: fetch without coordination */
+	TOKEN_CACHE_TIMEOUT		 /* deadline passed waiting for another fetch */
 } TokenCacheResult;
 
 /* shmem hooks (called from dci_client.c) */
@@ -74,6 +74,6 @@ extern void dci_token_cache_abandon(const DciSource *src);
 /* forget the token of this generation (it was refused with 401) */
 extern void dci_token_cache_drop(const DciSource *src, uint64 generation);
 /* valid tokens of this database's dci_data_source (relid), for dci_token_status */
-extern int	dci_token_cache_list(Oid relid, DciTokenInfo *out, int max);
+extern int dci_token_cache_list(Oid relid, DciTokenInfo *out, int max);
 
-#endif							/* DCI_TOKEN_CACHE_H */
+#endif /* DCI_TOKEN_CACHE_H */

@@ -28,7 +28,7 @@ dup_string_member(struct json_object *obj, const char *key)
 static bool
 parse_expires_in(struct json_object *v, double *out)
 {
-	double		d;
+	double d;
 
 	if (json_object_is_type(v, json_type_int) || json_object_is_type(v, json_type_double))
 		d = json_object_get_double(v);
@@ -54,9 +54,9 @@ bool
 token_response_parse(const char *body, size_t len, TokenResponse *out)
 {
 	struct json_tokener *tok;
-	struct json_object *root;
-	struct json_object *v;
-	bool		ok = false;
+	struct json_object	*root;
+	struct json_object	*v;
+	bool				 ok = false;
 
 	memset(out, 0, sizeof(*out));
 	out->expires_in = TOKEN_DEFAULT_EXPIRES_IN;
@@ -71,7 +71,7 @@ token_response_parse(const char *body, size_t len, TokenResponse *out)
 	/* trailing bytes other than whitespace make it not JSON */
 	if (root != NULL && json_tokener_get_error(tok) == json_tokener_success)
 	{
-		size_t		used = json_tokener_get_parse_end(tok);
+		size_t used = json_tokener_get_parse_end(tok);
 
 		while (used < len && (body[used] == ' ' || body[used] == '\n' ||
 							  body[used] == '\r' || body[used] == '\t'))

@@ -13,12 +13,12 @@
 
 typedef struct TokenResponse
 {
-	char	   *access_token;	/* NULL when absent or not a non-empty string */
-	char	   *token_type;
-	double		expires_in;		/* seconds; TOKEN_DEFAULT_EXPIRES_IN when absent */
-	bool		expires_in_given;
-	char	   *error;			/* RFC 6749 "error", or DCI errors[0].code */
-	char	   *error_description;	/* "error_description" or errors[0].message */
+	char  *access_token; /* NULL when absent or not a non-empty string */
+	char  *token_type;
+	double expires_in; /* seconds; TOKEN_DEFAULT_EXPIRES_IN when absent */
+	bool   expires_in_given;
+	char  *error;			  /* RFC 6749 "error", or DCI errors[0].code */
+	char  *error_description; /* "error_description" or errors[0].message */
 } TokenResponse;
 
 /*
@@ -29,4 +29,4 @@ typedef struct TokenResponse
 extern bool token_response_parse(const char *body, size_t len, TokenResponse *out);
 extern void token_response_free(TokenResponse *tr);
 
-#endif							/* DCI_TOKEN_RESPONSE_H */
+#endif /* DCI_TOKEN_RESPONSE_H */

@@ -46,27 +46,31 @@ static const SecretColumn signing_key_secrets[] = {
 
 /* the columns that say where credentials go and how the server is trusted */
 static const char *const trust_columns[] = {
-	"base_url", "auth_url", "credential_location", "verify_ssl", "ca_cert",
+	"base_url",
+	"auth_url",
+	"credential_location",
+	"verify_ssl",
+	"ca_cert",
 };
 
 /* tuple being built: column values with replacements */
 typedef struct RowEdit
 {
-	Relation	rel;
-	TupleDesc	tupdesc;
-	HeapTuple	newtuple;
-	HeapTuple	oldtuple;		/* NULL on INSERT */
-	int			ncols;
+	Relation  rel;
+	TupleDesc tupdesc;
+	HeapTuple newtuple;
+	HeapTuple oldtuple; /* NULL on INSERT */
+	int		  ncols;
 	/* replacements: at most one per column of the table */
-	int		   *cols;
-	Datum	   *values;
-	bool	   *nulls;
+	int	  *cols;
+	Datum *values;
+	bool  *nulls;
 } RowEdit;
 
 static int
 attnum(RowEdit *e, const char *name)
 {
-	int			n = SPI_fnumber(e->tupdesc, name);
+	int n = SPI_fnumber(e->tupdesc, name);
 
 	if (n <= 0)
 		elog(ERROR, "column \"%s\" of \"%s\" is missing", name,
@@ -78,7 +82,7 @@ attnum(RowEdit *e, const char *name)
 static Datum
 get_new(RowEdit *e, const char *name, bool *isnull)
 {
-	int			n = attnum(e, name);
+	int n = attnum(e, name);
 
 	for (int i = 0; i < e->ncols; i++)
 		if (e->cols[i] == n)
@@ -92,8 +96,8 @@ get_new(RowEdit *e, const char *name, bool *isnull)
 static char *
 get_new_text(RowEdit *e, const char *name)
 {
-	bool		isnull;
-	Datum		d = get_new(e, name, &isnull);
+	bool  isnull;
+	Datum d = get_new(e, name, &isnull);
 
 	return isnull ? NULL : TextDatumGetCString(d);
 }
@@ -101,7 +105,7 @@ get_new_text(RowEdit *e, const char *name)
 static void
 set_new(RowEdit *e, const char *name, Datum value, bool isnull)
 {
-	int			n = attnum(e, name);
+	int n = attnum(e, name);
 
 	for (int i = 0; i < e->ncols; i++)
 		if (e->cols[i] == n)
@@ -122,10 +126,10 @@ set_new(RowEdit *e, const char *name, Datum value, bool isnull)
 static bool
 column_changed(RowEdit *e, const char *name)
 {
-	int			n = attnum(e, name);
-	char	   *oldv;
-	char	   *newv;
-	bool		changed;
+	int	  n = attnum(e, name);
+	char *oldv;
+	char *newv;
+	bool  changed;
 
 	if (e->oldtuple == NULL)
 		return false;
@@ -153,11 +157,11 @@ static void
 check_one_of(RowEdit *e, const char *column, const char *const *allowed, int n,
 			 bool nullable)
 {
-	char	   *v = get_new_text(e, column);
+	char		  *v = get_new_text(e, column);
 	StringInfoData list;
 
 	if (v == NULL)
-		return;					/* NULL: allowed, or the NOT NULL constraint reports it */
+		return; /* NULL: allowed, or the NOT NULL constraint reports it */
 	for (int i = 0; i < n; i++)
 		if (strcmp(v, allowed[i]) == 0)
 			return;
@@ -250,7 +254,7 @@ check_path(RowEdit *e, const char *column)
 static void
 check_header_value(RowEdit *e, const char *column)
 {
-	char	   *v = get_new_text(e, column);
+	char *v = get_new_text(e, column);
 
 	if (v == NULL)
 		return;
@@ -298,15 +302,15 @@ validate_source(RowEdit *e)
 	static const char *const locations[] = {"body", "basic", "query"};
 	static const char *const states[] = {"draft", "testing", "active", "error"};
 	static const char *const signature_formats[] = {"dci", "jws"};
-	char	   *code = get_new_text(e, "code");
-	char	   *url;
-	char	   *auth_type;
-	bool		isnull;
-	Datum		d;
+	char					*code = get_new_text(e, "code");
+	char					*url;
+	char					*auth_type;
+	bool					 isnull;
+	Datum					 d;
 
 	if (code != NULL)
 	{
-		bool		ok = (code[0] >= 'a' && code[0] <= 'z');
+		bool ok = (code[0] >= 'a' && code[0] <= 'z');
 
 		for (const char *p = code; ok && *p; p++)
 			ok = (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_';
@@ -385,18 +389,18 @@ process_secrets(RowEdit *e, const SecretColumn *cols, int ncols, int32 row_id,
 
 	for (int i = 0; i < ncols; i++)
 	{
-		bool		isnull;
-		Datum		plain = get_new(e, cols[i].plain, &isnull);
+		bool  isnull;
+		Datum plain = get_new(e, cols[i].plain, &isnull);
 
 		if (!isnull)
 		{
-			char	   *value = TextDatumGetCString(plain);
+			char *value = TextDatumGetCString(plain);
 
 			if (*value == '\0')
 				set_new(e, cols[i].encrypted, (Datum) 0, true);
 			else
 			{
-				bytea	   *ct = dci_secret_encrypt(value, table, cols[i].plain, row_id, binding);
+				bytea *ct = dci_secret_encrypt(value, table, cols[i].plain, row_id, binding);
 
 				set_new(e, cols[i].encrypted, PointerGetDatum(ct), false);
 				explicit_bzero(value, strlen(value));
@@ -412,7 +416,7 @@ static RowEdit *
 begin_edit(FunctionCallInfo fcinfo, const char *fname)
 {
 	TriggerData *td = (TriggerData *) fcinfo->context;
-	RowEdit    *e;
+	RowEdit		*e;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(td->tg_event) ||
 		!TRIGGER_FIRED_FOR_ROW(td->tg_event) ||
@@ -439,8 +443,8 @@ begin_edit(FunctionCallInfo fcinfo, const char *fname)
 static int32
 row_id(RowEdit *e)
 {
-	bool		isnull;
-	Datum		id = heap_getattr(e->newtuple, attnum(e, "id"), e->tupdesc, &isnull);
+	bool  isnull;
+	Datum id = heap_getattr(e->newtuple, attnum(e, "id"), e->tupdesc, &isnull);
 
 	if (isnull)
 		elog(ERROR, "id of \"%s\" is NULL", RelationGetRelationName(e->rel));
@@ -455,7 +459,7 @@ row_id(RowEdit *e)
 static Datum
 finish_edit(RowEdit *e)
 {
-	HeapTuple	result;
+	HeapTuple result;
 
 	if (e->ncols == 0)
 		return PointerGetDatum(e->newtuple);
@@ -469,12 +473,12 @@ PG_FUNCTION_INFO_V1(dci_data_source_trigger);
 Datum
 dci_data_source_trigger(PG_FUNCTION_ARGS)
 {
-	RowEdit    *e = begin_edit(fcinfo, "dci_data_source_trigger");
-	int32		id = row_id(e);
-	bool		trust_changed = false;
-	bool		isnull;
-	Datum		verify;
-	char	   *binding;
+	RowEdit *e = begin_edit(fcinfo, "dci_data_source_trigger");
+	int32	 id = row_id(e);
+	bool	 trust_changed = false;
+	bool	 isnull;
+	Datum	 verify;
+	char	*binding;
 
 	validate_source(e);
 
@@ -500,10 +504,10 @@ PG_FUNCTION_INFO_V1(dci_signing_key_trigger);
 Datum
 dci_signing_key_trigger(PG_FUNCTION_ARGS)
 {
-	RowEdit    *e = begin_edit(fcinfo, "dci_signing_key_trigger");
-	int32		id = row_id(e);
-	bool		changed = false;
-	char	   *binding;
+	RowEdit *e = begin_edit(fcinfo, "dci_signing_key_trigger");
+	int32	 id = row_id(e);
+	bool	 changed = false;
+	char	*binding;
 
 	validate_signing_key(e);
 	if (e->oldtuple != NULL)
@@ -545,13 +549,13 @@ PG_FUNCTION_INFO_V1(dci_clear_secret);
 Datum
 dci_clear_secret(PG_FUNCTION_ARGS)
 {
-	bool		by_id = get_fn_expr_argtype(fcinfo->flinfo, 0) == INT4OID;
-	char	   *column = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
-	const char *secret = NULL;
-	char	   *query;
-	Oid			argtype = by_id ? INT4OID : TEXTOID;
-	Datum		arg;
-	uint64		updated;
+	bool		   by_id = get_fn_expr_argtype(fcinfo->flinfo, 0) == INT4OID;
+	char		  *column = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
+	const char	  *secret = NULL;
+	char		  *query;
+	Oid			   argtype = by_id ? INT4OID : TEXTOID;
+	Datum		   arg;
+	uint64		   updated;
 	DciPinnedState pinned;
 
 	for (int i = 0; column && i < lengthof(source_secrets); i++)

@@ -11,22 +11,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-int			LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	char		err[128];
-	size_t		n,
-				n2;
-	char	   *c = cj_canonicalize((const char *) data, size, &n, err, sizeof(err));
-	char	   *hm,
-			   *sig;
-	size_t		hm_len;
+	char   err[128];
+	size_t n,
+		n2;
+	char *c = cj_canonicalize((const char *) data, size, &n, err, sizeof(err));
+	char *hm,
+		*sig;
+	size_t hm_len;
 
 	if (c != NULL)
 	{
-		char	   *c2 = cj_canonicalize(c, n, &n2, err, sizeof(err));
+		char *c2 = cj_canonicalize(c, n, &n2, err, sizeof(err));
 
 		if (c2 == NULL || n2 != n || memcmp(c, c2, n) != 0)
 			abort();
@@ -38,7 +38,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (cj_envelope((const char *) data, size, &hm, &hm_len, &sig, err, sizeof(err)))
 	{
 		/* an envelope is valid JSON, and its {header, message} canonical */
-		char	   *c3 = cj_canonicalize(hm, hm_len, &n2, err, sizeof(err));
+		char *c3 = cj_canonicalize(hm, hm_len, &n2, err, sizeof(err));
 
 		if (c == NULL || c3 == NULL || n2 != hm_len || memcmp(c3, hm, hm_len) != 0)
 			abort();

@@ -11,17 +11,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-int			LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	DciHeaderList h;
-	size_t		start = 0;
-	char	   *text = malloc(size + 1);
-	char		charset[64];
-	char		err[256];
-	HostRules  *rules;
+	size_t		  start = 0;
+	char		 *text = malloc(size + 1);
+	char		  charset[64];
+	char		  err[256];
+	HostRules	 *rules;
 
 	if (text == NULL)
 		return 0;
@@ -33,7 +33,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	{
 		if (i == size || data[i] == '\n')
 		{
-			size_t		len = i - start + (i < size ? 1 : 0);
+			size_t len = i - start + (i < size ? 1 : 0);
 
 			if (header_list_feed(&h, (const char *) data + start, len, 4096, 50) != HEADER_OK)
 				break;

@@ -11,10 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-int			LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* longer inputs (the fixtures) are cut: more runs find more */
-#define MAX_INPUT	8192
+#define MAX_INPUT 8192
 
 static bool
 digit(char c)
@@ -29,8 +29,8 @@ digit(char c)
 static bool
 is_json_number(const char *s, size_t n, size_t *mant, long *expdigits)
 {
-	size_t		i = 0;
-	size_t		start;
+	size_t i = 0;
+	size_t start;
 
 	*mant = 0;
 	*expdigits = -1;
@@ -69,10 +69,10 @@ is_json_number(const char *s, size_t n, size_t *mant, long *expdigits)
 static void
 check_number(const char *s, size_t n)
 {
-	size_t		mant;
-	long		expdigits;
-	bool		fits = json_number_fits_numeric(s, n);
-	bool		valid = is_json_number(s, n, &mant, &expdigits);
+	size_t mant;
+	long   expdigits;
+	bool   fits = json_number_fits_numeric(s, n);
+	bool   valid = is_json_number(s, n, &mant, &expdigits);
 
 	if (fits && !valid)
 		abort();
@@ -84,15 +84,15 @@ check_number(const char *s, size_t n)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	const char *s = (const char *) data;
+	const char		*s = (const char *) data;
 	static const int depths[] = {-1, 0, 1, 2, 3, 8, 64, 1000};
-	bool		prev = true;
+	bool			 prev = true;
 
 	if (size > MAX_INPUT)
 		size = MAX_INPUT;
 	for (size_t k = 0; k < sizeof(depths) / sizeof(depths[0]); k++)
 	{
-		bool		over = json_nesting_exceeds(s, size, depths[k]);
+		bool over = json_nesting_exceeds(s, size, depths[k]);
 
 		/* deeper limits never exceed where shallower ones did not */
 		if (over && !prev)
@@ -106,7 +106,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* every run of number characters, as a token */
 	for (size_t i = 0; i < size;)
 	{
-		size_t		j = i;
+		size_t j = i;
 
 		while (j < size && (digit(s[j]) || strchr("-+.eE", s[j]) != NULL) && s[j] != '\0')
 			j++;

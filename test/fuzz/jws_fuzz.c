@@ -14,26 +14,26 @@
 #include <stdlib.h>
 #include <string.h>
 
-int			LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* fixtures/signing/rsa_public.pem */
 static const char rsa_public_pem[] =
-"-----BEGIN PUBLIC KEY-----\n"
-"MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAnqkn1KFjf9YWaxWVukdH\n"
-"48WJLE2RGwkvD+QpcPczQkg/m6Jx8x0a6VyE9hYgiFf7HzbmUvyM9HpxLLjY73m+\n"
-"WZi9TZQabFsmIG2z1pqfNybr5eZj5/5le1N2um/znvGnKLwqXMwMUAHMSalgKWs+\n"
-"KeLDDA0N6cffX3J5D0VCOZ3sMNgHeoki8GDuZ40/K5XerFWzLvR8ORsU4/gncQR4\n"
-"H1ap6YlW3nwFZdh6W/sYknV10Ybgnyq8dMJYfho9o3VitdoCvH8jtlzM08dleP48\n"
-"Uvo5GlPq2aW5I0z3ZYNmXA++LXbDythMClJTlMkVzDeKL2tWA/I6lLpD++yONgLT\n"
-"TwIDAQAB\n"
-"-----END PUBLIC KEY-----\n";
+	"-----BEGIN PUBLIC KEY-----\n"
+	"MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAnqkn1KFjf9YWaxWVukdH\n"
+	"48WJLE2RGwkvD+QpcPczQkg/m6Jx8x0a6VyE9hYgiFf7HzbmUvyM9HpxLLjY73m+\n"
+	"WZi9TZQabFsmIG2z1pqfNybr5eZj5/5le1N2um/znvGnKLwqXMwMUAHMSalgKWs+\n"
+	"KeLDDA0N6cffX3J5D0VCOZ3sMNgHeoki8GDuZ40/K5XerFWzLvR8ORsU4/gncQR4\n"
+	"H1ap6YlW3nwFZdh6W/sYknV10Ybgnyq8dMJYfho9o3VitdoCvH8jtlzM08dleP48\n"
+	"Uvo5GlPq2aW5I0z3ZYNmXA++LXbDythMClJTlMkVzDeKL2tWA/I6lLpD++yONgLT\n"
+	"TwIDAQAB\n"
+	"-----END PUBLIC KEY-----\n";
 
 static DciSigKey *key;
 
 static void
 check_segment(const unsigned char *decoded, size_t n, const char *text, size_t len)
 {
-	char	   *e = dci_b64_encode(decoded, n, true);
+	char *e = dci_b64_encode(decoded, n, true);
 
 	if (e == NULL || strlen(e) != len || memcmp(e, text, len) != 0)
 		abort();
@@ -43,10 +43,10 @@ check_segment(const unsigned char *decoded, size_t n, const char *text, size_t l
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	const char *s = (const char *) data;
-	DciJws		j;
-	char		err[128];
-	size_t		n;
+	const char	  *s = (const char *) data;
+	DciJws		   j;
+	char		   err[128];
+	size_t		   n;
 	unsigned char *d;
 
 	if (key == NULL && (key = dci_sigkey_load(rsa_public_pem, false, err, sizeof(err))) == NULL)
@@ -74,7 +74,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		dci_jws_free(&j);
 		if (dci_jws_verify(key, s, size, NULL) == DCI_VERIFY_OK)
 		{
-			char	   *t = malloc(size);
+			char *t = malloc(size);
 
 			memcpy(t, s, size);
 			t[size - 1] = t[size - 1] == 'A' ? 'Q' : 'A';
@@ -84,7 +84,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 	}
 	else if (j.header != NULL || j.alg != NULL || j.payload != NULL || j.sig != NULL)
-		abort();				/* a refusal leaves nothing behind */
+		abort(); /* a refusal leaves nothing behind */
 
 	/* the input as an answer whose "signature" is a JWS */
 	(void) dci_jws_verify_envelope(key, s, size);

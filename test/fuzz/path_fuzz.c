@@ -12,13 +12,13 @@
 #include <string.h>
 #include <strings.h>
 
-int			LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* case-insensitive substring within s[0..n) */
 static int
 has(const char *s, size_t n, const char *sub)
 {
-	size_t		k = strlen(sub);
+	size_t k = strlen(sub);
 
 	for (size_t i = 0; i + k <= n; i++)
 		if (strncasecmp(s + i, sub, k) == 0)
@@ -30,7 +30,7 @@ has(const char *s, size_t n, const char *sub)
 static int
 is_dots(const char *seg, size_t n)
 {
-	size_t		dots = 0;
+	size_t dots = 0;
 
 	for (size_t i = 0; i < n; dots++)
 	{

@@ -14,12 +14,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-int			LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* the checks are quadratic: longer inputs (the fixtures) are cut */
-#define MAX_INPUT	4096
-#define REF_NLEN	48
-#define REF_TLEN	200
+#define MAX_INPUT 4096
+#define REF_NLEN  48
+#define REF_TLEN  200
 
 static int
 hx(unsigned char c)
@@ -33,7 +33,7 @@ hx(unsigned char c)
 static long
 hex4(const unsigned char *t, size_t avail)
 {
-	long		v = 0;
+	long v = 0;
 
 	if (avail < 4)
 		return -1;
@@ -52,8 +52,8 @@ hex4(const unsigned char *t, size_t avail)
 typedef struct Tok
 {
 	unsigned char b[4];
-	size_t		blen;
-	size_t		used;
+	size_t		  blen;
+	size_t		  used;
 } Tok;
 
 static int
@@ -62,26 +62,25 @@ tokens(const unsigned char *t, size_t tlen, size_t j, Tok *out)
 	int			k = 0;
 	const char *esc = "\"\"\\\\//b\bf\fn\nr\rt\t";
 
-	out[k] = (Tok) {{t[j]}, 1, 1};
+	out[k] = (Tok){{t[j]}, 1, 1};
 	k++;
 	if (t[j] == '+')
-		out[k++] = (Tok) {{' '}, 1, 1};
+		out[k++] = (Tok){{' '}, 1, 1};
 	if (t[j] == '%' && j + 2 < tlen && hx(t[j + 1]) >= 0 && hx(t[j + 2]) >= 0)
-		out[k++] = (Tok) {{(unsigned char) (hx(t[j + 1]) * 16 + hx(t[j + 2]))}, 1, 3};
+		out[k++] = (Tok){{(unsigned char) (hx(t[j + 1]) * 16 + hx(t[j + 2]))}, 1, 3};
 	if (t[j] == '\\' && j + 1 < tlen)
 	{
 		for (const char *e = esc; *e; e += 2)
 			if (t[j + 1] == (unsigned char) e[0])
-				out[k++] = (Tok) {{(unsigned char) e[1]}, 1, 2};
+				out[k++] = (Tok){{(unsigned char) e[1]}, 1, 2};
 		if (t[j + 1] == 'u')
 		{
-			long		cp = hex4(t + j + 2, tlen - j - 2);
-			size_t		used = 6;
+			long   cp = hex4(t + j + 2, tlen - j - 2);
+			size_t used = 6;
 
 			if (cp >= 0xD800 && cp < 0xDC00)
 			{
-				long		lo = (j + 8 <= tlen && t[j + 6] == '\\' && t[j + 7] == 'u') ?
-					hex4(t + j + 8, tlen - j - 8) : -1;
+				long lo = (j + 8 <= tlen && t[j + 6] == '\\' && t[j + 7] == 'u') ? hex4(t + j + 8, tlen - j - 8) : -1;
 
 				cp = (lo >= 0xDC00 && lo < 0xE000) ? 0x10000 + (cp - 0xD800) * 1024 + (lo - 0xDC00) : -1;
 				used = 12;
@@ -90,7 +89,7 @@ tokens(const unsigned char *t, size_t tlen, size_t j, Tok *out)
 				cp = -1;
 			if (cp >= 0)
 			{
-				Tok		   *o = &out[k++];
+				Tok *o = &out[k++];
 
 				o->used = used;
 				if (cp < 0x80)
@@ -99,10 +98,10 @@ tokens(const unsigned char *t, size_t tlen, size_t j, Tok *out)
 					o->blen = 2, o->b[0] = 0xC0 + cp / 64, o->b[1] = 0x80 + cp % 64;
 				else if (cp < 0x10000)
 					o->blen = 3, o->b[0] = 0xE0 + cp / 4096, o->b[1] = 0x80 + cp / 64 % 64,
-						o->b[2] = 0x80 + cp % 64;
+					o->b[2] = 0x80 + cp % 64;
 				else
 					o->blen = 4, o->b[0] = 0xF0 + cp / 262144, o->b[1] = 0x80 + cp / 4096 % 64,
-						o->b[2] = 0x80 + cp / 64 % 64, o->b[3] = 0x80 + cp % 64;
+					o->b[2] = 0x80 + cp / 64 % 64, o->b[3] = 0x80 + cp % 64;
 			}
 		}
 	}
@@ -124,8 +123,8 @@ ref_match(const unsigned char *nd, size_t nlen, const unsigned char *t, size_t t
 	for (size_t j = 0; j < tlen; j++)
 		for (size_t i = 0; i < nlen; i++)
 		{
-			Tok			tk[4];
-			int			n;
+			Tok tk[4];
+			int n;
 
 			if (!reach[i][j])
 				continue;
@@ -145,10 +144,10 @@ ref_match(const unsigned char *nd, size_t nlen, const unsigned char *t, size_t t
 static void
 check_redact(const RedactNeedle *nd, int n, const char *text, size_t tlen)
 {
-	char	   *out = NULL;
-	size_t		outlen = 0;
-	int			rc = redact_text(nd, n, text, tlen, &out, &outlen, NULL);
-	bool		usable = false;
+	char  *out = NULL;
+	size_t outlen = 0;
+	int	   rc = redact_text(nd, n, text, tlen, &out, &outlen, NULL);
+	bool   usable = false;
 
 	for (int k = 0; k < n; k++)
 		usable |= nd[k].s != NULL && nd[k].len >= REDACT_MIN_LEN;
@@ -168,9 +167,9 @@ check_redact(const RedactNeedle *nd, int n, const char *text, size_t tlen)
 		abort();
 	{
 		/* bytes of out covered by a mark */
-		bool	   *mark = calloc(outlen + 1, 1);
-		size_t		ml = strlen(REDACT_MARK);
-		bool		any = false;
+		bool  *mark = calloc(outlen + 1, 1);
+		size_t ml = strlen(REDACT_MARK);
+		bool   any = false;
 
 		if (mark == NULL)
 			abort();
@@ -188,8 +187,8 @@ check_redact(const RedactNeedle *nd, int n, const char *text, size_t tlen)
 				continue;
 			for (size_t p = 0; p < outlen; p++)
 			{
-				size_t		m = redact_match(nd[k].s, nd[k].len, out + p, outlen - p);
-				bool		overlaps = false;
+				size_t m = redact_match(nd[k].s, nd[k].len, out + p, outlen - p);
+				bool   overlaps = false;
 
 				for (size_t q = p; q < p + m && !overlaps; q++)
 					overlaps = mark[q];
@@ -205,14 +204,14 @@ check_redact(const RedactNeedle *nd, int n, const char *text, size_t tlen)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	const char *s = (const char *) data;
-	const char *nul;
-	const char *needle;
-	size_t		nlen;
-	const char *text;
-	size_t		tlen;
+	const char	*s = (const char *) data;
+	const char	*nul;
+	const char	*needle;
+	size_t		 nlen;
+	const char	*text;
+	size_t		 tlen;
 	RedactNeedle nd[2];
-	int			checked = 0;
+	int			 checked = 0;
 
 	if (size > MAX_INPUT)
 		size = MAX_INPUT;
@@ -227,11 +226,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		for (size_t p = 0; p < tlen && checked < 12; p++)
 		{
 			/* a needle byte takes at most 6 text bytes (\u00XX) */
-			size_t		span = tlen - p < REF_TLEN ? tlen - p : REF_TLEN;
+			size_t span = tlen - p < REF_TLEN ? tlen - p : REF_TLEN;
 
 			if (span > 6 * nlen)
 				span = 6 * nlen;
-			size_t		want;
+			size_t want;
 
 			if (p > 0 && text[p] != needle[0] && text[p] != '%' && text[p] != '\\' && text[p] != '+')
 				continue;

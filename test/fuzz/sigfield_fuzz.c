@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-int			LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static bool
 same(const char *a, const char *b)
@@ -22,9 +22,9 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	DciSigField f,
-				g;
-	char		err[128];
-	char	   *s;
+		g;
+	char  err[128];
+	char *s;
 
 	if (!dci_sig_field_parse((const char *) data, size, &f, err, sizeof(err)))
 		return 0;
@@ -32,7 +32,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	s = dci_sig_field_format("sender", "key", f.algorithm, f.created, f.expires, f.signature);
 	if (s == NULL)
-		abort();				/* parsed values never hold what cannot be written */
+		abort(); /* parsed values never hold what cannot be written */
 	if (!dci_sig_field_parse(s, strlen(s), &g, err, sizeof(err)) ||
 		!same(f.algorithm, g.algorithm) || !same(f.signature, g.signature) ||
 		f.created != g.created || f.expires != g.expires)

@@ -17,9 +17,9 @@
 static void
 check_canonical(const char *raw, size_t len, const char *want, const char *what)
 {
-	char		err[256] = "";
-	size_t		n = 0;
-	char	   *got = cj_canonicalize(raw, len, &n, err, sizeof(err));
+	char   err[256] = "";
+	size_t n = 0;
+	char  *got = cj_canonicalize(raw, len, &n, err, sizeof(err));
 
 	if (got == NULL)
 		CHECK(0, "%s: refused (%s): %s", what, err, raw);
@@ -34,9 +34,9 @@ check_canonical(const char *raw, size_t len, const char *want, const char *what)
 static void
 fixture_cases(const char *dir)
 {
-	char	   *text = unit_read_file(dir, "canonical_cases.json");
+	char			   *text = unit_read_file(dir, "canonical_cases.json");
 	struct json_object *cases = json_tokener_parse(text);
-	size_t		n;
+	size_t				n;
 
 	CHECK(cases != NULL && json_object_is_type(cases, json_type_array), "canonical_cases.json is an array");
 	n = json_object_array_length(cases);
@@ -45,8 +45,8 @@ fixture_cases(const char *dir)
 	{
 		struct json_object *c = json_object_array_get_idx(cases, i);
 		struct json_object *raw,
-				   *canon;
-		char		what[64];
+			*canon;
+		char what[64];
 
 		json_object_object_get_ex(c, "raw", &raw);
 		json_object_object_get_ex(c, "canonical", &canon);
@@ -64,17 +64,17 @@ fixture_cases(const char *dir)
 static void
 vector_cases(const char *dir)
 {
-	char	   *text = unit_read_file(dir, "vectors.json");
+	char			   *text = unit_read_file(dir, "vectors.json");
 	struct json_object *vectors = json_tokener_parse(text);
-	size_t		n = json_object_array_length(vectors);
+	size_t				n = json_object_array_length(vectors);
 
 	CHECK(n >= 8, "vectors.json has %zu vectors", n);
 	for (size_t i = 0; i < n; i++)
 	{
 		struct json_object *v = json_object_array_get_idx(vectors, i);
 		struct json_object *env,
-				   *canon,
-				   *name;
+			*canon,
+			*name;
 		const char *envtext;
 		char		what[128];
 		char	   *hm = NULL;
@@ -122,8 +122,8 @@ hand_cases(void)
 		check_canonical(good_cases[i][0], strlen(good_cases[i][0]), good_cases[i][1], good_cases[i][0]);
 	for (size_t i = 0; i < sizeof(bad_cases) / sizeof(bad_cases[0]); i++)
 	{
-		char		err[256] = "";
-		char	   *got = cj_canonicalize(bad_cases[i], strlen(bad_cases[i]), NULL, err, sizeof(err));
+		char  err[256] = "";
+		char *got = cj_canonicalize(bad_cases[i], strlen(bad_cases[i]), NULL, err, sizeof(err));
 
 		CHECK(got == NULL && err[0] != '\0', "accepted invalid JSON %s", bad_cases[i]);
 		free(got);
@@ -133,13 +133,13 @@ hand_cases(void)
 static void
 edge_cases(void)
 {
-	char		buf[32];
-	char		deep[2 * (CJ_MAX_DEPTH + 1) + 1];
-	char	   *got;
-	char	   *hm,
-			   *sig;
-	size_t		len;
-	char		err[128];
+	char  buf[32];
+	char  deep[2 * (CJ_MAX_DEPTH + 1) + 1];
+	char *got;
+	char *hm,
+		*sig;
+	size_t len;
+	char   err[128];
 
 	/* NUL inside the text and inside a key */
 	check_canonical("{\"a\\u0000b\":1,\"a\":2}", strlen("{\"a\\u0000b\":1,\"a\":2}"), "{\"a\":2,\"a\\u0000b\":1}", "NUL in key");
@@ -166,7 +166,7 @@ edge_cases(void)
 	free(got);
 	/* an integer of 4300 digits is Python's limit */
 	{
-		char	   *big = malloc(4302);
+		char *big = malloc(4302);
 
 		memset(big, '7', 4301);
 		big[4301] = '\0';
@@ -196,14 +196,17 @@ edge_cases(void)
 	/* cj_envelope */
 	CHECK(!cj_envelope("[1]", 3, &hm, &len, &sig, NULL, 0), "an array is no envelope");
 	CHECK(!cj_envelope("{\"header\":{}}", 13, &hm, &len, &sig, err, sizeof(err)) &&
-		  strstr(err, "message") != NULL, "no message: %s", err);
+			  strstr(err, "message") != NULL,
+		  "no message: %s", err);
 	CHECK(cj_envelope("{\"message\":[],\"header\":{\"b\":1,\"a\":2},\"header\":{\"z\":0},\"signature\":5}", strlen("{\"message\":[],\"header\":{\"b\":1,\"a\":2},\"header\":{\"z\":0},\"signature\":5}"),
-					  &hm, &len, &sig, NULL, 0), "duplicate header");
+					  &hm, &len, &sig, NULL, 0),
+		  "duplicate header");
 	CHECK_STR(hm, "{\"header\":{\"z\":0},\"message\":[]}", "the last header wins");
 	CHECK(sig == NULL, "a non-string signature is none");
 	free(hm);
 	CHECK(cj_envelope(" {\"header\":1,\"message\":2,\"signature\":\"a\\\"b\\\\c\"} ", strlen(" {\"header\":1,\"message\":2,\"signature\":\"a\\\"b\\\\c\"} "),
-					  &hm, &len, &sig, NULL, 0), "signature escapes");
+					  &hm, &len, &sig, NULL, 0),
+		  "signature escapes");
 	CHECK_STR(sig, "a\"b\\c", "signature string decoded");
 	free(hm);
 	free(sig);

@@ -24,8 +24,8 @@ static void
 test_headers(void)
 {
 	DciHeaderList h;
-	char		buf[64];
-	char		big[300];
+	char		  buf[64];
+	char		  big[300];
 
 	header_list_init(&h);
 	feed(&h, "HTTP/1.1 100 Continue\r\n");
@@ -46,7 +46,8 @@ test_headers(void)
 	CHECK_STR(header_list_get(&h, "x-folded"), "first second", "obsolete folding");
 	CHECK(h.n == 3, "three headers, got %zu", h.n);
 	CHECK(content_type_charset(header_list_get(&h, "content-type"), buf, sizeof(buf)) &&
-		  strcmp(buf, "ISO-8859-1") == 0, "quoted charset");
+			  strcmp(buf, "ISO-8859-1") == 0,
+		  "quoted charset");
 	CHECK(content_type_charset("text/html;charset=utf-8", buf, sizeof(buf)) && strcmp(buf, "utf-8") == 0,
 		  "bare charset");
 	CHECK(!content_type_charset("application/json", buf, sizeof(buf)), "no charset");
@@ -62,7 +63,7 @@ test_headers(void)
 	header_list_clear(&h);
 	for (int i = 0; i < 5; i++)
 	{
-		char		line[32];
+		char line[32];
 
 		snprintf(line, sizeof(line), "X-%d: v\r\n", i);
 		CHECK(header_list_feed(&h, line, strlen(line), 65536, 5) == HEADER_OK, "under count limit");
@@ -142,7 +143,7 @@ test_token(void)
 	token_response_free(&tr);
 	{
 		/* deep nesting is refused, not recursed into */
-		char		deep[2100];
+		char deep[2100];
 
 		memset(deep, '[', 2000);
 		deep[2000] = '\0';
@@ -181,9 +182,9 @@ allows_addr(const HostRules *r, const char *text)
 static void
 test_hosts(void)
 {
-	char		err[256];
-	HostRules  *r = host_rules_parse("registry.gov.example, *.crvs.example ,10.1.0.0/16, 127.0.0.1, [::1], 2001:db8:1::/48",
-									 err, sizeof(err));
+	char	   err[256];
+	HostRules *r = host_rules_parse("registry.gov.example, *.crvs.example ,10.1.0.0/16, 127.0.0.1, [::1], 2001:db8:1::/48",
+									err, sizeof(err));
 
 	CHECK(r != NULL, "parse: %s", err);
 	CHECK(host_rules_allow_host(r, "registry.gov.example"), "exact name");

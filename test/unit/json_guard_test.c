@@ -25,7 +25,7 @@ fits(const char *s)
 static char *
 nested(size_t n, char open, char close)
 {
-	char	   *s = malloc(2 * n + 2);
+	char *s = malloc(2 * n + 2);
 
 	memset(s, open, n);
 	s[n] = '1';
@@ -37,8 +37,8 @@ nested(size_t n, char open, char close)
 static void
 test_nesting(void)
 {
-	char	   *s;
-	clock_t		t0;
+	char   *s;
+	clock_t t0;
 
 	CHECK(!deep("", 0), "empty text");
 	CHECK(!deep("1", 0), "scalar at depth 0");
@@ -86,9 +86,9 @@ test_nesting(void)
 static char *
 digits(const char *prefix, size_t n, char fill, const char *suffix)
 {
-	size_t		pl = strlen(prefix),
-				sl = strlen(suffix);
-	char	   *s = malloc(pl + n + sl + 1);
+	size_t pl = strlen(prefix),
+		   sl = strlen(suffix);
+	char *s = malloc(pl + n + sl + 1);
 
 	memcpy(s, prefix, pl);
 	memset(s + pl, fill, n);
@@ -99,7 +99,7 @@ digits(const char *prefix, size_t n, char fill, const char *suffix)
 static void
 test_numbers(void)
 {
-	char	   *s;
+	char *s;
 
 	/* grammar */
 	CHECK(fits("0"), "0");
@@ -192,7 +192,7 @@ test_numbers(void)
 static void
 test_zero(void)
 {
-	char	   *s;
+	char *s;
 
 	CHECK(fits("0e999999999"), "zero, big exponent");
 	CHECK(fits("0e131001"), "zero has no weight");

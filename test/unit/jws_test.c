@@ -18,9 +18,9 @@
 static char *
 jws_of(const char *header, const char *payload, const char *sig)
 {
-	char	   *h = dci_b64_encode((const unsigned char *) header, strlen(header), true);
-	char	   *p = dci_b64_encode((const unsigned char *) payload, strlen(payload), true);
-	char	   *s = malloc(strlen(h) + strlen(p) + strlen(sig) + 3);
+	char *h = dci_b64_encode((const unsigned char *) header, strlen(header), true);
+	char *p = dci_b64_encode((const unsigned char *) payload, strlen(payload), true);
+	char *s = malloc(strlen(h) + strlen(p) + strlen(sig) + 3);
 
 	sprintf(s, "%s.%s.%s", h, p, sig);
 	free(h);
@@ -32,15 +32,28 @@ static void
 base64url(void)
 {
 	static const char *const rfc[][2] = {
-		{"", ""}, {"f", "Zg"}, {"fo", "Zm8"}, {"foo", "Zm9v"}, {"foob", "Zm9vYg"},
-		{"fooba", "Zm9vYmE"}, {"foobar", "Zm9vYmFy"},
+		{"", ""},
+		{"f", "Zg"},
+		{"fo", "Zm8"},
+		{"foo", "Zm9v"},
+		{"foob", "Zm9vYg"},
+		{"fooba", "Zm9vYmE"},
+		{"foobar", "Zm9vYmFy"},
 	};
 	static const unsigned char bin[] = {0xfb, 0xff, 0xbf, 0x00, 0x3e};
-	static const char *const bad[] = {
-		"Zg==", "Z", "Zm9vY", "Zh", "Zm9=", "+/8", "Zm 9v", "Zm9v\n", "Zm9vYmF=",
-	};
-	size_t		n;
-	char	   *e;
+	static const char *const   bad[] = {
+		  "Zg==",
+		  "Z",
+		  "Zm9vY",
+		  "Zh",
+		  "Zm9=",
+		  "+/8",
+		  "Zm 9v",
+		  "Zm9v\n",
+		  "Zm9vYmF=",
+	  };
+	size_t		   n;
+	char		  *e;
 	unsigned char *d;
 
 	for (size_t i = 0; i < sizeof(rfc) / sizeof(rfc[0]); i++)
@@ -70,10 +83,10 @@ base64url(void)
 static void
 vector(DciSigKey *rsa_priv, DciSigKey *rsa_pub, DciSigKey *ed_priv, DciSigKey *ed_pub)
 {
-	char		err[256] = "";
-	char	   *kid = dci_sigkey_thumbprint(rsa_pub);
-	char	   *jws;
-	DciJws		j;
+	char   err[256] = "";
+	char  *kid = dci_sigkey_thumbprint(rsa_pub);
+	char  *jws;
+	DciJws j;
 
 	CHECK_STR(kid, JWS_VECTOR_KID, "kid = RFC 7638 thumbprint of the fixture RSA key");
 	jws = dci_jws_sign(rsa_priv, kid, JWS_VECTOR_PAYLOAD, strlen(JWS_VECTOR_PAYLOAD), err, sizeof(err));
@@ -85,7 +98,8 @@ vector(DciSigKey *rsa_priv, DciSigKey *rsa_pub, DciSigKey *ed_priv, DciSigKey *e
 	CHECK_STR(j.kid, JWS_VECTOR_KID, "kid");
 	CHECK_STR(j.header, "{\"alg\":\"RS256\",\"kid\":\"" JWS_VECTOR_KID "\"}", "protected header");
 	CHECK(j.payload_len == strlen(JWS_VECTOR_PAYLOAD) &&
-		  memcmp(j.payload, JWS_VECTOR_PAYLOAD, j.payload_len) == 0, "payload");
+			  memcmp(j.payload, JWS_VECTOR_PAYLOAD, j.payload_len) == 0,
+		  "payload");
 	CHECK(j.sig_len == 256, "an RSA-2048 signature is 256 bytes (%zu)", j.sig_len);
 	CHECK(j.signing_input_len == (size_t) (strrchr(JWS_VECTOR, '.') - JWS_VECTOR), "signing input");
 	dci_jws_free(&j);
@@ -108,13 +122,13 @@ vector(DciSigKey *rsa_priv, DciSigKey *rsa_pub, DciSigKey *ed_priv, DciSigKey *e
 
 	/* every changed byte of the signing input or the signature fails */
 	{
-		size_t		len = strlen(JWS_VECTOR);
-		char	   *t = strdup(JWS_VECTOR);
-		int			failures = 0;
+		size_t len = strlen(JWS_VECTOR);
+		char  *t = strdup(JWS_VECTOR);
+		int	   failures = 0;
 
 		for (size_t i = 0; i < len; i += 7)
 		{
-			char		c = t[i];
+			char c = t[i];
 
 			if (c == '.')
 				continue;
@@ -132,25 +146,42 @@ static void
 refusals(DciSigKey *rsa_pub)
 {
 	static const char *const bad[] = {
-		"", "abc", "a.b", "a.b.c.d", "a.b.c.d.e", ".eyJ9.c2ln", "eyJhbGciOiJSUzI1NiJ9.e30.",
-		"eyJhbGciOiJSUzI1NiJ9=.e30.c2ln", "eyJhbGciOiJSUzI1NiJ9.e30.c2ln=", "eyJhbGciOiJSUzI1NiJ9.e3=.c2ln",
+		"",
+		"abc",
+		"a.b",
+		"a.b.c.d",
+		"a.b.c.d.e",
+		".eyJ9.c2ln",
+		"eyJhbGciOiJSUzI1NiJ9.e30.",
+		"eyJhbGciOiJSUzI1NiJ9=.e30.c2ln",
+		"eyJhbGciOiJSUzI1NiJ9.e30.c2ln=",
+		"eyJhbGciOiJSUzI1NiJ9.e3=.c2ln",
 	};
 	static const char *const bad_headers[] = {
-		"[]", "\"RS256\"", "{", "{}", "{\"alg\":256}", "{\"alg\":null}", "{\"alg\":\"RS256\",\"kid\":1}",
-		"{\"alg\":\"RS256\",\"crit\":[\"b64\"],\"b64\":false}", "not json", "{\"alg\":\"RS256\"} x",
+		"[]",
+		"\"RS256\"",
+		"{",
+		"{}",
+		"{\"alg\":256}",
+		"{\"alg\":null}",
+		"{\"alg\":\"RS256\",\"kid\":1}",
+		"{\"alg\":\"RS256\",\"crit\":[\"b64\"],\"b64\":false}",
+		"not json",
+		"{\"alg\":\"RS256\"} x",
 	};
-	DciJws		j;
-	char		err[256];
+	DciJws j;
+	char   err[256];
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 	{
 		CHECK(!dci_jws_parse(bad[i], strlen(bad[i]), &j, err, sizeof(err)), "refuses \"%s\"", bad[i]);
 		CHECK(dci_jws_verify(rsa_pub, bad[i], strlen(bad[i]), NULL) ==
-			  (*bad[i] ? DCI_VERIFY_MALFORMED : DCI_VERIFY_MISSING), "verify refuses \"%s\"", bad[i]);
+				  (*bad[i] ? DCI_VERIFY_MALFORMED : DCI_VERIFY_MISSING),
+			  "verify refuses \"%s\"", bad[i]);
 	}
 	for (size_t i = 0; i < sizeof(bad_headers) / sizeof(bad_headers[0]); i++)
 	{
-		char	   *t = jws_of(bad_headers[i], "{}", "c2ln");
+		char *t = jws_of(bad_headers[i], "{}", "c2ln");
 
 		CHECK(!dci_jws_parse(t, strlen(t), &j, err, sizeof(err)), "refuses header %s", bad_headers[i]);
 		free(t);
@@ -158,13 +189,16 @@ refusals(DciSigKey *rsa_pub)
 	{
 		/* other algorithms, "none" included, are not RS256; nested "alg" is not the header's */
 		static const char *const other[] = {
-			"{\"alg\":\"none\"}", "{\"alg\":\"HS256\"}", "{\"alg\":\"EdDSA\"}", "{\"alg\":\"rs256\"}",
+			"{\"alg\":\"none\"}",
+			"{\"alg\":\"HS256\"}",
+			"{\"alg\":\"EdDSA\"}",
+			"{\"alg\":\"rs256\"}",
 			"{\"x\":{\"alg\":\"RS256\"},\"alg\":\"PS256\"}",
 		};
 
 		for (size_t i = 0; i < sizeof(other) / sizeof(other[0]); i++)
 		{
-			char	   *t = jws_of(other[i], "{}", "c2ln");
+			char *t = jws_of(other[i], "{}", "c2ln");
 
 			CHECK(dci_jws_parse(t, strlen(t), &j, err, sizeof(err)) && strcmp(j.alg, "RS256") != 0,
 				  "parses %s", other[i]);
@@ -176,8 +210,8 @@ refusals(DciSigKey *rsa_pub)
 	}
 	{
 		/* JSON spelled otherwise: escapes, whitespace, key order, duplicates (the last wins) */
-		char	   *t = jws_of(" { \"kid\" : \"k\\u00e9\", \"alg\":\"none\", \"\\u0061lg\" : \"RS\\u0032\\u00356\" } ",
-							   "", "c2ln");
+		char *t = jws_of(" { \"kid\" : \"k\\u00e9\", \"alg\":\"none\", \"\\u0061lg\" : \"RS\\u0032\\u00356\" } ",
+						 "", "c2ln");
 
 		CHECK(dci_jws_parse(t, strlen(t), &j, err, sizeof(err)), "parses a spelled-out header: %s", err);
 		CHECK_STR(j.alg, "RS256", "alg, unescaped");
@@ -192,12 +226,12 @@ envelopes(DciSigKey *rsa_pub, DciSigKey *ed_pub)
 {
 	/* the same header and message as the vector's payload, spelled otherwise */
 	const char *same = "{\"message\": {\"n\": [1, 2.50, 0.0000001], \"transaction_id\": \"T-1\"},"
-		" \"signature\": \"" JWS_VECTOR "\", \"header\": {\"note\": \"Jos\\u00e9 \\u00e9\","
-		" \"sender_id\": \"openspp.example\", \"action\": \"search\", \"message_id\": \"m-1\","
-		" \"version\": \"1.0.0\"}}";
+					   " \"signature\": \"" JWS_VECTOR "\", \"header\": {\"note\": \"Jos\\u00e9 \\u00e9\","
+					   " \"sender_id\": \"openspp.example\", \"action\": \"search\", \"message_id\": \"m-1\","
+					   " \"version\": \"1.0.0\"}}";
 	const char *other = "{\"header\":{\"version\":\"1.0.0\",\"message_id\":\"m-2\",\"action\":\"search\","
-		"\"sender_id\":\"openspp.example\",\"note\":\"Jos\\u00e9 \\u00e9\"},"
-		"\"message\":{\"transaction_id\":\"T-1\",\"n\":[1,2.5,1e-07]},\"signature\":\"" JWS_VECTOR "\"}";
+						"\"sender_id\":\"openspp.example\",\"note\":\"Jos\\u00e9 \\u00e9\"},"
+						"\"message\":{\"transaction_id\":\"T-1\",\"n\":[1,2.5,1e-07]},\"signature\":\"" JWS_VECTOR "\"}";
 	const char *unsigned_ = "{\"header\":{},\"message\":{},\"signature\":\"\"}";
 	const char *nosig = "{\"header\":{},\"message\":{}}";
 	const char *dci = "{\"header\":{},\"message\":{},\"signature\":\"namespace=\\\"dci\\\", algorithm=\\\"rsa-sha256\\\"\"}";
@@ -219,9 +253,9 @@ main(int argc, char **argv)
 	const char *dir = argc > 1 ? argv[1] : "test/fixtures/signing";
 	char		err[256] = "";
 	DciSigKey  *rsa_priv,
-			   *rsa_pub,
-			   *ed_priv,
-			   *ed_pub;
+		*rsa_pub,
+		*ed_priv,
+		*ed_pub;
 
 	rsa_priv = unit_load_key(dir, "rsa_private.pem", true, err, sizeof(err));
 	rsa_pub = unit_load_key(dir, "rsa_public.pem", false, err, sizeof(err));

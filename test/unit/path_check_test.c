@@ -7,15 +7,15 @@
 
 #include "unit.h"
 
-#define DOT		"has a \"..\" or \".\" segment (also percent-encoded or with \";\" parameters)"
-#define SLASH	"has an encoded slash or backslash"
-#define BYTES	"has a control character, space, \"#\" or backslash"
-#define QUERY	"has a query string"
-#define BADPCT	"has a malformed percent escape"
-#define NUL		"has an encoded NUL"
-#define START	"must start with \"/\""
-#define DEEP	"has too many levels of percent-encoding"
-#define UTF8	"has an overlong or invalid UTF-8 byte"
+#define DOT	   "has a \"..\" or \".\" segment (also percent-encoded or with \";\" parameters)"
+#define SLASH  "has an encoded slash or backslash"
+#define BYTES  "has a control character, space, \"#\" or backslash"
+#define QUERY  "has a query string"
+#define BADPCT "has a malformed percent escape"
+#define NUL	   "has an encoded NUL"
+#define START  "must start with \"/\""
+#define DEEP   "has too many levels of percent-encoding"
+#define UTF8   "has an overlong or invalid UTF-8 byte"
 
 /* accepted both with and without a query allowed */
 static void
@@ -42,7 +42,7 @@ test_accepted(void)
 	ok("/");
 	ok("/registry/sync/search");
 	ok("/a..b/");
-	ok("/...");					/* three dots: a name, not a dot segment */
+	ok("/..."); /* three dots: a name, not a dot segment */
 	ok("/..../x");
 	ok("/.../x");
 	ok("/x.y/z");
@@ -52,20 +52,20 @@ test_accepted(void)
 	ok("/registry//x");
 	ok("//");
 	ok("/a/");
-	ok("/%41%62c");				/* encoded letters are fine */
-	ok("/a%20b");				/* an encoded space */
-	ok("/a%3fb");				/* an encoded '?' stays in the path */
+	ok("/%41%62c"); /* encoded letters are fine */
+	ok("/a%20b");	/* an encoded space */
+	ok("/a%3fb");	/* an encoded '?' stays in the path */
 	ok("/a%23b");
-	ok("/100%25");				/* a literal percent */
-	ok("/50%25off");			/* "%of" after one round is literal */
-	ok("/%2525");				/* '%' after two rounds */
-	ok("/%252541");				/* three rounds: "A" */
-	ok("/;");					/* empty segment with params */
-	ok("/;../x");				/* params of an empty segment */
+	ok("/100%25");	 /* a literal percent */
+	ok("/50%25off"); /* "%of" after one round is literal */
+	ok("/%2525");	 /* '%' after two rounds */
+	ok("/%252541");	 /* three rounds: "A" */
+	ok("/;");		 /* empty segment with params */
+	ok("/;../x");	 /* params of an empty segment */
 	ok("/a;..");
 	ok("/.a.");
-	ok("/%2e%2e%2e");			/* decoded "...", accepted like "..." */
-	ok("/caf\xc3\xa9");			/* UTF-8 raw */
+	ok("/%2e%2e%2e");	/* decoded "...", accepted like "..." */
+	ok("/caf\xc3\xa9"); /* UTF-8 raw */
 	ok("/caf%C3%A9");
 	ok("/~user/x-y_z");
 	ok("/a:b@c!$&'()*+,=");
@@ -87,12 +87,12 @@ test_dots(void)
 	bad("/.%2e", DOT);
 	bad("/%2e", DOT);
 	bad("/%252e%252e/", DOT);
-	bad("/%25252e/", DOT);		/* three rounds */
+	bad("/%25252e/", DOT); /* three rounds */
 	bad("/%252E./x", DOT);
 	bad("/..;/", DOT);
 	bad("/..;jsessionid=1/x", DOT);
 	bad("/.;x/y", DOT);
-	bad("/..%3b/x", DOT);		/* decoded ';' cuts too */
+	bad("/..%3b/x", DOT); /* decoded ';' cuts too */
 	bad("/..%3B", DOT);
 	bad("/%2e%2e%3bx/", DOT);
 	bad("/..%253b/", DOT);
@@ -107,22 +107,22 @@ test_encoded(void)
 	bad("/a%2fb", SLASH);
 	bad("/a%5cb", SLASH);
 	bad("/a%5Cb", SLASH);
-	bad("/a%252fb", SLASH);		/* double-encoded */
+	bad("/a%252fb", SLASH); /* double-encoded */
 	bad("/a%252Fb", SLASH);
-	bad("/a%25255cb", SLASH);	/* triple-encoded */
+	bad("/a%25255cb", SLASH); /* triple-encoded */
 	bad("/%2e%2e%2f", SLASH);
 	bad("/a%00", NUL);
 	bad("/a%2500b", NUL);
 	bad("/a%", BADPCT);
-	bad("/a%2", BADPCT);		/* truncated */
+	bad("/a%2", BADPCT); /* truncated */
 	bad("/a%2g", BADPCT);
 	bad("/a%%41", BADPCT);
 	bad("/%zz", BADPCT);
-	bad("/%u002e%u002e/x", BADPCT);	/* IIS %u */
+	bad("/%u002e%u002e/x", BADPCT); /* IIS %u */
 	bad("/%25u002e%25u002e/x", BADPCT);
-	bad("/%2525252e/", DEEP);	/* four rounds to reach "." */
+	bad("/%2525252e/", DEEP); /* four rounds to reach "." */
 	bad("/%25252541", DEEP);
-	bad("/%c0%ae%c0%ae/x", UTF8);	/* overlong "." */
+	bad("/%c0%ae%c0%ae/x", UTF8); /* overlong "." */
 	bad("/%C0%AF", UTF8);
 	bad("/\xc0\xae\xc0\xae/x", UTF8);
 	bad("/%e0%80%ae", UTF8);
@@ -133,7 +133,7 @@ test_encoded(void)
 static void
 test_bytes_and_query(void)
 {
-	char		buf[8];
+	char buf[8];
 
 	bad("", START);
 	bad("a/b", START);
@@ -177,8 +177,8 @@ test_bytes_and_query(void)
 static void
 test_long(void)
 {
-	size_t		n = 100000;
-	char	   *p = malloc(n + 1);
+	size_t n = 100000;
+	char  *p = malloc(n + 1);
 
 	memset(p, 'a', n);
 	for (size_t i = 0; i < n; i += 10)

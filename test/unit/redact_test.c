@@ -23,9 +23,9 @@ static const char *
 red2(const char *n1, const char *n2, const char *text)
 {
 	RedactNeedle nd[2] = {{n1, n1 ? strlen(n1) : 0}, {n2, n2 ? strlen(n2) : 0}};
-	char	   *out = (char *) "junk";
-	size_t		outlen = 99;
-	int			rc = redact_text(nd, n2 ? 2 : 1, text, strlen(text), &out, &outlen, NULL);
+	char		*out = (char *) "junk";
+	size_t		 outlen = 99;
+	int			 rc = redact_text(nd, n2 ? 2 : 1, text, strlen(text), &out, &outlen, NULL);
 
 	if (rc == 0)
 	{
@@ -118,7 +118,7 @@ test_match(void)
 static void
 test_redact(void)
 {
-	char		big[600];
+	char big[600];
 
 	CHECK_STR(red("tok-abc123", "{\"Authorization\": \"Bearer tok-abc123\"}"),
 			  "{\"Authorization\": \"Bearer [redacted]\"}", "echoed header");
@@ -157,8 +157,8 @@ test_redact(void)
 	CHECK_STR(red2(NULL, "abcd", "abcd"), "[redacted]", "a NULL needle is skipped");
 	CHECK_STR(red2("", "abc", "abc"), "(none)", "only short needles");
 	{
-		char	   *out = (char *) "junk";
-		size_t		outlen = 5;
+		char  *out = (char *) "junk";
+		size_t outlen = 5;
 
 		CHECK(redact_text(NULL, 0, "abcd", 4, &out, &outlen, NULL) == 0 && out == NULL, "no needles");
 	}
@@ -172,12 +172,12 @@ test_redact(void)
 
 	/* a needle over 2048 bytes holding '%': its bitsets are malloc'd */
 	{
-		size_t		n = 3000;
-		char	   *nd = malloc(n + 1);
-		char	   *text = malloc(n + 3 + 4);
+		size_t		 n = 3000;
+		char		*nd = malloc(n + 1);
+		char		*text = malloc(n + 3 + 4);
 		RedactNeedle rn = {nd, n};
-		char	   *out;
-		size_t		outlen;
+		char		*out;
+		size_t		 outlen;
 
 		memset(nd, 'k', n);
 		nd[n] = '\0';
@@ -199,11 +199,12 @@ test_redact(void)
 	/* NUL bytes in text */
 	{
 		RedactNeedle nd = {"abcd", 4};
-		char	   *out;
-		size_t		outlen;
+		char		*out;
+		size_t		 outlen;
 
 		CHECK(redact_text(&nd, 1, "x\0abcd\0y", 8, &out, &outlen, NULL) == 1 && outlen == 14 &&
-			  memcmp(out, "x\0[redacted]\0y", 15) == 0, "NUL bytes kept");
+				  memcmp(out, "x\0[redacted]\0y", 15) == 0,
+			  "NUL bytes kept");
 		free(out);
 	}
 
@@ -213,13 +214,14 @@ test_redact(void)
 	big[sizeof(big) - 4] = '\0';
 	{
 		RedactNeedle nd = {"abcd", 4};
-		char	   *out;
-		size_t		outlen;
-		size_t		n = strlen(big) / 4;
-		bool		all = true;
+		char		*out;
+		size_t		 outlen;
+		size_t		 n = strlen(big) / 4;
+		bool		 all = true;
 
 		CHECK(redact_text(&nd, 1, big, strlen(big), &out, &outlen, NULL) == 1 &&
-			  outlen == n * strlen(REDACT_MARK), "%zu marks", n);
+				  outlen == n * strlen(REDACT_MARK),
+			  "%zu marks", n);
 		for (size_t i = 0; i < n && all; i++)
 			all = memcmp(out + i * strlen(REDACT_MARK), REDACT_MARK, strlen(REDACT_MARK)) == 0;
 		CHECK(all && out[outlen] == '\0', "all marks");
@@ -230,13 +232,13 @@ test_redact(void)
 static void
 test_big(void)
 {
-	size_t		len = (size_t) 16 << 20;
-	char	   *body = malloc(len + 1);
+	size_t		 len = (size_t) 16 << 20;
+	char		*body = malloc(len + 1);
 	RedactNeedle nd[3] = {{"eyJhbGciOiJSUzI1NiJ9.tok", 24}, {"s3cr%t\\x", 8}, {"Y2xpZW50OnNlY3JldA==", 20}};
-	char	   *out;
-	size_t		outlen;
-	clock_t		t0;
-	double		secs;
+	char		*out;
+	size_t		 outlen;
+	clock_t		 t0;
+	double		 secs;
 
 	/* JSON-ish, with escapes and percent signs, no match */
 	for (size_t i = 0; i < len; i++)
@@ -249,8 +251,8 @@ test_big(void)
 
 	/* JWT-sized needles, one with '%' (the slower reading), a candidate every other byte */
 	{
-		char	   *jwt = malloc(1500);
-		char	   *pct = malloc(1500);
+		char		*jwt = malloc(1500);
+		char		*pct = malloc(1500);
 		RedactNeedle big[4] = {{jwt, 1500}, {pct, 1500}, {jwt + 1, 1499}, {pct + 1, 1499}};
 
 		memset(jwt, 'e', 1500);
@@ -277,9 +279,9 @@ test_big(void)
 	memcpy(body + len - 20, "Y2xpZW50OnNlY3JldA==", 20);
 	memcpy(body, "s3cr%25t\\\\x", 11);
 	CHECK(redact_text(nd, 3, body, len, &out, &outlen, NULL) == 1 &&
-		  outlen == len - 31 + 2 * strlen(REDACT_MARK) &&
-		  memcmp(out, REDACT_MARK "xxx", strlen(REDACT_MARK) + 3) == 0 &&
-		  memcmp(out + outlen - strlen(REDACT_MARK) - 3, "xxx" REDACT_MARK, strlen(REDACT_MARK) + 3) == 0,
+			  outlen == len - 31 + 2 * strlen(REDACT_MARK) &&
+			  memcmp(out, REDACT_MARK "xxx", strlen(REDACT_MARK) + 3) == 0 &&
+			  memcmp(out + outlen - strlen(REDACT_MARK) - 3, "xxx" REDACT_MARK, strlen(REDACT_MARK) + 3) == 0,
 		  "16 MB, matches at both ends");
 	free(out);
 	free(body);
@@ -305,13 +307,13 @@ never_stop(void)
 static void
 test_stop(void)
 {
-	size_t		nlen = 4001;
-	size_t		len = 1024 * 1024;
-	char	   *needle = malloc(nlen + 1);
-	char	   *body = malloc(len + 1);
+	size_t		 nlen = 4001;
+	size_t		 len = 1024 * 1024;
+	char		*needle = malloc(nlen + 1);
+	char		*body = malloc(len + 1);
 	RedactNeedle nd;
-	char	   *out = NULL;
-	size_t		outlen;
+	char		*out = NULL;
+	size_t		 outlen;
 
 	memset(needle, 'a', nlen - 1);
 	needle[nlen - 1] = 'b';

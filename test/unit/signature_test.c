@@ -34,30 +34,30 @@ member_int(struct json_object *o, const char *key)
 static void
 vectors(const char *dir, DciSigKey *ed_priv, DciSigKey *ed_pub, DciSigKey *rsa_priv, DciSigKey *rsa_pub)
 {
-	char	   *text = unit_read_file(dir, "vectors.json");
+	char			   *text = unit_read_file(dir, "vectors.json");
 	struct json_object *vs = json_tokener_parse(text);
-	size_t		n = json_object_array_length(vs);
-	int			algs[3] = {0};
+	size_t				n = json_object_array_length(vs);
+	int					algs[3] = {0};
 
 	for (size_t i = 0; i < n; i++)
 	{
 		struct json_object *v = json_object_array_get_idx(vs, i);
 		struct json_object *env;
-		const char *name = member(v, "name");
-		const char *alg = member(v, "algorithm");
-		int64_t		created = member_int(v, "created");
-		int64_t		expires = member_int(v, "expires");
-		DciSigAlg	a = dci_sig_alg_from_name(alg);
-		DciSigKey  *priv = a == DCI_SIG_ED25519 ? ed_priv : rsa_priv;
-		DciSigKey  *pub = a == DCI_SIG_ED25519 ? ed_pub : rsa_pub;
-		char		what[160];
-		char		digest[45];
-		const char *envtext;
-		char	   *hm,
-				   *sig,
-				   *ss,
-				   *s,
-				   *field;
+		const char		   *name = member(v, "name");
+		const char		   *alg = member(v, "algorithm");
+		int64_t				created = member_int(v, "created");
+		int64_t				expires = member_int(v, "expires");
+		DciSigAlg			a = dci_sig_alg_from_name(alg);
+		DciSigKey		   *priv = a == DCI_SIG_ED25519 ? ed_priv : rsa_priv;
+		DciSigKey		   *pub = a == DCI_SIG_ED25519 ? ed_pub : rsa_pub;
+		char				what[160];
+		char				digest[45];
+		const char		   *envtext;
+		char			   *hm,
+			*sig,
+			*ss,
+			*s,
+			*field;
 		size_t		hm_len;
 		DciSigField f;
 
@@ -93,7 +93,8 @@ vectors(const char *dir, DciSigKey *ed_priv, DciSigKey *ed_pub, DciSigKey *rsa_p
 
 		/* parse it back */
 		CHECK(dci_sig_field_parse(member(v, "signature_field"), strlen(member(v, "signature_field")),
-								  &f, NULL, 0), "%s: parse", name);
+								  &f, NULL, 0),
+			  "%s: parse", name);
 		CHECK(f.created == created && f.expires == expires, "%s: parsed times", name);
 		CHECK_STR(f.algorithm, alg, "parsed algorithm");
 		CHECK_STR(f.signature, member(v, "signature"), "parsed signature");
@@ -111,7 +112,8 @@ vectors(const char *dir, DciSigKey *ed_priv, DciSigKey *ed_pub, DciSigKey *rsa_p
 		CHECK(dci_sig_verify(pub, field, hm, hm_len, created - DCI_SIG_CLOCK_SKEW - 1) == DCI_VERIFY_FUTURE,
 			  "%s: created 61 s ahead", name);
 		CHECK(dci_sig_verify(a == DCI_SIG_ED25519 ? rsa_pub : ed_pub, field, hm, hm_len, created) ==
-			  DCI_VERIFY_ALGORITHM, "%s: the other algorithm's key", name);
+				  DCI_VERIFY_ALGORITHM,
+			  "%s: the other algorithm's key", name);
 		CHECK(dci_sig_verify(pub, "", hm, hm_len, created) == DCI_VERIFY_MISSING, "%s: empty", name);
 		CHECK(dci_sig_verify(pub, "garbage", hm, hm_len, created) == DCI_VERIFY_MALFORMED, "%s: garbage", name);
 		/* a changed message */
@@ -121,13 +123,13 @@ vectors(const char *dir, DciSigKey *ed_priv, DciSigKey *ed_pub, DciSigKey *rsa_p
 		hm[hm_len - 3] ^= 1;
 		/* changed times: the signature covers them */
 		{
-			char		ts[64];
-			char	   *t;
-			char	   *tampered = strdup(field);
+			char  ts[64];
+			char *t;
+			char *tampered = strdup(field);
 
 			snprintf(ts, sizeof(ts), "expires=\"%lld\"", (long long) expires);
 			t = strstr(tampered, ts);
-			t[strlen(ts) - 2]++;	/* one second later */
+			t[strlen(ts) - 2]++; /* one second later */
 			CHECK(dci_sig_verify(pub, tampered, hm, hm_len, created) == DCI_VERIFY_BAD_SIGNATURE,
 				  "%s: tampered expires", name);
 			free(tampered);
@@ -135,7 +137,7 @@ vectors(const char *dir, DciSigKey *ed_priv, DciSigKey *ed_pub, DciSigKey *rsa_p
 		/* a whole envelope text with the vector's field */
 		{
 			struct json_object *e2 = json_object_get(env);
-			const char *t2;
+			const char		   *t2;
 
 			json_object_object_add(e2, "signature", json_object_new_string(member(v, "signature_field")));
 			t2 = json_object_to_json_string_ext(e2, JSON_C_TO_STRING_PRETTY);
@@ -161,8 +163,8 @@ vectors(const char *dir, DciSigKey *ed_priv, DciSigKey *ed_pub, DciSigKey *rsa_p
 static void
 field_parsing(void)
 {
-	DciSigField f;
-	char		err[128];
+	DciSigField				 f;
+	char					 err[128];
 	static const char *const bad[] = {
 		"",
 		"algorithm=\"ed25519\"",
@@ -182,7 +184,7 @@ field_parsing(void)
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 	{
-		bool		ok = dci_sig_field_parse(bad[i], strlen(bad[i]), &f, err, sizeof(err));
+		bool ok = dci_sig_field_parse(bad[i], strlen(bad[i]), &f, err, sizeof(err));
 
 		CHECK(!ok, "accepted bad field %s", bad[i]);
 		if (ok)
@@ -201,10 +203,11 @@ field_parsing(void)
 	CHECK(dci_sig_field_format("a\"b", "k", "ed25519", 1, 2, "x") == NULL, "quote in sender_id");
 	CHECK(dci_sig_field_format("a", "k\n", "ed25519", 1, 2, "x") == NULL, "newline in key_id");
 	{
-		char	   *s = dci_sig_field_format(NULL, "k", "ed25519", 1, 301, "c2ln");
+		char *s = dci_sig_field_format(NULL, "k", "ed25519", 1, 301, "c2ln");
 
 		CHECK_STR(s, "namespace=\"dci\", kidId=\"|k|ed25519\", algorithm=\"ed25519\", created=\"1\", "
-				  "expires=\"301\", headers=\"(created) (expires) digest\", signature=\"c2ln\"", "no sender_id");
+					 "expires=\"301\", headers=\"(created) (expires) digest\", signature=\"c2ln\"",
+				  "no sender_id");
 		free(s);
 	}
 }
@@ -212,11 +215,11 @@ field_parsing(void)
 static void
 keys(const char *dir, DciSigKey *ed_priv, DciSigKey *ed_pub, DciSigKey *rsa_priv, DciSigKey *rsa_pub)
 {
-	char		err[128];
-	char	   *priv_pem,
-			   *pub_pem;
-	char	   *t;
-	char	   *jwk;
+	char  err[128];
+	char *priv_pem,
+		*pub_pem;
+	char *t;
+	char *jwk;
 
 	CHECK(dci_sigkey_alg(ed_pub) == DCI_SIG_ED25519 && dci_sigkey_alg(rsa_pub) == DCI_SIG_RSA_SHA256, "algorithms");
 	CHECK(dci_sigkey_same_public(ed_priv, ed_pub) && dci_sigkey_same_public(rsa_priv, rsa_pub), "pairs match");
@@ -233,11 +236,13 @@ keys(const char *dir, DciSigKey *ed_priv, DciSigKey *ed_pub, DciSigKey *rsa_priv
 	free(t);
 	jwk = dci_sigkey_jwk(ed_pub, "kid1");
 	CHECK_STR(jwk, "{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":\"A6EHv_POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg\","
-			  "\"kid\":\"kid1\",\"alg\":\"EdDSA\",\"use\":\"sig\"}", "Ed25519 JWK");
+				   "\"kid\":\"kid1\",\"alg\":\"EdDSA\",\"use\":\"sig\"}",
+			  "Ed25519 JWK");
 	free(jwk);
 	jwk = dci_sigkey_jwk(rsa_pub, "kid2");
 	CHECK(jwk != NULL && strstr(jwk, "\"kty\":\"RSA\",\"n\":\"nqkn1KFjf9YWaxWVukdH") != NULL &&
-		  strstr(jwk, "\"e\":\"AQAB\",\"kid\":\"kid2\",\"alg\":\"RS256\"") != NULL, "RSA JWK: %s", jwk);
+			  strstr(jwk, "\"e\":\"AQAB\",\"kid\":\"kid2\",\"alg\":\"RS256\"") != NULL,
+		  "RSA JWK: %s", jwk);
 	free(jwk);
 
 	/* refusals */
@@ -245,7 +250,7 @@ keys(const char *dir, DciSigKey *ed_priv, DciSigKey *ed_pub, DciSigKey *rsa_priv
 	CHECK(dci_sigkey_load("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n", false, err, sizeof(err)) == NULL,
 		  "garbage PEM");
 	{
-		char	   *pem = unit_read_file(dir, "ed25519_private.pem");
+		char *pem = unit_read_file(dir, "ed25519_private.pem");
 
 		CHECK(dci_sigkey_load(pem, false, err, sizeof(err)) == NULL, "a private key is no public key");
 		free(pem);
@@ -254,8 +259,8 @@ keys(const char *dir, DciSigKey *ed_priv, DciSigKey *ed_pub, DciSigKey *rsa_priv
 	/* generation, and a round trip through PEM */
 	for (int alg = DCI_SIG_ED25519; alg <= DCI_SIG_RSA_SHA256; alg++)
 	{
-		DciSigKey  *gpriv,
-				   *gpub;
+		DciSigKey *gpriv,
+			*gpub;
 		char	   *field;
 		const char *hm = "{\"header\":{},\"message\":{}}";
 
@@ -267,10 +272,11 @@ keys(const char *dir, DciSigKey *ed_priv, DciSigKey *ed_pub, DciSigKey *rsa_priv
 		field = dci_sig_sign(gpriv, "me", "k", hm, strlen(hm), 1000, 1300, err, sizeof(err));
 		CHECK(field && dci_sig_verify(gpub, field, hm, strlen(hm), 1100) == DCI_VERIFY_OK, "generated %d signs", alg);
 		CHECK(field && dci_sig_verify(alg == DCI_SIG_ED25519 ? ed_pub : rsa_pub, field, hm, strlen(hm), 1100) ==
-			  DCI_VERIFY_BAD_SIGNATURE, "another key of the same algorithm");
+						   DCI_VERIFY_BAD_SIGNATURE,
+			  "another key of the same algorithm");
 		free(field);
 		{
-			char	   *again = dci_sigkey_public_pem(gpriv);
+			char *again = dci_sigkey_public_pem(gpriv);
 
 			CHECK_STR(again, pub_pem, "public PEM of the private key");
 			free(again);
@@ -290,9 +296,9 @@ main(int argc, char **argv)
 	const char *dir = argc > 1 ? argv[1] : "test/fixtures/signing";
 	char		err[128] = "";
 	DciSigKey  *ed_priv,
-			   *ed_pub,
-			   *rsa_priv,
-			   *rsa_pub;
+		*ed_pub,
+		*rsa_priv,
+		*rsa_pub;
 
 	ed_priv = unit_load_key(dir, "ed25519_private.pem", true, err, sizeof(err));
 	ed_pub = unit_load_key(dir, "ed25519_public.pem", false, err, sizeof(err));

@@ -13,34 +13,36 @@
 static int unit_passed = 0;
 static int unit_failed = 0;
 
-#define CHECK(cond, ...) \
-	do { \
-		if (cond) \
-			unit_passed++; \
-		else \
-		{ \
-			unit_failed++; \
+#define CHECK(cond, ...)                                         \
+	do                                                           \
+	{                                                            \
+		if (cond)                                                \
+			unit_passed++;                                       \
+		else                                                     \
+		{                                                        \
+			unit_failed++;                                       \
 			fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-			fprintf(stderr, __VA_ARGS__); \
-			fputc('\n', stderr); \
-		} \
+			fprintf(stderr, __VA_ARGS__);                        \
+			fputc('\n', stderr);                                 \
+		}                                                        \
 	} while (0)
 
 /* strings equal (either may be NULL) */
-#define CHECK_STR(got, want, what) \
-	do { \
-		const char *g_ = (got), *w_ = (want); \
-		CHECK(g_ != NULL && w_ != NULL && strcmp(g_, w_) == 0, \
+#define CHECK_STR(got, want, what)                                                          \
+	do                                                                                      \
+	{                                                                                       \
+		const char *g_ = (got), *w_ = (want);                                               \
+		CHECK(g_ != NULL && w_ != NULL && strcmp(g_, w_) == 0,                              \
 			  "%s:\n  got  %s\n  want %s", (what), g_ ? g_ : "(null)", w_ ? w_ : "(null)"); \
 	} while (0)
 
 static inline char *
 unit_read_file(const char *dir, const char *name)
 {
-	char		path[4096];
-	FILE	   *f;
-	long		n;
-	char	   *s;
+	char  path[4096];
+	FILE *f;
+	long  n;
+	char *s;
 
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
 	f = fopen(path, "rb");
@@ -72,8 +74,8 @@ unit_finish(const char *name)
 static inline DciSigKey *
 unit_load_key(const char *dir, const char *name, bool is_private, char *err, size_t errlen)
 {
-	char	   *pem = unit_read_file(dir, name);
-	DciSigKey  *key = pem ? dci_sigkey_load(pem, is_private, err, errlen) : NULL;
+	char	  *pem = unit_read_file(dir, name);
+	DciSigKey *key = pem ? dci_sigkey_load(pem, is_private, err, errlen) : NULL;
 
 	free(pem);
 	return key;
