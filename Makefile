@@ -41,11 +41,11 @@ $(OBJS): $(wildcard $(srcdir)/src/*.h)
 
 .PHONY: deps run test unit
 deps:
-	@bash test/install_deps.sh
+	@bash test/support/install_deps.sh
 
 run: deps
 	$(MAKE) -s all install
-	$(PYTHON) test/run_demo.py
+	$(PYTHON) test/support/run_demo.py
 
 test: deps
 	$(MAKE) -s all install
@@ -99,5 +99,5 @@ bench: deps
 
 # issue 5: Valgrind memcheck over the pg_regress suite (minutes; not part of `make test`)
 valgrind: all install
-	bash test/valgrind.sh
+	bash test/support/valgrind.sh
 .PHONY: valgrind

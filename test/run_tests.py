@@ -10,7 +10,7 @@ import importlib, os, re, shutil, subprocess, sys, time, traceback
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
-import env as envmod  # noqa: E402
+from support import env as envmod  # noqa: E402
 
 passed = failed = 0
 failures = []
@@ -86,7 +86,7 @@ def main(argv):
         if pattern is None or pattern in ("unit", "fuzz"):
             run_unit_and_fuzz()
         files = sorted(f for f in os.listdir(HERE)
-                       if f.startswith("test_") and f.endswith(".py") and f != "test_infra.py")
+                       if f.startswith("test_") and f.endswith(".py"))
         for f in files:
             mod = importlib.import_module(f[:-3])
             tests = [(n, getattr(mod, n)) for n in mod.__dict__ if n.startswith("test_") and callable(getattr(mod, n))]

@@ -12,9 +12,9 @@ from contextlib import closing
 
 import psycopg2
 
-import harness
-from env import CLIENT_SECRET
-from util import code
+from support import harness
+from support.env import CLIENT_SECRET
+from support.util import code
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHAREDIR = subprocess.run(["pg_config", "--sharedir"], capture_output=True, text=True).stdout.strip()

@@ -13,8 +13,8 @@ from urllib.parse import quote
 import psycopg2
 from psycopg2.extras import Json
 
-from env import CLIENT_ID, CLIENT_SECRET, expect_error
-from util import TOKEN_PATH, code, remember, request, secret, session
+from support.env import CLIENT_ID, CLIENT_SECRET, expect_error
+from support.util import TOKEN_PATH, code, remember, request, secret, session
 
 
 def _spellings(value):

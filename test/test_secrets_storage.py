@@ -6,9 +6,9 @@ changing where credentials go removes the stored secret."""
 import hashlib, hmac, os, shutil, stat, subprocess, time
 from contextlib import closing
 
-import harness
-from env import CLIENT_ID, CLIENT_SECRET
-from util import SECRETS, code, expect_code, request, secret
+from support import harness
+from support.env import CLIENT_ID, CLIENT_SECRET
+from support.util import SECRETS, code, expect_code, request, secret
 
 KEY_NAME = "dci_client.key"
 

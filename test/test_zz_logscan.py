@@ -10,8 +10,8 @@ from contextlib import closing
 
 import psycopg2
 
-from env import CLIENT_ID, CLIENT_SECRET
-from util import SECRETS, TOKEN_PATH, code, expect_code, request, secret
+from support.env import CLIENT_ID, CLIENT_SECRET
+from support.util import SECRETS, TOKEN_PATH, code, expect_code, request, secret
 
 TOKEN_RE = re.compile(r"tok-\d+-[0-9a-f]{8}")
 PLANT = "tok-999999-deadbeef"

@@ -9,8 +9,8 @@ each result.  Everything it started is torn down at the end.
 """
 import json, os, sys, tempfile
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import harness  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from support import harness  # noqa: E402
 from psycopg2.extras import Json  # noqa: E402
 
 

@@ -154,7 +154,7 @@ def read_pem(certdir, name):
 
 # ---------------------------------------------------------------- mock registry
 class MockRegistry:
-    """Runs test/mock_registry.py as a child process and talks to its control port."""
+    """Runs test/support/mock_registry.py as a child process and talks to its control port."""
 
     def __init__(self):
         self.proc, self.ports = None, {}

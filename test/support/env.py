@@ -7,9 +7,7 @@ in file order.  A test raises (AssertionError or anything) to fail.
 """
 import os, sys, tempfile, time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-import harness  # noqa: E402
+from . import harness  # noqa: E402
 import psycopg2  # noqa: E402
 
 # The default client of the mock registry.
