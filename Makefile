@@ -47,9 +47,13 @@ run: deps
 	$(MAKE) -s all install
 	$(PYTHON) test/support/run_demo.py
 
+# the whole suite under pytest (pytest.ini, test/conftest.py): pg_regress, the
+# unit binaries, the fuzz targets and the integration tests, closing with the
+# line "N passed, N failed"; `make test PYTEST_ARGS='-k tokens'` runs a part
+PYTEST_ARGS ?=
 test: deps
 	$(MAKE) -s all install
-	$(PYTHON) test/run_tests.py
+	$(PYTHON) -m pytest $(PYTEST_ARGS)
 
 # ---- unit tests and fuzzing of the PostgreSQL-free code (no server needed) ----
 # `make unit`: one binary per test/unit/*_test.c, linked with the

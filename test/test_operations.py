@@ -4,8 +4,8 @@ DC001 naming the key id, and no key is created there); ALTER EXTENSION
 dci_client UPDATE from every installable version to default_version; DROP
 EXTENSION / CREATE EXTENSION leaves nothing behind and starts clean.
 
-`make installcheck` against an existing cluster is what run_tests.py's
-run_regress does (PGHOST/PGPORT + the MOCK_* variables); it is not run twice.
+`make installcheck` against an existing cluster is what test_regress.py
+does (PGHOST/PGPORT + the MOCK_* variables); it is not run twice.
 """
 import glob, os, re, subprocess, tempfile
 from contextlib import closing
