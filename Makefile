@@ -31,6 +31,16 @@ include $(PGXS)
 
 PYTHON = /usr/bin/python3
 
+# `make installcheck`: pg_regress against a running server (PGHOST, PGPORT,
+# PGUSER; the extension installable there) through test/support/with_mock.py,
+# which starts the bundled mock registry for the run and stops it afterwards,
+# also on failure (unless MOCK_URL says the caller runs one, as `make test`
+# does).  This is PGXS's command (Makefile.global) with the wrapper in front.
+pg_regress_installcheck = echo "+++ regress install-check in $(subdir) +++" && \
+    $(PYTHON) $(srcdir)/test/support/with_mock.py \
+    $(top_builddir)/src/test/regress/pg_regress --inputdir=$(srcdir) --bindir='$(bindir)' \
+    $(pg_regress_locale_flags) $(EXTRA_REGRESS_OPTS)
+
 # the full 0.2 script is the 0.1 script followed by the upgrade, made at build
 # time: a fresh install and an upgraded database run the same statements
 src/dci_client--0.2.sql: src/dci_client--0.1.sql src/dci_client--0.1--0.2.sql
