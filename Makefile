@@ -18,6 +18,13 @@ PGFILEDESC = "dci_client - DCI registry client"
 REGRESS = sources secrets tokens requests errors test_connection signing dci
 REGRESS_OPTS = --load-extension=pgcrypto
 
+# `make clean` also removes what the tests and the bench build or leave: unit
+# and fuzz binaries, fuzz artefacts, curl_loop and bench/out, Python caches
+EXTRA_CLEAN = test/unit/*_test test/fuzz/*_fuzz \
+              $(foreach k,crash leak timeout oom slow-unit,test/fuzz/*-$(k)-*) \
+              bench/curl_loop bench/out .pytest_cache \
+              $(shell find . -name __pycache__ -type d -not -path './.git/*')
+
 PG_CONFIG ?= pg_config
 PG_CPPFLAGS = -I$(srcdir)/src $(shell pkg-config --cflags json-c 2>/dev/null)
 PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare -Wmissing-prototypes $(if $(WERROR),-Werror)
