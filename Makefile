@@ -57,6 +57,10 @@ src/dci_client--0.2.sql: src/dci_client--0.1.sql src/dci_client--0.1--0.2.sql
 $(OBJS): $(wildcard $(srcdir)/src/*.h)
 
 .PHONY: deps run test unit
+# what make run and make test build (the extension, unit binaries, fuzz
+# targets) is built with -Werror: a warning fails them
+run test: export WERROR = 1
+
 deps:
 	@bash test/support/install_deps.sh
 
@@ -82,7 +86,7 @@ UNIT_TESTS = $(patsubst %.c,%,$(wildcard test/unit/*_test.c))
 FUZZ_TARGETS = $(patsubst %.c,%,$(wildcard test/fuzz/*_fuzz.c))
 FIXTURES ?= $(srcdir)/test/fixtures
 FUZZ_SECONDS ?= 20
-UNIT_CFLAGS = -O1 -g -Wall -Wmissing-prototypes -I$(srcdir)/src \
+UNIT_CFLAGS = -O1 -g -Wall -Wmissing-prototypes $(if $(WERROR),-Werror) -I$(srcdir)/src \
               $(shell pkg-config --cflags json-c 2>/dev/null)
 UNIT_LIBS = $(shell curl-config --libs 2>/dev/null || echo -lcurl) -lssl -lcrypto -ljson-c -lm
 
@@ -93,7 +97,7 @@ unit: $(UNIT_TESTS)
 	@rc=0; for t in $(UNIT_TESTS); do ./$$t $(FIXTURES)/signing || rc=1; done; exit $$rc
 
 test/fuzz/%_fuzz: test/fuzz/%_fuzz.c $(UNIT_SRCS) $(wildcard src/*.h)
-	clang -g -O1 -fsanitize=fuzzer,address,undefined -I$(srcdir)/src \
+	clang -g -O1 -fsanitize=fuzzer,address,undefined $(if $(WERROR),-Werror) -I$(srcdir)/src \
 		$(shell pkg-config --cflags json-c 2>/dev/null) -o $@ $< $(UNIT_SRCS) $(UNIT_LIBS)
 
 # each target starts from its seeds (test/fuzz/seeds/<name>/) and the fixtures;
