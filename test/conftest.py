@@ -11,9 +11,10 @@ Fixtures, for the session:
 Before each test that uses the mock (through `env` or `mock`), the mock is
 reset.
 
-Order: pg_regress (test_regress.py) runs first, on the fresh cluster, then the
-unit binaries and fuzz targets (test_unit_fuzz.py), then the integration tests
-by file name (see pytest_collection_modifyitems).
+Order: pg_regress (test_regress.py) first, then the unit binaries and fuzz
+targets (test_unit_fuzz.py), then the integration tests by file name (see
+pytest_collection_modifyitems).  No test depends on that order or on another
+test having run: each passes alone, and the suite passes reversed and shuffled.
 
 The last line printed is "N passed, N failed" (", N skipped" when some were):
 each regress file, unit binary, fuzz target and integration test counts one,
@@ -95,10 +96,9 @@ def _group(item):
 
 
 def pytest_collection_modifyitems(session, config, items):
-    # regress first, as `make installcheck` would run it on a fresh cluster
-    # (its expected output assumes nothing about the cluster's history, but a
-    # first run is the configuration packagers use); a stable sort keeps the
-    # file and definition order within each group
+    # the quick, fundamental checks first (pg_regress, then the PostgreSQL-free
+    # code), so that a broken build shows at once; for readability only, nothing
+    # needs it.  A stable sort keeps file and definition order within a group.
     items.sort(key=_group)
 
 
