@@ -19,6 +19,13 @@ PGFILEDESC = "dci_client - DCI registry client"
 REGRESS = sources secrets tokens requests errors test_connection signing dci
 REGRESS_OPTS = --load-extension=pgcrypto
 
+# `make clean` also removes what the tests and the bench build or leave: unit
+# and fuzz binaries, fuzz artefacts, curl_loop and bench/out, Python caches
+EXTRA_CLEAN = test/unit/*_test test/fuzz/*_fuzz \
+              $(foreach k,crash leak timeout oom slow-unit,test/fuzz/*-$(k)-*) \
+              bench/curl_loop bench/out .pytest_cache \
+              $(shell find . -name __pycache__ -type d -not -path './.git/*')
+
 PG_CONFIG ?= pg_config
 PG_CPPFLAGS = -I$(srcdir)/src $(shell pkg-config --cflags json-c 2>/dev/null)
 PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare -Wmissing-prototypes $(if $(WERROR),-Werror)
@@ -31,6 +38,16 @@ PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
 PYTHON = /usr/bin/python3
+
+# `make installcheck`: pg_regress against a running server (PGHOST, PGPORT,
+# PGUSER; the extension installable there) through test/support/with_mock.py,
+# which starts the bundled mock registry for the run and stops it afterwards,
+# also on failure (unless MOCK_URL says the caller runs one, as `make test`
+# does).  This is PGXS's command (Makefile.global) with the wrapper in front.
+pg_regress_installcheck = echo "+++ regress install-check in $(subdir) +++" && \
+    $(PYTHON) $(srcdir)/test/support/with_mock.py \
+    $(top_builddir)/src/test/regress/pg_regress --inputdir=$(srcdir) --bindir='$(bindir)' \
+    $(pg_regress_locale_flags) $(EXTRA_REGRESS_OPTS)
 
 # The full 0.2 script is the 0.1 script followed by the upgrade, made at build
 # time: a fresh install and an upgraded database run the same statements.
@@ -48,16 +65,24 @@ src/dci_client--0.2.sql: src/dci_client--0.1.sql src/dci_client--0.1--0.2.sql
 $(OBJS): $(wildcard $(srcdir)/src/*.h)
 
 .PHONY: deps run test unit
+# what make run and make test build (the extension, unit binaries, fuzz
+# targets) is built with -Werror: a warning fails them
+run test: export WERROR = 1
+
 deps:
-	@bash test/install_deps.sh
+	@bash test/support/install_deps.sh
 
 run: deps
 	$(MAKE) -s all install
-	$(PYTHON) test/run_demo.py
+	$(PYTHON) test/support/run_demo.py
 
+# the whole suite under pytest (pytest.ini, test/conftest.py): pg_regress, the
+# unit binaries, the fuzz targets and the integration tests, closing with the
+# line "N passed, N failed"; `make test PYTEST_ARGS='-k tokens'` runs a part
+PYTEST_ARGS ?=
 test: deps
 	$(MAKE) -s all install
-	$(PYTHON) test/run_tests.py
+	$(PYTHON) -m pytest $(PYTEST_ARGS)
 
 # ---- unit tests and fuzzing of the PostgreSQL-free code (no server needed) ----
 # `make unit`: one binary per test/unit/*_test.c, linked with the
@@ -70,7 +95,7 @@ UNIT_TESTS = $(patsubst %.c,%,$(wildcard test/unit/*_test.c))
 FUZZ_TARGETS = $(patsubst %.c,%,$(wildcard test/fuzz/*_fuzz.c))
 FIXTURES ?= $(srcdir)/test/fixtures
 FUZZ_SECONDS ?= 20
-UNIT_CFLAGS = -O1 -g -Wall -Wmissing-prototypes -I$(srcdir)/src \
+UNIT_CFLAGS = -O1 -g -Wall -Wmissing-prototypes $(if $(WERROR),-Werror) -I$(srcdir)/src \
               $(shell pkg-config --cflags json-c 2>/dev/null)
 UNIT_LIBS = $(shell curl-config --libs 2>/dev/null || echo -lcurl) -lssl -lcrypto -ljson-c -lm
 
@@ -81,7 +106,7 @@ unit: $(UNIT_TESTS)
 	@rc=0; for t in $(UNIT_TESTS); do ./$$t $(FIXTURES)/signing || rc=1; done; exit $$rc
 
 test/fuzz/%_fuzz: test/fuzz/%_fuzz.c $(UNIT_SRCS) $(wildcard src/*.h)
-	clang -g -O1 -fsanitize=fuzzer,address,undefined -I$(srcdir)/src \
+	clang -g -O1 -fsanitize=fuzzer,address,undefined $(if $(WERROR),-Werror) -I$(srcdir)/src \
 		$(shell pkg-config --cflags json-c 2>/dev/null) -o $@ $< $(UNIT_SRCS) $(UNIT_LIBS)
 
 # each target starts from its seeds (test/fuzz/seeds/<name>/) and the fixtures;
@@ -108,5 +133,5 @@ bench: deps
 
 # issue 5: Valgrind memcheck over the pg_regress suite (minutes; not part of `make test`)
 valgrind: all install
-	bash test/valgrind.sh
+	bash test/support/valgrind.sh
 .PHONY: valgrind

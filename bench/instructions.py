@@ -9,7 +9,8 @@ import os, re, subprocess, sys, tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "test"))
-import run as B, harness  # noqa: E402
+import run as B  # noqa: E402
+from support import harness  # noqa: E402
 
 # valgrind is in Debian; the bench installs what it needs
 if not subprocess.run(["which", "valgrind"], capture_output=True).stdout:

@@ -38,7 +38,7 @@ def _sigterm(signum, frame):
 
 signal.signal(signal.SIGTERM, _sigterm)
 
-import harness  # noqa: E402
+from support import harness  # noqa: E402
 
 PG_BIN = "/usr/lib/postgresql/15/bin"
 BODY_LEN = 313

@@ -4,8 +4,8 @@ client secret never cross to the other side (README "Register a registry", "Func
 import base64, json
 from contextlib import closing
 
-from env import CLIENT_ID, CLIENT_SECRET
-from util import TOKEN_PATH, code, request
+from support.env import CLIENT_ID, CLIENT_SECRET
+from support.util import TOKEN_PATH, code, request
 
 
 def _token_record(env, location, scope=None):

@@ -7,7 +7,7 @@ from contextlib import closing
 
 import psycopg2
 
-from util import code, expect_code, request, setting
+from support.util import code, expect_code, request, setting
 
 PATH = "/echo"
 

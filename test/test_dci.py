@@ -10,8 +10,8 @@ from contextlib import closing
 import psycopg2
 from psycopg2.extras import Json
 
-from env import expect_error
-from util import TOKEN_PATH, code, setting
+from support.env import expect_error
+from support.util import TOKEN_PATH, code, setting
 
 SEARCH = "/registry/sync/search"
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""`make run` (test/run_demo.py) works: its own cluster and mock registry, one
+"""`make run` (test/support/run_demo.py) works: its own cluster and mock registry, one
 token request, one connection, a search answered and a healthy connection test."""
 import os
 import subprocess
@@ -9,7 +9,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def test_make_run_demo(env):
-    p = subprocess.run([sys.executable, os.path.join(HERE, "run_demo.py")],
+    p = subprocess.run([sys.executable, os.path.join(HERE, "support", "run_demo.py")],
                        capture_output=True, text=True, timeout=180)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     out = p.stdout

@@ -4,7 +4,7 @@ budget, allowed_hosts (never contacted), gzip, no redirects, charset."""
 import json, time
 from contextlib import closing
 
-from util import code, expect_code, request, setting
+from support.util import code, expect_code, request, setting
 
 OPEN = "/open/echo"
 

@@ -11,7 +11,7 @@ from contextlib import closing
 
 import psycopg2
 
-from util import TOKEN_PATH, code, expect_code, request, setting
+from support.util import TOKEN_PATH, code, expect_code, request, setting
 
 OPEN = "/open/echo"
 CRASH = re.compile(r"terminated by signal|server process \(PID \d+\) was terminated|"

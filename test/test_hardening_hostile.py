@@ -9,8 +9,8 @@ an error."""
 import json, re, time
 from contextlib import closing
 
-from env import CLIENT_SECRET
-from util import TOKEN_PATH, code, expect_code, request, secret, setting
+from support.env import CLIENT_SECRET
+from support.util import TOKEN_PATH, code, expect_code, request, secret, setting
 
 OPEN = "/open/echo"
 

@@ -10,7 +10,7 @@ from contextlib import closing
 
 import psycopg2
 
-from util import code, request
+from support.util import code, request
 
 SESSIONS, CALLS = 8, 2000
 MEM_CALLS = int(os.environ.get("DCI_LOAD_CALLS", "100000"))

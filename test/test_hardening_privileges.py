@@ -9,8 +9,8 @@ from contextlib import closing
 
 import psycopg2
 
-from env import expect_error
-from util import code, request, secret
+from support.env import expect_error
+from support.util import code, request, secret
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROLES = ("odoo_dci", "dci_admin")

@@ -12,8 +12,8 @@ from contextlib import closing
 
 import psycopg2
 
-import harness
-from util import SECRETS, code, expect_code, request, secret
+from support import harness
+from support.util import SECRETS, code, expect_code, request, secret
 
 SECRET_COLS = ("client_secret", "bearer_token", "client_key")
 

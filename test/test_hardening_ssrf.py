@@ -13,7 +13,7 @@ hanging, and every case asserts DC001 within a fraction of a second."""
 import time
 from contextlib import closing
 
-from util import code, expect_code, request, setting
+from support.util import code, expect_code, request, setting
 
 OPEN = "/open/echo"
 

@@ -6,8 +6,8 @@ verification on by default, ca_cert and verify_ssl.)"""
 import os, re, shutil, socket, subprocess, time
 from contextlib import closing
 
-import harness
-from util import code, expect_code, remember, request
+from support import harness
+from support.util import code, expect_code, remember, request
 
 OPEN = "/open/echo"
 

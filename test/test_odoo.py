@@ -15,8 +15,8 @@ import psycopg2
 import psycopg2.extensions
 from psycopg2.extras import Json
 
-from env import CLIENT_ID, CLIENT_SECRET
-from util import TOKEN_PATH, code, remember, secret
+from support.env import CLIENT_ID, CLIENT_SECRET
+from support.util import TOKEN_PATH, code, remember, secret
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(ROOT, "examples", "odoo")

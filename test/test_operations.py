@@ -4,17 +4,17 @@ DC001 naming the key id, and no key is created there); ALTER EXTENSION
 dci_client UPDATE from every installable version to default_version; DROP
 EXTENSION / CREATE EXTENSION leaves nothing behind and starts clean.
 
-`make installcheck` against an existing cluster is what run_tests.py's
-run_regress does (PGHOST/PGPORT + the MOCK_* variables); it is not run twice.
+`make installcheck` against an existing cluster is what test_regress.py
+does (PGHOST/PGPORT + the MOCK_* variables); it is not run twice.
 """
 import glob, os, re, subprocess, tempfile
 from contextlib import closing
 
 import psycopg2
 
-import harness
-from env import CLIENT_SECRET
-from util import code
+from support import harness
+from support.env import CLIENT_SECRET
+from support.util import code
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHAREDIR = subprocess.run(["pg_config", "--sharedir"], capture_output=True, text=True).stdout.strip()

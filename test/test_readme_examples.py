@@ -6,7 +6,7 @@ a test that runs it.  A broken or untested example fails the suite."""
 import os
 import re
 
-from env import CLIENT_ID, CLIENT_SECRET
+from support.env import CLIENT_ID, CLIENT_SECRET
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)

@@ -6,7 +6,7 @@ import json
 
 from psycopg2.extras import Json
 
-from env import CLIENT_SECRET, expect_error
+from support.env import CLIENT_SECRET, expect_error
 
 
 def test_token_endpoint_echoing_the_secret(env):

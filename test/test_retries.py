@@ -6,7 +6,7 @@
 import threading, time
 from contextlib import closing
 
-from util import code, expect_code, request, setting
+from support.util import code, expect_code, request, setting
 
 PATH = "/echo"
 

@@ -13,8 +13,8 @@ from urllib.parse import quote
 import psycopg2
 from psycopg2.extras import Json
 
-from env import CLIENT_ID, CLIENT_SECRET, expect_error
-from util import TOKEN_PATH, code, remember, request, secret, session
+from support.env import CLIENT_ID, CLIENT_SECRET, expect_error
+from support.util import TOKEN_PATH, code, remember, request, secret, session
 
 
 def _spellings(value):
@@ -341,7 +341,7 @@ def test_invalid_allowed_hosts_fails_closed(env):
     """A value that does not parse, from postgresql.conf at start or set by
     ALTER SYSTEM before the library was loaded, refuses every host instead of
     falling back to the default (any host)."""
-    import harness
+    from support import harness
     for preload in (True, False):
         cl = harness.Cluster().start(preload=preload,
                                      conf={"dci_client.allowed_hosts": "api.example.org, 10.0.0.0/33"})

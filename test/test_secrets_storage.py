@@ -6,9 +6,9 @@ changing where credentials go removes the stored secret."""
 import hashlib, hmac, os, shutil, stat, subprocess, time
 from contextlib import closing
 
-import harness
-from env import CLIENT_ID, CLIENT_SECRET
-from util import SECRETS, code, expect_code, request, secret
+from support import harness
+from support.env import CLIENT_ID, CLIENT_SECRET
+from support.util import SECRETS, code, expect_code, request, secret
 
 KEY_NAME = "dci_client.key"
 
@@ -122,6 +122,9 @@ def test_pg_dump_carries_ciphertext_not_plaintext(env):
 
 
 def test_main_cluster_key_file_mode(env):
+    # the key file exists once a secret has been stored: store one here rather
+    # than count on an earlier test (or the regress run) having done it
+    _add_secret_source(env, "seckeymode")
     path = os.path.join(env.cluster.datadir, KEY_NAME)
     assert os.path.exists(path), os.listdir(env.cluster.datadir)
     st = os.stat(path)

@@ -8,7 +8,7 @@ import os
 import psycopg2
 from psycopg2.extras import Json
 
-from env import expect_error
+from support.env import expect_error
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "signing")
 QUERY = Json({"type": "UIN", "value": "847951632"})

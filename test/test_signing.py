@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 from psycopg2.extras import Json
 
-from env import expect_error
-from util import code
+from support.env import expect_error
+from support.util import code
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "signing")
 

@@ -7,8 +7,8 @@ from contextlib import closing
 
 import psycopg2
 
-from env import CLIENT_ID, CLIENT_SECRET
-from util import TOKEN_PATH, code, expect_code, remember, request, secret, setting
+from support.env import CLIENT_ID, CLIENT_SECRET
+from support.util import TOKEN_PATH, code, expect_code, remember, request, secret, setting
 
 
 def test_100_calls_one_token_one_connection(env):

@@ -1,17 +1,25 @@
-"""Runs last: no secret, token or key in any server log line written during
-the suite (README "Settings", "Errors"; the cluster logs at debug1 and logs failing
-statements).  The test first does the things most likely to leak (token
-fetches, refused tokens, 401 renewals, decrypt failures, failing statements
-after a token was used), so the scan means something even when run alone,
-and it proves with a planted value that the scanner sees failing
-statements."""
+"""The log scan that ends every session using the cluster (test/conftest.py,
+the teardown of the session fixture `server_log_scan`): no secret, token or
+key in any server log line written during the suite (README "Settings",
+"Errors"; the cluster logs at debug1 and logs failing statements).  The scan
+first does the things most likely to leak (token fetches, refused tokens, 401
+renewals, decrypt failures, failing statements after a token was used), so it
+means something even when the session ran a single test, and it proves with a
+planted value that the scanner sees failing statements.  It needles for every
+secret the session's tests used (support.util.SECRETS).  Formerly the test
+test_zz_logscan.py, last by its file name."""
 import base64, os, re
 from contextlib import closing
 
 import psycopg2
 
-from env import CLIENT_ID, CLIENT_SECRET
-from util import SECRETS, TOKEN_PATH, code, expect_code, request, secret
+from .env import CLIENT_ID, CLIENT_SECRET
+from .util import SECRETS, TOKEN_PATH, code, expect_code, request, secret
+
+
+class LogScanFailure(AssertionError):
+    """The log scan failed (a leak, or the scan itself could not run): pytest
+    reports it as an error at teardown, conftest counts it as a failed test."""
 
 TOKEN_RE = re.compile(r"tok-\d+-[0-9a-f]{8}")
 PLANT = "tok-999999-deadbeef"
@@ -54,7 +62,10 @@ def _exercise(env):
     return tokens
 
 
-def test_no_secret_token_or_key_in_server_log(env):
+def scan(env):
+    """no secret, token or key in the server log; returns the number of lines
+    and of needles looked for.  Raises AssertionError (or whatever the
+    exercise raised) when it fails."""
     tokens = _exercise(env)
     log = env.cluster.log_text()
     lines = log.splitlines()
@@ -91,3 +102,13 @@ def test_no_secret_token_or_key_in_server_log(env):
         if m:
             leaks.append("token-like %s at line %d: %s" % (m.group(0), i + 1, line[:300]))
     assert not leaks, "%d leaking log line(s):\n%s" % (len(leaks), "\n".join(leaks[:10]))
+    return len(lines), len(needles)
+
+
+def run(env):
+    """scan(env) for the session fixture: any failure becomes LogScanFailure."""
+    env.mock.reset()
+    try:
+        return scan(env)
+    except Exception as e:
+        raise LogScanFailure("server log scan: %s: %s" % (type(e).__name__, e)) from e

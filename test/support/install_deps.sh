@@ -3,7 +3,7 @@
 # Quick when everything is there already: only missing packages are fetched.
 set -euo pipefail
 pkgs=(postgresql-15 postgresql-contrib postgresql-server-dev-15 libcurl4-openssl-dev
-      libjson-c-dev libssl-dev pkg-config make gcc openssl python3 python3-psycopg2
+      libjson-c-dev libssl-dev pkg-config make gcc openssl python3 python3-psycopg2 python3-pytest
       python3-cryptography clang libclang-rt-14-dev)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -2,7 +2,7 @@
 # Valgrind memcheck over the pg_regress suite (issue 5).  Not part of `make test`:
 # it takes minutes.  Run as root or as a user that can run PostgreSQL:
 #
-#     make valgrind            # or: bash test/valgrind.sh
+#     make valgrind            # or: bash test/support/valgrind.sh
 #
 # How: a throwaway cluster whose postmaster runs under valgrind (pg_ctl -p points at
 # a wrapper; forked backends stay under valgrind), max_connections small, the mock
@@ -16,10 +16,10 @@
 # not tracked one by one (an overrun inside a memory context block goes unseen);
 # malloc'd memory (libcurl, OpenSSL, json-c, the extension's own response buffer,
 # header lists and host rules) is checked fully.  PostgreSQL ships a suppression
-# file only in its source tree; test/valgrind.supp holds the few we need.
+# file only in its source tree; test/support/valgrind.supp holds the few we need.
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
-ROOT=$(dirname "$HERE")
+ROOT=$(dirname "$(dirname "$HERE")")
 PYTHON=${PYTHON:-/usr/bin/python3}
 command -v valgrind >/dev/null || { echo "valgrind is not installed (apt-get install valgrind)"; exit 2; }
 
@@ -27,14 +27,14 @@ exec "$PYTHON" - "$ROOT" <<'PY'
 import glob, json, os, re, shutil, subprocess, sys, tempfile, time
 root = sys.argv[1]
 sys.path.insert(0, os.path.join(root, "test"))
-import harness
+from support import harness
 
 work = tempfile.mkdtemp(prefix="dci_valgrind_")
 os.chmod(work, 0o777)
 logs = os.path.join(work, "vg")
 os.makedirs(logs)
 os.chmod(logs, 0o777)
-supp = [os.path.join(root, "test", "valgrind.supp")]
+supp = [os.path.join(root, "test", "support", "valgrind.supp")]
 for s in ("/usr/lib/x86_64-linux-gnu/valgrind/debian.supp", "/usr/lib/valgrind/debian.supp"):
     if os.path.exists(s):
         supp.append(s)

@@ -108,7 +108,7 @@ def sign_answer(body, mode):
     if not isinstance(env, dict) or "header" not in env or "message" not in env:
         return body
     fixtures = os.environ.get("DCI_SIGNING_FIXTURES") or os.path.join(
-        os.path.dirname(os.path.abspath(__file__)), "fixtures", "signing")
+        os.path.dirname(os.path.abspath(__file__)), "..", "fixtures", "signing")
     if mode.startswith("jws"):
         from cryptography.hazmat.primitives import hashes
         from cryptography.hazmat.primitives.asymmetric import padding
@@ -171,7 +171,7 @@ DCI_ACTIONS = ("search", "on-search", "subscribe", "on-subscribe", "notify", "un
                "on-unsubscribe", "txn-status", "txn-on-status")
 DCI_QUERY_TYPES = ("idtype-value", "expression", "predicate", "graphql")
 FIXTURES_DIR = os.environ.get("DCI_FIXTURES") or os.path.normpath(
-    os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "dci"))
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures", "dci"))
 _UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _TS_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
 

@@ -3,14 +3,14 @@
 
 Why: the extension's tests will trust the mock's counters and faults; this checks
 them with plain http.client/ssl so a mock bug is not mistaken for an extension bug.
-Run: /usr/bin/python3 test/test_infra.py   (as root; prints "N passed, N failed")
+Run: /usr/bin/python3 test/support/infra_selftest.py   (as root; prints "N passed, N failed")
 """
 import base64, gzip, http.client, json, os, socket, ssl, subprocess, sys, tempfile, time, traceback
 from urllib.parse import quote, urlencode, urlsplit
 
 sys.dont_write_bytecode = True          # no __pycache__ litter in test/
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import harness
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from support import harness  # noqa: E402
 
 TESTS = []
 CID, SECRET = "openspp-client", "s3cr3t-Pa55word"

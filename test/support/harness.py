@@ -9,8 +9,6 @@ must be torn down even when a test crashes, so the teardown bookkeeping
 import atexit, json, os, pwd, selectors, shutil, signal, socket, subprocess, sys
 import tempfile, time, urllib.request
 
-import psycopg2
-
 HERE = os.path.dirname(os.path.abspath(__file__))
 PG_USER = "postgres"
 
@@ -154,7 +152,7 @@ def read_pem(certdir, name):
 
 # ---------------------------------------------------------------- mock registry
 class MockRegistry:
-    """Runs test/mock_registry.py as a child process and talks to its control port."""
+    """Runs test/support/mock_registry.py as a child process and talks to its control port."""
 
     def __init__(self):
         self.proc, self.ports = None, {}
@@ -344,6 +342,7 @@ class Cluster:
         self.running = True
 
     def connect(self, dbname="postgres", user="postgres", autocommit=True, **kw):
+        import psycopg2                # here: the mock alone (with_mock.py) needs only python3
         conn = psycopg2.connect(host=self.host, port=self.port, dbname=dbname, user=user, **kw)
         conn.autocommit = autocommit
         return conn

@@ -10,7 +10,7 @@ import psycopg2.extras
 
 TOKEN_PATH = "/oauth2/client/token"
 
-# Every secret a test stores or sends, so test_zz_logscan can look for them.
+# Every secret a test stores or sends, so the log scan (logscan.py) can look for them.
 SECRETS = set()
 
 

@@ -7,10 +7,10 @@ extension, register a registry with its OAuth2 secret, obtain a token, make
 an authenticated call, run a DCI sync search, test the connection, and print
 each result.  Everything it started is torn down at the end.
 """
-import json, os, sys, tempfile
+import json, os, shutil, sys, tempfile
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import harness  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from support import harness  # noqa: E402
 from psycopg2.extras import Json  # noqa: E402
 
 
@@ -27,6 +27,13 @@ def show(title, cur, sql, params=None):
 
 def main():
     certdir = tempfile.mkdtemp(prefix="dci_certs_")
+    try:
+        return demo(certdir)
+    finally:
+        shutil.rmtree(certdir, ignore_errors=True)
+
+
+def demo(certdir):
     os.chmod(certdir, 0o755)
     harness.make_certs(certdir)
     with harness.MockRegistry().start(certdir) as mock, \

@@ -2,34 +2,51 @@
 """The shared test environment: one mock registry, one preloaded cluster with
 the extension created, and (on demand) a cluster without preloading.
 
-Tests are functions `test_*(env)` in test/test_*.py; run_tests.py calls them
-in file order.  A test raises (AssertionError or anything) to fail.
+Tests are functions `test_*(env)` in test/test_*.py; test/conftest.py's
+session fixtures start the mock and the cluster once, hand the tests this Env
+over them and tear everything down at the end.  A test raises
+(AssertionError or anything) to fail.
 """
-import os, sys, tempfile, time
+import psycopg2
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-import harness  # noqa: E402
-import psycopg2  # noqa: E402
+from . import harness
 
 # The default client of the mock registry.
 CLIENT_ID = "openspp-client"
 CLIENT_SECRET = "s3cr3t-Pa55word"
 
+# The session cluster logs at debug1 and logs failing statements: the log scan
+# at the end of the session reads that log.
+CLUSTER_CONF = {
+    "log_min_messages": "debug1",
+    "log_min_error_statement": "error",
+}
+
+
+def start_cluster():
+    """The session's cluster: preloaded, CLUSTER_CONF, the extension created in `postgres`."""
+    cluster = harness.Cluster().start(preload=True, conf=CLUSTER_CONF)
+    try:
+        conn = cluster.connect()
+        try:
+            conn.cursor().execute("CREATE EXTENSION dci_client CASCADE")
+        finally:
+            conn.close()
+    except BaseException:
+        cluster.cleanup()
+        raise
+    return cluster
+
 
 class Env:
-    def __init__(self):
-        self.certdir = tempfile.mkdtemp(prefix="dci_certs_")
-        os.chmod(self.certdir, 0o755)
-        harness.make_certs(self.certdir)
-        self.mock = harness.MockRegistry().start(self.certdir)
-        self.cluster = harness.Cluster().start(preload=True, conf={
-            "log_min_messages": "debug1",
-            "log_min_error_statement": "error",
-        })
+    def __init__(self, certdir, mock, cluster):
+        """certdir: the test certificates (harness.make_certs); mock: a started
+        harness.MockRegistry; cluster: the session's cluster (start_cluster).
+        Their owner stops them; close() stops only what Env started itself."""
+        self.certdir = certdir
+        self.mock = mock
+        self.cluster = cluster
         self._nopreload = None
-        with self.connect() as conn:
-            conn.cursor().execute("CREATE EXTENSION dci_client CASCADE")
 
     # -- clusters --------------------------------------------------------
     def connect(self, cluster=None, **kw):
@@ -79,10 +96,9 @@ class Env:
             return cur.fetchall() if cur.description else None
 
     def close(self):
-        for obj in (self._nopreload, self.cluster):
-            if obj is not None:
-                obj.cleanup()
-        self.mock.stop()
+        if self._nopreload is not None:
+            self._nopreload.cleanup()
+            self._nopreload = None
 
 
 def expect_error(cur, pgcode, sql, params=None, contains=None):
