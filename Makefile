@@ -23,7 +23,7 @@ REGRESS_OPTS = --load-extension=pgcrypto
 # and fuzz binaries, fuzz artefacts, curl_loop and bench/out, Python caches
 EXTRA_CLEAN = test/unit/*_test test/fuzz/*_fuzz \
               $(foreach k,crash leak timeout oom slow-unit,test/fuzz/*-$(k)-*) \
-              bench/curl_loop bench/out .pytest_cache \
+              bench/curl_loop bench/out .pytest_cache dist \
               $(shell find . -name __pycache__ -type d -not -path './.git/*')
 
 PG_CONFIG ?= pg_config
@@ -135,3 +135,27 @@ bench: deps
 valgrind: all install
 	bash test/support/valgrind.sh
 .PHONY: valgrind
+
+# ---- packages ----
+# `make deb`: the Debian package postgresql-15-dci-client (debian/, built with
+# pg_buildext from Debian's packages only) in dist/.  dpkg-buildpackage writes
+# next to the source tree, so it runs on a copy of the tracked files in a
+# temporary directory, never in or beside the repository.
+DISTVERSION = $(shell $(PYTHON) -c "import json; print(json.load(open('META.json'))['version'])")
+
+deb: deps
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	mkdir -p "$$tmp/src" dist; \
+	git ls-files -z --cached --others --exclude-standard | \
+		(cd . && xargs -0 cp --parents -t "$$tmp/src"); \
+	(cd "$$tmp/src" && dpkg-buildpackage -us -uc -b > "$$tmp/build.log" 2>&1) || \
+		{ tail -40 "$$tmp/build.log"; exit 1; }; \
+	cp "$$tmp"/*.deb dist/; ls dist/*.deb
+
+# `make dist`: the PGXN source archive (META.json at its top) in dist/
+dist:
+	@mkdir -p dist
+	git archive --format zip --prefix=dci_client-$(DISTVERSION)/ -o dist/dci_client-$(DISTVERSION).zip HEAD
+	@echo dist/dci_client-$(DISTVERSION).zip
+
+.PHONY: deb dist

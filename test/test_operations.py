@@ -7,7 +7,7 @@ EXTENSION / CREATE EXTENSION leaves nothing behind and starts clean.
 `make installcheck` against an existing cluster is what test_regress.py
 does (PGHOST/PGPORT + the MOCK_* variables); it is not run twice.
 """
-import glob, os, re, subprocess, tempfile
+import glob, os, re, subprocess, tempfile, time
 from contextlib import closing
 
 import psycopg2
@@ -83,7 +83,27 @@ def _objects(db):
     cons = db.execute("""
         SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint
          WHERE conrelid::regclass::text LIKE 'dci\\_%' ORDER BY 1, 2""")
-    return {"objects": [r[0] for r in rows], "columns": cols, "functions": funcs, "constraints": cons}
+    # whole definitions: SQL-standard bodies, triggers (and how they are enabled), indexes, views, grants
+    defs = db.execute("""
+        SELECT p.oid::regprocedure::text, pg_get_functiondef(p.oid)
+          FROM pg_proc p JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
+          JOIN pg_extension e ON d.refobjid = e.oid AND e.extname = 'dci_client'
+         WHERE p.prokind = 'f'
+         ORDER BY 1""")
+    trig = db.execute("""
+        SELECT tgrelid::regclass::text, tgname, tgenabled, pg_get_triggerdef(oid) FROM pg_trigger
+         WHERE tgrelid::regclass::text LIKE 'dci\\_%' AND NOT tgisinternal ORDER BY 1, 2""")
+    idx = db.execute("""
+        SELECT indexrelid::regclass::text, pg_get_indexdef(indexrelid) FROM pg_index
+         WHERE indrelid::regclass::text LIKE 'dci\\_%' ORDER BY 1""")
+    views = db.execute("""
+        SELECT c.relname, pg_get_viewdef(c.oid), coalesce(c.relacl::text, '') FROM pg_class c
+         WHERE c.relname LIKE 'dci\\_%' AND c.relkind IN ('v', 'r') ORDER BY 1""")
+    config = db.execute("""
+        SELECT unnest(extconfig)::regclass::text, unnest(extcondition) FROM pg_extension
+         WHERE extname = 'dci_client' ORDER BY 1""")
+    return {"objects": [r[0] for r in rows], "columns": cols, "functions": funcs, "constraints": cons,
+            "definitions": defs, "triggers": trig, "indexes": idx, "relations": views, "config": config}
 
 
 def _key_id(db, c):
@@ -206,7 +226,8 @@ def test_alter_extension_update_from_every_version(env):
     with _Database(env.cluster, "ops_fresh") as fresh:
         want = _objects(fresh)
         assert len(want["objects"]) > 40, want["objects"]
-        for v in sources:                      # none while 0.1 is the only version
+        assert sources == ["0.1"] or default != "0.2", sources
+        for v in sources:
             with _Database(env.cluster, "ops_from", extension=False) as db:
                 db.execute("CREATE EXTENSION dci_client VERSION %s CASCADE" % psycopg2.extensions.QuotedString(v).getquoted().decode())
                 _add_sources(env, db)
@@ -305,3 +326,65 @@ def test_readme_operations_examples(env):
                 assert cur.fetchall() is not None
         cur.execute("SELECT calls, errors FROM dci_source_stats WHERE source = %s", (src,))
         assert cur.fetchone() == (1, 1)
+
+
+# ---------------------------------------------------------------- upgrade from 0.1, with data
+def test_upgrade_from_0_1_keeps_secrets_keys_and_log(env):
+    """A database at 0.1 with sources, secrets, a signing key and log rows:
+    ALTER EXTENSION UPDATE to 0.2 keeps every secret decryptable, every
+    function working, and the upgraded database dumps and restores."""
+    with tempfile.TemporaryDirectory() as tmp, \
+            _Database(env.cluster, "ops_up01", extension=False) as db, \
+            _Database(env.cluster, "ops_up01_restored", extension=False) as restored:
+        db.execute("CREATE EXTENSION dci_client VERSION '0.1' CASCADE")
+        _add_sources(env, db)
+        db.execute("UPDATE dci_data_source SET sender_id = 'openspp.test'")
+        key = db.execute("SELECT dci_generate_signing_key('up-key')")[0][0]
+        db.execute("UPDATE dci_data_source SET signing_key_id = %s WHERE code = 'dr'", (key,))
+        with closing(db.connect()) as conn:
+            cur = conn.cursor()
+            cur.execute("SET dci_client.log_requests = 'all'")
+            cur.execute("SELECT status FROM dci_request('crvs', 'GET', '/echo')")
+        deadline = time.time() + 10
+        while time.time() < deadline and db.execute("SELECT count(*) FROM dci_request_log")[0][0] == 0:
+            time.sleep(0.1)
+        log_before = db.execute("SELECT count(*) FROM dci_request_log")[0][0]
+        assert log_before >= 1
+        before = db.execute("SELECT code, client_secret_encrypted, bearer_token_encrypted FROM dci_data_source ORDER BY id")
+
+        db.execute("ALTER EXTENSION dci_client UPDATE")
+        assert db.execute("SELECT extversion FROM pg_extension WHERE extname = 'dci_client'") == [("0.2",)]
+        # the ciphertext is untouched, and it still decrypts
+        assert db.execute("SELECT code, client_secret_encrypted, bearer_token_encrypted FROM dci_data_source ORDER BY id") == before
+        assert db.execute("SELECT count(*) FROM dci_request_log")[0][0] >= log_before
+        with closing(db.connect()) as conn:
+            cur = conn.cursor()
+            for c in ("crvs", "dr"):
+                cur.execute("SELECT dci_get_token(%s, true)", (c,))
+                assert cur.fetchone()[0].startswith("tok-"), c
+            cur.execute("SELECT dci_get_token('ibr')")
+            assert cur.fetchone() == ("static-bearer-token-1",)
+            cur.execute("SELECT dci_envelope('dr', 'search', '{}') ->> 'signature'")
+            assert cur.fetchone()[0].startswith('namespace="dci"')
+            cur.execute("SELECT count(*) FROM dci_search_by_id('crvs', 'UIN', '1')")
+            assert cur.fetchone() == (1,)
+            cur.execute("SELECT dci_clear_secret('crvs', 'client_secret')")
+            cur.execute("SELECT client_secret_set FROM dci_data_source WHERE code = 'crvs'")
+            assert cur.fetchone() == (False,)
+            # the 0.2 rules hold on the upgraded table (the trigger; the old CHECKs are gone)
+            cur.execute("SELECT count(*) FROM pg_constraint WHERE conname = 'dci_data_source_auth_type_check'")
+            assert cur.fetchone() == (0,)
+            try:
+                cur.execute("UPDATE dci_data_source SET auth_type = 'basic' WHERE code = 'dr'")
+                raise AssertionError("a bad auth_type was accepted")
+            except psycopg2.Error as e:
+                assert e.pgcode == "23514", e.pgcode
+        dump = os.path.join(tmp, "up.dump")
+        _pg(env.cluster, "pg_dump", "-Fc", "-f", dump, db.name)
+        _pg(env.cluster, "pg_restore", "--exit-on-error", "-d", restored.name, dump)
+        assert restored.execute("SELECT extversion FROM pg_extension WHERE extname = 'dci_client'") == [("0.2",)]
+        with closing(restored.connect()) as conn:
+            cur = conn.cursor()
+            cur.execute("SELECT dci_get_token('dr', true)")
+            assert cur.fetchone()[0].startswith("tok-")
+        assert _objects(restored) == _objects(db)

@@ -4,7 +4,8 @@
 set -euo pipefail
 pkgs=(postgresql-15 postgresql-contrib postgresql-server-dev-15 libcurl4-openssl-dev
       libjson-c-dev libssl-dev pkg-config make gcc openssl python3 python3-psycopg2 python3-pytest
-      python3-cryptography clang libclang-rt-14-dev)
+      python3-cryptography clang libclang-rt-14-dev
+      debhelper postgresql-server-dev-all dpkg-dev)   # the last three: make deb and its test
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
