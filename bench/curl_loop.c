@@ -28,20 +28,20 @@
 
 typedef struct
 {
-	char	   *data;
-	size_t		len;
-	size_t		cap;
+	char  *data;
+	size_t len;
+	size_t cap;
 } Buf;
 
 static size_t
 write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
-	Buf		   *b = userdata;
-	size_t		n = size * nmemb;
+	Buf	  *b = userdata;
+	size_t n = size * nmemb;
 
 	if (b->len + n + 1 > b->cap)
 	{
-		size_t		cap = b->cap ? b->cap : 4096;
+		size_t cap = b->cap ? b->cap : 4096;
 
 		while (b->len + n + 1 > cap)
 			cap *= 2;
@@ -60,7 +60,7 @@ write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 static size_t
 make_body(char *out, long i)
 {
-	int			n = snprintf(out, BODY_LEN + 1, "{\"n\":%ld,\"pad\":\"", 1000000 + (i % 9000000));
+	int n = snprintf(out, BODY_LEN + 1, "{\"n\":%ld,\"pad\":\"", 1000000 + (i % 9000000));
 
 	memset(out + n, 'x', BODY_LEN - n - 2);
 	out[BODY_LEN - 2] = '"';
@@ -72,7 +72,7 @@ make_body(char *out, long i)
 static CURL *
 new_handle(const char *url, struct curl_slist *headers, Buf *buf)
 {
-	CURL	   *h = curl_easy_init();
+	CURL *h = curl_easy_init();
 
 	if (h == NULL)
 	{
@@ -91,9 +91,9 @@ new_handle(const char *url, struct curl_slist *headers, Buf *buf)
 static void
 one_call(CURL *h, Buf *buf, char *body, long i)
 {
-	CURLcode	rc;
-	long		status = 0;
-	size_t		len = make_body(body, i);
+	CURLcode rc;
+	long	 status = 0;
+	size_t	 len = make_body(body, i);
 
 	buf->len = 0;
 	curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long) len);
@@ -115,15 +115,15 @@ one_call(CURL *h, Buf *buf, char *body, long i)
 int
 main(int argc, char **argv)
 {
-	const char *url;
-	long		n;
-	int			fresh;
+	const char		  *url;
+	long			   n;
+	int				   fresh;
 	struct curl_slist *headers = NULL;
-	Buf			buf = {0};
-	char		body[BODY_LEN + 1];
-	struct timespec t0, t1;
-	double		us;
-	CURL	   *h = NULL;
+	Buf				   buf = {0};
+	char			   body[BODY_LEN + 1];
+	struct timespec	   t0, t1;
+	double			   us;
+	CURL			  *h = NULL;
 
 	if (argc < 3)
 	{
@@ -144,7 +144,7 @@ main(int argc, char **argv)
 	if (!fresh)
 	{
 		h = new_handle(url, headers, &buf);
-		one_call(h, &buf, body, 0);		/* warm-up: connect */
+		one_call(h, &buf, body, 0); /* warm-up: connect */
 	}
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);

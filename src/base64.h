@@ -15,8 +15,8 @@ extern char *dci_b64_encode(const unsigned char *data, size_t len, bool url);
 
 /*
  * Strict decoding of exactly len characters: the alphabet asked for (url:
- * no padding; standard: padding to a multiple of 4), no whitespace, unused
- * trailing bits zero, so that each value has one encoding.  The bytes have
+ * no padding, unused trailing bits zero, so that each value has one
+ * encoding; standard: padding to a multiple of 4), no whitespace.  The bytes have
  * a NUL after them (not counted in *out_len); NULL when invalid.
  */
 extern unsigned char *dci_b64_decode(const char *s, size_t len, bool url, size_t *out_len);

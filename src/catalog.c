@@ -70,6 +70,14 @@ extension_namespace(Oid ext)
 	return nsp;
 }
 
+void
+dci_catalog_forget(void)
+{
+	schema_oid = InvalidOid;
+	source_table = InvalidOid;
+	signing_key_table = InvalidOid;
+}
+
 Oid
 dci_extension_schema(bool missing_ok)
 {

@@ -11,6 +11,8 @@
 
 /* the extension's schema (from pg_extension); InvalidOid if missing_ok and not installed */
 extern Oid dci_extension_schema(bool missing_ok);
+/* forget the cached OIDs (the request-log writer, before each batch) */
+extern void dci_catalog_forget(void);
 /* dci_data_source / dci_signing_key (they change when the extension is re-created) */
 extern Oid dci_source_table_oid(void);
 extern Oid dci_signing_key_table_oid(void);

@@ -324,17 +324,14 @@ refuse_http_status(DciSource *src, const char *what, const DciHttpResponse *resp
 					src->code, what, resp->status, *why ? ": " : "", why)));
 }
 
-/* an acknowledgement NACK/ERR, or a header status rjct: DC007 with the reason */
+/* an acknowledgement NACK/ERR (also where a sync endpoint should have answered): DC007 */
 static void
-refuse_rejection(DciSource *src, const char *what, Jsonb *jb)
+refuse_negative_ack(DciSource *src, const char *what, Jsonb *jb)
 {
 	JsonbContainer *m = dci_jobject(dci_jget(&jb->root, "message"));
-	JsonbContainer *header = dci_jobject(dci_jget(&jb->root, "header"));
 	char		   *ack = dci_jstring(dci_jget(m, "ack_status"));
-	char		   *status = dci_jstring(dci_jget(header, "status"));
 	char		   *why;
 
-	/* also where a sync endpoint should have answered */
 	if (ack && (strcmp(ack, "NACK") == 0 || strcmp(ack, "ERR") == 0))
 	{
 		why = dci_reason_text(src, dci_jobject(dci_jget(m, "error")), "code", "message");
@@ -343,6 +340,16 @@ refuse_rejection(DciSource *src, const char *what, Jsonb *jb)
 				 errmsg("registry of data source \"%s\" did not accept the %s: %s%s%s",
 						src->code, what, ack, why ? ": " : "", why ? why : "")));
 	}
+}
+
+/* a header status rjct: DC007 with the registry's reason */
+static void
+refuse_rejected_header(DciSource *src, const char *what, Jsonb *jb)
+{
+	JsonbContainer *header = dci_jobject(dci_jget(&jb->root, "header"));
+	char		   *status = dci_jstring(dci_jget(header, "status"));
+	char		   *why;
+
 	if (status && strcmp(status, "rjct") == 0)
 	{
 		why = dci_reason_text(src, header, "status_reason_code", "status_reason_message");
@@ -384,13 +391,14 @@ dci_parse_answer(DciSource *src, const char *what, const DciHttpResponse *resp, 
 
 	/* over the bytes as received */
 	dci_verify_response(src, raw, raw_len);
-	refuse_rejection(src, what, jb);
+	refuse_negative_ack(src, what, jb);
 	if (need_header && (dci_jobject(dci_jget(&jb->root, "header")) == NULL ||
 						dci_jobject(dci_jget(&jb->root, "message")) == NULL))
 		ereport(ERROR,
 				(errcode(ERRCODE_DCI_BAD_JSON),
 				 errmsg("answer to the %s from data source \"%s\" is not a DCI envelope", what, src->code),
 				 errdetail("It lacks a \"header\" or \"message\" object.")));
+	refuse_rejected_header(src, what, jb);
 	return jb;
 }
 

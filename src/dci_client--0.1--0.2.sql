@@ -26,6 +26,20 @@ ALTER TABLE dci_signing_key
     DROP CONSTRAINT dci_signing_key_algorithm_check,
     DROP CONSTRAINT dci_signing_key_state_check;
 
+-- ... and once more, AFTER, on the row as stored: a BEFORE trigger sorting
+-- after ours could change the row after it was checked.
+CREATE FUNCTION dci_data_source_check_trigger() RETURNS trigger
+    AS 'MODULE_PATHNAME', 'dci_data_source_check_trigger' LANGUAGE C;
+CREATE FUNCTION dci_signing_key_check_trigger() RETURNS trigger
+    AS 'MODULE_PATHNAME', 'dci_signing_key_check_trigger' LANGUAGE C;
+CREATE TRIGGER dci_data_source_rules AFTER INSERT OR UPDATE ON dci_data_source
+    FOR EACH ROW EXECUTE FUNCTION dci_data_source_check_trigger();
+CREATE TRIGGER dci_signing_key_rules AFTER INSERT OR UPDATE ON dci_signing_key
+    FOR EACH ROW EXECUTE FUNCTION dci_signing_key_check_trigger();
+ALTER TABLE dci_data_source ENABLE ALWAYS TRIGGER dci_data_source_rules;
+ALTER TABLE dci_signing_key ENABLE ALWAYS TRIGGER dci_signing_key_rules;
+REVOKE ALL ON FUNCTION dci_data_source_check_trigger(), dci_signing_key_check_trigger() FROM PUBLIC;
+
 -- Nothing of the extension resolves an object by name at call time: the
 -- database owner owns "public" and could rename it and plant look-alikes.
 -- dci_clear_secret is C (the table found by OID); dci_search_by_id has a

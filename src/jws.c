@@ -26,6 +26,9 @@ string_member(struct json_object *obj, const char *name, bool *present)
 	*present = json_object_object_get_ex(obj, name, &v);
 	if (!*present || !json_object_is_type(v, json_type_string))
 		return NULL;
+	/* "RS256\u0000junk" is not "RS256" */
+	if ((size_t) json_object_get_string_len(v) != strlen(json_object_get_string(v)))
+		return NULL;
 	return strdup(json_object_get_string(v));
 }
 
@@ -49,6 +52,8 @@ dci_jws_parse(const char *s, size_t len, DciJws *j, char *err, size_t errlen)
 	struct json_tokener *tok = NULL;
 	struct json_object	*hdr = NULL;
 	bool				 present;
+	char				*canon = NULL;
+	size_t				 clen = 0;
 
 	memset(j, 0, sizeof(*j));
 	if (len > DCI_JWS_MAX)
@@ -76,11 +81,19 @@ dci_jws_parse(const char *s, size_t len, DciJws *j, char *err, size_t errlen)
 		dci_sig_set_err(err, errlen, "a JWS part is not unpadded base64url");
 		goto fail;
 	}
-	/* json-c keeps the last of repeated names, as RFC 7515 §4 allows */
-	tok = json_tokener_new_ex(JSON_TOKENER_DEFAULT_DEPTH);
-	hdr = tok ? json_tokener_parse_ex(tok, j->header, (int) j->header_len) : NULL;
+	/*
+	 * The grammar is Python's json (the canonicaliser: no comments, single
+	 * quotes, trailing commas or raw control characters, and it keeps the
+	 * last of repeated names, as RFC 7515 §4 allows); its canonical text is
+	 * then read with json-c in strict mode for the members.
+	 */
+	canon = cj_canonicalize(j->header, j->header_len, &clen, NULL, 0);
+	tok = canon ? json_tokener_new_ex(JSON_TOKENER_DEFAULT_DEPTH) : NULL;
+	if (tok)
+		json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+	hdr = tok ? json_tokener_parse_ex(tok, canon, (int) clen) : NULL;
 	if (hdr == NULL || json_tokener_get_error(tok) != json_tokener_success ||
-		json_tokener_get_parse_end(tok) != j->header_len ||
+		json_tokener_get_parse_end(tok) != clen ||
 		!json_object_is_type(hdr, json_type_object))
 	{
 		dci_sig_set_err(err, errlen, "the JWS header is not a JSON object");
@@ -104,9 +117,11 @@ dci_jws_parse(const char *s, size_t len, DciJws *j, char *err, size_t errlen)
 	}
 	json_object_put(hdr);
 	json_tokener_free(tok);
+	free(canon);
 	j->signing_input_len = d2 - s;
 	return true;
 fail:
+	free(canon);
 	if (hdr)
 		json_object_put(hdr);
 	if (tok)

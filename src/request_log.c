@@ -457,13 +457,13 @@ take_records(LogRecord *out, int max, bool retire)
 /*
  * Take the locks an INSERT needs, the table's and its identity sequence's,
  * without waiting: holding one while waiting for the other deadlocks with a
- * DROP EXTENSION that locks them the other way round.  A few tries, then the
- * batch is given up (a table being dropped will not take it anyway).
+ * DROP EXTENSION that locks them the other way round.  A few tries; the
+ * writer then keeps the batch and comes back (write_batch returns 0).
  */
 static bool
 lock_log_table(Oid rel)
 {
-	for (int attempt = 0; attempt < 20; attempt++)
+	for (int attempt = 0; attempt < 5; attempt++)
 	{
 		if (ConditionalLockRelationOid(rel, RowExclusiveLock))
 		{
@@ -496,10 +496,12 @@ lock_log_table(Oid rel)
 	return false;
 }
 
-static void
+/* 1: written; 0: the table stayed locked, try again; -1: no table (the extension is gone) */
+static int
 write_batch(LogRecord *recs, int n, bool purge)
 {
 	char *table = NULL;
+	int	  result = 1;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -507,16 +509,21 @@ write_batch(LogRecord *recs, int n, bool purge)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, "writing dci_client request log");
 
+	/* another database's extension, or one re-created elsewhere: look again each batch */
+	dci_catalog_forget();
 	if (OidIsValid(dci_extension_schema(true)))
 	{
 		Oid rel = get_relname_relid("dci_request_log", dci_extension_schema(true));
 
-		if (OidIsValid(rel) && lock_log_table(rel))
+		if (!OidIsValid(rel))
+			result = -1;
+		else if (lock_log_table(rel))
 			table = dci_qualified_table_name(rel);
-		else if (OidIsValid(rel))
-			ereport(LOG,
-					(errmsg("dci_client request log: dci_request_log stayed locked, %d record(s) not written", n)));
+		else
+			result = 0;
 	}
+	else
+		result = -1;
 	if (table != NULL)
 	{
 		char *insert = psprintf("INSERT INTO %s (logged_at, source_id, source, method, path, "
@@ -565,6 +572,7 @@ write_batch(LogRecord *recs, int n, bool purge)
 	CommitTransactionCommand();
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
+	return result;
 }
 
 void
@@ -619,7 +627,17 @@ dci_log_worker_main(Datum arg)
 			break; /* retired: the slot is free again */
 		while (n > 0 || purge)
 		{
-			write_batch(batch, Max(n, 0), purge);
+			int written;
+
+			/* a locked table (CREATE INDEX, a long LOCK): keep the batch, come back */
+			while ((written = write_batch(batch, Max(n, 0), purge)) == 0 && !got_sigterm)
+			{
+				(void) WaitLatch(MyLatch, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 200, PG_WAIT_EXTENSION);
+				CHECK_FOR_INTERRUPTS();
+			}
+			if (written < 0 && n > 0)
+				ereport(DEBUG1,
+						(errmsg("dci_client request log: no dci_request_log here, %d record(s) not written", n)));
 			if (purge)
 				last_purge = now;
 			purge = false;

@@ -16,20 +16,20 @@
 #include "host_rules.h"
 #include "settings.h"
 
-int	  dci_log_requests = DCI_LOG_ERRORS;
-int	  dci_log_retention_days = 30;
-char *dci_key_file = NULL;
-char *dci_retired_key_files = NULL;
-char *dci_allowed_hosts = NULL;
-char *dci_proxy = NULL;
-char *dci_user_agent = NULL;
-int	  dci_timeout_ms = 30000;
-int	  dci_connect_timeout_ms = 10000;
-int	  dci_max_response_bytes = 16 * 1024 * 1024;
-int	  dci_max_retries = 2;
-int	  dci_token_refresh_margin_s = 60;
-int	  dci_token_min_interval_ms = 1000;
-int	  dci_shared_token_slots = 64;
+int			 dci_log_requests = DCI_LOG_ERRORS;
+int			 dci_log_retention_days = 30;
+char		*dci_key_file = NULL;
+char		*dci_retired_key_files = NULL;
+static char *dci_allowed_hosts = NULL;
+char		*dci_proxy = NULL;
+char		*dci_user_agent = NULL;
+int			 dci_timeout_ms = 30000;
+int			 dci_connect_timeout_ms = 10000;
+int			 dci_max_response_bytes = 16 * 1024 * 1024;
+int			 dci_max_retries = 2;
+int			 dci_token_refresh_margin_s = 60;
+int			 dci_token_min_interval_ms = 1000;
+int			 dci_shared_token_slots = 64;
 
 /*
  * allowed_hosts as parsed by its check hook (GUC's "extra"; NULL: empty).

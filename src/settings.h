@@ -9,7 +9,6 @@
 
 extern char *dci_key_file;
 extern char *dci_retired_key_files;
-extern char *dci_allowed_hosts;
 extern char *dci_proxy;
 extern char *dci_user_agent;
 extern int	 dci_timeout_ms;

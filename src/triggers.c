@@ -412,18 +412,21 @@ process_secrets(RowEdit *e, const SecretColumn *cols, int ncols, int32 row_id,
 	}
 }
 
+/* after: an AFTER trigger that only checks the row as it is stored */
 static RowEdit *
-begin_edit(FunctionCallInfo fcinfo, const char *fname)
+begin_edit(FunctionCallInfo fcinfo, const char *fname, bool after)
 {
 	TriggerData *td = (TriggerData *) fcinfo->context;
 	RowEdit		*e;
 
-	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(td->tg_event) ||
+	if (!CALLED_AS_TRIGGER(fcinfo) ||
+		(after ? !TRIGGER_FIRED_AFTER(td->tg_event) : !TRIGGER_FIRED_BEFORE(td->tg_event)) ||
 		!TRIGGER_FIRED_FOR_ROW(td->tg_event) ||
 		!(TRIGGER_FIRED_BY_INSERT(td->tg_event) || TRIGGER_FIRED_BY_UPDATE(td->tg_event)))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("%s must be fired BEFORE INSERT OR UPDATE FOR EACH ROW", fname)));
+				 errmsg("%s must be fired %s INSERT OR UPDATE FOR EACH ROW", fname,
+						after ? "AFTER" : "BEFORE")));
 	e = palloc0(sizeof(RowEdit));
 	e->rel = td->tg_relation;
 	e->tupdesc = RelationGetDescr(td->tg_relation);
@@ -473,7 +476,7 @@ PG_FUNCTION_INFO_V1(dci_data_source_trigger);
 Datum
 dci_data_source_trigger(PG_FUNCTION_ARGS)
 {
-	RowEdit *e = begin_edit(fcinfo, "dci_data_source_trigger");
+	RowEdit *e = begin_edit(fcinfo, "dci_data_source_trigger", false);
 	int32	 id = row_id(e);
 	bool	 trust_changed = false;
 	bool	 isnull;
@@ -504,7 +507,7 @@ PG_FUNCTION_INFO_V1(dci_signing_key_trigger);
 Datum
 dci_signing_key_trigger(PG_FUNCTION_ARGS)
 {
-	RowEdit *e = begin_edit(fcinfo, "dci_signing_key_trigger");
+	RowEdit *e = begin_edit(fcinfo, "dci_signing_key_trigger", false);
 	int32	 id = row_id(e);
 	bool	 changed = false;
 	char	*binding;
@@ -516,6 +519,31 @@ dci_signing_key_trigger(PG_FUNCTION_ARGS)
 								 NULL, true, NULL);
 	process_secrets(e, signing_key_secrets, lengthof(signing_key_secrets), id, binding, changed);
 	return finish_edit(e);
+}
+
+PG_FUNCTION_INFO_V1(dci_data_source_check_trigger);
+
+/*
+ * AFTER INSERT OR UPDATE FOR EACH ROW: the rules once more, on the row as
+ * stored.  A BEFORE trigger that sorts after ours (whoever may create
+ * triggers on the table) could change the row after it was checked; the
+ * rules live here and in dci_data_source_trigger only, not in CHECKs.
+ */
+Datum
+dci_data_source_check_trigger(PG_FUNCTION_ARGS)
+{
+	validate_source(begin_edit(fcinfo, "dci_data_source_check_trigger", true));
+	return PointerGetDatum(NULL);
+}
+
+PG_FUNCTION_INFO_V1(dci_signing_key_check_trigger);
+
+/* the same for dci_signing_key */
+Datum
+dci_signing_key_check_trigger(PG_FUNCTION_ARGS)
+{
+	validate_signing_key(begin_edit(fcinfo, "dci_signing_key_check_trigger", true));
+	return PointerGetDatum(NULL);
 }
 
 PG_FUNCTION_INFO_V1(dci_invalidate_trigger);

@@ -428,13 +428,15 @@ def test_damaged_endpoint_and_hop_by_hop_headers(env):
             expect_error(cur, "22023", "SELECT * FROM dci_request(%s, 'GET', '/echo', NULL, %s)",
                          (src, Json({h: "x"})), contains=h)
         try:
-            cur.execute("ALTER TABLE dci_data_source DISABLE TRIGGER dci_data_source_secrets")
+            cur.execute("ALTER TABLE dci_data_source DISABLE TRIGGER dci_data_source_secrets,"
+                        " DISABLE TRIGGER dci_data_source_rules")
             cur.execute("UPDATE dci_data_source SET search_endpoint = '/../x' WHERE code = %s", (src,))
             expect_error(cur, "DC001", "SELECT dci_search(%s, 'idtype-value', %s)",
                          (src, Json({"type": "UIN", "value": "1"})), contains="search_endpoint")
         finally:
             cur.execute("DELETE FROM dci_data_source WHERE code = %s", (src,))
-            cur.execute("ALTER TABLE dci_data_source ENABLE ALWAYS TRIGGER dci_data_source_secrets")
+            cur.execute("ALTER TABLE dci_data_source ENABLE ALWAYS TRIGGER dci_data_source_secrets,"
+                        " ENABLE ALWAYS TRIGGER dci_data_source_rules")
 
 
 def test_counts_beyond_int8_are_not_22003(env):
@@ -474,3 +476,54 @@ def test_planted_overload_does_not_block_install_or_upgrade(env):
     with session(env) as cur:
         for db in ("atk_plant_new", "atk_plant_up"):
             cur.execute("DROP DATABASE %s" % db)
+
+
+# ---- found by the review of issue 11 -----------------------------------------
+def test_rules_hold_after_other_before_triggers(env):
+    """The rules live in the row triggers, not in CHECKs: a BEFORE trigger that
+    sorts after ours and rewrites the row is caught by the AFTER check."""
+    src = code("atk_zz")
+    env.add_source(src)
+    with session(env) as cur:
+        cur.execute("""CREATE FUNCTION public.atk_zz_evil() RETURNS trigger LANGUAGE plpgsql AS $$
+                       BEGIN NEW.timeout_ms := -1; RETURN NEW; END $$""")
+        cur.execute("CREATE TRIGGER zz_evil BEFORE UPDATE ON dci_data_source FOR EACH ROW "
+                    "WHEN (NEW.name = 'evil') EXECUTE FUNCTION public.atk_zz_evil()")
+        try:
+            expect_error(cur, "23514", "UPDATE dci_data_source SET name = 'evil' WHERE code = %s", (src,),
+                         contains="timeout_ms")
+            cur.execute("SELECT timeout_ms FROM dci_data_source WHERE code = %s", (src,))
+            assert cur.fetchone() == (None,)
+        finally:
+            cur.execute("DROP TRIGGER zz_evil ON dci_data_source")
+            cur.execute("DROP FUNCTION public.atk_zz_evil()")
+
+
+def test_request_log_waits_out_a_locked_table(env):
+    """A lock on dci_request_log (CREATE INDEX takes SHARE) delays the
+    writer; it keeps the records and writes them once the lock is gone."""
+    src = code("atk_logk")
+    env.add_source(src)
+    locker = env.connect(autocommit=False)
+    try:
+        lcur = locker.cursor()
+        lcur.execute("LOCK dci_request_log IN SHARE MODE")
+        with session(env) as cur:
+            cur.execute("SET dci_client.log_requests = 'all'")
+            for _ in range(3):
+                request(cur, src)
+            time.sleep(2.5)
+            cur.execute("SELECT count(*) FROM dci_request_log WHERE source = %s", (src,))
+            assert cur.fetchone() == (0,)          # the lock still holds
+            locker.rollback()
+            deadline = time.time() + 10
+            n = 0
+            while time.time() < deadline:
+                cur.execute("SELECT count(*) FROM dci_request_log WHERE source = %s", (src,))
+                n = cur.fetchone()[0]
+                if n == 3:
+                    break
+                time.sleep(0.1)
+            assert n == 3, n
+    finally:
+        locker.close()

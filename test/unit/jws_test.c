@@ -168,6 +168,13 @@ refusals(DciSigKey *rsa_pub)
 		"{\"alg\":\"RS256\",\"crit\":[\"b64\"],\"b64\":false}",
 		"not json",
 		"{\"alg\":\"RS256\"} x",
+		/* what a lenient JSON reader takes, and Python's json does not */
+		"{'alg':'RS256'}",
+		"{\"alg\":\"RS256\",}",
+		"{\"alg\":\"RS256\"} /* x */",
+		"{\"alg\":\"RS256\\u0000junk\"}",
+		"{\"alg\":\"RS256\",\"kid\":\"a\tb\"}",
+		"{\"alg\":True}",
 	};
 	DciJws j;
 	char   err[256];
