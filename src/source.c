@@ -39,7 +39,8 @@
 	"client_secret_encrypted, credential_location, scope, bearer_token_encrypted, "      \
 	"sender_id, receiver_id, callback_uri, search_endpoint, ping_endpoint, timeout_ms, " \
 	"verify_ssl, ca_cert, client_cert, client_key_encrypted, extra_headers, "            \
-	"signing_key_id, registry_public_key, active, signature_format"
+	"signing_key_id, registry_public_key, active, signature_format, batch_size, "   \
+	"max_concurrency"
 
 typedef struct CacheEntry
 {
@@ -261,6 +262,10 @@ build_source(SPITupleTable *tt, HeapTuple tup)
 	src->active = DatumGetBool(required_datum(tt, tup, 25));
 	s = required_text(tt, tup, 26);
 	src->signature_format = strcmp(s, "jws") == 0 ? DCI_SIG_FORMAT_JWS : DCI_SIG_FORMAT_DCI;
+	d = SPI_getbinval(tup, tt->tupdesc, 27, &isnull);
+	src->batch_size = isnull ? DCI_DEFAULT_BATCH_SIZE : DatumGetInt32(d);
+	d = SPI_getbinval(tup, tt->tupdesc, 28, &isnull);
+	src->max_concurrency = isnull ? DCI_DEFAULT_MAX_CONCURRENCY : DatumGetInt32(d);
 	if (src->auth_type == DCI_AUTH_OAUTH2 && src->auth_url == NULL)
 		damaged_row(tt, tup, 6);
 	/* the trigger checked them, unless a superuser wrote around it */
