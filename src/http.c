@@ -930,8 +930,10 @@ dci_http_run_many(int concurrency, DciHttpNextFn next, DciHttpDoneFn done, void 
 		int			busy = 0;
 		long		max_wait = -1;
 		TimestampTz now;
+		bool		ended_any = false; /* its callback may have queued more */
 
-		/* fill the idle slots */
+		/* fill the idle slots (a finished request may have queued more: ask again) */
+		more = true;
 		for (int i = 0; i < concurrency && more; i++)
 		{
 			Slot	 *sl = &slots[i];
@@ -975,7 +977,10 @@ dci_http_run_many(int concurrency, DciHttpNextFn next, DciHttpDoneFn done, void 
 				{
 					sl->attempts++;
 					if (!slot_attempt(sl, &err))
+					{
 						slot_done(sl, done, arg, false, 0, &err);
+						ended_any = true;
+					}
 				}
 				continue;
 			}
@@ -990,6 +995,7 @@ dci_http_run_many(int concurrency, DciHttpNextFn next, DciHttpDoneFn done, void 
 				continue;
 			}
 			slot_done(sl, done, arg, o == DCI_OUTCOME_HTTP, status, &err);
+			ended_any = true;
 		}
 
 		for (int i = 0; i < concurrency; i++)
@@ -1006,10 +1012,10 @@ dci_http_run_many(int concurrency, DciHttpNextFn next, DciHttpDoneFn done, void 
 				else if (slots[i].t->finished)
 					max_wait = 0;
 			}
-		if (busy == 0 && !more)
+		if (busy == 0 && !more && !ended_any)
 			break;
 		CHECK_FOR_INTERRUPTS();
-		if (busy < concurrency && more)
+		if ((busy < concurrency && more) || ended_any)
 			continue;
 		if (max_wait == 0)
 			continue;
