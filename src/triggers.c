@@ -356,11 +356,16 @@ validate_source(RowEdit *e)
 		invalid_column(e, "timeout_ms", ERRCODE_CHECK_VIOLATION,
 					   "timeout_ms must be greater than zero, or NULL for dci_client.timeout_ms.");
 
-	d = get_new(e, "batch_size", &isnull);
+	/* columns of 0.2: absent while the schema is still 0.1 (before ALTER EXTENSION UPDATE) */
+	isnull = true;
+	if (SPI_fnumber(e->tupdesc, "batch_size") > 0)
+		d = get_new(e, "batch_size", &isnull);
 	if (!isnull && (DatumGetInt32(d) <= 0 || DatumGetInt32(d) > DCI_MAX_BATCH_SIZE))
 		invalid_column(e, "batch_size", ERRCODE_CHECK_VIOLATION,
 					   psprintf("batch_size must be between 1 and %d.", DCI_MAX_BATCH_SIZE));
-	d = get_new(e, "max_concurrency", &isnull);
+	isnull = true;
+	if (SPI_fnumber(e->tupdesc, "max_concurrency") > 0)
+		d = get_new(e, "max_concurrency", &isnull);
 	if (!isnull && (DatumGetInt32(d) <= 0 || DatumGetInt32(d) > DCI_MAX_CONCURRENCY))
 		invalid_column(e, "max_concurrency", ERRCODE_CHECK_VIOLATION,
 					   psprintf("max_concurrency must be between 1 and %d.", DCI_MAX_CONCURRENCY));
