@@ -17,6 +17,7 @@
 #include "utils/memutils.h"
 
 #include "dci_answer.h"
+#include "dci_calls.h"
 #include "dci_envelope.h"
 #include "deadline.h"
 #include "json.h"
@@ -102,17 +103,38 @@ check_search_args(SearchArgs *a)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("page_number must be 1 or more")));
-	if (a->options)
+	dci_check_search_options(a->options);
+}
+
+void
+dci_check_query_type(const char *query_type)
+{
+	bool ok = false;
+
+	for (int i = 0; i < lengthof(query_types); i++)
+		if (query_type && strcmp(query_type, query_types[i]) == 0)
+			ok = true;
+	if (!ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid query_type \"%s\"", query_type ? query_type : "NULL"),
+				 errhint("Use idtype-value, expression, predicate or graphql.")));
+}
+
+void
+dci_check_search_options(Jsonb *options)
+{
+	if (options)
 	{
 		JsonbIterator	  *it;
 		JsonbValue		   v;
 		JsonbIteratorToken tok;
 
-		if (!JB_ROOT_IS_OBJECT(a->options) || JB_ROOT_IS_SCALAR(a->options))
+		if (!JB_ROOT_IS_OBJECT(options) || JB_ROOT_IS_SCALAR(options))
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("options must be a JSON object")));
-		it = JsonbIteratorInit(&a->options->root);
+		it = JsonbIteratorInit(&options->root);
 		while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
 		{
 			char *key;
@@ -163,88 +185,109 @@ option_string(Jsonb *options, const char *key)
 	return dci_jstring(v);
 }
 
+/* the message's transaction_id: the option's, or a fresh UUID */
+char *
+dci_search_transaction_id(Jsonb *options)
+{
+	char *t = option_string(options, "transaction_id");
+
+	if (t == NULL)
+	{
+		t = palloc(37);
+		dci_uuid_v4(t);
+	}
+	if (strlen(t) > 99)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("transaction_id is longer than 99 characters")));
+	return t;
+}
+
+void
+dci_append_search_item(StringInfo m, DciSource *src, const char *ref, const char *query_type,
+					   Jsonb *query, const char *reg_type_arg, Jsonb *options,
+					   int page_size, int page_number)
+{
+	char		ts[32];
+	bool		first = true;
+	bool		cfirst = true;
+	const char *reg_type = reg_type_arg ? reg_type_arg : src->registry_type;
+	char	   *locale = option_string(options, "locale");
+
+	dci_timestamp_now(ts, sizeof(ts));
+	appendStringInfoChar(m, '{');
+	dci_append_str(m, "reference_id", ref, &first);
+	dci_append_str(m, "timestamp", ts, &first);
+	dci_append_key(m, "search_criteria", &first);
+	appendStringInfoChar(m, '{');
+	dci_append_str(m, "version", DCI_VERSION_STRING, &cfirst);
+	if (reg_type)
+		dci_append_str(m, "reg_type", reg_type, &cfirst);
+	for (int i = 1; i <= 2; i++)
+	{
+		char *t = option_text(options, criteria_options[i]);
+
+		if (t)
+		{
+			dci_append_key(m, criteria_options[i], &cfirst);
+			appendStringInfoString(m, t);
+		}
+	}
+	dci_append_str(m, "query_type", query_type, &cfirst);
+	dci_append_jsonb(m, "query", query, &cfirst);
+	{
+		char *sort = option_text(options, "sort");
+
+		if (sort)
+		{
+			dci_append_key(m, "sort", &cfirst);
+			appendStringInfoString(m, sort);
+		}
+	}
+	dci_append_key(m, "pagination", &cfirst);
+	appendStringInfo(m, "{\"page_size\":%d,\"page_number\":%d}", page_size, page_number);
+	for (int i = 3; i <= 4; i++)
+	{
+		char *t = option_text(options, criteria_options[i]);
+
+		if (t)
+		{
+			dci_append_key(m, criteria_options[i], &cfirst);
+			appendStringInfoString(m, t);
+		}
+	}
+	appendStringInfoChar(m, '}');
+	if (locale)
+		dci_append_str(m, "locale", locale, &first);
+	appendStringInfoChar(m, '}');
+}
+
 /* the search message (one search_request); *txn receives the transaction id */
 static char *
 search_message(DciSource *src, SearchArgs *a, char **txn)
 {
 	StringInfoData m;
 	char		   ref[37];
-	char		   ts[32];
 	bool		   first = true;
-	bool		   cfirst = true;
-	const char	  *reg_type = a->reg_type ? a->reg_type : src->registry_type;
-	char		  *locale = option_string(a->options, "locale");
 
 	if (a->transaction_id)
 		*txn = pstrdup(a->transaction_id);
 	else
-	{
-		char *t = option_string(a->options, "transaction_id");
-
-		if (t == NULL)
-		{
-			t = palloc(37);
-			dci_uuid_v4(t);
-		}
-		*txn = t;
-	}
+		*txn = dci_search_transaction_id(a->options);
 	if (strlen(*txn) > 99)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("transaction_id is longer than 99 characters")));
 	dci_uuid_v4(ref);
-	dci_timestamp_now(ts, sizeof(ts));
 
 	initStringInfo(&m);
 	appendStringInfoChar(&m, '{');
 	dci_append_str(&m, "transaction_id", *txn, &first);
 	dci_append_key(&m, "search_request", &first);
-	appendStringInfoString(&m, "[{");
-	first = true;
-	dci_append_str(&m, "reference_id", ref, &first);
-	dci_append_str(&m, "timestamp", ts, &first);
-	dci_append_key(&m, "search_criteria", &first);
-	appendStringInfoChar(&m, '{');
-	dci_append_str(&m, "version", DCI_VERSION_STRING, &cfirst);
-	if (reg_type)
-		dci_append_str(&m, "reg_type", reg_type, &cfirst);
-	for (int i = 1; i <= 2; i++)
-	{
-		char *t = option_text(a->options, criteria_options[i]);
-
-		if (t)
-		{
-			dci_append_key(&m, criteria_options[i], &cfirst);
-			appendStringInfoString(&m, t);
-		}
-	}
-	dci_append_str(&m, "query_type", a->query_type, &cfirst);
-	dci_append_jsonb(&m, "query", a->query, &cfirst);
-	{
-		char *sort = option_text(a->options, "sort");
-
-		if (sort)
-		{
-			dci_append_key(&m, "sort", &cfirst);
-			appendStringInfoString(&m, sort);
-		}
-	}
-	dci_append_key(&m, "pagination", &cfirst);
-	appendStringInfo(&m, "{\"page_size\":%d,\"page_number\":%d}", a->page_size, a->page_number);
-	for (int i = 3; i <= 4; i++)
-	{
-		char *t = option_text(a->options, criteria_options[i]);
-
-		if (t)
-		{
-			dci_append_key(&m, criteria_options[i], &cfirst);
-			appendStringInfoString(&m, t);
-		}
-	}
-	appendStringInfoChar(&m, '}');
-	if (locale)
-		dci_append_str(&m, "locale", locale, &first);
-	appendStringInfoString(&m, "}]}");
+	appendStringInfoChar(&m, '[');
+	dci_append_search_item(&m, src, ref, a->query_type, a->query, a->reg_type, a->options,
+						   a->page_size, a->page_number);
+	appendStringInfoString(&m, "]}");
 	return m.data;
 }
 

@@ -62,3 +62,59 @@ BEGIN ATOMIC
     SELECT r FROM @extschema@.dci_search_records(source, 'idtype-value'::text,
         pg_catalog.jsonb_build_object('type', id_type, 'value', id_value), NULL::text, 100, NULL::integer) AS r;
 END;
+
+-- Bulk verification (issue 12): items per envelope and envelopes in flight
+-- per registry; the trigger checks their ranges (src/triggers.c).
+ALTER TABLE dci_data_source ADD COLUMN batch_size integer NOT NULL DEFAULT 100;
+ALTER TABLE dci_data_source ADD COLUMN max_concurrency integer NOT NULL DEFAULT 4;
+
+CREATE FUNCTION dci_search_batch(source text, query_type text, queries jsonb, reg_type text DEFAULT NULL,
+                                 options jsonb DEFAULT '{}', batch_size integer DEFAULT NULL,
+                                 concurrency integer DEFAULT NULL)
+    RETURNS TABLE(ord integer, reference_id text, status text, records jsonb, total_count bigint,
+                  reason_code text, reason_message text)
+    AS 'MODULE_PATHNAME', 'dci_search_batch' LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 1000;
+CREATE FUNCTION dci_search_batch(source integer, query_type text, queries jsonb, reg_type text DEFAULT NULL,
+                                 options jsonb DEFAULT '{}', batch_size integer DEFAULT NULL,
+                                 concurrency integer DEFAULT NULL)
+    RETURNS TABLE(ord integer, reference_id text, status text, records jsonb, total_count bigint,
+                  reason_code text, reason_message text)
+    AS 'MODULE_PATHNAME', 'dci_search_batch' LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 1000;
+
+-- The common case, a list of identifiers: a SQL-standard body bound by OID
+-- (qualified, every argument given, as dci_search_by_id).
+CREATE FUNCTION dci_search_by_ids(source text, id_type text, id_values text[], reg_type text DEFAULT NULL,
+                                  options jsonb DEFAULT '{}', batch_size integer DEFAULT NULL,
+                                  concurrency integer DEFAULT NULL)
+    RETURNS TABLE(ord integer, id_value text, status text, records jsonb, reason_code text, reason_message text)
+    LANGUAGE sql VOLATILE ROWS 1000
+BEGIN ATOMIC
+    SELECT b.ord, id_values[pg_catalog.array_lower(id_values, 1) + b.ord - 1], b.status, b.records,
+           b.reason_code, b.reason_message
+      FROM @extschema@.dci_search_batch(source, 'idtype-value'::text,
+               COALESCE((SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object('type', id_type, 'value', u.v)
+                                                     ORDER BY u.i)
+                           FROM pg_catalog.unnest(id_values) WITH ORDINALITY AS u(v, i)), '[]'::jsonb),
+               reg_type, options, batch_size, concurrency) AS b
+     ORDER BY b.ord;
+END;
+CREATE FUNCTION dci_search_by_ids(source integer, id_type text, id_values text[], reg_type text DEFAULT NULL,
+                                  options jsonb DEFAULT '{}', batch_size integer DEFAULT NULL,
+                                  concurrency integer DEFAULT NULL)
+    RETURNS TABLE(ord integer, id_value text, status text, records jsonb, reason_code text, reason_message text)
+    LANGUAGE sql VOLATILE ROWS 1000
+BEGIN ATOMIC
+    SELECT b.ord, id_values[pg_catalog.array_lower(id_values, 1) + b.ord - 1], b.status, b.records,
+           b.reason_code, b.reason_message
+      FROM @extschema@.dci_search_batch(source, 'idtype-value'::text,
+               COALESCE((SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object('type', id_type, 'value', u.v)
+                                                     ORDER BY u.i)
+                           FROM pg_catalog.unnest(id_values) WITH ORDINALITY AS u(v, i)), '[]'::jsonb),
+               reg_type, options, batch_size, concurrency) AS b
+     ORDER BY b.ord;
+END;
+
+REVOKE ALL ON FUNCTION dci_search_batch(text, text, jsonb, text, jsonb, integer, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION dci_search_batch(integer, text, jsonb, text, jsonb, integer, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION dci_search_by_ids(text, text, text[], text, jsonb, integer, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION dci_search_by_ids(integer, text, text[], text, jsonb, integer, integer) FROM PUBLIC;

@@ -41,4 +41,28 @@ typedef struct DciHttpResponse
  */
 extern bool dci_http_exchange(const DciHttpRequest *req, DciHttpResponse *resp);
 
+/* most transfers dci_http_run_many keeps in flight at once */
+#define DCI_HTTP_MAX_PARALLEL 64
+
+/*
+ * dci_http_run_many's callbacks.  next: the next request to send (it and
+ * what it points to stay valid until done is called for it), false when
+ * there is none left.  done: a request ended after its retries, as
+ * dci_http_exchange would have ended it; resp->body and resp->headers are
+ * valid only during the call.  done may run other calls (a token fetch)
+ * and may raise: an error ends every transfer.
+ */
+typedef bool (*DciHttpNextFn)(void *arg, DciHttpRequest **req, void **tag);
+typedef void (*DciHttpDoneFn)(void *arg, DciHttpRequest *req, void *tag, bool ok,
+							  DciHttpResponse *resp);
+
+/*
+ * Run the requests next() gives, up to concurrency (at most
+ * DCI_HTTP_MAX_PARALLEL) in flight at once over the backend's multi handle
+ * (connections kept alive and shared with dci_http_exchange), each with
+ * the retry rules and its own deadline.  Interruptible like
+ * dci_http_exchange.
+ */
+extern void dci_http_run_many(int concurrency, DciHttpNextFn next, DciHttpDoneFn done, void *arg);
+
 #endif /* DCI_HTTP_H */

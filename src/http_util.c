@@ -93,7 +93,6 @@ dci_header_slist(const char *const *lines)
 {
 	struct curl_slist *item = cached_slist;
 	const char *const *h = lines;
-	struct curl_slist *list = NULL;
 
 	for (; h && *h && item; h++, item = item->next)
 		if (strcmp(item->data, *h) != 0)
@@ -107,8 +106,17 @@ dci_header_slist(const char *const *lines)
 		free_slist_wiped(cached_slist);
 		cached_slist = NULL;
 	}
+	cached_slist = dci_header_slist_new(lines);
+	return cached_slist;
+}
+
+struct curl_slist *
+dci_header_slist_new(const char *const *lines)
+{
+	struct curl_slist *list = NULL;
+
 	/* the last line: no 100-continue round trip for large bodies */
-	for (h = lines;; h++)
+	for (const char *const *h = lines;; h++)
 	{
 		struct curl_slist *n = curl_slist_append(list, (h && *h) ? *h : "Expect:");
 
@@ -121,6 +129,11 @@ dci_header_slist(const char *const *lines)
 		if (h == NULL || *h == NULL)
 			break;
 	}
-	cached_slist = list;
 	return list;
+}
+
+void
+dci_header_slist_free(struct curl_slist *list)
+{
+	free_slist_wiped(list);
 }

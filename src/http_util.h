@@ -20,5 +20,8 @@ extern char *dci_url_encode(const char *s);
  * "Expect:" last; the same list as last time when the lines are equal.
  */
 extern struct curl_slist *dci_header_slist(const char *const *lines);
+/* the same, owned by the caller (several transfers at once); freed wiped */
+extern struct curl_slist *dci_header_slist_new(const char *const *lines);
+extern void				  dci_header_slist_free(struct curl_slist *list);
 
 #endif /* DCI_HTTP_UTIL_H */

@@ -111,6 +111,12 @@ build_headers(const DciSource *src, const DciHeaders *call_headers, bool has_bod
 	return lines;
 }
 
+const char **
+dci_call_headers(const DciSource *src, bool has_body, const char *authorization)
+{
+	return build_headers(src, NULL, has_body, authorization);
+}
+
 bool
 dci_call(DciSource *src, const char *method, const char *path, const char *body,
 		 size_t body_len, const DciHeaders *headers, TimestampTz deadline,

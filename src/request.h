@@ -19,6 +19,8 @@ extern bool dci_call(DciSource *src, const char *method, const char *path,
 					 const char *body, size_t body_len, const DciHeaders *headers,
 					 TimestampTz deadline, bool idempotent, bool with_auth,
 					 DciHttpResponse *resp, DciError *err);
+/* the request lines of a call without call headers: extra_headers, defaults, authorization */
+extern const char **dci_call_headers(const DciSource *src, bool has_body, const char *authorization);
 /* the body as a string of the server encoding (22021 when invalid) */
 extern char *dci_body_to_cstring(const DciSource *src, const DciHttpResponse *resp);
 

@@ -192,6 +192,19 @@ dci_log_exchange(long status, size_t bytes, int attempts)
 	current.attempts += attempts;
 }
 
+void
+dci_log_set_start(TimestampTz start)
+{
+	if (current.active)
+		current.start = start;
+}
+
+void
+dci_log_flush_failed(void)
+{
+	write_failed();
+}
+
 /* start the worker of this database, at most every WORKER_RETRY_MS */
 static void
 request_worker(LogWorkerSlot *slot)

@@ -6,6 +6,7 @@
 #define DCI_REQUEST_LOG_H
 
 #include "source.h"
+#include "utils/timestamp.h"
 
 /*
  * One call being recorded.  dci_log_begin() starts it; dci_http_exchange()
@@ -16,6 +17,13 @@ extern void dci_log_begin(const DciSource *src, const char *method, const char *
 extern void dci_log_exchange(long status, size_t bytes, int attempts);
 extern void dci_log_end(void);
 extern void dci_log_failed(void);
+/*
+ * For calls that ran before they are recorded (dci_search_batch's
+ * envelopes): when the call started; and write a failure noted by
+ * dci_log_failed now, for an error that was caught and not rethrown.
+ */
+extern void dci_log_set_start(TimestampTz start);
+extern void dci_log_flush_failed(void);
 /* a token was fetched for this source (statistics only) */
 extern void dci_log_token_fetch(const DciSource *src);
 

@@ -30,6 +30,7 @@ int			 dci_max_retries = 2;
 int			 dci_token_refresh_margin_s = 60;
 int			 dci_token_min_interval_ms = 1000;
 int			 dci_shared_token_slots = 64;
+int			 dci_max_concurrency = 16;
 
 /*
  * allowed_hosts as parsed by its check hook (GUC's "extra"; NULL: empty).
@@ -209,6 +210,12 @@ dci_define_settings(void)
 							NULL,
 							&dci_log_retention_days, 30, 1, 3650,
 							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("dci_client.max_concurrency",
+							"Most envelopes one batched search keeps in flight, whatever the data source allows.",
+							"The cluster-wide ceiling over dci_data_source.max_concurrency and the concurrency argument.",
+							&dci_max_concurrency, 16, 1, 64,
+							PGC_SUSET, 0,
 							NULL, NULL, NULL);
 	/* sizes shared memory: only meaningful (and only allowed) when preloading */
 	if (process_shared_preload_libraries_in_progress)

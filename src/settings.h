@@ -18,6 +18,7 @@ extern int	 dci_max_retries;
 extern int	 dci_token_refresh_margin_s;
 extern int	 dci_token_min_interval_ms;
 extern int	 dci_shared_token_slots;
+extern int	 dci_max_concurrency;
 
 /* parsed form of dci_client.allowed_hosts, NULL when empty */
 struct HostRules;

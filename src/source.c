@@ -40,6 +40,9 @@
 	"sender_id, receiver_id, callback_uri, search_endpoint, ping_endpoint, timeout_ms, " \
 	"verify_ssl, ca_cert, client_cert, client_key_encrypted, extra_headers, "            \
 	"signing_key_id, registry_public_key, active, signature_format"
+/* columns of 0.2, read when the schema has them (an 0.1 schema before its update has not) */
+#define SOURCE_COLUMNS_0_2 ", batch_size, max_concurrency"
+#define SOURCE_COLUMNS_0_1 ", NULL::integer, NULL::integer"
 
 typedef struct CacheEntry
 {
@@ -261,6 +264,10 @@ build_source(SPITupleTable *tt, HeapTuple tup)
 	src->active = DatumGetBool(required_datum(tt, tup, 25));
 	s = required_text(tt, tup, 26);
 	src->signature_format = strcmp(s, "jws") == 0 ? DCI_SIG_FORMAT_JWS : DCI_SIG_FORMAT_DCI;
+	d = SPI_getbinval(tup, tt->tupdesc, 27, &isnull);
+	src->batch_size = isnull ? DCI_DEFAULT_BATCH_SIZE : DatumGetInt32(d);
+	d = SPI_getbinval(tup, tt->tupdesc, 28, &isnull);
+	src->max_concurrency = isnull ? DCI_DEFAULT_MAX_CONCURRENCY : DatumGetInt32(d);
 	if (src->auth_type == DCI_AUTH_OAUTH2 && src->auth_url == NULL)
 		damaged_row(tt, tup, 6);
 	/* the trigger checked them, unless a superuser wrote around it */
@@ -315,7 +322,8 @@ load_source(const char *code, int32 id)
 	DciSource		  *src = NULL;
 
 	cached_table = dci_source_table_oid();
-	query = psprintf("SELECT " SOURCE_COLUMNS " FROM %s WHERE %s OPERATOR(pg_catalog.=) $1",
+	query = psprintf("SELECT " SOURCE_COLUMNS "%s FROM %s WHERE %s OPERATOR(pg_catalog.=) $1",
+					 get_attnum(cached_table, "max_concurrency") != InvalidAttrNumber ? SOURCE_COLUMNS_0_2 : SOURCE_COLUMNS_0_1,
 					 dci_qualified_table_name(cached_table), code ? "code" : "id");
 
 	/* read as the bootstrap superuser: callers need EXECUTE, not SELECT */

@@ -76,9 +76,19 @@ typedef struct DciSource
 
 	DciSigFormat signature_format;
 
+	/* dci_search_batch: items per envelope, envelopes in flight (README "Bulk verification") */
+	int batch_size;
+	int max_concurrency;
+
 	/* the session's access token while it is current (oauth.c), for redaction */
 	const char *access_token;
 } DciSource;
+
+/* the column defaults of batch_size and max_concurrency, and their upper bounds */
+#define DCI_DEFAULT_BATCH_SIZE		100
+#define DCI_DEFAULT_MAX_CONCURRENCY 4
+#define DCI_MAX_BATCH_SIZE			1000
+#define DCI_MAX_CONCURRENCY			64
 
 /* find a source by id (raises DC001 if unknown, or inactive when required) */
 extern DciSource *dci_source_by_id(int32 id, bool require_active);

@@ -26,6 +26,7 @@
 #include "json.h"
 #include "path_check.h"
 #include "secrets.h"
+#include "source.h"
 
 /* one write-only secret column and its ciphertext companion */
 typedef struct SecretColumn
@@ -354,6 +355,20 @@ validate_source(RowEdit *e)
 	if (!isnull && DatumGetInt32(d) <= 0)
 		invalid_column(e, "timeout_ms", ERRCODE_CHECK_VIOLATION,
 					   "timeout_ms must be greater than zero, or NULL for dci_client.timeout_ms.");
+
+	/* columns of 0.2: absent while the schema is still 0.1 (before ALTER EXTENSION UPDATE) */
+	isnull = true;
+	if (SPI_fnumber(e->tupdesc, "batch_size") > 0)
+		d = get_new(e, "batch_size", &isnull);
+	if (!isnull && (DatumGetInt32(d) <= 0 || DatumGetInt32(d) > DCI_MAX_BATCH_SIZE))
+		invalid_column(e, "batch_size", ERRCODE_CHECK_VIOLATION,
+					   psprintf("batch_size must be between 1 and %d.", DCI_MAX_BATCH_SIZE));
+	isnull = true;
+	if (SPI_fnumber(e->tupdesc, "max_concurrency") > 0)
+		d = get_new(e, "max_concurrency", &isnull);
+	if (!isnull && (DatumGetInt32(d) <= 0 || DatumGetInt32(d) > DCI_MAX_CONCURRENCY))
+		invalid_column(e, "max_concurrency", ERRCODE_CHECK_VIOLATION,
+					   psprintf("max_concurrency must be between 1 and %d.", DCI_MAX_CONCURRENCY));
 
 	check_pem(e, "ca_cert", get_new_text(e, "ca_cert"));
 	check_pem(e, "client_cert", get_new_text(e, "client_cert"));

@@ -204,6 +204,10 @@ class MockRegistry:
             d["expires_in_format"] = expires_in_format
         return self._ctl("/clients", d)
 
+    def search_conf(self, **conf):
+        """How the sync search endpoint behaves: delay (s), max_items (0: any), refuse (rjct | 413)."""
+        return self._ctl("/search_conf", conf)
+
     def revoke(self):
         return self._ctl("/revoke", {})
 

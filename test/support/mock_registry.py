@@ -43,6 +43,9 @@ class State:
             self.token_requests = self.token_issued = 0
             self.authorization, self.token_log = [], []
             self.dci_validation, self.dci_txns, self.dci_subscriptions = [], {}, {}
+            # batched search (issue 12): what the sync search endpoint saw, and how it behaves
+            self.search = {"envelopes": 0, "items": 0, "inflight": 0, "max_inflight": 0, "sizes": []}
+            self.search_conf = {"delay": 0.0, "max_items": 0, "refuse": "rjct"}
 
     def stats(self):
         with self.lock:
@@ -56,6 +59,7 @@ class State:
                     "dci_validation": [dict(v) for v in self.dci_validation],
                     "dci_subscriptions": json.loads(json.dumps(self.dci_subscriptions)),
                     "dci_transactions": sorted(self.dci_txns),
+                    "search": json.loads(json.dumps(self.search)),
                     "tokens_live": sum(1 for t in self.tokens.values()
                                        if not t["revoked"] and t["expires"] > time.monotonic())}
 
@@ -66,10 +70,13 @@ class State:
                 if at_accept != (f["mode"] == "close_before"):
                     continue
                 if at_accept or f["path"] in (path, "*"):
+                    if int(f["params"].get("after", 0)) > 0:       # let this many requests pass first
+                        f["params"]["after"] = int(f["params"]["after"]) - 1
+                        return None
                     f["remaining"] -= 1
                     if f["remaining"] <= 0:
                         self.faults.remove(f)
-                    return f["mode"], dict(f["params"])
+                    return f["mode"], {k: v for k, v in f["params"].items() if k != "after"}
         return None
 
     def token_ok(self, tok):
@@ -473,7 +480,27 @@ def h_dci(req):
     env = json.loads(req.body)
     m, kind = env["message"], DCI_PATHS[req.path]
     if req.path == "/registry/sync/search":
+        with STATE.lock:
+            conf = dict(STATE.search_conf)
+        n = len(m["search_request"])
+        values = [str((it["search_criteria"].get("query") or {}).get("value", ""))
+                  if isinstance(it["search_criteria"].get("query"), dict) else "" for it in m["search_request"]]
+        if conf["max_items"] and n > conf["max_items"]:     # a registry that caps its envelopes
+            if conf["refuse"] == "413":
+                return jbody({"error": "request entity too large"}, 413)
+            return dci_reject(req, "rjct.total_count.limit_exceeded",
+                              "at most %d search requests per message" % conf["max_items"])
+        if any(v.startswith("FAIL503") for v in values):
+            return jbody({"error": "mock status 503"}, 503)
+        if any(v.startswith("BADSIG") for v in values):
+            req.batch_tamper = True
         items, special = dci_search_items(req, m)
+        if items is not None and special is None:
+            for it, v in zip(items, values):
+                if v.startswith("RJCT"):
+                    it.pop("data", None)
+                    it.update({"status": "rjct", "status_reason_code": "rjct.reference_id.invalid",
+                               "status_reason_message": "no such person: %s" % v})
         if special in ("NACK", "ERR"):
             special = "HTTP400"
         if special == "SYNC_ERR":           # an acknowledgement with ERR where an answer belongs
@@ -711,6 +738,32 @@ class Handler(BaseHTTPRequestHandler):
             with STATE.lock:
                 STATE.dci_validation.append({"path": self.path, "ok": not self.dci_errors,
                                              "errors": list(self.dci_errors)})
+        counting = self.path == "/registry/sync/search" and self.method == "POST"
+        if counting:
+            try:
+                n_items = len(json.loads(self.body)["message"]["search_request"])
+            except (ValueError, KeyError, TypeError):
+                n_items = 0
+            with STATE.lock:
+                sr = STATE.search
+                sr["envelopes"] += 1
+                sr["items"] += n_items
+                sr["sizes"].append(n_items)
+                sr["inflight"] += 1
+                sr["max_inflight"] = max(sr["max_inflight"], sr["inflight"])
+                delay = STATE.search_conf["delay"]
+            try:
+                if delay:
+                    self.sleep(delay)
+                return self.dispatch_rest()
+            finally:
+                with STATE.lock:
+                    STATE.search["inflight"] -= 1
+        return self.dispatch_rest()
+
+    def dispatch_rest(self):
+        self.batch_tamper = False
+        is_token = self.path == TOKEN_PATH or self.path.endswith("/token")
         hv = self.headers.get("X-Mock-Fault")
         fault = parse_fault_header(hv) if hv else STATE.take_fault(self.path)
         if fault:
@@ -720,7 +773,7 @@ class Handler(BaseHTTPRequestHandler):
         status, headers, body = self.normal(is_token)
         sign = self.headers.get("X-Mock-Sign")
         if sign and self.path in DCI_PATHS:
-            body = sign_answer(body, sign)
+            body = sign_answer(body, "tamper" if getattr(self, "batch_tamper", False) else sign)
         self.send(status, headers, body)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = dispatch
@@ -926,6 +979,8 @@ class ControlHandler(BaseHTTPRequestHandler):
             elif p == "/expire_tokens":
                 for t in STATE.tokens.values():
                     t["expires"] = time.monotonic() - 1
+            elif p == "/search_conf":
+                STATE.search_conf.update(d)
             elif p == "/bearer":
                 STATE.bearer = list(d.get("tokens", []))
             elif p != "/reset":
