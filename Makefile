@@ -139,14 +139,15 @@ valgrind: all install
 # ---- packages ----
 # `make deb`: the Debian package postgresql-15-dci-client (debian/, built with
 # pg_buildext from Debian's packages only) in dist/.  dpkg-buildpackage writes
-# next to the source tree, so it runs on a copy of the tracked files in a
-# temporary directory, never in or beside the repository.
+# next to the source tree, so it runs on a copy of the tracked files (as they
+# are in the working tree) in a temporary directory, never in or beside the
+# repository.
 DISTVERSION = $(shell $(PYTHON) -c "import json; print(json.load(open('META.json'))['version'])")
 
 deb: deps
 	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	mkdir -p "$$tmp/src" dist; \
-	git ls-files -z --cached --others --exclude-standard | \
+	git ls-files -z --cached | \
 		(cd . && xargs -0 cp --parents -t "$$tmp/src"); \
 	(cd "$$tmp/src" && dpkg-buildpackage -us -uc -b > "$$tmp/build.log" 2>&1) || \
 		{ tail -40 "$$tmp/build.log"; exit 1; }; \

@@ -2,6 +2,24 @@
 -- script and then this one, so new and upgraded databases are the same.
 \echo Use "ALTER EXTENSION dci_client UPDATE TO '0.2'" to load this file. \quit
 
+-- Rows 0.1 took that 0.2's rules refuse would block every later UPDATE of
+-- the row (dci_test_connection records its result with one): name them now
+-- and stop, rather than upgrade into a table that cannot be written.
+DO $$
+DECLARE
+    bad text;
+BEGIN
+    SELECT string_agg(format('%s (callback_uri)', code), ', ' ORDER BY code) INTO bad
+      FROM @extschema@.dci_data_source
+     WHERE callback_uri IS NOT NULL AND callback_uri !~* '^https?://[^/?#[:space:]]+([/?][^#[:space:]]*)?$';
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'data sources with values dci_client 0.2 refuses: %', bad
+            USING ERRCODE = '23514',
+                  HINT = 'Fix or clear those columns (callback_uri must be an absolute http(s) URL), then run ALTER EXTENSION dci_client UPDATE again.';
+    END IF;
+END
+$$;
+
 -- The table's rules live in one place, the row triggers (src/triggers.c),
 -- which name the column in their messages: the CHECK constraints that
 -- repeated them go.  registry_type now takes any ns:org:RegistryType:<Name>,

@@ -388,3 +388,24 @@ def test_upgrade_from_0_1_keeps_secrets_keys_and_log(env):
             cur.execute("SELECT dci_get_token('dr', true)")
             assert cur.fetchone()[0].startswith("tok-")
         assert _objects(restored) == _objects(db)
+
+
+def test_upgrade_stops_on_rows_0_2_refuses(env):
+    """A value 0.1 took and 0.2 refuses would leave a row no UPDATE can touch
+    (dci_test_connection writes one): the upgrade names it and stops."""
+    with _Database(env.cluster, "ops_up_lax", extension=False) as db:
+        db.execute("CREATE EXTENSION dci_client VERSION '0.1' CASCADE")
+        _add_sources(env, db)
+        # a row as the 0.1 library wrote it (the 0.2 library's trigger refuses it already)
+        db.execute("ALTER TABLE dci_data_source DISABLE TRIGGER dci_data_source_secrets")
+        db.execute("UPDATE dci_data_source SET callback_uri = 'not a url' WHERE code = 'dr'")
+        db.execute("ALTER TABLE dci_data_source ENABLE ALWAYS TRIGGER dci_data_source_secrets")
+        try:
+            db.execute("ALTER EXTENSION dci_client UPDATE")
+            raise AssertionError("the upgrade went through")
+        except psycopg2.Error as e:
+            assert e.pgcode == "23514" and "dr (callback_uri)" in str(e), str(e)
+        assert db.execute("SELECT extversion FROM pg_extension WHERE extname = 'dci_client'") == [("0.1",)]
+        db.execute("UPDATE dci_data_source SET callback_uri = 'https://openspp.example/cb' WHERE code = 'dr'")
+        db.execute("ALTER EXTENSION dci_client UPDATE")
+        assert db.execute("SELECT extversion FROM pg_extension WHERE extname = 'dci_client'") == [("0.2",)]
