@@ -31,6 +31,7 @@
 #include "utils/memutils.h"
 #include "utils/tuplestore.h"
 
+#include "batch_slots.h"
 #include "dci_answer.h"
 #include "dci_calls.h"
 #include "dci_envelope.h"
@@ -42,6 +43,7 @@
 #include "secrets.h"
 #include "settings.h"
 #include "source.h"
+#include "source_stats.h"
 
 /* the envelope size that a registry accepted after refusing a larger one, per source */
 typedef struct RememberedSize
@@ -99,6 +101,10 @@ typedef struct Batch
 	MemoryContext	 rows_cxt;
 	Tuplestorestate *tupstore;
 	TupleDesc		 tupdesc;
+	DciBatchEntry	*entry;	   /* slots and progress (batch_slots.c) */
+	int				 inflight; /* envelopes of this batch holding a slot */
+	int				 answered; /* items with a succ or rjct row */
+	int				 failed;   /* items with an error row */
 } Batch;
 
 static int *
@@ -234,6 +240,19 @@ batch_next(void *arg, DciHttpRequest **req, void **tag)
 	else
 		return false;
 
+	/*
+	 * A slot of the source's max_concurrency, cluster-wide: waited for when
+	 * nothing of this batch is in flight, else tried (its transfers go on,
+	 * and the envelope is asked for again when one of them ends).
+	 */
+	if (!dci_batch_slot_acquire(b->entry, b->src->max_concurrency, b->inflight == 0))
+	{
+		e->next = b->queue;
+		b->queue = e;
+		return false;
+	}
+	b->inflight++;
+
 	old = MemoryContextSwitchTo(e->cxt);
 	if (e->body == NULL)
 		build_body(b, e);
@@ -287,6 +306,10 @@ put_row(Batch *b, int item, const char *ref, const char *status, Jsonb *records,
 	r->reason_message = message ? pstrdup(message) : NULL;
 	MemoryContextSwitchTo(old);
 	b->rows[item] = r;
+	if (strcmp(status, "error") == 0)
+		b->failed++;
+	else
+		b->answered++;
 }
 
 /* the rows that are complete from the front, in order */
@@ -435,6 +458,8 @@ batch_done(void *arg, DciHttpRequest *req, void *tag, bool ok, DciHttpResponse *
 	long status = ok ? resp->status : 0;
 
 	e->attempts += resp->attempts;
+	b->inflight--;
+	dci_batch_slot_release(b->entry);
 
 	/* a refused token: one renewal for all envelopes, each resent once */
 	if (ok && status == 401 && src->auth_type == DCI_AUTH_OAUTH2 && !e->resent_after_401)
@@ -478,9 +503,11 @@ batch_done(void *arg, DciHttpRequest *req, void *tag, bool ok, DciHttpResponse *
 	if (edata == NULL)
 	{
 		dci_log_end();
+		dci_stats_count_items(MyDatabaseId, src->table_oid, src->id, e->n);
 		MemoryContextSwitchTo(old);
 		MemoryContextDelete(e->cxt);
 		flush_rows(b);
+		dci_batch_set_progress(b->entry, b->answered, b->failed);
 		return;
 	}
 	dci_log_flush_failed();
@@ -498,10 +525,12 @@ batch_done(void *arg, DciHttpRequest *req, void *tag, bool ok, DciHttpResponse *
 		for (int i = 0; i < e->n; i++)
 			put_row(b, e->lo + i, e->refs ? e->refs[i] : NULL, "error", NULL, -1, code,
 					edata->message ? edata->message : "");
+		dci_stats_count_items(MyDatabaseId, src->table_oid, src->id, e->n);
 	}
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(e->cxt);
 	flush_rows(b);
+	dci_batch_set_progress(b->entry, b->answered, b->failed);
 }
 
 /* ---- the SQL functions ---- */
@@ -570,7 +599,19 @@ dci_search_batch(PG_FUNCTION_ARGS)
 										MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
 
 	set_token(&b, dci_call_deadline(b.src));
-	dci_http_run_many(concurrency, batch_next, batch_done, &b);
+	b.entry = dci_batch_begin(b.src->table_oid, b.src->id, b.nitems);
+	PG_TRY();
+	{
+		dci_http_run_many(concurrency, batch_next, batch_done, &b);
+	}
+	PG_CATCH();
+	{
+		/* the slots and the progress row, also on cancel */
+		dci_batch_end(b.entry);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	dci_batch_end(b.entry);
 	flush_rows(&b);
 	Assert(b.next_out == b.nitems);
 	if (b.authorization)

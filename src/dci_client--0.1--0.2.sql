@@ -118,3 +118,46 @@ REVOKE ALL ON FUNCTION dci_search_batch(text, text, jsonb, text, jsonb, integer,
 REVOKE ALL ON FUNCTION dci_search_batch(integer, text, jsonb, text, jsonb, integer, integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION dci_search_by_ids(text, text, text[], text, jsonb, integer, integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION dci_search_by_ids(integer, text, text[], text, jsonb, integer, integer) FROM PUBLIC;
+
+-- Running batches (src/batch_slots.c): one row per dci_search_batch in
+-- progress in this database, from shared memory when preloaded (all
+-- backends), else this session's.
+CREATE FUNCTION dci_batch_progress_entries(
+        OUT pid integer, OUT source_id integer, OUT items_total integer, OUT items_answered integer,
+        OUT items_failed integer, OUT envelopes_in_flight integer, OUT waiting_for_slot boolean,
+        OUT started_at timestamptz, OUT shared boolean)
+    RETURNS SETOF record AS 'MODULE_PATHNAME', 'dci_batch_progress_entries' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE VIEW dci_batch_progress AS
+SELECT b.pid,
+       b.source_id,
+       s.code AS source,
+       b.items_total,
+       b.items_answered,
+       b.items_failed,
+       b.envelopes_in_flight,
+       b.waiting_for_slot,
+       b.started_at,
+       pg_catalog.clock_timestamp() - b.started_at AS elapsed
+  FROM @extschema@.dci_batch_progress_entries() b
+  LEFT JOIN @extschema@.dci_data_source s ON s.id = b.source_id;
+REVOKE ALL ON FUNCTION dci_batch_progress_entries() FROM PUBLIC;
+REVOKE ALL ON dci_batch_progress FROM PUBLIC;
+
+-- dci_source_stats counts the items of batched envelopes too: a column at
+-- the end (the view's grants are kept).
+CREATE FUNCTION dci_source_stats_items(OUT source_id integer, OUT items bigint)
+    RETURNS SETOF record AS 'MODULE_PATHNAME', 'dci_source_stats_items' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE OR REPLACE VIEW dci_source_stats AS
+SELECT s.id AS source_id,
+       s.code AS source,
+       coalesce(t.calls, 0) AS calls,
+       coalesce(t.errors, 0) AS errors,
+       coalesce(t.token_fetches, 0) AS token_fetches,
+       t.p50_ms,
+       t.p95_ms,
+       t.last_call_at,
+       coalesce(i.items, 0) AS items
+  FROM @extschema@.dci_data_source s
+  LEFT JOIN @extschema@.dci_source_stats_entries() t ON t.source_id = s.id
+  LEFT JOIN @extschema@.dci_source_stats_items() i ON i.source_id = s.id;
+REVOKE ALL ON FUNCTION dci_source_stats_items() FROM PUBLIC;
