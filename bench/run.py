@@ -14,7 +14,13 @@ measures side by side in one run:
   4. cold calls: a new backend's first dci_request (statement time only);
   5. pgbench -c 1, 2, 4 running one dci_request per transaction;
   6. the backend's RSS before and after 100,000 calls, and the TCP connections
-     and token requests nginx saw during them.
+     and token requests nginx saw during them;
+  7. bulk verification (dci_search_by_ids) against bench/batch_registry.py, a
+     registry answering after a fixed 50 ms and serving concurrent requests:
+     sequential dci_search_by_id as the baseline, 10,000 lookups 100 per
+     envelope 8 in flight, 2,000 lookups 1 per envelope 32 in flight, a
+     registry capped at 10 per envelope, and the backend's RSS across
+     100,000 lookups.  `--batch` runs only this part (no nginx needed).
 
 Timed loops are medians of several runs, interleaved (A B C, A B C, ...).
 The table is printed and written to bench/out/results.md (raw numbers in
@@ -28,6 +34,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 OUT = os.path.join(HERE, "out")
 sys.path.insert(0, os.path.join(ROOT, "test"))
+sys.path.insert(0, HERE)
 
 
 # SIGTERM must unwind (finally + atexit stop nginx).  Installed before harness
@@ -39,6 +46,7 @@ def _sigterm(signum, frame):
 signal.signal(signal.SIGTERM, _sigterm)
 
 from support import harness  # noqa: E402
+from batch_registry import BatchRegistry  # noqa: E402
 
 PG_BIN = "/usr/lib/postgresql/15/bin"
 BODY_LEN = 313
@@ -520,6 +528,11 @@ def main():
     ap.add_argument("--cold", type=int, help="new connections for the cold call; default 20, quick 5")
     ap.add_argument("--pgbench-seconds", type=int, help="-T per pgbench run; default 10, quick 3")
     ap.add_argument("--pgbench-rounds", type=int, help="pgbench runs per client count (median); default 3, quick 1")
+    ap.add_argument("--batch", action="store_true",
+                    help="only the bulk verification part (section 7; no nginx)")
+    ap.add_argument("--batch-rss", type=int, help="lookups for the batch RSS run; default 100000, quick 20000")
+    ap.add_argument("--batch-sequential", type=int,
+                    help="sequential dci_search_by_id calls for the baseline; default 100, quick 40")
     ap.add_argument("--profile", type=int, metavar="CALLS",
                     help="instead of the bench: perf-profile one warm backend doing CALLS calls (bench/profile.sh)")
     args = ap.parse_args()
@@ -527,9 +540,12 @@ def main():
         return profile(args.profile)
     q = args.quick
     for name, full, quick in (("runs", 5, 3), ("calls", 20000, 3000), ("rss_calls", 100000, 20000),
-                              ("cold", 20, 5), ("pgbench_seconds", 10, 3), ("pgbench_rounds", 3, 1)):
+                              ("cold", 20, 5), ("pgbench_seconds", 10, 3), ("pgbench_rounds", 3, 1),
+                              ("batch_rss", 100000, 20000), ("batch_sequential", 100, 40)):
         if getattr(args, name) is None:
             setattr(args, name, quick if q else full)
+    if args.batch:
+        return batch_only(args)
     args.clients = (1, 2, 4)
     args.fresh_calls = 200
     args.warmup = 1000
@@ -669,13 +685,16 @@ def main():
         R["token_requests_total"] = whole["token_requests"]
         R["bench_body_lengths"] = whole["body_lengths"]
         R["non_200_total"] = whole["non_200"]
+
+        # ---- 7: bulk verification
+        R["batch"] = batch_bench(cluster, conn, args)
         conn.close()
         R["load_end"] = loadavg()
     finally:
         cluster.cleanup()
         nginx.stop()
 
-    report = render(R, args)
+    report = render(R, args) + render_batch(R["batch"])
     oddities = []
     if R["bench_body_lengths"] != [str(BODY_LEN)]:
         oddities.append("request body lengths seen by nginx for /bench: %s (expected %d)"
