@@ -135,7 +135,9 @@ remembered_size(const DciSource *src, bool create)
 static void
 check_queries(const char *query_type, Jsonb *queries)
 {
-	int n;
+	int			  n;
+	MemoryContext tmp;
+	MemoryContext old;
 
 	if (queries == NULL)
 		ereport(ERROR,
@@ -147,11 +149,17 @@ check_queries(const char *query_type, Jsonb *queries)
 				 errmsg("queries must be a JSON array"),
 				 errhint("Element i is the query of item i, as dci_search takes it.")));
 	n = JsonContainerSize(&queries->root);
+	/* what looking at each element allocates goes with it: memory stays flat in N */
+	tmp = AllocSetContextCreate(CurrentMemoryContext, "dci_search_batch check", ALLOCSET_SMALL_SIZES);
+	old = MemoryContextSwitchTo(tmp);
 	for (int i = 0; i < n; i++)
 	{
-		JsonbValue *v = getIthJsonbValueFromContainer(&queries->root, i);
-		bool		ok = v->type == jbvBinary;
+		JsonbValue *v;
+		bool		ok;
 
+		MemoryContextReset(tmp);
+		v = getIthJsonbValueFromContainer(&queries->root, i);
+		ok = v->type == jbvBinary;
 		CHECK_FOR_INTERRUPTS();
 		if (ok && strcmp(query_type, "idtype-value") == 0)
 		{
@@ -172,6 +180,8 @@ check_queries(const char *query_type, Jsonb *queries)
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("queries[%d] (ord %d) must be a JSON object or array", i, i + 1)));
 	}
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(tmp);
 }
 
 /* ---- envelopes ---- */
