@@ -23,6 +23,7 @@
 #include "dci_client.h"
 
 #include "catalog/pg_type.h"
+#include "utils/array.h"
 #include "funcapi.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
@@ -86,7 +87,9 @@ typedef struct Batch
 {
 	DciSource		*src;
 	const char		*query_type;
-	Jsonb			*queries;
+	Jsonb			*queries; /* dci_search_batch; NULL for dci_search_by_ids: */
+	const char		*id_type; /* ... its items are {"type": id_type, "value": ids[i]} */
+	Datum			*ids;	  /* text, pointing into the argument array */
 	const char		*reg_type;
 	Jsonb			*options;
 	int				 nitems;
@@ -199,6 +202,35 @@ new_envelope(Batch *b, int lo, int n)
 	return e;
 }
 
+/* {"type": id_type, "value": id}: built per envelope, never for all items at once */
+static Jsonb *
+id_query(const char *id_type, Datum id)
+{
+	JsonbParseState *state = NULL;
+	JsonbValue		 k;
+	JsonbValue		 v;
+	JsonbValue		*res;
+	text			*t = DatumGetTextPP(id);
+
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	k.type = jbvString;
+	k.val.string.val = "type";
+	k.val.string.len = 4;
+	pushJsonbValue(&state, WJB_KEY, &k);
+	v.type = jbvString;
+	v.val.string.val = (char *) id_type;
+	v.val.string.len = strlen(id_type);
+	pushJsonbValue(&state, WJB_VALUE, &v);
+	k.val.string.val = "value";
+	k.val.string.len = 5;
+	pushJsonbValue(&state, WJB_KEY, &k);
+	v.val.string.val = VARDATA_ANY(t);
+	v.val.string.len = VARSIZE_ANY_EXHDR(t);
+	pushJsonbValue(&state, WJB_VALUE, &v);
+	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+	return JsonbValueToJsonb(res);
+}
+
 static void
 build_body(Batch *b, Envelope *e)
 {
@@ -214,14 +246,15 @@ build_body(Batch *b, Envelope *e)
 	appendStringInfoChar(&m, '[');
 	for (int i = 0; i < e->n; i++)
 	{
-		JsonbValue *v = getIthJsonbValueFromContainer(&b->queries->root, e->lo + i);
+		Jsonb *query = b->queries ? JsonbValueToJsonb(getIthJsonbValueFromContainer(&b->queries->root, e->lo + i))
+								  : id_query(b->id_type, b->ids[e->lo + i]);
 
 		e->refs[i] = palloc(37);
 		dci_uuid_v4(e->refs[i]);
 		if (i)
 			appendStringInfoChar(&m, ',');
-		dci_append_search_item(&m, b->src, e->refs[i], b->query_type, JsonbValueToJsonb(v),
-							   b->reg_type, b->options, 100, 1);
+		dci_append_search_item(&m, b->src, e->refs[i], b->query_type, query, b->reg_type, b->options,
+							   100, 1);
 	}
 	appendStringInfoString(&m, "]}");
 	/* signed per envelope */
@@ -333,8 +366,17 @@ flush_rows(Batch *b)
 		bool	 nulls[7] = {0};
 
 		values[0] = Int32GetDatum(b->next_out + 1);
-		nulls[1] = r->reference_id == NULL;
-		values[1] = nulls[1] ? (Datum) 0 : CStringGetTextDatum(r->reference_id);
+		if (b->ids)
+		{
+			/* dci_search_by_ids: the identifier instead of reference_id, no total_count */
+			nulls[1] = false;
+			values[1] = b->ids[b->next_out];
+		}
+		else
+		{
+			nulls[1] = r->reference_id == NULL;
+			values[1] = nulls[1] ? (Datum) 0 : CStringGetTextDatum(r->reference_id);
+		}
 		values[2] = CStringGetTextDatum(r->status);
 		nulls[3] = r->records == NULL;
 		values[3] = JsonbPGetDatum(r->records);
@@ -344,11 +386,22 @@ flush_rows(Batch *b)
 		values[5] = nulls[5] ? (Datum) 0 : CStringGetTextDatum(r->reason_code);
 		nulls[6] = r->reason_message == NULL;
 		values[6] = nulls[6] ? (Datum) 0 : CStringGetTextDatum(r->reason_message);
+		if (b->ids)
+		{
+			values[4] = values[5];
+			nulls[4] = nulls[5];
+			values[5] = values[6];
+			nulls[5] = nulls[6];
+		}
 		tuplestore_putvalues(b->tupstore, b->tupdesc, values, nulls);
 		/* the text datums made here (the tuplestore copied the row) */
-		for (int i = 1; i < 7; i++)
-			if (!nulls[i] && (i == 1 || i == 2 || i == 5 || i == 6))
-				pfree(DatumGetPointer(values[i]));
+		if (!b->ids && !nulls[1])
+			pfree(DatumGetPointer(values[1]));
+		pfree(DatumGetPointer(values[2]));
+		if (r->reason_code)
+			pfree(DatumGetPointer(b->ids ? values[4] : values[5]));
+		if (r->reason_message)
+			pfree(DatumGetPointer(b->ids ? values[5] : values[6]));
 		if (r->reference_id)
 			pfree(r->reference_id);
 		pfree(r->status);
@@ -545,35 +598,21 @@ batch_done(void *arg, DciHttpRequest *req, void *tag, bool ok, DciHttpResponse *
 
 /* ---- the SQL functions ---- */
 
-PG_FUNCTION_INFO_V1(dci_search_batch);
-
 /*
- * dci_search_batch(source, query_type, queries jsonb, reg_type, options,
- * batch_size, concurrency) RETURNS TABLE(ord, reference_id, status,
- * records, total_count, reason_code, reason_message)
+ * The arguments both functions share (reg_type, options, batch_size,
+ * concurrency: 3 to 6), then the batch: b holds its items.
  */
-Datum
-dci_search_batch(PG_FUNCTION_ARGS)
+static Datum
+run_batch(FunctionCallInfo fcinfo, Batch *b)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	Batch		   b;
-	int			   batch_size;
-	int			   concurrency;
-	int			  *size;
-	int			   envelopes;
+	int	 batch_size;
+	int	 concurrency;
+	int *size;
+	int	 envelopes;
 
-	memset(&b, 0, sizeof(b));
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("query_type must not be NULL")));
-	b.query_type = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	dci_check_query_type(b.query_type);
-	b.queries = PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2);
-	check_queries(b.query_type, b.queries);
-	b.reg_type = PG_ARGISNULL(3) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(3));
-	b.options = PG_ARGISNULL(4) ? NULL : PG_GETARG_JSONB_P(4);
-	dci_check_search_options(b.options);
+	b->reg_type = PG_ARGISNULL(3) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(3));
+	b->options = PG_ARGISNULL(4) ? NULL : PG_GETARG_JSONB_P(4);
+	dci_check_search_options(b->options);
 	if (!PG_ARGISNULL(5) && (PG_GETARG_INT32(5) < 1 || PG_GETARG_INT32(5) > DCI_MAX_BATCH_SIZE))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -584,48 +623,105 @@ dci_search_batch(PG_FUNCTION_ARGS)
 				 errmsg("concurrency must be between 1 and %d", DCI_MAX_CONCURRENCY)));
 
 	InitMaterializedSRF(fcinfo, 0);
-	b.tupstore = rsinfo->setResult;
-	b.tupdesc = rsinfo->setDesc;
-	b.nitems = JsonContainerSize(&b.queries->root);
-	if (b.nitems == 0)
-		PG_RETURN_NULL();
+	b->tupstore = ((ReturnSetInfo *) fcinfo->resultinfo)->setResult;
+	b->tupdesc = ((ReturnSetInfo *) fcinfo->resultinfo)->setDesc;
+	if (b->nitems == 0)
+		return (Datum) 0;
 
-	b.src = dci_source_from_arg(fcinfo, true);
-	batch_size = PG_ARGISNULL(5) ? b.src->batch_size : PG_GETARG_INT32(5);
-	size = remembered_size(b.src, false);
+	b->src = dci_source_from_arg(fcinfo, true);
+	batch_size = PG_ARGISNULL(5) ? b->src->batch_size : PG_GETARG_INT32(5);
+	size = remembered_size(b->src, false);
 	if (size)
 		batch_size = Min(batch_size, *size);
-	concurrency = PG_ARGISNULL(6) ? b.src->max_concurrency : PG_GETARG_INT32(6);
+	concurrency = PG_ARGISNULL(6) ? b->src->max_concurrency : PG_GETARG_INT32(6);
 	/* the registry's cap, then the cluster's */
-	concurrency = Min(concurrency, b.src->max_concurrency);
+	concurrency = Min(concurrency, b->src->max_concurrency);
 	concurrency = Min(concurrency, dci_max_concurrency);
-	envelopes = (b.nitems + batch_size - 1) / batch_size;
+	envelopes = (b->nitems + batch_size - 1) / batch_size;
 	concurrency = Max(1, Min(concurrency, envelopes));
-	b.size = batch_size;
+	b->size = batch_size;
 
-	b.call_cxt = AllocSetContextCreate(CurrentMemoryContext, "dci_search_batch", ALLOCSET_DEFAULT_SIZES);
-	b.rows_cxt = AllocSetContextCreate(b.call_cxt, "dci_search_batch rows", ALLOCSET_DEFAULT_SIZES);
-	b.rows = MemoryContextAllocExtended(b.call_cxt, sizeof(ItemRow *) * b.nitems,
-										MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	b->call_cxt = AllocSetContextCreate(CurrentMemoryContext, "dci_search_batch", ALLOCSET_DEFAULT_SIZES);
+	b->rows_cxt = AllocSetContextCreate(b->call_cxt, "dci_search_batch rows", ALLOCSET_DEFAULT_SIZES);
+	b->rows = MemoryContextAllocExtended(b->call_cxt, sizeof(ItemRow *) * b->nitems,
+										 MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
 
-	set_token(&b, dci_call_deadline(b.src));
-	b.entry = dci_batch_begin(b.src->table_oid, b.src->id, b.nitems);
+	set_token(b, dci_call_deadline(b->src));
+	b->entry = dci_batch_begin(b->src->table_oid, b->src->id, b->nitems);
 	PG_TRY();
 	{
-		dci_http_run_many(concurrency, batch_next, batch_done, &b);
+		dci_http_run_many(concurrency, batch_next, batch_done, b);
 	}
 	PG_CATCH();
 	{
 		/* the slots and the progress row, also on cancel */
-		dci_batch_end(b.entry);
+		dci_batch_end(b->entry);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
-	dci_batch_end(b.entry);
-	flush_rows(&b);
-	Assert(b.next_out == b.nitems);
-	if (b.authorization)
-		dci_secret_free(b.authorization);
-	MemoryContextDelete(b.call_cxt);
-	PG_RETURN_NULL();
+	dci_batch_end(b->entry);
+	flush_rows(b);
+	Assert(b->next_out == b->nitems);
+	if (b->authorization)
+		dci_secret_free(b->authorization);
+	MemoryContextDelete(b->call_cxt);
+	return (Datum) 0;
+}
+
+PG_FUNCTION_INFO_V1(dci_search_batch);
+
+/*
+ * dci_search_batch(source, query_type, queries jsonb, reg_type, options,
+ * batch_size, concurrency) RETURNS TABLE(ord, reference_id, status,
+ * records, total_count, reason_code, reason_message)
+ */
+Datum
+dci_search_batch(PG_FUNCTION_ARGS)
+{
+	Batch b;
+
+	memset(&b, 0, sizeof(b));
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("query_type must not be NULL")));
+	b.query_type = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	dci_check_query_type(b.query_type);
+	b.queries = PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2);
+	check_queries(b.query_type, b.queries);
+	b.nitems = JsonContainerSize(&b.queries->root);
+	return run_batch(fcinfo, &b);
+}
+
+PG_FUNCTION_INFO_V1(dci_search_by_ids);
+
+/*
+ * dci_search_by_ids(source, id_type, id_values text[], reg_type, options,
+ * batch_size, concurrency) RETURNS TABLE(ord, id_value, status, records,
+ * reason_code, reason_message): idtype-value items made per envelope from
+ * the array, so memory does not grow with the number of ids beyond the
+ * array itself and a pointer per item.
+ */
+Datum
+dci_search_by_ids(PG_FUNCTION_ARGS)
+{
+	Batch b;
+	bool *id_nulls = NULL;
+
+	memset(&b, 0, sizeof(b));
+	b.query_type = "idtype-value";
+	if (!PG_ARGISNULL(2))
+		deconstruct_array(PG_GETARG_ARRAYTYPE_P(2), TEXTOID, -1, false, TYPALIGN_INT, &b.ids, &id_nulls,
+						  &b.nitems);
+	if (b.nitems > 0 && PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("id_type must not be NULL")));
+	b.id_type = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
+	for (int i = 0; i < b.nitems; i++)
+		if (id_nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("id_values[%d] (ord %d) must not be NULL", i + 1, i + 1)));
+	return run_batch(fcinfo, &b);
 }

@@ -396,3 +396,20 @@ def test_source_stats_counts_items(env):
                     "ORDER BY ordinal_position")
         assert [r[0] for r in cur.fetchall()] == ["source_id", "source", "calls", "errors", "token_fetches",
                                                   "p50_ms", "p95_ms", "last_call_at", "items"]
+
+
+def test_by_ids_arguments(env):
+    """dci_search_by_ids builds its items per envelope from the array (batch.c)."""
+    src = _src(env, "batchidsargs")
+    with closing(env.connect()) as conn:
+        cur = conn.cursor()
+        e = expect_error(cur, "22023", "SELECT count(*) FROM dci_search_by_ids(%s, 'UIN', ARRAY['1', NULL])", (src,))
+        assert "id_values[2] (ord 2)" in str(e), e
+        expect_error(cur, "22023", "SELECT count(*) FROM dci_search_by_ids(%s, NULL, ARRAY['1'])", (src,),
+                     contains="id_type")
+        cur.execute("SELECT count(*) FROM dci_search_by_ids(%s, 'UIN', NULL)", (src,))
+        assert cur.fetchone()[0] == 0
+        # a lower bound other than 1: ord is still the position
+        cur.execute("SELECT ord, id_value, status FROM dci_search_by_ids(%s, 'UIN', '[0:2]={a1,b2,c3}'::text[])", (src,))
+        assert cur.fetchall() == [(1, "a1", "succ"), (2, "b2", "succ"), (3, "c3", "succ")]
+    assert _search_stats(env)["items"] == 3
