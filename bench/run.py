@@ -14,7 +14,13 @@ measures side by side in one run:
   4. cold calls: a new backend's first dci_request (statement time only);
   5. pgbench -c 1, 2, 4 running one dci_request per transaction;
   6. the backend's RSS before and after 100,000 calls, and the TCP connections
-     and token requests nginx saw during them.
+     and token requests nginx saw during them;
+  7. bulk verification (dci_search_by_ids) against bench/batch_registry.py, a
+     registry answering after a fixed 50 ms and serving concurrent requests:
+     sequential dci_search_by_id as the baseline, 10,000 lookups 100 per
+     envelope 8 in flight, 2,000 lookups 1 per envelope 32 in flight, a
+     registry capped at 10 per envelope, and the backend's RSS across
+     100,000 lookups.  `--batch` runs only this part (no nginx needed).
 
 Timed loops are medians of several runs, interleaved (A B C, A B C, ...).
 The table is printed and written to bench/out/results.md (raw numbers in
@@ -28,6 +34,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 OUT = os.path.join(HERE, "out")
 sys.path.insert(0, os.path.join(ROOT, "test"))
+sys.path.insert(0, HERE)
 
 
 # SIGTERM must unwind (finally + atexit stop nginx).  Installed before harness
@@ -39,6 +46,7 @@ def _sigterm(signum, frame):
 signal.signal(signal.SIGTERM, _sigterm)
 
 from support import harness  # noqa: E402
+from batch_registry import BatchRegistry  # noqa: E402
 
 PG_BIN = "/usr/lib/postgresql/15/bin"
 BODY_LEN = 313
@@ -254,6 +262,24 @@ def vmrss_kb(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     raise RuntimeError("no VmRSS for pid %d" % pid)
+
+
+def vm_kb(pid, key):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise RuntimeError("no %s for pid %d" % (key, pid))
+
+
+def reset_hwm(pid):
+    """VmHWM back to the current RSS (Linux clear_refs 5); False where not allowed"""
+    try:
+        with open("/proc/%d/clear_refs" % pid, "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
 
 
 def pgbench(cluster, script, clients, seconds):
@@ -510,6 +536,136 @@ def profile(calls):
     return 0
 
 
+# ---------------------------------------------------------------- 7: bulk verification
+BATCH_SOURCE, CAPPED_SOURCE = "bench_batch", "bench_capped"
+BY_IDS = ("SELECT count(*) FILTER (WHERE status = 'succ' AND records->0->'identifier'->0->>'identifier_value' = id_value), "
+          "count(*) FROM dci_search_by_ids(%(src)s, 'UIN', "
+          "(SELECT array_agg(lpad((g + %(base)s)::text, 9, '0') ORDER BY g) FROM generate_series(1, %(n)s) g), "
+          "batch_size => %(size)s, concurrency => %(conc)s)")
+SEQUENTIAL = ("SELECT count(*) FROM generate_series(1, %(n)s) g, "
+              "LATERAL dci_search_by_id(%(src)s, 'UIN', lpad(g::text, 9, '0')) r")
+
+
+def batch_setup(cur, registry, capped):
+    for src, reg in ((BATCH_SOURCE, registry), (CAPPED_SOURCE, capped)):
+        cur.execute("""
+            INSERT INTO dci_data_source (code, name, registry_type, base_url, auth_type, bearer_token,
+                                         sender_id, batch_size, max_concurrency)
+            VALUES (%s, 'batch bench registry', 'ns:org:RegistryType:Civil', %s, 'bearer', 'bench-bearer',
+                    'bench.example.org', 100, 32)""", (src, reg.url))
+
+
+def batch_run(cur, reg, src, n, size, conc, base=0):
+    """seconds, items answered correctly, rows, and the registry's counters"""
+    reg.reset()
+    t0 = time.perf_counter()
+    cur.execute(BY_IDS, {"src": src, "n": n, "size": size, "conc": conc, "base": base})
+    ok, rows = cur.fetchone()
+    dt = time.perf_counter() - t0
+    if rows != n:
+        raise RuntimeError("dci_search_by_ids gave %d rows for %d lookups" % (rows, n))
+    return {"lookups": n, "size": size, "conc": conc, "s": dt, "ok": ok, "envelopes": reg.envelopes,
+            "max_inflight": reg.max_inflight}
+
+
+def batch_bench(cluster, conn, args):
+    """Section 7 on a fresh backend of the cluster; conn creates the sources."""
+    registry = BatchRegistry(delay=0.05).start()
+    capped = BatchRegistry(delay=0.05, max_items=10).start()
+    B = {"delay_ms": 50}
+    try:
+        batch_setup(conn.cursor(), registry, capped)
+        c = cluster.connect()
+        k = c.cursor()
+        k.execute("SET dci_client.max_concurrency = 32")
+        k.execute("SELECT pg_backend_pid()")
+        pid = k.fetchone()[0]
+        batch_run(k, registry, BATCH_SOURCE, 200, 100, 8)      # warm: connections, caches
+        log("batch: sequential dci_search_by_id x %d" % args.batch_sequential)
+        t0 = time.perf_counter()
+        k.execute(SEQUENTIAL, {"n": args.batch_sequential, "src": BATCH_SOURCE})
+        if k.fetchone()[0] != args.batch_sequential:
+            raise RuntimeError("sequential lookups did not all answer one record")
+        B["seq_s_per_lookup"] = (time.perf_counter() - t0) / args.batch_sequential
+        B["seq_n"] = args.batch_sequential
+        log("batch: 10,000 lookups, 100 per envelope, 8 in flight")
+        B["big"] = batch_run(k, registry, BATCH_SOURCE, 10000, 100, 8)
+        log("batch: 2,000 lookups, 1 per envelope, 32 in flight")
+        B["single"] = batch_run(k, registry, BATCH_SOURCE, 2000, 1, 32)
+        log("batch: 1,000 lookups against a registry capped at 10 per envelope")
+        B["capped"] = batch_run(k, capped, CAPPED_SOURCE, 1000, 100, 8)
+        B["rss"] = []
+        for n in (args.batch_rss // 10, args.batch_rss):
+            log("batch: RSS across %d lookups" % n)
+            before = vm_kb(pid, "VmRSS")
+            hwm = reset_hwm(pid)
+            B["rss_run"] = batch_run(k, registry, BATCH_SOURCE, n, 100, 8, base=100000)
+            B["rss"].append({"lookups": n, "before_kb": before, "after_kb": vm_kb(pid, "VmRSS"),
+                             "peak_kb": vm_kb(pid, "VmHWM") if hwm else None})
+        c.close()
+    finally:
+        registry.stop()
+        capped.stop()
+    return B
+
+
+def render_batch(B):
+    seq = B["seq_s_per_lookup"]
+    L = ["", "### Bulk verification (a registry answering after %d ms, concurrently)" % B["delay_ms"], "",
+         "| run | lookups | per envelope | in flight | time | per lookup | vs sequential | envelopes | most in flight | answered | target |",
+         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    L.append("| sequential `dci_search_by_id` (%d measured, extrapolated) | 10,000 | 1 | 1 | %.1f s | %.1f ms | 1× | 10,000 | 1 | %d of %d | baseline |"
+             % (B["seq_n"], seq * 10000, seq * 1000, B["seq_n"], B["seq_n"]))
+    targets = {
+        "big": lambda r, x: "≤ 1.5 s: %s" % ("yes" if r["s"] <= 1.5 else "NO"),
+        "single": lambda r, x: "≥ 24×: %s" % ("yes" if x >= 24 else "NO"),
+        "capped": lambda r, x: "all answered: %s" % ("yes" if r["ok"] == r["lookups"] else "NO"),
+        "rss_run": lambda r, x: "RSS below",
+    }
+    labels = {"big": "`dci_search_by_ids`", "single": "`dci_search_by_ids`",
+              "capped": "`dci_search_by_ids`, registry capped at 10 (413)", "rss_run": "`dci_search_by_ids` (RSS run)"}
+    for key in ("big", "single", "capped", "rss_run"):
+        r = B[key]
+        x = seq * r["lookups"] / r["s"]
+        L.append("| %s | %s | %d | %d | %.2f s | %.3f ms | %.0f× | %d | %d | %d | %s |"
+                 % (labels[key], "{:,}".format(r["lookups"]), r["size"], r["conc"], r["s"],
+                    r["s"] * 1000 / r["lookups"], x, r["envelopes"], r["max_inflight"], r["ok"], targets[key](r, x)))
+    L += ["", "Backend RSS (`/proc/<pid>/status`; peak = `VmHWM`, reset before the call through `clear_refs`), "
+          "one `dci_search_by_ids` call, 100 per envelope, 8 in flight:", "",
+          "| lookups | RSS before | peak during | RSS after |", "|---:|---:|---:|---:|"]
+    for R in B["rss"]:
+        L.append("| {:,} | {:,} kB | {} | {:,} kB |".format(
+            R["lookups"], R["before_kb"], "{:,} kB".format(R["peak_kb"]) if R["peak_kb"] else "?", R["after_kb"]))
+    return "\n".join(L) + "\n"
+
+
+def batch_only(args):
+    """`--batch`: only section 7, on its own cluster (no nginx)."""
+    t_start = time.time()
+    os.makedirs(OUT, exist_ok=True)
+    cluster = harness.Cluster()
+    try:
+        cluster.start(preload=True)
+        log("PostgreSQL on port %d" % cluster.port)
+        conn = cluster.connect()
+        conn.cursor().execute("CREATE EXTENSION dci_client CASCADE")
+        B = batch_bench(cluster, conn, args)
+        conn.close()
+    finally:
+        cluster.cleanup()
+    report = ("## dci_client bulk verification benchmark\n\n%s, `bench/run.py --batch%s`, load average %s\n"
+              % (datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), " --quick" if args.quick else "", loadavg()))
+    report += render_batch(B) + "\n(total bench time %.0f s)\n" % (time.time() - t_start)
+    with open(os.path.join(OUT, "batch.md"), "w") as f:
+        f.write(report)
+    with open(os.path.join(OUT, "batch.json"), "w") as f:
+        json.dump(B, f, indent=1)
+    print()
+    print(report)
+    print("written to %s" % os.path.relpath(os.path.join(OUT, "batch.md"), os.getcwd()))
+    return 0
+
+
 # ---------------------------------------------------------------- main
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -520,6 +676,11 @@ def main():
     ap.add_argument("--cold", type=int, help="new connections for the cold call; default 20, quick 5")
     ap.add_argument("--pgbench-seconds", type=int, help="-T per pgbench run; default 10, quick 3")
     ap.add_argument("--pgbench-rounds", type=int, help="pgbench runs per client count (median); default 3, quick 1")
+    ap.add_argument("--batch", action="store_true",
+                    help="only the bulk verification part (section 7; no nginx)")
+    ap.add_argument("--batch-rss", type=int, help="lookups for the batch RSS run; default 100000, quick 20000")
+    ap.add_argument("--batch-sequential", type=int,
+                    help="sequential dci_search_by_id calls for the baseline; default 100, quick 40")
     ap.add_argument("--profile", type=int, metavar="CALLS",
                     help="instead of the bench: perf-profile one warm backend doing CALLS calls (bench/profile.sh)")
     args = ap.parse_args()
@@ -527,9 +688,12 @@ def main():
         return profile(args.profile)
     q = args.quick
     for name, full, quick in (("runs", 5, 3), ("calls", 20000, 3000), ("rss_calls", 100000, 20000),
-                              ("cold", 20, 5), ("pgbench_seconds", 10, 3), ("pgbench_rounds", 3, 1)):
+                              ("cold", 20, 5), ("pgbench_seconds", 10, 3), ("pgbench_rounds", 3, 1),
+                              ("batch_rss", 100000, 20000), ("batch_sequential", 100, 40)):
         if getattr(args, name) is None:
             setattr(args, name, quick if q else full)
+    if args.batch:
+        return batch_only(args)
     args.clients = (1, 2, 4)
     args.fresh_calls = 200
     args.warmup = 1000
@@ -669,13 +833,16 @@ def main():
         R["token_requests_total"] = whole["token_requests"]
         R["bench_body_lengths"] = whole["body_lengths"]
         R["non_200_total"] = whole["non_200"]
+
+        # ---- 7: bulk verification
+        R["batch"] = batch_bench(cluster, conn, args)
         conn.close()
         R["load_end"] = loadavg()
     finally:
         cluster.cleanup()
         nginx.stop()
 
-    report = render(R, args)
+    report = render(R, args) + render_batch(R["batch"])
     oddities = []
     if R["bench_body_lengths"] != [str(BODY_LEN)]:
         oddities.append("request body lengths seen by nginx for /bench: %s (expected %d)"

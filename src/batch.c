@@ -23,6 +23,7 @@
 #include "dci_client.h"
 
 #include "catalog/pg_type.h"
+#include "utils/array.h"
 #include "funcapi.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
@@ -31,6 +32,7 @@
 #include "utils/memutils.h"
 #include "utils/tuplestore.h"
 
+#include "batch_slots.h"
 #include "dci_answer.h"
 #include "dci_calls.h"
 #include "dci_envelope.h"
@@ -42,6 +44,7 @@
 #include "secrets.h"
 #include "settings.h"
 #include "source.h"
+#include "source_stats.h"
 
 /* the envelope size that a registry accepted after refusing a larger one, per source */
 typedef struct RememberedSize
@@ -84,7 +87,9 @@ typedef struct Batch
 {
 	DciSource		*src;
 	const char		*query_type;
-	Jsonb			*queries;
+	Jsonb			*queries; /* dci_search_batch; NULL for dci_search_by_ids: */
+	const char		*id_type; /* ... its items are {"type": id_type, "value": ids[i]} */
+	Datum			*ids;	  /* text, pointing into the argument array */
 	const char		*reg_type;
 	Jsonb			*options;
 	int				 nitems;
@@ -99,6 +104,10 @@ typedef struct Batch
 	MemoryContext	 rows_cxt;
 	Tuplestorestate *tupstore;
 	TupleDesc		 tupdesc;
+	DciBatchEntry	*entry;	   /* slots and progress (batch_slots.c) */
+	int				 inflight; /* envelopes of this batch holding a slot */
+	int				 answered; /* items with a succ or rjct row */
+	int				 failed;   /* items with an error row */
 } Batch;
 
 static int *
@@ -129,7 +138,9 @@ remembered_size(const DciSource *src, bool create)
 static void
 check_queries(const char *query_type, Jsonb *queries)
 {
-	int n;
+	int			  n;
+	MemoryContext tmp;
+	MemoryContext old;
 
 	if (queries == NULL)
 		ereport(ERROR,
@@ -141,11 +152,17 @@ check_queries(const char *query_type, Jsonb *queries)
 				 errmsg("queries must be a JSON array"),
 				 errhint("Element i is the query of item i, as dci_search takes it.")));
 	n = JsonContainerSize(&queries->root);
+	/* what looking at each element allocates goes with it: memory stays flat in N */
+	tmp = AllocSetContextCreate(CurrentMemoryContext, "dci_search_batch check", ALLOCSET_SMALL_SIZES);
+	old = MemoryContextSwitchTo(tmp);
 	for (int i = 0; i < n; i++)
 	{
-		JsonbValue *v = getIthJsonbValueFromContainer(&queries->root, i);
-		bool		ok = v->type == jbvBinary;
+		JsonbValue *v;
+		bool		ok;
 
+		MemoryContextReset(tmp);
+		v = getIthJsonbValueFromContainer(&queries->root, i);
+		ok = v->type == jbvBinary;
 		CHECK_FOR_INTERRUPTS();
 		if (ok && strcmp(query_type, "idtype-value") == 0)
 		{
@@ -166,6 +183,8 @@ check_queries(const char *query_type, Jsonb *queries)
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("queries[%d] (ord %d) must be a JSON object or array", i, i + 1)));
 	}
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(tmp);
 }
 
 /* ---- envelopes ---- */
@@ -183,6 +202,35 @@ new_envelope(Batch *b, int lo, int n)
 	return e;
 }
 
+/* {"type": id_type, "value": id}: built per envelope, never for all items at once */
+static Jsonb *
+id_query(const char *id_type, Datum id)
+{
+	JsonbParseState *state = NULL;
+	JsonbValue		 k;
+	JsonbValue		 v;
+	JsonbValue		*res;
+	text			*t = DatumGetTextPP(id);
+
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	k.type = jbvString;
+	k.val.string.val = "type";
+	k.val.string.len = 4;
+	pushJsonbValue(&state, WJB_KEY, &k);
+	v.type = jbvString;
+	v.val.string.val = (char *) id_type;
+	v.val.string.len = strlen(id_type);
+	pushJsonbValue(&state, WJB_VALUE, &v);
+	k.val.string.val = "value";
+	k.val.string.len = 5;
+	pushJsonbValue(&state, WJB_KEY, &k);
+	v.val.string.val = VARDATA_ANY(t);
+	v.val.string.len = VARSIZE_ANY_EXHDR(t);
+	pushJsonbValue(&state, WJB_VALUE, &v);
+	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+	return JsonbValueToJsonb(res);
+}
+
 static void
 build_body(Batch *b, Envelope *e)
 {
@@ -198,14 +246,15 @@ build_body(Batch *b, Envelope *e)
 	appendStringInfoChar(&m, '[');
 	for (int i = 0; i < e->n; i++)
 	{
-		JsonbValue *v = getIthJsonbValueFromContainer(&b->queries->root, e->lo + i);
+		Jsonb *query = b->queries ? JsonbValueToJsonb(getIthJsonbValueFromContainer(&b->queries->root, e->lo + i))
+								  : id_query(b->id_type, b->ids[e->lo + i]);
 
 		e->refs[i] = palloc(37);
 		dci_uuid_v4(e->refs[i]);
 		if (i)
 			appendStringInfoChar(&m, ',');
-		dci_append_search_item(&m, b->src, e->refs[i], b->query_type, JsonbValueToJsonb(v),
-							   b->reg_type, b->options, 100, 1);
+		dci_append_search_item(&m, b->src, e->refs[i], b->query_type, query, b->reg_type, b->options,
+							   100, 1);
 	}
 	appendStringInfoString(&m, "]}");
 	/* signed per envelope */
@@ -233,6 +282,19 @@ batch_next(void *arg, DciHttpRequest **req, void **tag)
 	}
 	else
 		return false;
+
+	/*
+	 * A slot of the source's max_concurrency, cluster-wide: waited for when
+	 * nothing of this batch is in flight, else tried (its transfers go on,
+	 * and the envelope is asked for again when one of them ends).
+	 */
+	if (!dci_batch_slot_acquire(b->entry, b->src->max_concurrency, b->inflight == 0))
+	{
+		e->next = b->queue;
+		b->queue = e;
+		return false;
+	}
+	b->inflight++;
 
 	old = MemoryContextSwitchTo(e->cxt);
 	if (e->body == NULL)
@@ -287,6 +349,10 @@ put_row(Batch *b, int item, const char *ref, const char *status, Jsonb *records,
 	r->reason_message = message ? pstrdup(message) : NULL;
 	MemoryContextSwitchTo(old);
 	b->rows[item] = r;
+	if (strcmp(status, "error") == 0)
+		b->failed++;
+	else
+		b->answered++;
 }
 
 /* the rows that are complete from the front, in order */
@@ -300,8 +366,17 @@ flush_rows(Batch *b)
 		bool	 nulls[7] = {0};
 
 		values[0] = Int32GetDatum(b->next_out + 1);
-		nulls[1] = r->reference_id == NULL;
-		values[1] = nulls[1] ? (Datum) 0 : CStringGetTextDatum(r->reference_id);
+		if (b->ids)
+		{
+			/* dci_search_by_ids: the identifier instead of reference_id, no total_count */
+			nulls[1] = false;
+			values[1] = b->ids[b->next_out];
+		}
+		else
+		{
+			nulls[1] = r->reference_id == NULL;
+			values[1] = nulls[1] ? (Datum) 0 : CStringGetTextDatum(r->reference_id);
+		}
 		values[2] = CStringGetTextDatum(r->status);
 		nulls[3] = r->records == NULL;
 		values[3] = JsonbPGetDatum(r->records);
@@ -311,11 +386,22 @@ flush_rows(Batch *b)
 		values[5] = nulls[5] ? (Datum) 0 : CStringGetTextDatum(r->reason_code);
 		nulls[6] = r->reason_message == NULL;
 		values[6] = nulls[6] ? (Datum) 0 : CStringGetTextDatum(r->reason_message);
+		if (b->ids)
+		{
+			values[4] = values[5];
+			nulls[4] = nulls[5];
+			values[5] = values[6];
+			nulls[5] = nulls[6];
+		}
 		tuplestore_putvalues(b->tupstore, b->tupdesc, values, nulls);
 		/* the text datums made here (the tuplestore copied the row) */
-		for (int i = 1; i < 7; i++)
-			if (!nulls[i] && (i == 1 || i == 2 || i == 5 || i == 6))
-				pfree(DatumGetPointer(values[i]));
+		if (!b->ids && !nulls[1])
+			pfree(DatumGetPointer(values[1]));
+		pfree(DatumGetPointer(values[2]));
+		if (r->reason_code)
+			pfree(DatumGetPointer(b->ids ? values[4] : values[5]));
+		if (r->reason_message)
+			pfree(DatumGetPointer(b->ids ? values[5] : values[6]));
 		if (r->reference_id)
 			pfree(r->reference_id);
 		pfree(r->status);
@@ -435,6 +521,8 @@ batch_done(void *arg, DciHttpRequest *req, void *tag, bool ok, DciHttpResponse *
 	long status = ok ? resp->status : 0;
 
 	e->attempts += resp->attempts;
+	b->inflight--;
+	dci_batch_slot_release(b->entry);
 
 	/* a refused token: one renewal for all envelopes, each resent once */
 	if (ok && status == 401 && src->auth_type == DCI_AUTH_OAUTH2 && !e->resent_after_401)
@@ -478,9 +566,11 @@ batch_done(void *arg, DciHttpRequest *req, void *tag, bool ok, DciHttpResponse *
 	if (edata == NULL)
 	{
 		dci_log_end();
+		dci_stats_count_items(MyDatabaseId, src->table_oid, src->id, e->n);
 		MemoryContextSwitchTo(old);
 		MemoryContextDelete(e->cxt);
 		flush_rows(b);
+		dci_batch_set_progress(b->entry, b->answered, b->failed);
 		return;
 	}
 	dci_log_flush_failed();
@@ -498,13 +588,85 @@ batch_done(void *arg, DciHttpRequest *req, void *tag, bool ok, DciHttpResponse *
 		for (int i = 0; i < e->n; i++)
 			put_row(b, e->lo + i, e->refs ? e->refs[i] : NULL, "error", NULL, -1, code,
 					edata->message ? edata->message : "");
+		dci_stats_count_items(MyDatabaseId, src->table_oid, src->id, e->n);
 	}
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(e->cxt);
 	flush_rows(b);
+	dci_batch_set_progress(b->entry, b->answered, b->failed);
 }
 
 /* ---- the SQL functions ---- */
+
+/*
+ * The arguments both functions share (reg_type, options, batch_size,
+ * concurrency: 3 to 6), then the batch: b holds its items.
+ */
+static Datum
+run_batch(FunctionCallInfo fcinfo, Batch *b)
+{
+	int	 batch_size;
+	int	 concurrency;
+	int *size;
+	int	 envelopes;
+
+	b->reg_type = PG_ARGISNULL(3) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(3));
+	b->options = PG_ARGISNULL(4) ? NULL : PG_GETARG_JSONB_P(4);
+	dci_check_search_options(b->options);
+	if (!PG_ARGISNULL(5) && (PG_GETARG_INT32(5) < 1 || PG_GETARG_INT32(5) > DCI_MAX_BATCH_SIZE))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("batch_size must be between 1 and %d", DCI_MAX_BATCH_SIZE)));
+	if (!PG_ARGISNULL(6) && (PG_GETARG_INT32(6) < 1 || PG_GETARG_INT32(6) > DCI_MAX_CONCURRENCY))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("concurrency must be between 1 and %d", DCI_MAX_CONCURRENCY)));
+
+	InitMaterializedSRF(fcinfo, 0);
+	b->tupstore = ((ReturnSetInfo *) fcinfo->resultinfo)->setResult;
+	b->tupdesc = ((ReturnSetInfo *) fcinfo->resultinfo)->setDesc;
+	if (b->nitems == 0)
+		return (Datum) 0;
+
+	b->src = dci_source_from_arg(fcinfo, true);
+	batch_size = PG_ARGISNULL(5) ? b->src->batch_size : PG_GETARG_INT32(5);
+	size = remembered_size(b->src, false);
+	if (size)
+		batch_size = Min(batch_size, *size);
+	concurrency = PG_ARGISNULL(6) ? b->src->max_concurrency : PG_GETARG_INT32(6);
+	/* the registry's cap, then the cluster's */
+	concurrency = Min(concurrency, b->src->max_concurrency);
+	concurrency = Min(concurrency, dci_max_concurrency);
+	envelopes = (b->nitems + batch_size - 1) / batch_size;
+	concurrency = Max(1, Min(concurrency, envelopes));
+	b->size = batch_size;
+
+	b->call_cxt = AllocSetContextCreate(CurrentMemoryContext, "dci_search_batch", ALLOCSET_DEFAULT_SIZES);
+	b->rows_cxt = AllocSetContextCreate(b->call_cxt, "dci_search_batch rows", ALLOCSET_DEFAULT_SIZES);
+	b->rows = MemoryContextAllocExtended(b->call_cxt, sizeof(ItemRow *) * b->nitems,
+										 MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+
+	set_token(b, dci_call_deadline(b->src));
+	b->entry = dci_batch_begin(b->src->table_oid, b->src->id, b->nitems);
+	PG_TRY();
+	{
+		dci_http_run_many(concurrency, batch_next, batch_done, b);
+	}
+	PG_CATCH();
+	{
+		/* the slots and the progress row, also on cancel */
+		dci_batch_end(b->entry);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	dci_batch_end(b->entry);
+	flush_rows(b);
+	Assert(b->next_out == b->nitems);
+	if (b->authorization)
+		dci_secret_free(b->authorization);
+	MemoryContextDelete(b->call_cxt);
+	return (Datum) 0;
+}
 
 PG_FUNCTION_INFO_V1(dci_search_batch);
 
@@ -516,12 +678,7 @@ PG_FUNCTION_INFO_V1(dci_search_batch);
 Datum
 dci_search_batch(PG_FUNCTION_ARGS)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	Batch		   b;
-	int			   batch_size;
-	int			   concurrency;
-	int			  *size;
-	int			   envelopes;
+	Batch b;
 
 	memset(&b, 0, sizeof(b));
 	if (PG_ARGISNULL(1))
@@ -532,49 +689,39 @@ dci_search_batch(PG_FUNCTION_ARGS)
 	dci_check_query_type(b.query_type);
 	b.queries = PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2);
 	check_queries(b.query_type, b.queries);
-	b.reg_type = PG_ARGISNULL(3) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(3));
-	b.options = PG_ARGISNULL(4) ? NULL : PG_GETARG_JSONB_P(4);
-	dci_check_search_options(b.options);
-	if (!PG_ARGISNULL(5) && (PG_GETARG_INT32(5) < 1 || PG_GETARG_INT32(5) > DCI_MAX_BATCH_SIZE))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("batch_size must be between 1 and %d", DCI_MAX_BATCH_SIZE)));
-	if (!PG_ARGISNULL(6) && (PG_GETARG_INT32(6) < 1 || PG_GETARG_INT32(6) > DCI_MAX_CONCURRENCY))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("concurrency must be between 1 and %d", DCI_MAX_CONCURRENCY)));
-
-	InitMaterializedSRF(fcinfo, 0);
-	b.tupstore = rsinfo->setResult;
-	b.tupdesc = rsinfo->setDesc;
 	b.nitems = JsonContainerSize(&b.queries->root);
-	if (b.nitems == 0)
-		PG_RETURN_NULL();
+	return run_batch(fcinfo, &b);
+}
 
-	b.src = dci_source_from_arg(fcinfo, true);
-	batch_size = PG_ARGISNULL(5) ? b.src->batch_size : PG_GETARG_INT32(5);
-	size = remembered_size(b.src, false);
-	if (size)
-		batch_size = Min(batch_size, *size);
-	concurrency = PG_ARGISNULL(6) ? b.src->max_concurrency : PG_GETARG_INT32(6);
-	/* the registry's cap, then the cluster's */
-	concurrency = Min(concurrency, b.src->max_concurrency);
-	concurrency = Min(concurrency, dci_max_concurrency);
-	envelopes = (b.nitems + batch_size - 1) / batch_size;
-	concurrency = Max(1, Min(concurrency, envelopes));
-	b.size = batch_size;
+PG_FUNCTION_INFO_V1(dci_search_by_ids);
 
-	b.call_cxt = AllocSetContextCreate(CurrentMemoryContext, "dci_search_batch", ALLOCSET_DEFAULT_SIZES);
-	b.rows_cxt = AllocSetContextCreate(b.call_cxt, "dci_search_batch rows", ALLOCSET_DEFAULT_SIZES);
-	b.rows = MemoryContextAllocExtended(b.call_cxt, sizeof(ItemRow *) * b.nitems,
-										MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+/*
+ * dci_search_by_ids(source, id_type, id_values text[], reg_type, options,
+ * batch_size, concurrency) RETURNS TABLE(ord, id_value, status, records,
+ * reason_code, reason_message): idtype-value items made per envelope from
+ * the array, so memory does not grow with the number of ids beyond the
+ * array itself and a pointer per item.
+ */
+Datum
+dci_search_by_ids(PG_FUNCTION_ARGS)
+{
+	Batch b;
+	bool *id_nulls = NULL;
 
-	set_token(&b, dci_call_deadline(b.src));
-	dci_http_run_many(concurrency, batch_next, batch_done, &b);
-	flush_rows(&b);
-	Assert(b.next_out == b.nitems);
-	if (b.authorization)
-		dci_secret_free(b.authorization);
-	MemoryContextDelete(b.call_cxt);
-	PG_RETURN_NULL();
+	memset(&b, 0, sizeof(b));
+	b.query_type = "idtype-value";
+	if (!PG_ARGISNULL(2))
+		deconstruct_array(PG_GETARG_ARRAYTYPE_P(2), TEXTOID, -1, false, TYPALIGN_INT, &b.ids, &id_nulls,
+						  &b.nitems);
+	if (b.nitems > 0 && PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("id_type must not be NULL")));
+	b.id_type = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
+	for (int i = 0; i < b.nitems; i++)
+		if (id_nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("id_values[%d] (ord %d) must not be NULL", i + 1, i + 1)));
+	return run_batch(fcinfo, &b);
 }

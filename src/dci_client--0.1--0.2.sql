@@ -99,40 +99,64 @@ CREATE FUNCTION dci_search_batch(source integer, query_type text, queries jsonb,
                   reason_code text, reason_message text)
     AS 'MODULE_PATHNAME', 'dci_search_batch' LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 1000;
 
--- The common case, a list of identifiers: a SQL-standard body bound by OID
--- (qualified, every argument given, as dci_search_by_id).
+-- The common case, a list of identifiers: C too (batch.c), the items made
+-- per envelope from the array (a jsonb of all the queries would cost about
+-- 1 kB per id while the batch runs).
 CREATE FUNCTION dci_search_by_ids(source text, id_type text, id_values text[], reg_type text DEFAULT NULL,
                                   options jsonb DEFAULT '{}', batch_size integer DEFAULT NULL,
                                   concurrency integer DEFAULT NULL)
     RETURNS TABLE(ord integer, id_value text, status text, records jsonb, reason_code text, reason_message text)
-    LANGUAGE sql VOLATILE ROWS 1000
-BEGIN ATOMIC
-    SELECT b.ord, id_values[pg_catalog.array_lower(id_values, 1) + b.ord - 1], b.status, b.records,
-           b.reason_code, b.reason_message
-      FROM @extschema@.dci_search_batch(source, 'idtype-value'::text,
-               COALESCE((SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object('type', id_type, 'value', u.v)
-                                                     ORDER BY u.i)
-                           FROM pg_catalog.unnest(id_values) WITH ORDINALITY AS u(v, i)), '[]'::jsonb),
-               reg_type, options, batch_size, concurrency) AS b
-     ORDER BY b.ord;
-END;
+    AS 'MODULE_PATHNAME', 'dci_search_by_ids' LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 1000;
 CREATE FUNCTION dci_search_by_ids(source integer, id_type text, id_values text[], reg_type text DEFAULT NULL,
                                   options jsonb DEFAULT '{}', batch_size integer DEFAULT NULL,
                                   concurrency integer DEFAULT NULL)
     RETURNS TABLE(ord integer, id_value text, status text, records jsonb, reason_code text, reason_message text)
-    LANGUAGE sql VOLATILE ROWS 1000
-BEGIN ATOMIC
-    SELECT b.ord, id_values[pg_catalog.array_lower(id_values, 1) + b.ord - 1], b.status, b.records,
-           b.reason_code, b.reason_message
-      FROM @extschema@.dci_search_batch(source, 'idtype-value'::text,
-               COALESCE((SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object('type', id_type, 'value', u.v)
-                                                     ORDER BY u.i)
-                           FROM pg_catalog.unnest(id_values) WITH ORDINALITY AS u(v, i)), '[]'::jsonb),
-               reg_type, options, batch_size, concurrency) AS b
-     ORDER BY b.ord;
-END;
+    AS 'MODULE_PATHNAME', 'dci_search_by_ids' LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 1000;
 
 REVOKE ALL ON FUNCTION dci_search_batch(text, text, jsonb, text, jsonb, integer, integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION dci_search_batch(integer, text, jsonb, text, jsonb, integer, integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION dci_search_by_ids(text, text, text[], text, jsonb, integer, integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION dci_search_by_ids(integer, text, text[], text, jsonb, integer, integer) FROM PUBLIC;
+
+-- Running batches (src/batch_slots.c): one row per dci_search_batch in
+-- progress in this database, from shared memory when preloaded (all
+-- backends), else this session's.
+CREATE FUNCTION dci_batch_progress_entries(
+        OUT pid integer, OUT source_id integer, OUT items_total integer, OUT items_answered integer,
+        OUT items_failed integer, OUT envelopes_in_flight integer, OUT waiting_for_slot boolean,
+        OUT started_at timestamptz, OUT shared boolean)
+    RETURNS SETOF record AS 'MODULE_PATHNAME', 'dci_batch_progress_entries' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE VIEW dci_batch_progress AS
+SELECT b.pid,
+       b.source_id,
+       s.code AS source,
+       b.items_total,
+       b.items_answered,
+       b.items_failed,
+       b.envelopes_in_flight,
+       b.waiting_for_slot,
+       b.started_at,
+       pg_catalog.clock_timestamp() - b.started_at AS elapsed
+  FROM @extschema@.dci_batch_progress_entries() b
+  LEFT JOIN @extschema@.dci_data_source s ON s.id = b.source_id;
+REVOKE ALL ON FUNCTION dci_batch_progress_entries() FROM PUBLIC;
+REVOKE ALL ON dci_batch_progress FROM PUBLIC;
+
+-- dci_source_stats counts the items of batched envelopes too: a column at
+-- the end (the view's grants are kept).
+CREATE FUNCTION dci_source_stats_items(OUT source_id integer, OUT items bigint)
+    RETURNS SETOF record AS 'MODULE_PATHNAME', 'dci_source_stats_items' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE OR REPLACE VIEW dci_source_stats AS
+SELECT s.id AS source_id,
+       s.code AS source,
+       coalesce(t.calls, 0) AS calls,
+       coalesce(t.errors, 0) AS errors,
+       coalesce(t.token_fetches, 0) AS token_fetches,
+       t.p50_ms,
+       t.p95_ms,
+       t.last_call_at,
+       coalesce(i.items, 0) AS items
+  FROM @extschema@.dci_data_source s
+  LEFT JOIN @extschema@.dci_source_stats_entries() t ON t.source_id = s.id
+  LEFT JOIN @extschema@.dci_source_stats_items() i ON i.source_id = s.id;
+REVOKE ALL ON FUNCTION dci_source_stats_items() FROM PUBLIC;

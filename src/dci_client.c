@@ -2,7 +2,8 @@
  * dci_client.c
  *		The module's entry: _PG_init defines the settings (settings.c),
  *		initialises libcurl and, when preloaded, wires the shared-memory
- *		hooks of the token cache, the request log and the statistics.
+ *		hooks of the token cache, the request log, the statistics and the
+ *		running batches.
  */
 #include "dci_client.h"
 
@@ -11,6 +12,7 @@
 #include "miscadmin.h"
 #include "storage/ipc.h"
 
+#include "batch_slots.h"
 #include "dci_client.h"
 #include "request_log.h"
 #include "secrets.h"
@@ -33,6 +35,7 @@ dci_shmem_request(void)
 	dci_token_cache_shmem_request();
 	dci_request_log_shmem_request();
 	dci_stats_shmem_request();
+	dci_batch_slots_shmem_request();
 }
 
 static void
@@ -43,6 +46,7 @@ dci_shmem_startup(void)
 	dci_token_cache_shmem_startup();
 	dci_request_log_shmem_startup();
 	dci_stats_shmem_startup();
+	dci_batch_slots_shmem_startup();
 }
 
 void

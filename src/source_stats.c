@@ -39,6 +39,7 @@ typedef struct StatsSlot
 	int64		calls;
 	int64		errors;
 	int64		token_fetches;
+	int64		items; /* search items carried by batched envelopes */
 	TimestampTz last_call;
 	int64		latency[LATENCY_BUCKETS];
 } StatsSlot;
@@ -119,7 +120,7 @@ find_slot(Oid dbid, Oid relid, int32 source_id)
 			slot->dbid = dbid;
 			slot->relid = relid;
 			slot->source_id = source_id;
-			slot->calls = slot->errors = slot->token_fetches = 0;
+			slot->calls = slot->errors = slot->token_fetches = slot->items = 0;
 			slot->last_call = 0;
 			memset(slot->latency, 0, sizeof(slot->latency));
 			SpinLockRelease(&slot->mutex);
@@ -180,6 +181,18 @@ dci_stats_count_token(Oid dbid, Oid relid, int32 source_id)
 	SpinLockRelease(&slot->mutex);
 }
 
+void
+dci_stats_count_items(Oid dbid, Oid relid, int32 source_id, int items)
+{
+	StatsSlot *slot = find_slot(dbid, relid, source_id);
+
+	if (slot == NULL)
+		return;
+	SpinLockAcquire(&slot->mutex);
+	slot->items += items;
+	SpinLockRelease(&slot->mutex);
+}
+
 static double
 percentile(const int64 *hist, int64 total, double p)
 {
@@ -233,6 +246,41 @@ dci_source_stats_entries(PG_FUNCTION_ARGS)
 		nulls[4] = nulls[5] = copy.calls == 0;
 		nulls[6] = copy.last_call == 0;
 		values[7] = BoolGetDatum(area == stats_shared);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
+PG_FUNCTION_INFO_V1(dci_source_stats_items);
+
+/*
+ * dci_source_stats_items() returns (source_id, items) for this database:
+ * the items of batched envelopes (dci_search_batch), the view's last column.
+ */
+Datum
+dci_source_stats_items(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	StatsShared	  *area = stats_area();
+	Oid			   relid = dci_source_table_oid();
+
+	InitMaterializedSRF(fcinfo, 0);
+	for (int i = 0; i < STATS_SLOTS; i++)
+	{
+		StatsSlot *slot = &area->slots[i];
+		Oid		   dbid;
+		Oid		   srelid;
+		Datum	   values[2];
+		bool	   nulls[2] = {false};
+
+		SpinLockAcquire(&slot->mutex);
+		dbid = slot->dbid;
+		srelid = slot->relid;
+		values[0] = Int32GetDatum(slot->source_id);
+		values[1] = Int64GetDatum(slot->items);
+		SpinLockRelease(&slot->mutex);
+		if (dbid != MyDatabaseId || srelid != relid)
+			continue;
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;

@@ -268,3 +268,148 @@ def test_batch_logs_each_envelope(env):
         _batch(cur, src, _queries(["%09d" % i for i in range(1, 31)]), batch_size=10)
         cur.execute("SELECT calls FROM dci_source_stats WHERE source = %s", (src,))
         assert cur.fetchone()[0] - before == 3
+
+
+def test_max_concurrency_holds_across_sessions(env):
+    """Preloaded: three sessions batching against one source with max_concurrency = 2
+    together keep at most 2 envelopes in flight (slots in shared memory)."""
+    src = _src(env, "batchslots", max_concurrency=2)
+    env.mock.search_conf(delay=0.05)
+    out, errors = {}, []
+    start = threading.Barrier(3)
+
+    def run(n):
+        try:
+            with closing(env.connect()) as conn:
+                cur = conn.cursor()
+                start.wait(10)
+                out[n] = _batch(cur, src, _queries(["%09d" % (n * 100 + i) for i in range(1, 21)]),
+                                batch_size=2, concurrency=2)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    assert all([r[2] for r in out[n]] == ["succ"] * 20 for n in range(3)), out
+    s = _search_stats(env)
+    assert s["envelopes"] == 30, s
+    assert s["max_inflight"] == 2, s
+    # nothing left behind: a fourth batch gets both slots at once
+    env.mock.reset()
+    env.mock.search_conf(delay=0.05)
+    with closing(env.connect()) as conn:
+        rows = _batch(conn.cursor(), src, _queries(["%09d" % i for i in range(1, 11)]), batch_size=1, concurrency=2)
+    assert len(rows) == 10 and _search_stats(env)["max_inflight"] == 2
+
+
+def test_slots_freed_after_cancel(env):
+    """A cancelled batch frees its slots: the next one is not held up waiting for them."""
+    src = _src(env, "batchslotcancel", max_concurrency=2)
+    with closing(env.connect()) as conn:
+        cur = conn.cursor()
+        env.mock.search_conf(delay=5)
+        setting(cur, "statement_timeout", 300)
+        expect_error(cur, "57014", "SELECT count(*) FROM dci_search_batch(%s, 'idtype-value', %s, batch_size => 1)",
+                     (src, Json(_queries(["%09d" % i for i in range(1, 11)]))))
+        env.mock.search_conf(delay=0)
+        setting(cur, "statement_timeout", 5000)
+        rows = _batch(cur, src, _queries(["%09d" % i for i in range(1, 5)]), batch_size=1)
+        assert [r[2] for r in rows] == ["succ"] * 4
+        cur.execute("SELECT count(*) FROM dci_batch_progress WHERE source = %s", (src,))
+        assert cur.fetchone()[0] == 0
+
+
+def _progress_while(env, src, run_batch):
+    """Rows of dci_batch_progress for src seen from another session while run_batch runs."""
+    seen, out = [], {}
+
+    def run():
+        try:
+            out["rows"] = run_batch()
+        except psycopg2.Error as e:
+            out["code"] = e.pgcode
+
+    th = threading.Thread(target=run)
+    th.start()
+    with closing(env.connect()) as oc:
+        oc.autocommit = True
+        c2 = oc.cursor()
+        while th.is_alive():
+            c2.execute("SELECT pid, source, items_total, items_answered, items_failed, envelopes_in_flight, "
+                       "started_at <= clock_timestamp(), elapsed >= '0'::interval FROM dci_batch_progress WHERE source = %s",
+                       (src,))
+            seen.extend(c2.fetchall())
+            time.sleep(0.02)
+        th.join()
+        c2.execute("SELECT count(*) FROM dci_batch_progress WHERE source = %s", (src,))
+        left = c2.fetchone()[0]
+    return seen, out, left
+
+
+def test_batch_progress_view(env):
+    src = _src(env, "batchprog", max_concurrency=2)
+    env.mock.search_conf(delay=0.1)
+    conn = env.connect()
+    try:
+        cur = conn.cursor()
+        cur.execute("SELECT pg_backend_pid()")
+        pid = cur.fetchone()[0]
+        seen, out, left = _progress_while(
+            env, src, lambda: _batch(cur, src, _queries(["%09d" % i for i in range(1, 41)]),
+                                     batch_size=4, concurrency=2))
+        assert len(out["rows"]) == 40
+        assert seen, "no progress row seen"
+        assert {r[0] for r in seen} == {pid} and {r[1] for r in seen} == {src}
+        assert all(r[2] == 40 and r[4] == 0 and 0 <= r[5] <= 2 and r[6] and r[7] for r in seen), seen
+        answered = [r[3] for r in seen]
+        assert answered == sorted(answered) and answered[-1] > answered[0], answered
+        assert left == 0
+
+        # also gone after a cancel
+        env.mock.search_conf(delay=5)
+        setting(cur, "statement_timeout", 500)
+        seen, out, left = _progress_while(
+            env, src, lambda: _batch(cur, src, _queries(["%09d" % i for i in range(1, 41)]), batch_size=4))
+        assert out.get("code") == "57014", out
+        assert seen and left == 0, (seen, left)
+    finally:
+        env.mock.search_conf(delay=0)
+        conn.close()
+
+
+def test_source_stats_counts_items(env):
+    src = _src(env, "batchitems")
+    with closing(env.connect()) as conn:
+        cur = conn.cursor()
+        _batch(cur, src, _queries(["%09d" % i for i in range(1, 26)]), batch_size=10)
+        cur.execute("SELECT calls, items FROM dci_source_stats WHERE source = %s", (src,))
+        assert cur.fetchone() == (3, 25)
+        # a single dci_search is a call, not a batched item
+        cur.execute("SELECT count(*) FROM dci_search_by_id(%s, 'UIN', '000000001')", (src,))
+        cur.execute("SELECT calls, items FROM dci_source_stats WHERE source = %s", (src,))
+        assert cur.fetchone() == (4, 25)
+        cur.execute("SELECT column_name FROM information_schema.columns WHERE table_name = 'dci_source_stats' "
+                    "ORDER BY ordinal_position")
+        assert [r[0] for r in cur.fetchall()] == ["source_id", "source", "calls", "errors", "token_fetches",
+                                                  "p50_ms", "p95_ms", "last_call_at", "items"]
+
+
+def test_by_ids_arguments(env):
+    """dci_search_by_ids builds its items per envelope from the array (batch.c)."""
+    src = _src(env, "batchidsargs")
+    with closing(env.connect()) as conn:
+        cur = conn.cursor()
+        e = expect_error(cur, "22023", "SELECT count(*) FROM dci_search_by_ids(%s, 'UIN', ARRAY['1', NULL])", (src,))
+        assert "id_values[2] (ord 2)" in str(e), e
+        expect_error(cur, "22023", "SELECT count(*) FROM dci_search_by_ids(%s, NULL, ARRAY['1'])", (src,),
+                     contains="id_type")
+        cur.execute("SELECT count(*) FROM dci_search_by_ids(%s, 'UIN', NULL)", (src,))
+        assert cur.fetchone()[0] == 0
+        # a lower bound other than 1: ord is still the position
+        cur.execute("SELECT ord, id_value, status FROM dci_search_by_ids(%s, 'UIN', '[0:2]={a1,b2,c3}'::text[])", (src,))
+        assert cur.fetchall() == [(1, "a1", "succ"), (2, "b2", "succ"), (3, "c3", "succ")]
+    assert _search_stats(env)["items"] == 3

@@ -231,7 +231,6 @@ def test_no_role_reads_key_or_secret(env):
                               ("COPY (SELECT 1) TO '/tmp/dci_priv_probe'", None),
                               ("SELECT lo_import(%s)", (key,)),
                               ("SELECT dci_reencrypt_secrets()", None),
-                              ("SELECT dci_source_stats_entries()", None),
                               ("SELECT dci_secret_binding('a', 'b', 'c', true, NULL)", None),
                               ("SELECT dci_data_source_trigger()", None)):
                 try:
@@ -240,8 +239,15 @@ def test_no_role_reads_key_or_secret(env):
                 except psycopg2.Error as e:
                     assert e.pgcode in ("42501", "0A000", "42883"), (role, sql, e.pgcode, str(e))
                     assert raw.hex() not in str(e)
-            if role != "odoo_dci":     # the README grants it to the calling role (no secret in it)
-                expect_error(cur, "42501", "SELECT dci_token_status_entries()")
+            if role != "odoo_dci":     # the README grants them to the calling role (no secret in them)
+                for f in ("dci_token_status_entries", "dci_source_stats_entries", "dci_source_stats_items",
+                          "dci_batch_progress_entries"):
+                    expect_error(cur, "42501", "SELECT %s()" % f)
+                for rel in ("dci_source_stats", "dci_batch_progress"):
+                    expect_error(cur, "42501", "SELECT * FROM %s" % rel)
+            else:
+                cur.execute("SELECT count(*) FROM dci_source_stats")
+                cur.execute("SELECT count(*) FROM dci_batch_progress")
             # internal C symbols cannot be reached by a non-superuser either
             expect_error(cur, "42501", "CREATE FUNCTION x_decrypt(bytea) RETURNS text "
                          "AS '$libdir/dci_client', 'dci_get_token' LANGUAGE C")
@@ -301,7 +307,7 @@ def test_nothing_granted_to_public(env):
                 except psycopg2.Error as e:
                     assert e.pgcode == "42501", (sig, e.pgcode, str(e))
             for rel in ("dci_data_source", "dci_signing_key", "dci_request_log", "dci_token_status",
-                        "dci_source_stats"):
+                        "dci_source_stats", "dci_batch_progress"):
                 expect_error(cur, "42501", "SELECT * FROM %s" % rel)
     finally:
         with closing(env.connect()) as su:

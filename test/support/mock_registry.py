@@ -752,14 +752,21 @@ class Handler(BaseHTTPRequestHandler):
                 sr["inflight"] += 1
                 sr["max_inflight"] = max(sr["max_inflight"], sr["inflight"])
                 delay = STATE.search_conf["delay"]
+            self.in_flight = True
             try:
                 if delay:
                     self.sleep(delay)
                 return self.dispatch_rest()
             finally:
-                with STATE.lock:
-                    STATE.search["inflight"] -= 1
+                self.end_in_flight()
         return self.dispatch_rest()
+
+    def end_in_flight(self):
+        # before the answer goes out: once the client has it, it may send the next
+        if getattr(self, "in_flight", False):
+            self.in_flight = False
+            with STATE.lock:
+                STATE.search["inflight"] -= 1
 
     def dispatch_rest(self):
         self.batch_tamper = False
@@ -788,6 +795,7 @@ class Handler(BaseHTTPRequestHandler):
         return route(self)
 
     def send(self, status, headers, body):
+        self.end_in_flight()
         self.send_response(status)
         for k, v in headers:
             self.send_header(k, v)
