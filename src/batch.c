@@ -126,7 +126,7 @@ remembered_size(const DciSource *src, bool create)
 	if (!create)
 		return NULL;
 	if (free_slot < 0)
-		free_slot = src->id % REMEMBERED_SIZES;
+		free_slot = (int) ((uint32) src->id % REMEMBERED_SIZES);
 	remembered[free_slot].relid = src->table_oid;
 	remembered[free_slot].source_id = src->id;
 	remembered[free_slot].size = DCI_MAX_BATCH_SIZE;
@@ -348,6 +348,14 @@ put_row(Batch *b, int item, const char *ref, const char *status, Jsonb *records,
 	r->reason_code = code ? pstrdup(code) : NULL;
 	r->reason_message = message ? pstrdup(message) : NULL;
 	MemoryContextSwitchTo(old);
+	/* an envelope whose answer failed half-way is written again, as errors: count it once */
+	if (b->rows[item] != NULL)
+	{
+		if (strcmp(b->rows[item]->status, "error") == 0)
+			b->failed--;
+		else
+			b->answered--;
+	}
 	b->rows[item] = r;
 	if (strcmp(status, "error") == 0)
 		b->failed++;
@@ -654,7 +662,8 @@ run_batch(FunctionCallInfo fcinfo, Batch *b)
 	}
 	PG_CATCH();
 	{
-		/* the slots and the progress row, also on cancel */
+		/* the transfers (their bodies are in memory about to go), the slots and the progress row */
+		dci_http_abort_all();
 		dci_batch_end(b->entry);
 		PG_RE_THROW();
 	}

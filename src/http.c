@@ -332,6 +332,25 @@ xact_callback(XactEvent event, void *arg)
 		end_all_transfers();
 }
 
+/*
+ * The same for a savepoint or an EXCEPTION block: the request bodies lived
+ * in the memory the subtransaction frees, and a transfer left in the multi
+ * handle would go on sending from it at the next call.
+ */
+static void
+subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+				 SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		end_all_transfers();
+}
+
+void
+dci_http_abort_all(void)
+{
+	end_all_transfers();
+}
+
 static void
 make_easy(Transfer *t)
 {
@@ -385,6 +404,7 @@ ensure_handles(void)
 	if (!xact_callback_registered)
 	{
 		RegisterXactCallback(xact_callback, NULL);
+		RegisterSubXactCallback(subxact_callback, NULL);
 		xact_callback_registered = true;
 	}
 }
@@ -915,10 +935,12 @@ dci_http_run_many(int concurrency, DciHttpNextFn next, DciHttpDoneFn done, void 
 
 	ensure_handles();
 	concurrency = Max(1, Min(concurrency, DCI_HTTP_MAX_PARALLEL));
-	for (int i = 0; i < concurrency; i++)
+	/* a previous run that ended in an error (perhaps with more handles) leaves nothing in flight */
+	for (int i = 0; i < DCI_HTTP_MAX_PARALLEL; i++)
 	{
+		if (i >= concurrency && pool_tr[i].easy == NULL)
+			continue;
 		make_easy(&pool_tr[i]);
-		/* a previous run that ended in an error left its slots as they were */
 		end_transfer(&pool_tr[i]);
 		slots[i].t = &pool_tr[i];
 		/* header lists left by a run that ended in an error are freed here */

@@ -41,6 +41,9 @@ typedef struct DciHttpResponse
  */
 extern bool dci_http_exchange(const DciHttpRequest *req, DciHttpResponse *resp);
 
+/* end every transfer in flight (an error left the call that started them) */
+extern void dci_http_abort_all(void);
+
 /* most transfers dci_http_run_many keeps in flight at once */
 #define DCI_HTTP_MAX_PARALLEL 64
 

@@ -2,6 +2,7 @@
 dci_search_by_ids pack items into envelopes and keep several in flight; the mock
 counts envelopes, items and the most envelopes it held at once."""
 import os
+import socket
 import threading
 import time
 from contextlib import closing
@@ -413,3 +414,69 @@ def test_by_ids_arguments(env):
         cur.execute("SELECT ord, id_value, status FROM dci_search_by_ids(%s, 'UIN', '[0:2]={a1,b2,c3}'::text[])", (src,))
         assert cur.fetchall() == [(1, "a1", "succ"), (2, "b2", "succ"), (3, "c3", "succ")]
     assert _search_stats(env)["items"] == 3
+
+
+# ---- found by the attack on issue 12 -------------------------------------------
+class _Sink:
+    """accepts, waits `hold` seconds without reading, then reads everything"""
+    def __init__(self, hold):
+        self.hold = hold
+        self.s = socket.socket(); self.s.bind(("127.0.0.1", 0)); self.s.listen(50)
+        self.port = self.s.getsockname()[1]
+        self.got = []
+        threading.Thread(target=self.loop, daemon=True).start()
+    def loop(self):
+        while True:
+            try: c, _ = self.s.accept()
+            except OSError: return
+            threading.Thread(target=self.one, args=(c,), daemon=True).start()
+    def one(self, c):
+        time.sleep(self.hold)
+        data = b""
+        c.settimeout(5)
+        try:
+            while True:
+                d = c.recv(1 << 20)
+                if not d: break
+                data += d
+                if b"\r\n\r\n" in data:
+                    h, _, b = data.partition(b"\r\n\r\n")
+                    cl = [l for l in h.split(b"\r\n") if l.lower().startswith(b"content-length:")]
+                    if cl and len(b) >= int(cl[0].split(b":")[1]): break
+        except Exception as e:
+            pass
+        self.got.append(data)
+        try: c.sendall(b"HTTP/1.1 500 x\r\nContent-Length: 0\r\n\r\n"); c.close()
+        except Exception: pass
+
+
+def test_batch_caught_in_a_savepoint_leaves_no_transfer(env):
+    """A batch cancelled inside an EXCEPTION block (Odoo: a savepoint) must not
+    leave its transfers in the multi handle: their bodies are freed with the
+    subtransaction, and the next call would send from freed memory (it
+    crashed the backend)."""
+    sink = _Sink(hold=3)
+    bad = code("atk_sink")
+    env.add_source(bad, base_url="http://127.0.0.1:%d" % sink.port)
+    good = code("atk_good")
+    env.add_source(good)
+    env.mock.search_conf(delay=5)                     # the next call drives the multi handle a while
+    with closing(env.connect()) as conn:
+        cur = conn.cursor()
+        cur.execute("SET statement_timeout = '1500ms'")
+        try:
+            cur.execute("""DO $$ BEGIN
+              BEGIN PERFORM * FROM dci_search_by_ids(%s, 'UIN',
+                     (SELECT array_agg(repeat('x', 30000)) FROM generate_series(1, 1000)), batch_size => 1000);
+              EXCEPTION WHEN query_canceled THEN NULL; END;
+              PERFORM dci_search(%s, 'idtype-value', '{"type": "UIN", "value": "1"}');
+            END $$""", (bad, good))
+        except psycopg2.errors.QueryCanceled:
+            pass                                      # the second call ran out of time: fine
+        cur.execute("RESET statement_timeout")
+        cur.execute("SELECT 1")                       # the backend is alive (it crashed before)
+    time.sleep(3.5)
+    for d in sink.got:                                # compact JSON text, never freed memory
+        body = d.partition(b"\r\n\r\n")[2]
+        odd = [b for b in body if b < 0x20 or b > 0x7e]
+        assert not odd, "the registry got %d bytes that are no JSON text" % len(odd)
