@@ -15,6 +15,8 @@
  */
 #include "path_check.h"
 
+#include "hex.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,18 +33,6 @@
 #define R_UTF8		"has an overlong or invalid UTF-8 byte"
 #define R_DOT		"has a \"..\" or \".\" segment (also percent-encoded or with \";\" parameters)"
 #define R_NOMEM		"cannot be checked (out of memory)"
-
-static int
-hexval(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
 
 /*
  * One round of percent-decoding of buf[0..*len) in place.  In the first
@@ -61,8 +51,8 @@ decode_round(unsigned char *buf, size_t *len, bool first, bool *changed)
 
 		if (c == '%')
 		{
-			int hi = r + 2 < *len ? hexval(buf[r + 1]) : -1;
-			int lo = r + 2 < *len ? hexval(buf[r + 2]) : -1;
+			int hi = r + 2 < *len ? dci_hex_value(buf[r + 1]) : -1;
+			int lo = r + 2 < *len ? dci_hex_value(buf[r + 2]) : -1;
 
 			if (hi >= 0 && lo >= 0)
 			{

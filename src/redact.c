@@ -17,6 +17,8 @@
  */
 #include "redact.h"
 
+#include "hex.h"
+
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -42,18 +44,6 @@ typedef struct Ring
 	size_t	  hi[RING];
 } Ring;
 
-static int
-hexval(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* four hex digits at t (4 bytes available), or -1 */
 static long
 hex4(const unsigned char *t)
@@ -62,7 +52,7 @@ hex4(const unsigned char *t)
 
 	for (int k = 0; k < 4; k++)
 	{
-		int h = hexval(t[k]);
+		int h = dci_hex_value(t[k]);
 
 		if (h < 0)
 			return -1;
@@ -140,8 +130,8 @@ steps(const unsigned char *nd, size_t nlen, size_t i,
 		out[k++] = (Step){1, 1};
 	if (b == '%')
 	{
-		if (j + 2 < tlen && hexval(t[j + 1]) >= 0 && hexval(t[j + 2]) >= 0 &&
-			hexval(t[j + 1]) * 16 + hexval(t[j + 2]) == c)
+		if (j + 2 < tlen && dci_hex_value(t[j + 1]) >= 0 && dci_hex_value(t[j + 2]) >= 0 &&
+			dci_hex_value(t[j + 1]) * 16 + dci_hex_value(t[j + 2]) == c)
 			out[k++] = (Step){1, 3};
 	}
 	else if (b == '\\' && j + 1 < tlen)

@@ -39,6 +39,7 @@
 
 #include "catalog.h"
 #include "errors.h"
+#include "hex.h"
 #include "secrets.h"
 #include "settings.h"
 
@@ -183,18 +184,6 @@ key_path(const char *setting)
 	return psprintf("%s/%s", dir, setting);
 }
 
-static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /*
  * Read one key file: 32 raw bytes, or 64 hex digits.  Returns false when the
  * file does not exist; raises DC001 when it exists but is unusable.  The
@@ -254,8 +243,8 @@ read_key_file(const char *setting_name, const char *path, unsigned char *master)
 			ok = true;
 			for (int i = 0; i < KEY_LEN; i++)
 			{
-				int hi = hexval(buf[2 * i]);
-				int lo = hexval(buf[2 * i + 1]);
+				int hi = dci_hex_value((unsigned char) buf[2 * i]);
+				int lo = dci_hex_value((unsigned char) buf[2 * i + 1]);
 
 				if (hi < 0 || lo < 0)
 				{
