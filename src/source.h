@@ -80,6 +80,9 @@ typedef struct DciSource
 	int batch_size;
 	int max_concurrency;
 
+	/* the registry's JWK Set (registry_keys.c), NULL: none */
+	char *registry_jwks_url;
+
 	/* the session's access token while it is current (oauth.c), for redaction */
 	const char *access_token;
 } DciSource;
