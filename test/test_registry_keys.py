@@ -530,3 +530,89 @@ def test_thumbprint_keys_unchanged(env, mock):
                                              separators=(",", ":")).encode()).digest())
         assert tp in kids, kids
         cur.execute("DELETE FROM dci_signing_key WHERE key_id = 'tp-key'")
+
+
+# ---------------------------------------------------------------- attacks
+def test_statement_timeout_interrupts_a_slow_jwks(env, mock):
+    key = _ed()
+    _jwks(mock, keys=[{"kid": "k1", "private_pem": key}], sign_pem=key, sign_kid="reg|k1|ed25519", delay=8)
+    _source(env, "jwks_cancel")
+    with _conn(env) as conn:
+        cur = conn.cursor()
+        cur.execute("SET statement_timeout = 1000")
+        expect_error(cur, "57014", "SELECT dci_search(%s, 'idtype-value', %s)", ("jwks_cancel", QUERY))
+        cur.execute("SELECT 1")                      # the session stays usable
+        assert cur.fetchone()[0] == 1
+
+
+def test_batch_verifies_through_jwks(env, mock):
+    key = _rsa()
+    _jwks(mock, keys=[{"kid": "reg|k1|rs256", "private_pem": key}], sign_pem=key, sign_kid="reg|k1|rs256",
+          sign_alg="rs256")
+    _source(env, "jwks_batch", batch_size=2)
+    with _conn(env) as conn:
+        cur = conn.cursor()
+        cur.execute("SELECT count(*), string_agg(DISTINCT status, ',') FROM "
+                    "dci_search_by_ids('jwks_batch', 'UIN', %s)", (["847951632", "1", "2", "3", "4"],))
+        total, statuses = cur.fetchone()
+        assert (total, statuses) == (5, "succ"), (total, statuses)
+    assert _fetches(mock) == 1, "one fetch for every envelope of the batch"
+
+
+def test_settings_are_superusers(env, mock):
+    with _conn(env) as conn:
+        cur = conn.cursor()
+        cur.execute("DROP ROLE IF EXISTS jwks_user")
+        cur.execute("CREATE ROLE jwks_user LOGIN")
+    try:
+        with contextlib.closing(env.cluster.connect(user="jwks_user")) as conn:
+            conn.autocommit = True
+            cur = conn.cursor()
+            for name in ("jwks_refetch_interval_s", "jwks_cache_ttl_s", "jwks_max_stale_s"):
+                expect_error(cur, "42501", "SET dci_client.%s = 0" % name)
+    finally:
+        with _conn(env) as conn:
+            conn.cursor().execute("DROP ROLE jwks_user")
+
+
+def test_internal_url_of_a_non_superuser_admin(env, mock):
+    """A role that may write dci_data_source (not a superuser) points the key set at an
+    internal address: allowed_hosts (the superuser's) refuses it before anything is sent,
+    and where it is allowed, nothing of what the internal service answered is quoted."""
+    secret_path = "/open/echo/internal-metadata-7f3a9c"
+    with _conn(env) as conn:
+        cur = conn.cursor()
+        cur.execute("DROP ROLE IF EXISTS jwks_admin")
+        cur.execute("CREATE ROLE jwks_admin LOGIN")
+        cur.execute("GRANT SELECT, INSERT, UPDATE, DELETE ON dci_data_source TO jwks_admin")
+        cur.execute("GRANT USAGE ON SEQUENCE dci_data_source_id_seq TO jwks_admin")
+        cur.execute("GRANT EXECUTE ON FUNCTION dci_search(text, text, jsonb, text, integer, integer, jsonb) TO jwks_admin")
+        cur.execute("ALTER ROLE jwks_admin SET dci_client.allowed_hosts = '127.0.0.1'")
+    key = _ed()
+    _jwks(mock, sign_pem=key, sign_kid="reg|k1|ed25519")
+    port = mock.http_url.rsplit(":", 1)[1]
+    try:
+        with contextlib.closing(env.cluster.connect(user="jwks_admin")) as conn:
+            conn.autocommit = True
+            cur = conn.cursor()
+            env.add_source("jwks_internal", conn=conn, registry_type="ns:org:RegistryType:Civil",
+                           registry_jwks_url="http://localhost:%s%s" % (port, secret_path),
+                           extra_headers=Json({"X-Mock-Sign": "jwks"}))
+            e = expect_error(cur, "DC001", "SELECT dci_search(%s, 'idtype-value', %s)", ("jwks_internal", QUERY))
+            assert "allowed_hosts" in str(e), e
+            assert mock.stats()["requests"].get(secret_path) is None
+            # a superuser allows the address: the answer is not a key set, and is not shown
+            cur.execute("UPDATE dci_data_source SET registry_jwks_url = %s WHERE code = 'jwks_internal'",
+                        ("http://127.0.0.1:%s%s" % (port, secret_path),))
+            e = expect_error(cur, "DC006", "SELECT dci_search(%s, 'idtype-value', %s)", ("jwks_internal", QUERY))
+            text = "%s %s %s" % (e.pgerror, e.diag.message_detail, e.diag.message_hint)
+            assert mock.stats()["requests"].get(secret_path) == 1
+            assert "7f3a9c" not in text, text
+            for leaked in ("X-Echo", "echo", "GET"):
+                assert leaked not in text, text
+    finally:
+        with _conn(env) as conn:
+            cur = conn.cursor()
+            cur.execute("DELETE FROM dci_data_source WHERE code = 'jwks_internal'")
+            cur.execute("DROP OWNED BY jwks_admin")
+            cur.execute("DROP ROLE jwks_admin")
