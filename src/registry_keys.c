@@ -120,8 +120,13 @@ fetch_set(DciSource *src, JwksCacheEntry *c)
 	DciJwkSet	   *set;
 	char			why[256] = "";
 	long			ttl;
+	bool			ok;
 
+	/* what the next call says if this one is cancelled half-way (the error leaves through longjmp) */
 	memset(err, 0, sizeof(*err));
+	dci_error_set(err, ERRCODE_DCI_TRANSPORT,
+				  "the last fetch of the key set (registry_jwks_url) of data source \"%s\" did not complete",
+				  src->code);
 	c->last_attempt = GetCurrentTimestamp();
 	req.method = "GET";
 	req.url = src->registry_jwks_url;
@@ -129,7 +134,9 @@ fetch_set(DciSource *src, JwksCacheEntry *c)
 	req.source = src;
 	req.deadline = dci_call_deadline(src);
 	req.idempotent = true;
-	if (!dci_http_exchange(&req, &resp))
+	ok = dci_http_exchange(&req, &resp);
+	memset(err, 0, sizeof(*err)); /* dci_error_set keeps the first error */
+	if (!ok)
 	{
 		dci_error_set(err, resp.error.sqlstate ? resp.error.sqlstate : ERRCODE_DCI_TRANSPORT,
 					  "could not fetch the key set (registry_jwks_url) of data source \"%s\"", src->code);

@@ -537,12 +537,18 @@ def test_statement_timeout_interrupts_a_slow_jwks(env, mock):
     key = _ed()
     _jwks(mock, keys=[{"kid": "k1", "private_pem": key}], sign_pem=key, sign_kid="reg|k1|ed25519", delay=8)
     _source(env, "jwks_cancel")
-    with _conn(env) as conn:
+    with _conn(env, interval=3600) as conn:
         cur = conn.cursor()
         cur.execute("SET statement_timeout = 1000")
         expect_error(cur, "57014", "SELECT dci_search(%s, 'idtype-value', %s)", ("jwks_cancel", QUERY))
-        cur.execute("SELECT 1")                      # the session stays usable
-        assert cur.fetchone()[0] == 1
+        cur.execute("RESET statement_timeout")      # the session stays usable
+        _jwks(mock, delay=0)
+        # within the interval the cancelled fetch is not repeated, and the error says so
+        expect_error(cur, "DC003", "SELECT dci_search(%s, 'idtype-value', %s)", ("jwks_cancel", QUERY),
+                     contains="did not complete")
+        assert _fetches(mock) == 1
+        cur.execute("SET dci_client.jwks_refetch_interval_s = 0")
+        _ok(cur, "jwks_cancel")
 
 
 def test_batch_verifies_through_jwks(env, mock):
@@ -556,7 +562,16 @@ def test_batch_verifies_through_jwks(env, mock):
                     "dci_search_by_ids('jwks_batch', 'UIN', %s)", (["847951632", "1", "2", "3", "4"],))
         total, statuses = cur.fetchone()
         assert (total, statuses) == (5, "succ"), (total, statuses)
-    assert _fetches(mock) == 1, "one fetch for every envelope of the batch"
+        assert _fetches(mock) == 1, "one fetch for every envelope of the batch"
+        # an impostor signs: no item is taken as an answer
+        _jwks(mock, sign_pem=_rsa())
+        try:
+            cur.execute("SELECT status, reason_code FROM dci_search_by_ids('jwks_batch', 'UIN', %s)",
+                        (["847951632", "1", "2"],))
+            rows = cur.fetchall()
+            assert all(r[0] != "succ" for r in rows), rows
+        except psycopg2.Error as e:
+            assert e.pgcode == "DC008", e
 
 
 def test_settings_are_superusers(env, mock):
