@@ -577,8 +577,18 @@ openspp_kids(SigningKey *k)
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		char		 *sender = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
-		MemoryContext old = MemoryContextSwitchTo(caller);
+		MemoryContext old;
 
+		/* such a sender_id cannot sign either (sign_text refuses it): no kid for it */
+		if (!dci_sig_field_safe(sender) || strchr(sender, '|') != NULL)
+		{
+			ereport(WARNING,
+					(errcode(ERRCODE_DCI_CONFIG),
+					 errmsg("signing key \"%s\" is not published for a sender_id holding a double quote, a backslash, \"|\" or a control character",
+							k->key_id)));
+			continue;
+		}
+		old = MemoryContextSwitchTo(caller);
 		kids = lappend(kids, psprintf("%s|%s|%s", sender, k->key_id, dci_sig_alg_openspp_name(k->alg)));
 		MemoryContextSwitchTo(old);
 	}

@@ -26,6 +26,7 @@
 #include "json.h"
 #include "path_check.h"
 #include "secrets.h"
+#include "sig_keys.h"
 #include "source.h"
 
 /* one write-only secret column and its ciphertext companion */
@@ -410,9 +411,10 @@ validate_signing_key(RowEdit *e)
 		char				   *key_id = get_new_text(e, "key_id");
 
 		check_one_of(e, "kid_format", kid_formats, lengthof(kid_formats), false);
-		if (kf != NULL && strcmp(kf, "openspp") == 0 && key_id != NULL && strchr(key_id, '|') != NULL)
+		if (kf != NULL && strcmp(kf, "openspp") == 0 && key_id != NULL &&
+			(strchr(key_id, '|') != NULL || !dci_sig_field_safe(key_id)))
 			invalid_column(e, "key_id", ERRCODE_CHECK_VIOLATION,
-						   "key_id of a kid_format 'openspp' key must not hold \"|\" (the kid is sender_id|key_id|algorithm).");
+						   "key_id of a kid_format 'openspp' key must not hold \"|\", a double quote, a backslash or a control character (the kid is sender_id|key_id|algorithm).");
 	}
 	check_pem(e, "public_key", get_new_text(e, "public_key"));
 	check_pem(e, "private_key", get_new_text(e, "private_key"));

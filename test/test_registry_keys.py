@@ -631,3 +631,29 @@ def test_internal_url_of_a_non_superuser_admin(env, mock):
             cur.execute("DELETE FROM dci_data_source WHERE code = 'jwks_internal'")
             cur.execute("DROP OWNED BY jwks_admin")
             cur.execute("DROP ROLE jwks_admin")
+
+
+def test_openspp_kid_refuses_unsafe_names(env, mock):
+    with _conn(env) as conn:
+        cur = conn.cursor()
+        cur.execute("DELETE FROM dci_signing_key WHERE key_id IN ('spp-q', 'spp-ok')")
+        expect_error(cur, "23514", "INSERT INTO dci_signing_key (key_id, algorithm, kid_format) "
+                     "VALUES ('a\"b', 'ed25519', 'openspp')", contains="double quote")
+        cur.execute("SELECT dci_generate_signing_key('spp-ok', 'ed25519')")
+        kid = cur.fetchone()[0]
+        cur.execute("UPDATE dci_signing_key SET kid_format = 'openspp' WHERE id = %s", (kid,))
+    # a source whose sender_id could not be a kid: dci_jwks() still answers, without that kid
+    env.add_source("kidspp_bad", sender_id='bad"sender', signing_key_id=kid)
+    env.add_source("kidspp_good", sender_id="good.sender", signing_key_id=kid)
+    try:
+        with _conn(env) as conn:
+            cur = conn.cursor()
+            cur.execute("SELECT dci_jwks()")
+            kids = [k["kid"] for k in cur.fetchone()[0]["keys"]]
+            assert "good.sender|spp-ok|ed25519" in kids, kids
+            assert not any("bad" in k for k in kids), kids
+    finally:
+        with _conn(env) as conn:
+            cur = conn.cursor()
+            cur.execute("DELETE FROM dci_data_source WHERE code LIKE 'kidspp%%'")
+            cur.execute("DELETE FROM dci_signing_key WHERE id = %s", (kid,))
