@@ -249,7 +249,8 @@ dci_registry_key(DciSource *src, const char *kid, DciSigAlg alg, DciError *err)
 }
 
 const DciSigKey *
-dci_registry_key_for_envelope(DciSource *src, const char *text, size_t len, DciError *err)
+dci_registry_key_for_envelope(DciSource *src, const char *text, size_t len, const char *what,
+							  DciError *err)
 {
 	char			*hm = NULL;
 	size_t			 hm_len;
@@ -257,21 +258,21 @@ dci_registry_key_for_envelope(DciSource *src, const char *text, size_t len, DciE
 	const DciSigKey *key = NULL;
 
 	if (!cj_envelope(text, len, &hm, &hm_len, &sig, NULL, 0))
-		dci_error_set(err, ERRCODE_DCI_SIGNATURE, "signature of the answer from data source \"%s\" does not verify",
-					  src->code);
+		dci_error_set(err, ERRCODE_DCI_SIGNATURE, "signature of the %s from data source \"%s\" does not verify",
+					  what, src->code);
 	else if (sig == NULL || *sig == '\0')
 	{
-		dci_error_set(err, ERRCODE_DCI_SIGNATURE, "answer of data source \"%s\" is not signed", src->code);
+		dci_error_set(err, ERRCODE_DCI_SIGNATURE, "%s of data source \"%s\" is not signed", what, src->code);
 		dci_error_detail(err, "%s", dci_verify_result_text(DCI_VERIFY_MISSING));
-		dci_error_hint(err, "The data source names registry_jwks_url, so its answers must be signed.");
+		dci_error_hint(err, "The data source names registry_jwks_url, so what it sends must be signed.");
 	}
 	else if (src->signature_format == DCI_SIG_FORMAT_JWS)
 	{
 		DciJws j;
 
 		if (!dci_jws_parse(sig, strlen(sig), &j, NULL, 0))
-			dci_error_set(err, ERRCODE_DCI_SIGNATURE, "signature of the answer from data source \"%s\" does not verify",
-						  src->code);
+			dci_error_set(err, ERRCODE_DCI_SIGNATURE, "signature of the %s from data source \"%s\" does not verify",
+						  what, src->code);
 		else
 		{
 			/* RS256 is the only JWS algorithm: an Ed25519 key never verifies one */
@@ -284,8 +285,8 @@ dci_registry_key_for_envelope(DciSource *src, const char *text, size_t len, DciE
 		DciSigField f;
 
 		if (!dci_sig_field_parse(sig, strlen(sig), &f, NULL, 0))
-			dci_error_set(err, ERRCODE_DCI_SIGNATURE, "signature of the answer from data source \"%s\" does not verify",
-						  src->code);
+			dci_error_set(err, ERRCODE_DCI_SIGNATURE, "signature of the %s from data source \"%s\" does not verify",
+						  what, src->code);
 		else
 		{
 			key = dci_registry_key(src, f.kid_id, dci_sig_alg_from_any_name(f.algorithm), err);

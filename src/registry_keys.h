@@ -27,10 +27,12 @@ extern const DciSigKey *dci_registry_key(DciSource *src, const char *kid, DciSig
 
 /*
  * The key for the signature of an envelope text {signature, header,
- * message} in src's signature format.  NULL with err set (DC008 when the
- * envelope carries no signature or one that cannot be parsed).
+ * message} in src's signature format; what names the text in messages
+ * ("answer", "callback").  NULL with err set (DC008 when the envelope
+ * carries no signature or one that cannot be parsed).  The signature must
+ * then be verified under the key, over the same text.
  */
 extern const DciSigKey *dci_registry_key_for_envelope(DciSource *src, const char *text, size_t len,
-													  DciError *err);
+													  const char *what, DciError *err);
 
 #endif /* DCI_REGISTRY_KEYS_H */

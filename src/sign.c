@@ -400,7 +400,7 @@ dci_verify_response(DciSource *src, const char *body, size_t len)
 		/* the key the signature names, from the registry's JWKS (registry_keys.c) */
 		DciError kerr = {0};
 
-		key = dci_registry_key_for_envelope(src, body, len, &kerr);
+		key = dci_registry_key_for_envelope(src, body, len, "answer", &kerr);
 		if (key == NULL)
 			dci_error_raise(&kerr);
 	}
