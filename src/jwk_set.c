@@ -62,13 +62,18 @@ b64_member(struct json_object *jwk, int i, const char *name, size_t *len, char *
 {
 	const char	  *s;
 	unsigned char *raw;
+	size_t		   n;
 
 	if (string_member(jwk, name, &s) != 1)
 	{
 		dci_sig_set_err(err, errlen, "key %d: \"%s\" is missing or not a string", i, name);
 		return NULL;
 	}
-	raw = dci_b64_decode(s, strlen(s), true, len);
+	n = strlen(s);
+	/* RFC 7518 wants no padding; some publishers pad anyway, which changes nothing */
+	while (n > 0 && s[n - 1] == '=' && strlen(s) - n < 2)
+		n--;
+	raw = dci_b64_decode(s, n, true, len);
 	if (raw == NULL)
 		dci_sig_set_err(err, errlen, "key %d: \"%s\" is not base64url", i, name);
 	return raw;
@@ -86,7 +91,6 @@ parse_key(struct json_object *jwk, int i, DciSigKey **key, char *err, size_t err
 	const char *alg;
 	const char *crv;
 	char		why[160] = "";
-	int			r;
 
 	*key = NULL;
 	if (!json_object_is_type(jwk, json_type_object))
@@ -154,8 +158,7 @@ parse_key(struct json_object *jwk, int i, DciSigKey **key, char *err, size_t err
 		dci_sig_set_err(err, errlen, "key %d: %s", i, why);
 		return -1;
 	}
-	r = 1;
-	return r;
+	return 1;
 }
 
 DciJwkSet *

@@ -143,6 +143,18 @@ refusals(DciSigKey *ed_pub)
 	refused("{\"keys\":[{\"kty\":\"OKP\",\"crv\":5,\"x\":\"AAAA\"}]}", "\"crv\"", NULL, "crv a number");
 	refused("{\"keys\":[{\"kty\":\"RSA\",\"n\":\"AQAB\",\"e\":\"AQAB\"}]}", "at least 2048", NULL, "RSA of 17 bits");
 	refused("{\"keys\":[{\"kty\":\"RSA\",\"e\":\"AQAB\"}]}", "\"n\"", NULL, "no n");
+	{
+		/* padding is tolerated (some publishers pad), nothing else */
+		char	   err[256] = "";
+		DciJwkSet *set;
+
+		snprintf(doc, sizeof(doc), "{\"keys\":[{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":\"%s=\"}]}", xval);
+		set = dci_jwkset_parse(doc, strlen(doc), err, sizeof(err));
+		CHECK(set != NULL && set->nkeys == 1 && dci_sigkey_same_public(set->keys[0].key, ed_pub), "x padded: %s", err);
+		dci_jwkset_free(set);
+		snprintf(doc, sizeof(doc), "{\"keys\":[{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":\"%s===\"}]}", xval);
+		refused(doc, "base64url", NULL, "x with three padding characters");
+	}
 	snprintf(doc, sizeof(doc), "{\"keys\":[{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":\"%s\",\"kid\":5}]}", xval);
 	refused(doc, "\"kid\"", NULL, "kid a number");
 	snprintf(doc, sizeof(doc), "{\"keys\":[{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":\"%s\",\"kid\":\"\"}]}", xval);
