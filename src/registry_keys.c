@@ -140,7 +140,9 @@ fetch_set(DciSource *src, JwksCacheEntry *c)
 	{
 		dci_error_set(err, resp.error.sqlstate ? resp.error.sqlstate : ERRCODE_DCI_TRANSPORT,
 					  "could not fetch the key set (registry_jwks_url) of data source \"%s\"", src->code);
-		dci_error_detail(err, "%s", resp.error.message);
+		dci_error_detail(err, "%s%s%s", resp.error.message, resp.error.detail[0] ? " " : "", resp.error.detail);
+		if (resp.error.hint[0])
+			dci_error_hint(err, "%s", resp.error.hint);
 		return false;
 	}
 	if (resp.status != 200)
