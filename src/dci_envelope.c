@@ -196,14 +196,6 @@ dci_build_envelope_as(DciSource *src, const char *action, const char *message, i
 
 	signature = dci_signature_for_source(src, hm.data, hm.len);
 
-	/* OpenCRVS: an unsigned envelope has no signature member at all */
-	if (src->dialect == DCI_DIALECT_OPENCRVS && *signature == '\0')
-	{
-		if (len)
-			*len = hm.len;
-		return hm.data;
-	}
-
 	/* the same text, with the signature after header and message */
 	initStringInfo(&out);
 	appendBinaryStringInfo(&out, hm.data, hm.len - 1);
