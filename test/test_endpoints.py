@@ -246,8 +246,8 @@ def test_txn_status_by_reference_id_and_for_a_subscription(env):
         code_ = st["subscription_codes"][0]
         st = _one(cur, "SELECT dci_txn_status(%s, NULL, 'subscribe', subscription_codes => ARRAY[%s])", (src, code_))
         assert st["txn_type"] == "subscribe", st
-        # asked as a search, the subscription is unknown to the registry
-        _error(cur, "DC007", "SELECT dci_txn_status(%s, %s)", (src, sub), "rjct.transaction_id.invalid")
+        _error(cur, "DC007", "SELECT dci_txn_status(%s, NULL, 'subscribe', ARRAY['no-such-ref'])", (src,),
+               "rjct.transaction_id.invalid")
         n = len(env.mock.stats()["dci_validation"])
         expect_error(cur, "22023", "SELECT dci_txn_status(%s, %s, 'notify')", (src, sub))
         expect_error(cur, "22023", "SELECT dci_txn_status(%s, %s, 'search', ARRAY['r'])", (src, sub))
@@ -396,3 +396,69 @@ def test_new_functions_need_grants(env):
         env.query("DROP OWNED BY %s" % role)
         env.query("DROP ROLE %s" % role)
     assert not env.mock.stats()["requests"].get("/registry/sync/get-disability-support")
+
+
+# ---------------------------------------------------------------- README examples, verbatim
+README_DR = '''\
+self.env.cr.execute(
+    "SELECT dci_disabled(%s, %s) ->> 'disabled_status'",
+    ("dr", Json({"member.member_identifier": {"eq": partner.national_id}})),
+)
+is_disabled = self.env.cr.fetchone()[0] == "yes"
+self.env.cr.execute(
+    """SELECT d ->> 'impairment_type', d ->> 'impairment_level'
+         FROM jsonb_array_elements(dci_disability_details(%s, %s) -> 'data' -> 'reg_records') AS r,
+              jsonb_array_elements(r -> 'disability_details') AS d""",
+    ("dr", Json({"member.member_identifier": {"eq": partner.national_id}})),
+)
+impairments = self.env.cr.fetchall()          # [("Physical and movement related functions", "Severe ..."), ...]
+'''
+
+README_IBR = '''\
+self.env.cr.execute(
+    "SELECT dci_enrolled(%s, %s, response_entity => 'Member') ->> 'enrolled_status'",
+    ("ibr", Json({"person_identifier": {"eq": partner.national_id},
+                  "programme_identifier.program.programme_identifier": {"eq": program.code}})),
+)
+already_enrolled = self.env.cr.fetchone()[0] == "yes"
+self.env.cr.execute(
+    "SELECT dci_enrollment_updates(%s, %s) -> 'enrolled_response'",
+    ("ibr", Json([{"identifier": [{"identifier_type": "UIN", "identifier_value": partner.national_id}],
+                   "programme": program.code, "enrolment_date": fields.Date.today().isoformat()}])),
+)
+receipts = self.env.cr.fetchone()[0]          # [{"reference_id": ..., "status": "succ", ...}]
+'''
+
+
+def _odoo(cur, snippet, **names):
+    """Run a README snippet with `self.env.cr` a psycopg2 cursor, as in an Odoo model."""
+    import os, types
+    with open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")) as f:
+        assert snippet in f.read(), "README.md no longer holds this example:\n" + snippet
+    ns = dict(names, self=types.SimpleNamespace(env=types.SimpleNamespace(cr=cur)), Json=Json)
+    exec(compile(snippet, "README.md example", "exec"), ns)
+    return ns
+
+
+def test_readme_examples_verbatim(env):
+    import datetime, types
+    env.add_source("dr", registry_type="ns:org:RegistryType:DR", sender_id="openspp.example.org")
+    env.add_source("ibr", registry_type="ns:org:RegistryType:IBR", sender_id="openspp.example.org")
+    partner = types.SimpleNamespace(national_id="847951632")
+    fields = types.SimpleNamespace(Date=types.SimpleNamespace(today=lambda: datetime.date(2026, 12, 1)))
+    with closing(env.connect(autocommit=False)) as conn:          # Odoo runs in a transaction
+        cur = conn.cursor()
+        ns = _odoo(cur, README_DR, partner=partner)
+        assert ns["is_disabled"] is True
+        assert ns["impairments"] == [("Physical and movement related functions", "Severe impairment or difficulty")]
+        assert _sent(env, DISABLED)["message"]["disabled_criteria"]["query"] == {
+            "member.member_identifier": {"eq": "847951632"}}
+        assert _odoo(cur, README_DR, partner=types.SimpleNamespace(national_id="ABLE"))["is_disabled"] is False
+        ns = _odoo(cur, README_IBR, partner=partner, program=types.SimpleNamespace(code="DCI001"), fields=fields)
+        assert ns["already_enrolled"] is True and ns["receipts"][0]["status"] == "succ", ns["receipts"]
+        crit = _sent(env, ENROLLED)["message"]["enrolled_criteria"]
+        assert crit["response_entity"] == "Member" and crit["query"]["person_identifier"] == {"eq": "847951632"}
+        ben = _sent(env, UPDATES)["message"]["enrolled_updates"]["beneficiaries"][0]
+        assert ben["programme"] == "DCI001" and ben["enrolment_date"] == "2026-12-01", ben
+        conn.commit()
+    _valid(env, expect=6)
