@@ -462,3 +462,38 @@ def test_readme_examples_verbatim(env):
         assert ben["programme"] == "DCI001" and ben["enrolment_date"] == "2026-12-01", ben
         conn.commit()
     _valid(env, expect=6)
+
+
+# ---------------------------------------------------------------- upgrade from 0.1
+def test_upgrade_from_0_1_keeps_txn_status_grants(env):
+    """dci_txn_status gains trailing parameters: the upgrade drops and creates
+    it again, carrying over the EXECUTE grants given on the 0.1 functions."""
+    role, db = code("r_up14"), code("up14")
+    admin = env.cluster.connect()
+    admin.cursor().execute("CREATE DATABASE %s" % db)
+    admin.cursor().execute("CREATE ROLE %s LOGIN" % role)
+    try:
+        with closing(env.cluster.connect(dbname=db)) as conn:
+            cur = conn.cursor()
+            cur.execute("CREATE EXTENSION dci_client VERSION '0.1' CASCADE")
+            cur.execute("GRANT USAGE ON SCHEMA public TO %s" % role)
+            cur.execute("GRANT EXECUTE ON FUNCTION dci_txn_status(text, text) TO %s WITH GRANT OPTION" % role)
+            cur.execute("ALTER EXTENSION dci_client UPDATE")
+            cur.execute("SELECT has_function_privilege(%s, 'dci_txn_status(text, text, text, text[], text, text[])', 'EXECUTE'), "
+                        "has_function_privilege(%s, 'dci_txn_status(integer, text, text, text[], text, text[])', 'EXECUTE'), "
+                        "has_function_privilege('public', 'dci_txn_status(text, text, text, text[], text, text[])', 'EXECUTE')",
+                        (role, role))
+            assert cur.fetchone() == (True, False, False)
+            cur.execute("SELECT count(*) FROM pg_proc WHERE proname = 'dci_txn_status'")
+            assert cur.fetchone() == (2,)
+            # still one member of the extension each, and the column is there with its default
+            cur.execute("SELECT count(*) FROM pg_depend d JOIN pg_proc p ON p.oid = d.objid "
+                        "WHERE p.proname = 'dci_txn_status' AND d.deptype = 'e'")
+            assert cur.fetchone() == (2,)
+            cur.execute("SELECT column_default FROM information_schema.columns "
+                        "WHERE table_name = 'dci_data_source' AND column_name = 'dialect'")
+            assert cur.fetchone() == ("'dci'::text",)
+    finally:
+        admin.cursor().execute("DROP DATABASE IF EXISTS %s WITH (FORCE)" % db)
+        admin.cursor().execute("DROP ROLE IF EXISTS %s" % role)
+        admin.close()
