@@ -169,6 +169,13 @@ read_message(DciSource *src, const char *what, Jsonb *answer)
 					 errmsg("answer to the %s from data source \"%s\" has no message object", what, src->code)));
 		msg = &answer->root;
 	}
+	/* an acknowledgement other than ACK, wherever it stands: DC007 (NACK/ERR) or DC006 */
+	{
+		char *ack = dci_jstring(dci_jget(msg, "ack_status"));
+
+		if (ack && strcmp(ack, "ACK") != 0)
+			dci_check_ack(src, what, answer);
+	}
 	it = JsonbIteratorInit(msg);
 	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
 	{

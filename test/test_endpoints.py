@@ -497,3 +497,45 @@ def test_upgrade_from_0_1_keeps_txn_status_grants(env):
         admin.cursor().execute("DROP DATABASE IF EXISTS %s WITH (FORCE)" % db)
         admin.cursor().execute("DROP ROLE IF EXISTS %s" % role)
         admin.close()
+
+
+def test_hostile_answers_to_domain_calls(env):
+    src = _src(env, "dr")
+    hdr = {"message_id": "1", "message_ts": "2026-01-01T00:00:00Z", "action": "on-search", "status": "succ"}
+    with closing(env.connect()) as conn:
+        cur = conn.cursor()
+        for body, pgcode, needle in (
+                ({"header": hdr, "message": {"disabled_response": "yes"}}, "DC006", "no disabled_response item"),
+                ({"header": hdr, "message": {"disabled_response": [1, 2]}}, "DC006", "no disabled_response item"),
+                ({"header": hdr, "message": {"disabled_response": []}}, "DC006", "no disabled_response item"),
+                ({"header": hdr, "message": []}, "DC006", "no message object"),
+                ({"ack_status": "NACK"}, "DC007", "NACK"),
+                ({"message": {"ack_status": "MAYBE"}}, "DC006", "no acknowledgement"),
+                ({"header": dict(hdr, status="rjct", status_reason_code="rjct.version.invalid"), "message": {}},
+                 "DC007", "rjct.version.invalid"),
+                ({"header": hdr, "message": {"disabled_response": [
+                    {"status": "rjct", "status_reason_code": "REG-ERR-001", "status_reason_message": "x"}]}},
+                 "DC007", "REG-ERR-001")):      # "no record" only in the openg2p dialect
+            env.mock.fault(DISABLED, "status", status=200, body=body)
+            _error(cur, pgcode, "SELECT dci_disabled(%s, %s)", (src, Json(QUERY)), needle)
+        # a partly rejected list is returned, each item with its status
+        env.mock.fault("/registry/sync/enrolled", "status", status=200, body={"transaction_id": "t", "enrolled_response": [
+            {"status": "rjct", "status_reason_code": "rjct.x"}, {"status": "succ", "enrolled_status": "no"}]})
+        msg = _one(cur, "SELECT dci_send(%s, '/registry/sync/enrolled', 'search', %s)",
+                   (src, Json({"enrolled_criteria": {"query_type": "expression", "query": {"a": {"eq": "b"}}}})))
+        assert [i["status"] for i in msg["enrolled_response"]] == ["rjct", "succ"], msg
+
+
+def test_signed_answers_of_domain_endpoints_are_verified(env):
+    import os
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "signing",
+                           "ed25519_public.pem")) as f:
+        pub = f.read()
+    ok = _src(env, "drs", registry_public_key=pub, extra_headers=Json({"X-Mock-Sign": "ed25519"}))
+    bad = _src(env, "drt", registry_public_key=pub, extra_headers=Json({"X-Mock-Sign": "tamper"}))
+    with closing(env.connect()) as conn:
+        cur = conn.cursor()
+        assert _one(cur, "SELECT dci_disabled(%s, %s) ->> 'disabled_status'", (ok, Json(QUERY))) == "yes"
+        expect_error(cur, "DC008", "SELECT dci_disabled(%s, %s)", (bad, Json(QUERY)))
+        expect_error(cur, "DC008", "SELECT dci_send(%s, %s, 'search', %s)",
+                     (bad, DISABLED, Json({"disabled_criteria": {"query_type": "expression", "query": QUERY}})))

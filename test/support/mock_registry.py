@@ -784,7 +784,7 @@ class Handler(BaseHTTPRequestHandler):
                 return
         status, headers, body = self.normal(is_token)
         sign = self.headers.get("X-Mock-Sign")
-        if sign and self.path in DCI_PATHS:
+        if sign and (self.path in DCI_PATHS or self.path in mock_domain.ENDPOINTS):
             body = sign_answer(body, "tamper" if getattr(self, "batch_tamper", False) else sign)
         self.send(status, headers, body)
 
