@@ -84,8 +84,7 @@ ends_with(const char *s, const char *suffix)
  * the lenient normal form.
  */
 static void
-push_response_list(JsonbParseState **st, DciSource *src, const char *what, const char *key,
-				   JsonbContainer *list)
+push_response_list(JsonbParseState **st, DciSource *src, const char *what, JsonbContainer *list)
 {
 	int		   n = JsonContainerSize(list);
 	int		   rejected = 0;
@@ -186,7 +185,7 @@ read_message(DciSource *src, const char *what, Jsonb *answer)
 		}
 		else if (tok == WJB_VALUE && key && ends_with(key, "_response") && v.type == jbvBinary &&
 				 JsonContainerIsArray(v.val.binary.data))
-			push_response_list(&st, src, what, key, v.val.binary.data);
+			push_response_list(&st, src, what, v.val.binary.data);
 		else
 			res = pushJsonbValue(&st, tok, tok == WJB_BEGIN_OBJECT || tok == WJB_END_OBJECT ? NULL : &v);
 	}
