@@ -43,6 +43,9 @@
 /* columns of 0.2, read when the schema has them (an 0.1 schema before its update has not) */
 #define SOURCE_COLUMNS_0_2 ", batch_size, max_concurrency"
 #define SOURCE_COLUMNS_0_1 ", NULL::integer, NULL::integer"
+/* the dialect column (issue 14), read when the schema has it */
+#define SOURCE_COLUMNS_DIALECT ", dialect"
+#define SOURCE_COLUMNS_NO_DIALECT ", NULL::text"
 
 typedef struct CacheEntry
 {
@@ -268,6 +271,11 @@ build_source(SPITupleTable *tt, HeapTuple tup)
 	src->batch_size = isnull ? DCI_DEFAULT_BATCH_SIZE : DatumGetInt32(d);
 	d = SPI_getbinval(tup, tt->tupdesc, 28, &isnull);
 	src->max_concurrency = isnull ? DCI_DEFAULT_MAX_CONCURRENCY : DatumGetInt32(d);
+	s = copy_text(tt, tup, 29);
+	src->dialect = s == NULL					 ? DCI_DIALECT_DCI
+				   : strcmp(s, "opencrvs") == 0 ? DCI_DIALECT_OPENCRVS
+				   : strcmp(s, "openg2p") == 0	 ? DCI_DIALECT_OPENG2P
+												 : DCI_DIALECT_DCI;
 	if (src->auth_type == DCI_AUTH_OAUTH2 && src->auth_url == NULL)
 		damaged_row(tt, tup, 6);
 	/* the trigger checked them, unless a superuser wrote around it */
@@ -322,8 +330,9 @@ load_source(const char *code, int32 id)
 	DciSource		  *src = NULL;
 
 	cached_table = dci_source_table_oid();
-	query = psprintf("SELECT " SOURCE_COLUMNS "%s FROM %s WHERE %s OPERATOR(pg_catalog.=) $1",
+	query = psprintf("SELECT " SOURCE_COLUMNS "%s%s FROM %s WHERE %s OPERATOR(pg_catalog.=) $1",
 					 get_attnum(cached_table, "max_concurrency") != InvalidAttrNumber ? SOURCE_COLUMNS_0_2 : SOURCE_COLUMNS_0_1,
+					 get_attnum(cached_table, "dialect") != InvalidAttrNumber ? SOURCE_COLUMNS_DIALECT : SOURCE_COLUMNS_NO_DIALECT,
 					 dci_qualified_table_name(cached_table), code ? "code" : "id");
 
 	/* read as the bootstrap superuser: callers need EXECUTE, not SELECT */
