@@ -11,6 +11,7 @@ OBJS = src/dci_client.o src/errors.o src/secrets.o src/triggers.o src/source.o \
        src/canonical_json.o src/canonical_parser.o src/canonical_strings.o src/canonical_numbers.o src/base64.o src/sig_keys.o src/sig_field.o src/jws.o src/sign.o \
        src/settings.o src/catalog.o \
        src/path_check.o src/json_guard.o src/redact.o src/redaction.o \
+       src/dialect.o src/dci_send.o \
        src/jwk_set.o src/registry_keys.o
 # 0.1 is the released base script; 0.2 adds this round's changes as an upgrade.
 DATA = src/dci_client--0.1.sql src/dci_client--0.1--0.2.sql

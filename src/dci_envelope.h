@@ -29,5 +29,10 @@ extern void dci_append_jsonb(StringInfo buf, const char *key, Jsonb *value, bool
  */
 extern char *dci_build_envelope(DciSource *src, const char *action, const char *message,
 								int total_count, size_t *len);
+/* the same with the callback header (status, completed_count) when callback_status is not NULL */
+extern char *dci_build_envelope_as(DciSource *src, const char *action, const char *message,
+								   int total_count, const char *callback_status, size_t *len);
+/* requests in a message (the header's total_count) */
+extern int dci_count_requests(Jsonb *message);
 
 #endif /* DCI_ENVELOPE_H */

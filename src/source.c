@@ -43,7 +43,10 @@
 /* columns of 0.2, read when the schema has them (an 0.1 schema before its update has not) */
 #define SOURCE_COLUMNS_0_2 ", batch_size, max_concurrency"
 #define SOURCE_COLUMNS_0_1 ", NULL::integer, NULL::integer"
-/* registry keys from JWKS (issue 13): read as column 29 when the schema has it */
+/* the dialect column (issue 14), read when the schema has it */
+#define SOURCE_COLUMNS_DIALECT ", dialect"
+#define SOURCE_COLUMNS_NO_DIALECT ", NULL::text"
+/* registry keys from JWKS (issue 13): read as column 30 when the schema has it */
 #define SOURCE_COLUMNS_JWKS	   ", registry_jwks_url"
 #define SOURCE_COLUMNS_NO_JWKS ", NULL::text"
 
@@ -271,7 +274,12 @@ build_source(SPITupleTable *tt, HeapTuple tup)
 	src->batch_size = isnull ? DCI_DEFAULT_BATCH_SIZE : DatumGetInt32(d);
 	d = SPI_getbinval(tup, tt->tupdesc, 28, &isnull);
 	src->max_concurrency = isnull ? DCI_DEFAULT_MAX_CONCURRENCY : DatumGetInt32(d);
-	src->registry_jwks_url = copy_text(tt, tup, 29);
+	s = copy_text(tt, tup, 29);
+	src->dialect = s == NULL					 ? DCI_DIALECT_DCI
+				   : strcmp(s, "opencrvs") == 0 ? DCI_DIALECT_OPENCRVS
+				   : strcmp(s, "openg2p") == 0	 ? DCI_DIALECT_OPENG2P
+												 : DCI_DIALECT_DCI;
+	src->registry_jwks_url = copy_text(tt, tup, 30);
 	if (src->auth_type == DCI_AUTH_OAUTH2 && src->auth_url == NULL)
 		damaged_row(tt, tup, 6);
 	/* the trigger checked them, unless a superuser wrote around it */
@@ -326,8 +334,9 @@ load_source(const char *code, int32 id)
 	DciSource		  *src = NULL;
 
 	cached_table = dci_source_table_oid();
-	query = psprintf("SELECT " SOURCE_COLUMNS "%s%s FROM %s WHERE %s OPERATOR(pg_catalog.=) $1",
+	query = psprintf("SELECT " SOURCE_COLUMNS "%s%s%s FROM %s WHERE %s OPERATOR(pg_catalog.=) $1",
 					 get_attnum(cached_table, "max_concurrency") != InvalidAttrNumber ? SOURCE_COLUMNS_0_2 : SOURCE_COLUMNS_0_1,
+					 get_attnum(cached_table, "dialect") != InvalidAttrNumber ? SOURCE_COLUMNS_DIALECT : SOURCE_COLUMNS_NO_DIALECT,
 					 get_attnum(cached_table, "registry_jwks_url") != InvalidAttrNumber ? SOURCE_COLUMNS_JWKS : SOURCE_COLUMNS_NO_JWKS,
 					 dci_qualified_table_name(cached_table), code ? "code" : "id");
 

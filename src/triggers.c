@@ -304,6 +304,7 @@ validate_source(RowEdit *e)
 	static const char *const locations[] = {"body", "basic", "query"};
 	static const char *const states[] = {"draft", "testing", "active", "error"};
 	static const char *const signature_formats[] = {"dci", "jws"};
+	static const char *const dialects[] = {"dci", "opencrvs", "openg2p"};
 	char					*code = get_new_text(e, "code");
 	char					*url;
 	char					*auth_type;
@@ -370,6 +371,10 @@ validate_source(RowEdit *e)
 	if (!isnull && (DatumGetInt32(d) <= 0 || DatumGetInt32(d) > DCI_MAX_CONCURRENCY))
 		invalid_column(e, "max_concurrency", ERRCODE_CHECK_VIOLATION,
 					   psprintf("max_concurrency must be between 1 and %d.", DCI_MAX_CONCURRENCY));
+
+	/* the dialect column (issue 14): absent before the schema has it */
+	if (SPI_fnumber(e->tupdesc, "dialect") > 0)
+		check_one_of(e, "dialect", dialects, lengthof(dialects), false);
 
 	/* registry keys from JWKS (issue 13): a column of 0.2, absent before the update */
 	if (SPI_fnumber(e->tupdesc, "registry_jwks_url") > 0)

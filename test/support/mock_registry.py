@@ -342,8 +342,8 @@ def dci_validate(path, raw):
             t, w = m["txnstatus_request"], "txnstatus_request"
             typ(t, "reference_id", "str", w, True)
             typ(t, "locale", "str", w)
-            if t.get("txn_type") not in ("search", "subscribe", "unsubscribe"):
-                errs.append("%s.txn_type %r is not search, subscribe or unsubscribe" % (w, t.get("txn_type")))
+            if t.get("txn_type") not in ("search", "subscribe", "unsubscribe", "receipt"):
+                errs.append("%s.txn_type %r is not search, subscribe, unsubscribe or receipt" % (w, t.get("txn_type")))
             if t.get("attribute_type") not in ("transaction_id", "reference_id_list", "correlation_id",
                                                "subscription_code_list"):
                 errs.append("%s.attribute_type %r is not valid" % (w, t.get("attribute_type")))
@@ -520,7 +520,8 @@ def h_dci(req):
         if special == "ERR":
             return dci_ack(req, "ERR", "err.service.unavailable", "the registry could not take the search", 200)
         with STATE.lock:
-            STATE.dci_txns[m["transaction_id"]] = {"txn_type": "search", "search_response": items or []}
+            STATE.dci_txns[m["transaction_id"]] = {"txn_type": "search", "search_response": items or [],
+                                                   "reference_ids": [it["reference_id"] for it in m["search_request"]]}
         return dci_ack(req)
     if kind == "subscribe":
         crit = [it["subscribe_criteria"] for it in m["subscribe_request"]]
@@ -533,7 +534,8 @@ def h_dci(req):
                 STATE.dci_subscriptions[code] = {"transaction_id": m["transaction_id"], "criteria": c,
                                                  "active": True}
                 codes.append(code)
-            STATE.dci_txns[m["transaction_id"]] = {"txn_type": "subscribe", "subscription_codes": codes}
+            STATE.dci_txns[m["transaction_id"]] = {"txn_type": "subscribe", "subscription_codes": codes,
+                                                   "reference_ids": [it["reference_id"] for it in m["subscribe_request"]]}
         return dci_ack(req)
     if kind == "unsubscribe":
         if "NACK" in m["subscription_codes"]:
@@ -549,9 +551,7 @@ def h_dci(req):
     t = m["txnstatus_request"]
     if req.path == "/registry/txn/status":
         return dci_ack(req)
-    with STATE.lock:
-        known = STATE.dci_txns.get(t["attribute_value"]) if isinstance(t["attribute_value"], str) else None
-        known = json.loads(json.dumps(known)) if known else None
+    known = mock_domain.find_txn(t)          # by any attribute_type, of the txn_type asked
     if known is None:
         return jbody({"signature": "", "header": dci_header(req, "rjct", "txn-on-status", 0,
                                                              "rjct.transaction_id.invalid",
@@ -605,6 +605,9 @@ def h_echo_auth(req):
 
 ROUTES = dict({"/registry/ping": h_ping, "/echo-auth": h_echo_auth}, **{p: h_dci for p in DCI_PATHS})
 PREFIX_ROUTES = {"/echo": h_echo, "/open/echo": h_echo}   # path itself or any sub-path
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mock_domain                                         # noqa: E402  DR/IBR endpoints, dialects (issue 14)
+mock_domain.install(globals())
 
 
 def route(req):
@@ -736,8 +739,10 @@ class Handler(BaseHTTPRequestHandler):
                 STATE.token_requests += 1
             else:
                 STATE.authorization.append(self.hdrs.get("authorization"))
-        if self.path in DCI_PATHS and self.method == "POST":     # every DCI envelope, faults or not
-            self.dci_errors = dci_validate(self.path, self.body)
+        if (self.path in DCI_PATHS or self.path in mock_domain.ENDPOINTS) and self.method == "POST":
+            # every DCI envelope, faults or not
+            self.dci_errors = (mock_domain.validate(self.path, self.body) if self.path in mock_domain.ENDPOINTS
+                               else dci_validate(self.path, self.body))
             with STATE.lock:
                 STATE.dci_validation.append({"path": self.path, "ok": not self.dci_errors,
                                              "errors": list(self.dci_errors)})
@@ -782,9 +787,10 @@ class Handler(BaseHTTPRequestHandler):
                 return
         status, headers, body = mock_jwks.serve(self) or self.normal(is_token)
         sign = self.headers.get("X-Mock-Sign")
-        if sign and self.path in DCI_PATHS and sign.startswith("jwks"):
+        signed_path = self.path in DCI_PATHS or self.path in mock_domain.ENDPOINTS
+        if sign and signed_path and sign.startswith("jwks"):
             body = mock_jwks.sign_answer(body, sign)
-        elif sign and self.path in DCI_PATHS:
+        elif sign and signed_path:
             body = sign_answer(body, "tamper" if getattr(self, "batch_tamper", False) else sign)
         self.send(status, headers, body)
 
