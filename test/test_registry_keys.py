@@ -65,8 +65,8 @@ def _fetches(mock):
 
 def _source(env, code, url=None, fmt="dci", mode=None, **cols):
     mode = mode or ("jwks-jws" if fmt == "jws" else "jwks")
-    env.add_source(code, registry_type="ns:org:RegistryType:Civil", signature_format=fmt,
-                   registry_jwks_url=url or env.mock.http_url + "/jwks.json",
+    cols.setdefault("registry_type", "ns:org:RegistryType:Civil")
+    env.add_source(code, signature_format=fmt, registry_jwks_url=url or env.mock.http_url + "/jwks.json",
                    extra_headers=Json({"X-Mock-Sign": mode}), **cols)
 
 
@@ -657,3 +657,20 @@ def test_openspp_kid_refuses_unsafe_names(env, mock):
             cur = conn.cursor()
             cur.execute("DELETE FROM dci_data_source WHERE code LIKE 'kidspp%%'")
             cur.execute("DELETE FROM dci_signing_key WHERE id = %s", (kid,))
+
+
+def test_dci_send_domain_endpoint_verified_through_jwks(env, mock):
+    # dci_send (issue 14) reads answers through the same verification: a domain endpoint's
+    # signed answer is verified with the registry's JWKS key, an impostor's refused
+    key = _ed()
+    _jwks(mock, keys=[{"kid": "reg|k1|ed25519", "private_pem": key}], sign_pem=key, sign_kid="reg|k1|ed25519")
+    _source(env, "jwks_send", registry_type="ns:org:RegistryType:DR")
+    msg = Json({"disabled_criteria": {"query_type": "expression",
+                                      "query": {"member.member_identifier": {"eq": "ABC451123"}}}})
+    with _conn(env) as conn:
+        cur = conn.cursor()
+        cur.execute("SELECT dci_send('jwks_send', '/registry/sync/disabled', 'search', %s)", (msg,))
+        assert "disabled_response" in cur.fetchone()[0]
+        _jwks(mock, sign_pem=_ed())
+        expect_error(cur, "DC008", "SELECT dci_send('jwks_send', '/registry/sync/disabled', 'search', %s)", (msg,))
+    assert _fetches(mock) == 1
