@@ -242,7 +242,7 @@ dci_registry_key(DciSource *src, const char *kid, DciSigAlg alg, DciError *err)
 			dci_error_detail(err, "Fetching the key set again failed: %s", c->last_error.message);
 		else
 			dci_error_detail(err, "The key set (registry_jwks_url) holds %d usable key(s)%s.", c->set->nkeys,
-							 fetched ? ", fetched again just now" : "");
+							 fetched ? ", fetched just now" : "");
 		dci_error_hint(err, "The key set is fetched again at most every %d s (dci_client.jwks_refetch_interval_s).",
 					   dci_jwks_refetch_interval_s);
 		return NULL;

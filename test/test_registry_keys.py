@@ -193,7 +193,7 @@ def test_unknown_kid_one_refetch_then_dc008(env, mock):
         assert _fetches(mock) == 1
         _jwks(mock, sign_kid="reg|k9|ed25519")
         e = expect_error(cur, "DC008", "SELECT dci_search(%s, 'idtype-value', %s)", ("jwks_unknown", QUERY))
-        assert "k9" in str(e) and "fetched again" in str(e), e
+        assert "k9" in str(e) and "fetched just now" in str(e), e
         assert _fetches(mock) == 2, "one refetch for the unknown kid"
 
 
