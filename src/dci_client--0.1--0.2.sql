@@ -244,3 +244,17 @@ BEGIN
 END
 $$;
 -- ==== end of any endpoint, domain endpoints and dialects ====
+
+-- ==== registry keys from JWKS (issue 13) and signing-key kid interop (issue 14) ====
+-- The registry's verification keys from its JWK Set: fetched through the
+-- HTTP path of every call, cached per session (src/registry_keys.c).  The
+-- row trigger checks the URL as it checks callback_uri (an absolute
+-- http(s) URL) and refuses it together with registry_public_key.
+ALTER TABLE dci_data_source ADD COLUMN registry_jwks_url text;
+
+-- How dci_jwks() names a key: 'thumbprint' (RFC 7638, as 0.1 did) or
+-- 'openspp' (sender_id|key_id|algorithm, the algorithm spelled ed25519 /
+-- rs256, as OpenSPP's registries look keys up; its signatures then spell
+-- the algorithm the same way).  The row trigger checks the values.
+ALTER TABLE dci_signing_key ADD COLUMN kid_format text NOT NULL DEFAULT 'thumbprint';
+-- ==== end of registry keys from JWKS ====

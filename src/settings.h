@@ -19,6 +19,10 @@ extern int	 dci_token_refresh_margin_s;
 extern int	 dci_token_min_interval_ms;
 extern int	 dci_shared_token_slots;
 extern int	 dci_max_concurrency;
+/* registry keys from JWKS (registry_keys.c) */
+extern int dci_jwks_cache_ttl_s;
+extern int dci_jwks_refetch_interval_s;
+extern int dci_jwks_max_stale_s;
 
 /* parsed form of dci_client.allowed_hosts, NULL when empty */
 struct HostRules;

@@ -46,6 +46,9 @@
 /* the dialect column (issue 14), read when the schema has it */
 #define SOURCE_COLUMNS_DIALECT ", dialect"
 #define SOURCE_COLUMNS_NO_DIALECT ", NULL::text"
+/* registry keys from JWKS (issue 13): read as column 30 when the schema has it */
+#define SOURCE_COLUMNS_JWKS	   ", registry_jwks_url"
+#define SOURCE_COLUMNS_NO_JWKS ", NULL::text"
 
 typedef struct CacheEntry
 {
@@ -276,6 +279,7 @@ build_source(SPITupleTable *tt, HeapTuple tup)
 				   : strcmp(s, "opencrvs") == 0 ? DCI_DIALECT_OPENCRVS
 				   : strcmp(s, "openg2p") == 0	 ? DCI_DIALECT_OPENG2P
 												 : DCI_DIALECT_DCI;
+	src->registry_jwks_url = copy_text(tt, tup, 30);
 	if (src->auth_type == DCI_AUTH_OAUTH2 && src->auth_url == NULL)
 		damaged_row(tt, tup, 6);
 	/* the trigger checked them, unless a superuser wrote around it */
@@ -330,9 +334,10 @@ load_source(const char *code, int32 id)
 	DciSource		  *src = NULL;
 
 	cached_table = dci_source_table_oid();
-	query = psprintf("SELECT " SOURCE_COLUMNS "%s%s FROM %s WHERE %s OPERATOR(pg_catalog.=) $1",
+	query = psprintf("SELECT " SOURCE_COLUMNS "%s%s%s FROM %s WHERE %s OPERATOR(pg_catalog.=) $1",
 					 get_attnum(cached_table, "max_concurrency") != InvalidAttrNumber ? SOURCE_COLUMNS_0_2 : SOURCE_COLUMNS_0_1,
 					 get_attnum(cached_table, "dialect") != InvalidAttrNumber ? SOURCE_COLUMNS_DIALECT : SOURCE_COLUMNS_NO_DIALECT,
+					 get_attnum(cached_table, "registry_jwks_url") != InvalidAttrNumber ? SOURCE_COLUMNS_JWKS : SOURCE_COLUMNS_NO_JWKS,
 					 dci_qualified_table_name(cached_table), code ? "code" : "id");
 
 	/* read as the bootstrap superuser: callers need EXECUTE, not SELECT */

@@ -89,6 +89,8 @@ typedef struct DciSource
 	int max_concurrency;
 
 	DciDialect dialect;
+	/* the registry's JWK Set (registry_keys.c), NULL: none */
+	char *registry_jwks_url;
 
 	/* the session's access token while it is current (oauth.c), for redaction */
 	const char *access_token;

@@ -17,6 +17,8 @@ from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote_plus, urlsplit
 
+import mock_jwks                      # the registry's JWKS (test/support/mock_jwks.py)
+
 TOKEN_PATH = "/oauth2/client/token"
 SHUTDOWN = threading.Event()          # hang/slow_drip poll it so SIGTERM is prompt
 DEFAULT_CLIENTS = {"openspp-client": {"client_id": "openspp-client", "client_secret": "s3cr3t-Pa55word",
@@ -60,6 +62,7 @@ class State:
                     "dci_subscriptions": json.loads(json.dumps(self.dci_subscriptions)),
                     "dci_transactions": sorted(self.dci_txns),
                     "search": json.loads(json.dumps(self.search)),
+                    "jwks": mock_jwks.stats(),
                     "tokens_live": sum(1 for t in self.tokens.values()
                                        if not t["revoked"] and t["expires"] > time.monotonic())}
 
@@ -782,9 +785,12 @@ class Handler(BaseHTTPRequestHandler):
             mode, params = fault
             if self.apply_fault(mode, params, is_token):
                 return
-        status, headers, body = self.normal(is_token)
+        status, headers, body = mock_jwks.serve(self) or self.normal(is_token)
         sign = self.headers.get("X-Mock-Sign")
-        if sign and (self.path in DCI_PATHS or self.path in mock_domain.ENDPOINTS):
+        signed_path = self.path in DCI_PATHS or self.path in mock_domain.ENDPOINTS
+        if sign and signed_path and sign.startswith("jwks"):
+            body = mock_jwks.sign_answer(body, sign)
+        elif sign and signed_path:
             body = sign_answer(body, "tamper" if getattr(self, "batch_tamper", False) else sign)
         self.send(status, headers, body)
 
@@ -994,12 +1000,15 @@ class ControlHandler(BaseHTTPRequestHandler):
                     t["expires"] = time.monotonic() - 1
             elif p == "/search_conf":
                 STATE.search_conf.update(d)
+            elif p == "/jwks":
+                mock_jwks.configure(d)
             elif p == "/bearer":
                 STATE.bearer = list(d.get("tokens", []))
             elif p != "/reset":
                 return self.reply({"error": "not_found"}, 404)
         if p == "/reset":
             STATE.reset()
+            mock_jwks.reset()
         self.reply({"ok": True})
 
 
