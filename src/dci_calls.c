@@ -22,6 +22,7 @@
 #include "deadline.h"
 #include "dialect.h"
 #include "json.h"
+#include "redaction.h"
 #include "request.h"
 #include "request_log.h"
 #include "source.h"
@@ -48,6 +49,7 @@ exchange_as(DciSource *src, const char *path, const char *action, const char *me
 	DciError		err = {0};
 	Jsonb *volatile answer = NULL;
 
+	dci_redact_sent_signature(envelope, len);
 	dci_log_begin(src, "POST", path);
 	PG_TRY();
 	{
