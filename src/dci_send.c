@@ -212,12 +212,28 @@ message_text(Jsonb *message)
 	return m.data;
 }
 
+/*
+ * A synchronous endpoint: a "sync" segment in its path, as every spec's
+ * /registry/sync/... has.  The others (/registry/search, /registry/txn/status)
+ * acknowledge and call back: posting twice starts the work twice, so they
+ * are retried like writes, as dci_search_async's are.
+ */
+static bool
+is_sync_endpoint(const char *endpoint)
+{
+	for (const char *p = strstr(endpoint, "/sync"); p != NULL; p = strstr(p + 1, "/sync"))
+		if (p[5] == '/' || p[5] == '\0')
+			return true;
+	return false;
+}
+
 static Jsonb *
 send_message(DciSource *src, const char *endpoint, const ActionRule *rule, const char *message,
 			 int total_count, const char *what)
 {
 	Jsonb *answer = dci_exchange(src, endpoint, rule->action, message, total_count,
-								 rule->callback_status, rule->read_only, what, false);
+								 rule->callback_status, rule->read_only && is_sync_endpoint(endpoint),
+								 what, false);
 
 	return read_message(src, what, answer);
 }
@@ -254,19 +270,35 @@ dci_send(PG_FUNCTION_ARGS)
 
 /* ---- the domain endpoints of the DR and IBR specs ---- */
 
-/* the first item of the answer's list, or DC006 */
+/*
+ * The first item of the answer's list (one request was sent: it is the
+ * answer), DC006 when there is none, DC007 when it is rejected, whatever
+ * items follow it.  A dialect's "no record" was made a succ item already.
+ */
 static Jsonb *
 first_item(DciSource *src, const char *what, Jsonb *msg, const char *list_name)
 {
-	JsonbValue *list = dci_jget(&msg->root, list_name);
+	JsonbValue	   *list = dci_jget(&msg->root, list_name);
+	JsonbContainer *item;
+	char		   *status;
 
 	if (list == NULL || list->type != jbvBinary || !JsonContainerIsArray(list->val.binary.data) ||
 		JsonContainerSize(list->val.binary.data) == 0 ||
-		dci_jobject(getIthJsonbValueFromContainer(list->val.binary.data, 0)) == NULL)
+		(item = dci_jobject(getIthJsonbValueFromContainer(list->val.binary.data, 0))) == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_DCI_BAD_JSON),
 				 errmsg("answer to the %s from data source \"%s\" has no %s item", what, src->code,
 						list_name)));
+	status = dci_jstring(dci_jget(item, "status"));
+	if (status && strcmp(status, "rjct") == 0)
+	{
+		char *why = dci_reason_text(src, item, "status_reason_code", "status_reason_message");
+
+		ereport(ERROR,
+				(errcode(ERRCODE_DCI_REJECTED),
+				 errmsg("registry of data source \"%s\" rejected the %s%s%s", src->code, what,
+						why ? ": " : "", why ? why : "")));
+	}
 	return JsonbValueToJsonb(getIthJsonbValueFromContainer(list->val.binary.data, 0));
 }
 

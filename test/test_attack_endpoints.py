@@ -86,3 +86,87 @@ def test_dci_send_returns_no_signature_an_echo_hands_back(env):
                 assert "rjct.signature.invalid" in str(e)
     finally:
         _drop_role(env, role)
+
+
+# ---- a domain function's answer is its first item: a rejected one is DC007 ----
+def test_domain_function_first_item_rejected_is_dc007(env):
+    """One request is sent, so the first item is its answer: a registry that
+    puts a rejected item first and a succ one after must not have the
+    rejection returned as if it were the status (README: DC007 when it is
+    rejected)."""
+    src = _src(env, "atk14rj")
+    with closing(env.connect()) as conn:
+        cur = conn.cursor()
+        env.mock.fault(DISABLED, "status", status=200, count=1, body={"header": HDR, "message": {
+            "transaction_id": "t", "disabled_response": [
+                {"status": "rjct", "status_reason_code": "rjct.reference_id.invalid",
+                 "status_reason_message": "no such member"},
+                {"status": "succ", "disabled_status": "yes"}]}})
+        e = expect_error(cur, "DC007", "SELECT dci_disabled(%s, %s)", (src, Json(QUERY)))
+        assert "rjct.reference_id.invalid" in str(e) and "no such member" in str(e), e
+        # through dci_send the list is returned as it came, each item with its status
+        env.mock.fault(DISABLED, "status", status=200, count=1, body={"header": HDR, "message": {
+            "transaction_id": "t", "disabled_response": [
+                {"status": "rjct", "status_reason_code": "rjct.x"}, {"status": "succ", "disabled_status": "yes"}]}})
+        msg = _one(cur, "SELECT dci_send(%s, %s, 'search', %s)",
+                   (src, DISABLED, Json({"disabled_criteria": {"query_type": "expression", "query": QUERY}})))
+        assert [i["status"] for i in msg["disabled_response"]] == ["rjct", "succ"]
+
+
+# ---- an asynchronous endpoint is never retried like a read ----
+def test_dci_send_async_endpoints_are_not_retried_as_reads(env):
+    """/registry/search and /registry/txn/status answer with an
+    acknowledgement and call back: a second POST after a reset connection
+    would start the search (and its callback) twice.  dci_search_async
+    treats them as writes; dci_send with the action 'search' must too."""
+    src = _src(env, "atk14rt", registry_type="ns:org:RegistryType:Social")
+    search = {"search_request": [{"reference_id": "r-1", "timestamp": "2026-01-01T00:00:00Z",
+                                  "search_criteria": {"query_type": "idtype-value",
+                                                      "query": {"type": "UIN", "value": "1"}}}]}
+    status = {"txnstatus_request": {"reference_id": "r-2", "txn_type": "search",
+                                    "attribute_type": "transaction_id", "attribute_value": "t-1"}}
+    with closing(env.connect()) as conn:
+        cur = conn.cursor()
+        for path, action, msg in (("/registry/search", "search", search),
+                                  ("/registry/txn/status", "txn-status", status)):
+            before = _requests(env, path)
+            env.mock.fault(path, "reset", count=1)
+            expect_error(cur, "DC003", "SELECT dci_send(%s, %s, %s, %s)", (src, path, action, Json(msg)))
+            assert _requests(env, path) - before == 1, path
+        # the sync forms are reads: retried
+        before = _requests(env, "/registry/sync/search")
+        env.mock.fault("/registry/sync/search", "reset", count=1)
+        _one(cur, "SELECT dci_send(%s, '/registry/sync/search', 'search', %s)", (src, Json(search)))
+        assert _requests(env, "/registry/sync/search") - before == 2
+
+
+# ---- hostile registries ----
+def test_hostile_answers_to_dci_send(env):
+    import os
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "signing",
+                           "ed25519_public.pem")) as f:
+        pub = f.read()
+    src = _src(env, "atk14ho")
+    signed = _src(env, "atk14hs", registry_public_key=pub)
+    crit = Json({"enrolled_criteria": {"query_type": "expression", "query": {"a": {"eq": "b"}}}})
+    with closing(env.connect()) as conn:
+        cur = conn.cursor()
+        # a registry key set: an answer without any signature (here a bare one, as enrolled may be) is DC008
+        expect_error(cur, "DC008", "SELECT dci_enrolled(%s, %s)", (signed, Json(QUERY)))
+        expect_error(cur, "DC008", "SELECT dci_send(%s, %s, 'search', %s)", (signed, ENROLLED, crit))
+        for mode, pgcode in (("invalid_utf8", "22021"), ("nul", "22021"), ("nonjson", "DC006")):
+            env.mock.fault(ENROLLED, mode, count=1)
+            expect_error(cur, pgcode, "SELECT dci_send(%s, %s, 'search', %s)", (src, ENROLLED, crit))
+        for body in ('"just a string"', "[1, 2]", "null", "1"):
+            env.mock.fault(ENROLLED, "status", status=200, count=1, body=body)
+            expect_error(cur, "DC006", "SELECT dci_send(%s, %s, 'search', %s)", (src, ENROLLED, crit))
+        # ERR at the root of a bare answer, and in the message
+        for body in ({"ack_status": "ERR", "error": {"code": "err.x", "message": "boom"}},
+                     {"header": HDR, "message": {"ack_status": "ERR", "error": {"code": "err.x", "message": "boom"}}}):
+            env.mock.fault(ENROLLED, "status", status=200, count=1, body=body)
+            expect_error(cur, "DC007", "SELECT dci_send(%s, %s, 'search', %s)", (src, ENROLLED, crit))
+        # a huge list is read (normalised) without trouble
+        env.mock.fault(ENROLLED, "status", status=200, count=1, body={"enrolled_response": [
+            {"status": "succ", "enrolled_status": "no", "n": i} for i in range(20000)]})
+        msg = _one(cur, "SELECT dci_send(%s, %s, 'search', %s)", (src, ENROLLED, crit))
+        assert len(msg["enrolled_response"]) == 20000
