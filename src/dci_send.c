@@ -10,6 +10,7 @@
 
 #include "fmgr.h"
 #include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
@@ -192,16 +193,28 @@ read_message(DciSource *src, const char *what, Jsonb *answer)
 	return JsonbValueToJsonb(res);
 }
 
-/* the message as sent: the caller's, with a fresh transaction_id in front when it has none */
+/*
+ * The message as sent: the caller's, with a fresh transaction_id in front
+ * when it has none; one it has is a string of 1 to 99 characters, as in
+ * every spec (22023).
+ */
 static char *
 message_text(Jsonb *message)
 {
 	char		  *text = dci_jsonb_to_compact(message, NULL);
 	StringInfoData m;
 	char		   txn[37];
+	JsonbValue	  *given = dci_jget(&message->root, "transaction_id");
 
-	if (dci_jget(&message->root, "transaction_id") != NULL)
+	if (given != NULL)
+	{
+		if (given->type != jbvString || given->val.string.len == 0 ||
+			pg_mbstrlen_with_len(given->val.string.val, given->val.string.len) > 99)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("the message's transaction_id must be a string of 1 to 99 characters")));
 		return text;
+	}
 	dci_uuid_v4(txn);
 	initStringInfo(&m);
 	appendStringInfoString(&m, "{\"transaction_id\":");
@@ -337,7 +350,12 @@ criteria_message(FunctionCallInfo fcinfo, const char *criteria_key, bool with_re
 	appendStringInfoChar(&m, '{');
 	dci_append_str(&m, "query_type", query_type, &cfirst);
 	if (with_response_entity && PG_NARGS() > 3 && !PG_ARGISNULL(3))
-		dci_append_str(&m, "response_entity", text_to_cstring(PG_GETARG_TEXT_PP(3)), &cfirst);
+	{
+		char *re = text_to_cstring(PG_GETARG_TEXT_PP(3));
+
+		dci_check_response_entity(re);
+		dci_append_str(&m, "response_entity", re, &cfirst);
+	}
 	dci_append_jsonb(&m, "query", query, &cfirst);
 	appendStringInfoString(&m, "}}");
 	return m.data;

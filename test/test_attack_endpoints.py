@@ -140,6 +140,33 @@ def test_dci_send_async_endpoints_are_not_retried_as_reads(env):
         assert _requests(env, "/registry/sync/search") - before == 2
 
 
+# ---- bad input gets 22023 before anything is sent ----
+def test_bad_input_is_22023_before_sending(env):
+    src = _src(env, "atk14in", registry_type="ns:org:RegistryType:Civil")
+    long = "x" * 100
+    with closing(env.connect()) as conn:
+        cur = conn.cursor()
+        n = len(env.mock.stats()["dci_validation"])
+        before = env.mock.stats()["requests"]
+        for sql, params in (
+                # the specs' correlation_id and subscription codes are at most 99 characters
+                ("SELECT dci_txn_status(%s, NULL, correlation_id => %s)", (src, long)),
+                ("SELECT dci_txn_status(%s, NULL, 'subscribe', subscription_codes => ARRAY[%s])", (src, long)),
+                # response_entity is Group or Member (EnrolledRequest, Social search_criteria)
+                ("SELECT dci_enrolled(%s, %s, response_entity => 'Beneficiary')", (src, Json(QUERY))),
+                ("SELECT dci_enrolled(%s, %s, response_entity => '')", (src, Json(QUERY))),
+                ("SELECT dci_search(%s, 'idtype-value', %s, options => %s)",
+                 (src, Json({"type": "UIN", "value": "1"}), Json({"response_entity": "Household"}))),
+                # dci_send's own transaction_id: a string of 1 to 99 characters, as every spec's
+                ("SELECT dci_send(%s, %s, 'search', %s)", (src, DISABLED, Json({"transaction_id": 7}))),
+                ("SELECT dci_send(%s, %s, 'search', %s)", (src, DISABLED, Json({"transaction_id": {"a": 1}}))),
+                ("SELECT dci_send(%s, %s, 'search', %s)", (src, DISABLED, Json({"transaction_id": ""}))),
+                ("SELECT dci_send(%s, %s, 'search', %s)", (src, DISABLED, Json({"transaction_id": long})))):
+            expect_error(cur, "22023", sql, params)
+        assert len(env.mock.stats()["dci_validation"]) == n
+        assert env.mock.stats()["requests"] == before
+
+
 # ---- hostile registries ----
 def test_hostile_answers_to_dci_send(env):
     import os
