@@ -19,6 +19,7 @@
 #include "dci_calls.h"
 #include "dci_envelope.h"
 #include "dialect.h"
+#include "errors.h"
 #include "json.h"
 #include "path_check.h"
 #include "source.h"
@@ -53,7 +54,7 @@ action_rule(const char *action)
 			return &action_rules[i];
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("invalid action \"%s\"", action),
+			 errmsg("invalid action \"%s\"", dci_quote_text(action, strlen(action))),
 			 errhint("Use search, txn-status, subscribe, unsubscribe or notify.")));
 	return NULL;				/* keep compiler quiet */
 }
@@ -66,7 +67,7 @@ check_endpoint(const char *endpoint)
 	if (problem != NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid endpoint \"%s\"", endpoint),
+				 errmsg("invalid endpoint \"%s\"", dci_quote_text(endpoint, strlen(endpoint))),
 				 errdetail("The endpoint %s.", problem)));
 }
 
@@ -276,7 +277,8 @@ dci_send(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("message must be a JSON object")));
 	src = dci_source_from_arg(fcinfo, true);
-	what = psprintf("%s request to %s", rule->action, endpoint);
+	/* in every message about the call: bounded like all caller text */
+	what = psprintf("%s request to %s", rule->action, dci_quote_text(endpoint, strlen(endpoint)));
 	PG_RETURN_JSONB_P(send_message(src, endpoint, rule, message_text(message),
 								   dci_count_requests(message), what));
 }

@@ -197,3 +197,21 @@ def test_hostile_answers_to_dci_send(env):
             {"status": "succ", "enrolled_status": "no", "n": i} for i in range(20000)]})
         msg = _one(cur, "SELECT dci_send(%s, %s, 'search', %s)", (src, ENROLLED, crit))
         assert len(msg["enrolled_response"]) == 20000
+
+
+# ---- what the caller wrote is quoted, not echoed raw, in errors and the log ----
+def test_hostile_endpoint_and_action_are_quoted_in_errors(env):
+    """An endpoint or action with CR/LF would forge lines in the server log
+    and a huge one would be copied whole into the error: quoted as
+    dci_request quotes its path (control characters blanked, bounded)."""
+    src = _src(env, "atk14q")
+    with closing(env.connect()) as conn:
+        cur = conn.cursor()
+        for sql, arg in (("SELECT dci_send(%s, %s, 'search', '{}')", "/a\r\n2026-01-01 LOG:  forged"),
+                         ("SELECT dci_send(%s, %s, 'search', '{}')", "/a/../" + "x" * 200000),
+                         ("SELECT dci_send(%s, '/registry/sync/disabled', %s, '{}')", "x\r\nLOG:  forged"),
+                         ("SELECT dci_send(%s, '/registry/sync/disabled', %s, '{}')", "y" * 200000)):
+            e = expect_error(cur, "22023", sql, (src, arg))
+            text = (e.diag.message_primary or "") + (e.diag.message_detail or "")
+            assert "\r" not in text and "\n" not in text, repr(text[:200])
+            assert len(text) < 2000, len(text)
