@@ -215,3 +215,52 @@ def test_hostile_endpoint_and_action_are_quoted_in_errors(env):
             text = (e.diag.message_primary or "") + (e.diag.message_detail or "")
             assert "\r" not in text and "\n" not in text, repr(text[:200])
             assert len(text) < 2000, len(text)
+
+
+# ---- the upgrade carries over grants of every shape ----
+def test_upgrade_carries_grants_of_odd_roles_and_the_integer_overload(env):
+    """Grants on 0.1's dci_txn_status to a role whose name needs quoting, to
+    PUBLIC, on the integer overload and passed on by a grantee holding the
+    grant option: each is found on the new function after ALTER EXTENSION
+    UPDATE, and nothing more."""
+    db = code("up14b")
+    odd, other, second = 'Odoo "DCI"; worker', code("r14_other"), code("r14_second")
+    admin = env.cluster.connect()
+    admin.cursor().execute("CREATE DATABASE %s" % db)
+    for r in (odd, other, second):
+        admin.cursor().execute('CREATE ROLE "%s" LOGIN' % r.replace('"', '""'))
+    try:
+        with closing(env.cluster.connect(dbname=db)) as conn:
+            cur = conn.cursor()
+            cur.execute("CREATE EXTENSION dci_client VERSION '0.1' CASCADE")
+            cur.execute('GRANT EXECUTE ON FUNCTION dci_txn_status(integer, text) TO "%s"' % odd.replace('"', '""'))
+            cur.execute("GRANT EXECUTE ON FUNCTION dci_txn_status(text, text) TO %s WITH GRANT OPTION" % other)
+            cur.execute("SET ROLE %s" % other)
+            cur.execute("GRANT EXECUTE ON FUNCTION dci_txn_status(text, text) TO %s" % second)
+            cur.execute("RESET ROLE")
+            cur.execute("ALTER EXTENSION dci_client UPDATE")
+            new_t = "dci_txn_status(text, text, text, text[], text, text[])"
+            new_i = "dci_txn_status(integer, text, text, text[], text, text[])"
+            cur.execute("SELECT has_function_privilege(%s, %s, 'EXECUTE'), has_function_privilege(%s, %s, 'EXECUTE'), "
+                        "has_function_privilege(%s, %s, 'EXECUTE'), has_function_privilege(%s, %s, 'EXECUTE WITH GRANT OPTION'), "
+                        "has_function_privilege(%s, %s, 'EXECUTE'), has_function_privilege('public', %s, 'EXECUTE')",
+                        (odd, new_i, odd, new_t, other, new_t, other, new_t, second, new_t, new_i))
+            assert cur.fetchone() == (True, False, True, True, True, False)
+    finally:
+        admin.cursor().execute("DROP DATABASE IF EXISTS %s WITH (FORCE)" % db)
+        for r in (second, other, odd):
+            admin.cursor().execute('DROP ROLE IF EXISTS "%s"' % r.replace('"', '""'))
+        admin.close()
+
+
+def test_dci_send_hands_back_no_credential(env):
+    """An echoing path under base_url (any path is reachable through
+    dci_send) returns the bearer token in every spelling: redacted."""
+    from support.util import remember
+    src = _src(env, "atk14cr")
+    with closing(env.connect()) as conn:
+        cur = conn.cursor()
+        got = json.dumps(_one(cur, "SELECT dci_send(%s, '/echo-auth', 'search', '{}')", (src,)))
+        token = remember(env.query("SELECT dci_get_token(%s)", (src,))[0][0])
+        assert token and token not in got and "[redacted]" in got, got[:300]
+        assert json.loads(got)["raw"] == "Bearer [redacted]"
