@@ -22,6 +22,7 @@
 #include "dci_envelope.h"
 #include "deadline.h"
 #include "dialect.h"
+#include "errors.h"
 #include "json.h"
 #include "redaction.h"
 #include "request.h"
@@ -145,7 +146,7 @@ dci_check_query_type(const char *query_type)
 	if (!ok)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid query_type \"%s\"", query_type ? query_type : "NULL"),
+				 errmsg("invalid query_type \"%s\"", query_type ? dci_quote_text(query_type, strlen(query_type)) : "NULL"),
 				 errhint("Use idtype-value, expression, predicate or graphql.")));
 }
 
@@ -156,7 +157,7 @@ dci_check_response_entity(const char *response_entity)
 	if (strcmp(response_entity, "Group") != 0 && strcmp(response_entity, "Member") != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid response_entity \"%s\"", response_entity),
+				 errmsg("invalid response_entity \"%s\"", dci_quote_text(response_entity, strlen(response_entity))),
 				 errhint("Use Group or Member.")));
 }
 
@@ -738,7 +739,7 @@ dci_txn_status_args(FunctionCallInfo fcinfo, int first, DciTxnStatusQuery *q)
 		if (!ok)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("invalid txn_type \"%s\"", t),
+					 errmsg("invalid txn_type \"%s\"", dci_quote_text(t, strlen(t))),
 					 errhint("Use search, subscribe, unsubscribe or receipt.")));
 	}
 	if (!PG_ARGISNULL(first))

@@ -201,7 +201,7 @@ def test_hostile_answers_to_dci_send(env):
 
 # ---- what the caller wrote is quoted, not echoed raw, in errors and the log ----
 def test_hostile_endpoint_and_action_are_quoted_in_errors(env):
-    """An endpoint or action with CR/LF would forge lines in the server log
+    """An endpoint, action, query_type, response_entity or txn_type with CR/LF would forge lines in the server log
     and a huge one would be copied whole into the error: quoted as
     dci_request quotes its path (control characters blanked, bounded)."""
     src = _src(env, "atk14q")
@@ -210,7 +210,10 @@ def test_hostile_endpoint_and_action_are_quoted_in_errors(env):
         for sql, arg in (("SELECT dci_send(%s, %s, 'search', '{}')", "/a\r\n2026-01-01 LOG:  forged"),
                          ("SELECT dci_send(%s, %s, 'search', '{}')", "/a/../" + "x" * 200000),
                          ("SELECT dci_send(%s, '/registry/sync/disabled', %s, '{}')", "x\r\nLOG:  forged"),
-                         ("SELECT dci_send(%s, '/registry/sync/disabled', %s, '{}')", "y" * 200000)):
+                         ("SELECT dci_send(%s, '/registry/sync/disabled', %s, '{}')", "y" * 200000),
+                         ("SELECT dci_disabled(%s, '{}', %s)", "expression\r\nLOG:  forged"),
+                         ("SELECT dci_enrolled(%s, '{}', response_entity => %s)", "Member\r\nLOG:  forged"),
+                         ("SELECT dci_txn_status(%s, 't', %s)", "search\r\nLOG:  forged" + "z" * 200000)):
             e = expect_error(cur, "22023", sql, (src, arg))
             text = (e.diag.message_primary or "") + (e.diag.message_detail or "")
             assert "\r" not in text and "\n" not in text, repr(text[:200])
