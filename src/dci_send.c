@@ -82,12 +82,15 @@ ends_with(const char *s, const char *suffix)
 
 /*
  * The items of a *_response list: every one rejected → DC007 with the first
- * one's reason (a dialect's "no record" is no rejection); else each item in
- * the lenient normal form.
+ * one's reason; else each item in the lenient normal form.  A dialect's "no
+ * record" (OpenG2P's REG-ERR-001) is no rejection in a search_response only:
+ * in a receipt (enrolled_response) or a status it says nothing was done.
  */
 static void
-push_response_list(JsonbParseState **st, DciSource *src, const char *what, JsonbContainer *list)
+push_response_list(JsonbParseState **st, DciSource *src, const char *what, const char *key,
+				   JsonbContainer *list)
 {
+	bool	   search = strcmp(key, "search_response") == 0;
 	int		   n = JsonContainerSize(list);
 	int		   rejected = 0;
 	JsonbValue *first_rejected = NULL;
@@ -98,7 +101,7 @@ push_response_list(JsonbParseState **st, DciSource *src, const char *what, Jsonb
 		JsonbContainer *item = dci_jobject(v);
 		char		   *status = dci_jstring(dci_jget(item, "status"));
 
-		if (status && strcmp(status, "rjct") == 0 && !dci_dialect_not_found(src, item))
+		if (status && strcmp(status, "rjct") == 0 && !(search && dci_dialect_not_found(src, item)))
 		{
 			rejected++;
 			if (first_rejected == NULL)
@@ -122,7 +125,7 @@ push_response_list(JsonbParseState **st, DciSource *src, const char *what, Jsonb
 		JsonbValue *v = getIthJsonbValueFromContainer(list, i);
 		JsonbValue	norm;
 
-		if (dci_dialect_not_found(src, dci_jobject(v)))
+		if (search && dci_dialect_not_found(src, dci_jobject(v)))
 		{
 			Jsonb *none = dci_no_records_item();
 
@@ -187,7 +190,7 @@ read_message(DciSource *src, const char *what, Jsonb *answer)
 		}
 		else if (tok == WJB_VALUE && key && ends_with(key, "_response") && v.type == jbvBinary &&
 				 JsonContainerIsArray(v.val.binary.data))
-			push_response_list(&st, src, what, v.val.binary.data);
+			push_response_list(&st, src, what, key, v.val.binary.data);
 		else
 			res = pushJsonbValue(&st, tok, tok == WJB_BEGIN_OBJECT || tok == WJB_END_OBJECT ? NULL : &v);
 	}

@@ -267,3 +267,30 @@ def test_dci_send_hands_back_no_credential(env):
         token = remember(env.query("SELECT dci_get_token(%s)", (src,))[0][0])
         assert token and token not in got and "[redacted]" in got, got[:300]
         assert json.loads(got)["raw"] == "Bearer [redacted]"
+
+
+# ---- OpenG2P's "no record" belongs to searches, not to receipts ----
+def test_openg2p_not_found_is_no_record_only_in_search_answers(env):
+    """REG-ERR-001 is "no record" in an OpenG2P search_response; an
+    enrolment update rejected with it was not applied, and must not come
+    back as succ (nor a disability status as a search item)."""
+    UPDATES = "/registry/sync/enrollment/updates"
+    src = _src(env, "atk14g2p", registry_type="ns:org:RegistryType:IBR", dialect="openg2p")
+    rj = {"status": "rjct", "status_reason_code": "REG-ERR-001", "status_reason_message": "beneficiary not found"}
+    with closing(env.connect()) as conn:
+        cur = conn.cursor()
+        env.mock.fault(UPDATES, "status", status=200, count=1, body={"transaction_id": "t", "enrolled_response": [rj]})
+        e = expect_error(cur, "DC007", "SELECT dci_enrollment_updates(%s, %s)", (src, Json([{"id": 1}])))
+        assert "REG-ERR-001" in str(e)
+        env.mock.fault(UPDATES, "status", status=200, count=1, body={"transaction_id": "t", "enrolled_response": [
+            rj, {"status": "succ"}]})
+        msg = _one(cur, "SELECT dci_enrollment_updates(%s, %s)", (src, Json([{"id": 1}, {"id": 2}])))
+        assert [i["status"] for i in msg["enrolled_response"]] == ["rjct", "succ"], msg
+        env.mock.fault(DISABLED, "status", status=200, count=1, body={"header": HDR, "message": {
+            "transaction_id": "t", "disabled_response": [rj]}})
+        expect_error(cur, "DC007", "SELECT dci_disabled(%s, %s)", (src, Json(QUERY)))
+        # a search answer through dci_send keeps the dialect's reading
+        env.mock.fault("/registry/sync/search", "status", status=200, count=1, body={"header": HDR, "message": {
+            "transaction_id": "t", "search_response": [rj]}})
+        msg = _one(cur, "SELECT dci_send(%s, '/registry/sync/search', 'search', '{}')", (src,))
+        assert msg["search_response"] == [{"status": "succ", "data": {"reg_records": []}}], msg
