@@ -294,3 +294,46 @@ def test_openg2p_not_found_is_no_record_only_in_search_answers(env):
             "transaction_id": "t", "search_response": [rj]}})
         msg = _one(cur, "SELECT dci_send(%s, '/registry/sync/search', 'search', '{}')", (src,))
         assert msg["search_response"] == [{"status": "succ", "data": {"reg_records": []}}], msg
+
+
+# ---- grants carried over by the upgrade survive pg_dump ----
+def test_upgraded_txn_status_grants_survive_dump_and_restore(env):
+    """Grants made inside an extension script are recorded as the
+    extension's initial privileges, which pg_dump leaves out: the grant on
+    0.1's dci_txn_status that the upgrade carries over must still be in
+    the dump (Odoo's backup), so a restored database keeps it."""
+    import os, subprocess, tempfile
+    role, src_db, dst_db = code("r14_dump"), code("up14d"), code("up14r")
+    admin = env.cluster.connect()
+    admin.cursor().execute("CREATE ROLE %s LOGIN" % role)
+    admin.cursor().execute("CREATE DATABASE %s" % src_db)
+    admin.cursor().execute("CREATE DATABASE %s" % dst_db)
+
+    def pg(tool, *args):
+        r = subprocess.run([os.path.join(env.cluster.bindir, tool), "-h", env.cluster.host, "-p",
+                            str(env.cluster.port), "-U", "postgres"] + list(args),
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, "%s failed: %s%s" % (tool, r.stdout, r.stderr)
+        return r.stdout
+
+    try:
+        with closing(env.cluster.connect(dbname=src_db)) as conn:
+            cur = conn.cursor()
+            cur.execute("CREATE EXTENSION dci_client VERSION '0.1' CASCADE")
+            cur.execute("GRANT EXECUTE ON FUNCTION dci_txn_status(text, text) TO %s" % role)
+            cur.execute("ALTER EXTENSION dci_client UPDATE")
+        with tempfile.TemporaryDirectory() as tmp:
+            dump = os.path.join(tmp, "odoo.dump")
+            pg("pg_dump", "-Fc", "-f", dump, src_db)
+            pg("pg_restore", "--exit-on-error", "-d", dst_db, dump)
+        for db in (src_db, dst_db):
+            with closing(env.cluster.connect(dbname=db)) as conn:
+                cur = conn.cursor()
+                cur.execute("SELECT has_function_privilege(%s, "
+                            "'dci_txn_status(text, text, text, text[], text, text[])', 'EXECUTE')", (role,))
+                assert cur.fetchone() == (True,), db
+    finally:
+        for db in (src_db, dst_db):
+            admin.cursor().execute("DROP DATABASE IF EXISTS %s WITH (FORCE)" % db)
+        admin.cursor().execute("DROP ROLE IF EXISTS %s" % role)
+        admin.close()
