@@ -181,6 +181,17 @@ def test_hostile_answers_to_dci_send(env):
         # a registry key set: an answer without any signature (here a bare one, as enrolled may be) is DC008
         expect_error(cur, "DC008", "SELECT dci_enrolled(%s, %s)", (signed, Json(QUERY)))
         expect_error(cur, "DC008", "SELECT dci_send(%s, %s, 'search', %s)", (signed, ENROLLED, crit))
+        # in the JWS format too, and with a signature that is no JWS
+        with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "signing",
+                               "rsa_public.pem")) as f:
+            jws = _src(env, "atk14hj", registry_public_key=f.read(), signature_format="jws")
+        expect_error(cur, "DC008", "SELECT dci_enrolled(%s, %s)", (jws, Json(QUERY)))
+        for body in ({"signature": "a.b.c", "enrolled_response": [{"status": "succ", "enrolled_status": "yes"}]},
+                     {"signature": "", "header": HDR, "message": {"enrolled_response": [{"status": "succ"}]}}):
+            env.mock.fault(ENROLLED, "status", status=200, count=1, body=body)
+            expect_error(cur, "DC008", "SELECT dci_enrolled(%s, %s)", (jws, Json(QUERY)))
+            env.mock.fault(ENROLLED, "status", status=200, count=1, body=body)
+            expect_error(cur, "DC008", "SELECT dci_enrolled(%s, %s)", (signed, Json(QUERY)))
         for mode, pgcode in (("invalid_utf8", "22021"), ("nul", "22021"), ("nonjson", "DC006")):
             env.mock.fault(ENROLLED, mode, count=1)
             expect_error(cur, pgcode, "SELECT dci_send(%s, %s, 'search', %s)", (src, ENROLLED, crit))
