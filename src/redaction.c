@@ -207,11 +207,13 @@ dci_redact_sent_signature(const char *envelope, size_t len)
 										ALLOCSET_SMALL_SIZES);
 	MemoryContextReset(sig_cxt);
 	nsig = 0;
+	if (envelope == NULL || len < sizeof(key) + 2)
+		return;
 	/* ours is the last member: the caller's message may spell the key too */
-	for (const char *p = envelope + len - (sizeof(key) - 1); p >= envelope; p--)
-		if (memcmp(p, key, sizeof(key) - 1) == 0)
+	for (size_t i = len - (sizeof(key) - 1) + 1; i-- > 0;)
+		if (memcmp(envelope + i, key, sizeof(key) - 1) == 0)
 		{
-			start = p + sizeof(key) - 1;
+			start = envelope + i + sizeof(key) - 1;
 			break;
 		}
 	if (start == NULL)
