@@ -304,7 +304,8 @@ dci_append_search_item(StringInfo m, DciSource *src, const char *ref, const char
 	const char *reg_type = reg_type_arg ? reg_type_arg : src->registry_type;
 	char	   *locale = option_string(options, "locale");
 	char	   *id_type = NULL;
-	char	   *query_text = dci_dialect_id_query(src, &query_type, query, &id_type);
+	char	   *query_text = dci_dialect_id_query(src, &query_type, query,
+												 option_text(options, "reg_event_type"), &id_type);
 	char	   *event = dci_dialect_event_type(src, option_text(options, "reg_event_type"), id_type);
 	char	   *block;
 

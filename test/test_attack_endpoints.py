@@ -348,3 +348,27 @@ def test_upgraded_txn_status_grants_survive_dump_and_restore(env):
             admin.cursor().execute("DROP DATABASE IF EXISTS %s WITH (FORCE)" % db)
         admin.cursor().execute("DROP ROLE IF EXISTS %s" % role)
         admin.close()
+
+
+# ---- OpenCRVS: a national id is looked up on the person of the event searched ----
+def test_opencrvs_national_id_follows_the_event(env):
+    """OpenCRVS' gateway reads a national id as child.nid for birth and
+    deceased.nid for any other event (dci-crvs-api: nidField =
+    reg_event_type === 'birth' ? 'child.nid' : 'deceased.nid').  A death
+    check by NID sent child.nid with reg_event_type death: no record, so a
+    deceased beneficiary looked alive."""
+    path = "/opencrvs/registry/sync/search"
+    crvs = _src(env, "atk14crvs", registry_type="ns:org:RegistryType:Civil", dialect="opencrvs",
+                search_endpoint=path)
+    with closing(env.connect()) as conn:
+        cur = conn.cursor()
+        for id_type, event, field in (("NID", "DEATH", "deceased.nid"), ("UIN", "death", "deceased.nid"),
+                                      ("NID", None, "child.nid"), ("UIN", "Birth", "child.nid")):
+            opts = {"reg_event_type": event} if event else {}
+            cur.execute("SELECT dci_search(%s, 'idtype-value', %s, options => %s)",
+                        (crvs, Json({"type": id_type, "value": "N-1"}), Json(opts)))
+            sc = json.loads(env.mock.stats()["last_request"][path]["body"])["message"]["search_request"][0][
+                "search_criteria"]
+            assert sc["reg_event_type"] == (event or "birth").lower(), sc
+            assert sc["query"]["value"]["expression"]["query"] == {
+                "data": {field: {"type": "exact", "term": "N-1"}}}, (id_type, event, sc["query"])
