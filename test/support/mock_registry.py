@@ -564,6 +564,14 @@ def h_dci(req):
 
 
 def h_echo(req):
+    if req.path.endswith("/signature-error"):
+        # a registry refusing a signature by quoting it, as validation errors do
+        try:
+            sig = json.loads(req.body).get("signature", "")
+        except (ValueError, AttributeError):
+            sig = ""
+        return jbody({"header": {"status": "rjct", "status_reason_code": "rjct.signature.invalid",
+                                 "status_reason_message": "signature %s does not verify" % sig}, "message": {}})
     return jbody({"method": req.method, "path": req.path, "query": req.query,
                   "headers": req.hdrs, "body": req.body})
 
