@@ -582,6 +582,7 @@ def test_sql_errors_map_to_openspp_messages():
                   "22021", "57014", "23514", "23505"):
         assert sql_mod.user_message(state), state
     assert "SSL certificate" in sql_mod.user_message("DC003", "TLS certificate problem: unable to get local issuer")
+    assert "Please check the Base URL" in sql_mod.user_message("DC003", "could not connect (TLS 0.0 ms)")
     assert sql_mod.user_message("XX000") is None
 
 

@@ -575,18 +575,34 @@ class Registry:
             reg._fields = fields
             reg._table = name.replace(".", "_")
             self.models[name] = reg
+        # the schema, as Odoo's module loading makes it: DDL only where something
+        # is missing (an ALTER would lock the table for the whole transaction),
+        # committed at once like an installation
+        changed = False
         for name, reg in self.models.items():
-            if reg._auto:
+            if not reg._auto:
+                continue
+            cr.execute("SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0 "
+                       "AND NOT attisdropped", (reg._table,))
+            have = {r[0] for r in cr.fetchall()}
+            if not have:
                 cr.execute("CREATE TABLE IF NOT EXISTS %s (id serial PRIMARY KEY)" % reg._table)
-                for fname, field in reg._fields.items():
-                    if field.store and fname != "id":
-                        cr.execute('ALTER TABLE %s ADD COLUMN IF NOT EXISTS "%s" %s'
-                                   % (reg._table, fname, field.sql_type))
+                have, changed = {"id"}, True
+            for fname, field in reg._fields.items():
+                if field.store and fname not in have:
+                    cr.execute('ALTER TABLE %s ADD COLUMN IF NOT EXISTS "%s" %s'
+                               % (reg._table, fname, field.sql_type))
+                    changed = True
         env = Environment(cr, self)
         for name, reg in self.models.items():
             init = getattr(reg, "init", None)
-            if init is not None:
-                init(reg(env, ()))
+            if init is not None and not reg._auto:
+                cr.execute("SELECT to_regclass(%s) IS NULL", (reg._table,))
+                if cr.fetchone()[0]:
+                    init(reg(env, ()))
+                    changed = True
+        if changed:
+            cr.commit()
 
     def __contains__(self, name):
         return name in self.models

@@ -53,7 +53,7 @@ def user_message(pgcode, primary=""):
     """The first paragraph of the UserError for a SQLSTATE (None: not ours)."""
     if pgcode == "DC003":
         low = (primary or "").lower()
-        if "certificate" in low or "ssl" in low or "tls" in low:
+        if "certificate" in low or "ssl" in low:          # not "tls": the timings say "TLS 0.0 ms"
             pgcode = "DC003-ssl"
         elif "resolve" in low or "dns" in low:
             pgcode = "DC003-dns"
