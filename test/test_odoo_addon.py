@@ -596,3 +596,72 @@ def test_other_errors_pass_through(oenv):
         raise AssertionError("no error")
     oenv.cr.execute("SELECT 2")
     assert oenv.cr.fetchone() == (2,)
+
+
+# ---------------------------------------------------------------- attacks
+def test_hostile_secret_values(env, oenv, caplog):
+    """Secrets with CSV/SQL metacharacters arrive intact; refused ones leave no
+    trace of themselves in messages, statements or Odoo's columns; the
+    transaction goes on."""
+    tricky = remember(secret('Zq9-",\\\\\';-- -'))     # quote, comma, backslashes, space (the mock reads headers as latin-1)
+    c = code("tricky")
+    rec = oenv["spp.dci.data.source"].create(vals(env, c, auth_type="bearer", base_url=env.mock.http_url,
+                                                   oauth2_token_url=False, oauth2_client_id=False,
+                                                   oauth2_client_secret=False, bearer_token=tricky))
+    oenv.cr.execute("SELECT dci_get_token(%s)", (c,))
+    assert oenv.cr.fetchone()[0] == tricky                                    # stored byte for byte
+    wide = remember(secret("Zq9-\u00e9\u4e2d-"))
+    rec.write({"bearer_token": wide})
+    oenv.cr.execute("SELECT dci_get_token(%s)", (c,))
+    assert oenv.cr.fetchone()[0] == wide                                      # non-ASCII too
+    rec.write({"bearer_token": tricky})
+    env.mock.set_bearer([tricky])
+    try:
+        assert DCIClient(rec, oenv).search_by_id("UIN", "847951632")["message"]["search_response"]
+        assert last_search(env)["headers"]["authorization"] == "Bearer " + tricky     # byte for byte
+    finally:
+        env.mock.reset()
+    oenv.cr.execute("CREATE TEMP TABLE odoo_work (v text)")
+    oenv.cr.execute("INSERT INTO odoo_work VALUES ('kept')")
+    for bad in (remember(secret("Zq9-line-")) + "\r\nX-Injected: 1", remember(secret("Zq9-nul-")) + "\x00"):
+        e = user_error(rec.write, {"bearer_token": bad})
+        assert bad.split("\r")[0].split("\x00")[0] not in str(e), str(e)
+        assert sql_row(oenv, c, "bearer_token_set") == (True,)                 # the old one is kept
+    assert odoo_row(oenv, rec.id, "bearer_token") == (None,)
+    oenv.cr.execute("SELECT v FROM odoo_work")
+    assert oenv.cr.fetchall() == [("kept",)]
+    no_secret_in_statements(oenv, tricky, wide)
+    for r in caplog.records:
+        assert "Zq9-line-" not in r.getMessage() and "Zq9-nul-" not in r.getMessage() and tricky not in r.getMessage()
+
+
+def test_migration_of_a_hostile_row(env, oenv, caplog):
+    """A plain-text bearer token the extension refuses (a header injection):
+    the row stays as it was, the warning names the source, not the token."""
+    oenv["spp.dci.data.source"]
+    c = code("mighost")
+    bad = remember(secret("Zq9-mighost-")) + "\r\nX-Evil: 1"
+    oenv.cr.execute("""INSERT INTO spp_dci_data_source (name, code, base_url, auth_type, bearer_token, active,
+                           verify_ssl, our_sender_id) VALUES ('H', %s, %s, 'bearer', %s, true, true, 'openspp.test')
+                       RETURNING id""", (c, env.mock.http_url, bad))
+    rid = oenv.cr.fetchone()[0]
+    oenv.cr.statements.clear()
+    with caplog.at_level("WARNING"):
+        done, failed = hooks.migrate_sources(oenv.cr)
+    assert c in failed and c not in done, (done, failed)
+    assert odoo_row(oenv, rid, "bearer_token") == (bad,) and sql_row(oenv, c, "id") is None
+    assert any(c in r.getMessage() for r in caplog.records)
+    assert not [r for r in caplog.records if "Zq9-mighost-" in r.getMessage()]
+    no_secret_in_statements(oenv, bad.split("\r")[0])
+    oenv.cr.execute("SELECT 1")                                  # usable
+
+
+def test_callback_refused_before_sql_leaves_nothing(env, oenv):
+    """Headers a sender controls are bounded and cleaned before they reach SQL."""
+    from odoo.addons.spp_dci_client_sql.services import callbacks
+    hdrs = [("Long", "y" * 100000), ("Bad\x00Name", "x"), ("ok", "a\x00b"), (b"raw", "x")] + \
+        [("X-%d" % i, "v") for i in range(500)]
+    clean = callbacks.clean_headers(hdrs)
+    assert len(clean) == callbacks.MAX_HEADERS and all(k == k.lower() for k in clean)
+    assert "bad\x00name" not in clean and "ok" not in clean and b"raw" not in clean
+    assert len(clean["long"]) == callbacks.MAX_HEADER_VALUE

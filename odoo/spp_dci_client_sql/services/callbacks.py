@@ -61,8 +61,8 @@ def receive(env, source, body, headers, kind=None):
     if not sql.has_function(cr, "dci_receive"):
         _logger.error("dci_receive is missing: upgrade dci_client to receive callbacks")
         return 503, _nack("err.service.unavailable", "callbacks are not available")
-    before = sql.fetch_one(cr, "SELECT coalesce(max(id), 0) FROM dci_inbox")
     try:
+        before = sql.fetch_one(cr, "SELECT coalesce(max(id), 0) FROM dci_inbox")
         with sql.dci_errors(cr):
             cr.execute("SELECT http_status, response FROM dci_receive(%s, %s, %s)",
                        (source, text, sql.jsonb(clean_headers(headers))))
