@@ -665,3 +665,33 @@ def test_callback_refused_before_sql_leaves_nothing(env, oenv):
     assert len(clean) == callbacks.MAX_HEADERS and all(k == k.lower() for k in clean)
     assert "bad\x00name" not in clean and "ok" not in clean and b"raw" not in clean
     assert len(clean["long"]) == callbacks.MAX_HEADER_VALUE
+
+
+def test_callback_processing_of_hostile_shapes(env, oenv):
+    """What dci_receive stored is processed defensively: wrong types anywhere
+    make no exception (the message stays stored, the answer stands)."""
+    from odoo.addons.spp_dci_client_sql.services import callbacks
+    c = code("shape")
+    oenv["spp.dci.data.source"].create(vals(env, c))
+    for kind, action in (("crvs", "notify"), ("dr", "on-search"), ("ibr", "on-search")):
+        for message in ("text", [], {"search_response": "zzz"}, {"search_response": [1, "a", None]},
+                        {"search_response": [{"status": "succ", "data": {"reg_records": "x"}}]},
+                        {"search_response": [{"status": "succ", "data": {"reg_records": [{"identifier": 5}]}}]},
+                        {"identifiers": "UIN", "event_type": 7}):
+            callbacks._process(oenv, c, kind, action, "not a header", message, "corr-1")
+    oenv.cr.execute("SELECT 1")
+
+
+def test_denied_read_does_not_poison_the_transaction(env, oenv):
+    c = code("deny")
+    rec = oenv["spp.dci.data.source"].create(vals(env, c))
+    role = code("odoo_ro")
+    oenv.cr.execute('CREATE ROLE "%s"' % role)
+    oenv.cr.execute('GRANT USAGE ON SCHEMA public TO "%s"' % role)
+    oenv.cr.execute('GRANT SELECT ON spp_dci_data_source TO "%s"' % role)
+    oenv.cr.execute('SET ROLE "%s"' % role)
+    oenv.invalidate()
+    e = user_error(lambda: rec.dci_client_secret_set)
+    assert e.pgcode == "42501", str(e)
+    oenv.cr.execute("SELECT count(*) FROM spp_dci_data_source")     # still usable
+    oenv.cr.execute("RESET ROLE")

@@ -20,6 +20,9 @@ class DCICallbackController(http.Controller):
                 csrf=False, save_session=False)
     def dci_callback(self, source, action=None, **_kw):
         hreq = request.httprequest
+        if (getattr(hreq, "content_length", None) or 0) > callbacks.MAX_BODY:   # refused before it is read
+            return request.make_json_response(callbacks._nack("err.request.too_large", "the message is too large"),
+                                              status=413)
         body = hreq.get_data(cache=False, as_text=False, parse_form_data=False)
         env = request.env(su=True)
         status, answer = callbacks.receive(env, source, body, list(hreq.headers.items()))

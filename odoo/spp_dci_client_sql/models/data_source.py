@@ -161,8 +161,10 @@ class DCIDataSource(models.Model):
 
     def _dci_row(self, *columns):
         self.ensure_one()
-        self.env.cr.execute("SELECT %s FROM dci_data_source WHERE code = %%s" % ", ".join(columns), (self.code,))
-        return self.env.cr.fetchone()
+        with sql.dci_errors(self.env.cr):            # a refused read must not abort Odoo's transaction
+            self.env.cr.execute("SELECT %s FROM dci_data_source WHERE code = %%s" % ", ".join(columns),
+                                (self.code,))
+            return self.env.cr.fetchone()
 
     def _dci_secret_flags(self):
         has_cb = sql.has_column(self.env.cr, "dci_data_source", "callback_token_set")

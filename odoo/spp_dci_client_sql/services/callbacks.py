@@ -8,8 +8,6 @@ request body parsed again."""
 import json
 import logging
 
-import psycopg2
-
 from odoo.exceptions import UserError
 
 from . import sql
@@ -24,6 +22,14 @@ MAX_HEADER_VALUE = 8192
 # SQLSTATE of a refused callback -> HTTP status
 REFUSED_STATUS = {"DC001": 404, "DC002": 401, "DC008": 401, "DC006": 400, "22023": 400, "22021": 400,
                   "DC005": 413, "42501": 503}
+
+
+def _dicts(value):
+    """The dict items of what should be a list of objects (a hostile sender
+    may put anything there)."""
+    if isinstance(value, dict):
+        value = [value]
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
 def _nack(code, text):
@@ -93,12 +99,14 @@ def process_stored(env, source, after_id, kind=None):
         try:
             with cr.savepoint(flush=False):
                 done.append(_process(env, source, which, action, header or {}, message or {}, corr))
-        except (UserError, psycopg2.Error, ValueError, KeyError, TypeError) as e:
-            _logger.error("processing callback %s of %s failed: %s", inbox_id, source, e)
+        except Exception as e:      # noqa: BLE001 - the message stays stored; the answer stands
+            _logger.error("processing callback %s of %s failed: %s", inbox_id, source, type(e).__name__)
     return done
 
 
 def _process(env, source, kind, action, header, message, correlation_id):
+    header = header if isinstance(header, dict) else {}
+    message = message if isinstance(message, dict) else {}
     if kind == "crvs" and action in ("notify", "on-notify", None):
         return ("crvs_event", _crvs_event(env, source, header, message))
     if kind == "dr" and action == "on-search":
@@ -115,10 +123,13 @@ def _crvs_event(env, source, header, message):
     except Exception as e:              # not a CRVS source: OpenSPP's fallback creates the event directly
         _logger.warning("CRVS service for %s unavailable (%s): event created directly", source, e)
         service = None
+    # the fields OpenSPP's processing reads, in the types it expects
+    message = dict(message, event_type=str(message.get("event_type") or ""),
+                   identifiers=_dicts(message.get("identifiers")))
     data = {"header": header, "message": message}
     if service is not None:
         return service.process_notification(data)
-    ids = message.get("identifiers") or [{}]
+    ids = _dicts(message.get("identifiers")) or [{}]
     return env["spp.dci.crvs.event"].sudo().create({
         "event_type": str(message.get("event_type") or "").lower(),
         "identifier_type": ids[0].get("type"), "identifier_value": ids[0].get("value"),
@@ -127,12 +138,7 @@ def _crvs_event(env, source, header, message):
 
 
 def _partner(env, record):
-    ids = record.get("identifier") or record.get("identifiers") or []
-    if isinstance(ids, dict):
-        ids = [ids]
-    for i in ids:
-        if not isinstance(i, dict):
-            continue
+    for i in _dicts(record.get("identifier") or record.get("identifiers")):
         t = i.get("identifier_type") or i.get("type")
         v = i.get("identifier_value") or i.get("value")
         if t and v:
@@ -145,7 +151,7 @@ def _partner(env, record):
 def _dr_on_search(env, header, message):
     Status = env["spp.dci.disability.status"].sudo()
     touched = []
-    for item in message.get("search_response") or []:
+    for item in _dicts(message.get("search_response")):
         if item.get("status") != "succ":
             continue
         record = _first_record({"message": {"search_response": [item]}})
@@ -174,12 +180,12 @@ def _ibr_on_search(env, message, correlation_id):
     if not check:
         return None
     records, programs = [], []
-    for item in message.get("search_response") or []:
+    for item in _dicts(message.get("search_response")):
         if item.get("status") == "succ":
             data = item.get("data") or {}
-            records.extend(data.get("reg_records") or [] if isinstance(data, dict) else [])
+            records.extend(_dicts(data.get("reg_records")) if isinstance(data, dict) else [])
     for rec in records:
-        for p in (rec.get("programs") or []) + (rec.get("programs_enrollments") or []):
+        for p in _dicts(rec.get("programs")) + _dicts(rec.get("programs_enrollments")):
             if isinstance(p, dict) and (p.get("name") or p.get("program_name") or p.get("programme_name")):
                 programs.append(p.get("name") or p.get("program_name") or p.get("programme_name"))
     check.write({"result": "confirmed_match" if records else "no_match", "matched_programs": "\n".join(programs),

@@ -44,7 +44,10 @@ def _wrapped(text, exc):
 
 def _first_record(response):
     message = (response or {}).get("message") or {}
-    for item in message.get("search_response") or []:
+    items = message.get("search_response") if isinstance(message, dict) else None
+    for item in items if isinstance(items, list) else []:
+        if not isinstance(item, dict):
+            continue
         data = item.get("data") or {}
         records = data.get("reg_records") if isinstance(data, dict) else None
         if isinstance(records, dict):
