@@ -20,6 +20,7 @@ import xml.etree.ElementTree as ET
 from contextlib import closing
 
 import psycopg2
+import psycopg2.extras
 import pytest
 
 from support import odoo_orm
@@ -695,3 +696,36 @@ def test_denied_read_does_not_poison_the_transaction(env, oenv):
     assert e.pgcode == "42501", str(e)
     oenv.cr.execute("SELECT count(*) FROM spp_dci_data_source")     # still usable
     oenv.cr.execute("RESET ROLE")
+
+
+def test_dr_and_ibr_domain_endpoints(env, oenv):
+    requires_sql(env, "dci_send")
+    d, i = code("drdom"), code("ibrdom")
+    oenv["spp.dci.data.source"].create(vals(env, d, registry_type=DR))
+    ibr = oenv["spp.dci.data.source"].create(vals(env, i, registry_type=IBR))
+    details = DRService(oenv, d).get_disability_details("UIN", "847951632")
+    assert details and details[0]["has_disability"] is True and details[0]["disability_status"] == "Approved"
+    sent = json.loads(env.mock.stats()["last_request"]["/registry/sync/get-disability-details"]["body"])
+    assert sent["message"]["disabled_criteria"]["query"]["member.member_identifier"] == {"eq": "847951632"}
+    assert DRService(oenv, d).get_disability_details("UIN", "NOTFOUND") == []
+    enrolled = IBRService(ibr, oenv).get_enrolled("847951632")
+    assert enrolled and enrolled[0]["enrolled_status"] == "yes", enrolled
+
+
+def test_mock_domain_endpoints_answer(env, oenv):
+    """The mock's DR/IBR endpoints the guarded test above uses (through dci_request)."""
+    c = code("mockdom")
+    oenv["spp.dci.data.source"].create(vals(env, c, registry_type=DR))
+    body = {"header": {"action": "search"}, "message": {"transaction_id": "t-1", "disabled_criteria": {
+        "query_type": "expression", "query": {"member.member_identifier": {"eq": "847951632"}}}}}
+    oenv.cr.execute("SELECT status, body FROM dci_request(%s, 'POST', '/registry/sync/get-disability-details', %s)",
+                    (c, psycopg2.extras.Json(body)))
+    status, text = oenv.cr.fetchone()
+    rec = json.loads(text)["message"]["search_response"][0]["data"]["reg_records"][0]
+    assert status == 200 and rec["disability_status"] == "Approved", text
+    body = {"header": {"action": "search"}, "message": {"transaction_id": "t-2", "enrolled_criteria": {
+        "query_type": "expression", "query": {"person_identifier": {"eq": "847951632"}}}}}
+    oenv.cr.execute("SELECT status, body FROM dci_request(%s, 'POST', '/registry/sync/enrolled', %s)",
+                    (c, psycopg2.extras.Json(body)))
+    status, text = oenv.cr.fetchone()
+    assert status == 200 and json.loads(text)["message"]["enrolled_response"][0]["enrolled_status"] == "yes", text

@@ -616,6 +616,11 @@ def h_echo_auth(req):
 
 ROUTES = dict({"/registry/ping": h_ping, "/echo-auth": h_echo_auth}, **{p: h_dci for p in DCI_PATHS})
 PREFIX_ROUTES = {"/echo": h_echo, "/open/echo": h_echo}   # path itself or any sub-path
+try:                                              # the DR's and IBR's own endpoints
+    from mock_domain import routes as _domain_routes  # noqa: E402
+except ImportError:
+    from .mock_domain import routes as _domain_routes  # noqa: E402
+ROUTES.update(_domain_routes(jbody, dci_header, now_iso, dr_spec_fields))
 
 
 def route(req):
