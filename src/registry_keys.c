@@ -21,6 +21,7 @@
  */
 #include "dci_client.h"
 
+#include "utils/guc.h"
 #include "utils/timestamp.h"
 
 #include "canonical_json.h"
@@ -63,8 +64,11 @@ entry_clear(JwksCacheEntry *c)
 static JwksCacheEntry *
 cache_entry(DciSource *src)
 {
-	char		   *ident = psprintf("%u|%s|%d|%s", src->table_oid, src->registry_jwks_url,
-									 (int) src->verify_ssl, src->ca_cert ? src->ca_cert : "");
+	/* allowed_hosts and the proxy too: keys from a host no longer allowed are not trusted */
+	const char	   *hosts = GetConfigOption("dci_client.allowed_hosts", true, false);
+	char		   *ident = psprintf("%u|%s|%d|%s|%s|%s", src->table_oid, src->registry_jwks_url,
+									 (int) src->verify_ssl, src->ca_cert ? src->ca_cert : "",
+									 hosts ? hosts : "", dci_proxy ? dci_proxy : "");
 	JwksCacheEntry *free_slot = NULL;
 	JwksCacheEntry *oldest = &cache[0];
 	JwksCacheEntry *c;
@@ -109,7 +113,27 @@ may_fetch(const JwksCacheEntry *c, TimestampTz now)
 		   now >= TimestampTzPlusMilliseconds(c->last_attempt, (int64) dci_jwks_refetch_interval_s * 1000);
 }
 
-/* fetch the set into c; false with c->last_error set (c->set is kept then) */
+/*
+ * A fetch failed: the set in hand stays in use (within its TTL, then
+ * dci_client.jwks_max_stale_s) only through an outage — the network, a
+ * timeout, a 5xx or 429.  A registry that answers that the set is not there
+ * (3xx, 4xx), a set refused (private key material, bad keys, too large) or
+ * a host allowed_hosts refuses ends the trust in what was fetched before.
+ */
+static bool
+fetch_failed(JwksCacheEntry *c)
+{
+	int s = c->last_error.sqlstate;
+
+	if (s != ERRCODE_DCI_TRANSPORT && s != ERRCODE_DCI_TIMEOUT && s != ERRCODE_DCI_UNAVAILABLE)
+	{
+		dci_jwkset_free(c->set);
+		c->set = NULL;
+	}
+	return false;
+}
+
+/* fetch the set into c; false with c->last_error set (c->set is kept then only through an outage) */
 static bool
 fetch_set(DciSource *src, JwksCacheEntry *c)
 {
@@ -143,7 +167,7 @@ fetch_set(DciSource *src, JwksCacheEntry *c)
 		dci_error_detail(err, "%s%s%s", resp.error.message, resp.error.detail[0] ? " " : "", resp.error.detail);
 		if (resp.error.hint[0])
 			dci_error_hint(err, "%s", resp.error.hint);
-		return false;
+		return fetch_failed(c);
 	}
 	if (resp.status != 200)
 	{
@@ -153,14 +177,14 @@ fetch_set(DciSource *src, JwksCacheEntry *c)
 					  "key set (registry_jwks_url) of data source \"%s\" answered HTTP %ld", src->code,
 					  resp.status);
 		dci_error_detail(err, "The key set must be answered with 200 and a JSON Web Key Set (redirects are not followed).");
-		return false;
+		return fetch_failed(c);
 	}
 	if (resp.body_len > DCI_JWKS_MAX_BYTES)
 	{
 		dci_error_set(err, ERRCODE_DCI_TOO_LARGE,
 					  "key set (registry_jwks_url) of data source \"%s\" is %zu bytes, more than %d",
 					  src->code, resp.body_len, DCI_JWKS_MAX_BYTES);
-		return false;
+		return fetch_failed(c);
 	}
 	set = dci_jwkset_parse(resp.body, resp.body_len, why, sizeof(why));
 	if (set == NULL)
@@ -168,7 +192,7 @@ fetch_set(DciSource *src, JwksCacheEntry *c)
 		dci_error_set(err, ERRCODE_DCI_BAD_JSON,
 					  "key set (registry_jwks_url) of data source \"%s\" is not usable", src->code);
 		dci_error_detail(err, "In the answer: %s.", why);
-		return false;
+		return fetch_failed(c);
 	}
 	ttl = dci_cache_control_max_age(resp.headers ? header_list_get(resp.headers, "cache-control") : NULL);
 	if (ttl < 0)
@@ -225,6 +249,12 @@ dci_registry_key(DciSource *src, const char *kid, DciSigAlg alg, DciError *err)
 		fetched = true;
 		if (fetch_set(src, c))
 			e = dci_jwkset_find(c->set, kid, alg);
+		else if (c->set == NULL)
+		{
+			/* the registry withdrew the set, or published one refused: no key of it is trusted */
+			*err = c->last_error;
+			return NULL;
+		}
 	}
 	if (e == NULL)
 	{
