@@ -110,3 +110,83 @@ def test_stale_grace_only_for_an_outage(env, mock):
         _ok(cur, "atk_stale")
         _jwks(mock, raw=json.dumps({"keys": [_public_jwk(key, kid="k1", alg="EdDSA", use=5)]}))
         _search_error(cur, "atk_stale", "DC006")
+
+
+# ---------------------------------------------------------------- degenerate keys
+_P = 2 ** 255 - 19
+
+
+def _small_order_encodings():
+    """Encodings of the Ed25519 points of order 1, 2, 4 and 8 (computed here, pure integers),
+    and the non-canonical spellings (y + p) of those with y < 19."""
+    d = (-121665 * pow(121666, _P - 2, _P)) % _P
+
+    def add(a, b):
+        (x1, y1), (x2, y2) = a, b
+        t = d * x1 * x2 * y1 * y2 % _P
+        return ((x1 * y2 + y1 * x2) * pow(1 + t, _P - 2, _P) % _P,
+                (y1 * y2 + x1 * x2) * pow(1 - t, _P - 2, _P) % _P)
+
+    sqrt_m1 = pow(2, (_P - 1) // 4, _P)
+    # an order-8 point: x^2 = (y^2 - 1) / (d y^2 + 1) with (x, y) doubling to (sqrt(-1), 0)
+    # solve by search over the curve: double every candidate point of the 8-torsion
+    pts = {(0, 1), (0, _P - 1), (sqrt_m1, 0), (_P - sqrt_m1, 0)}
+    # the order-8 points P satisfy 2P in {(±sqrt(-1), 0)}: x = ±y and y^2 = ... ; solve x = y:
+    # 2xy/(1+d x^2 y^2) = ±sqrt(-1), (y^2+x^2)/(1-d x^2 y^2) = 0 -> y^2 = -x^2 -> x = ±sqrt(-1) y
+    # then on the curve: -x^2 + y^2 = 1 + d x^2 y^2 with x^2 = -y^2: 2 y^2 = 1 - d y^4
+    # d y^4 + 2 y^2 - 1 = 0 -> y^2 = (-2 ± sqrt(4 + 4d)) / (2d) = (-1 ± sqrt(1 + d)) / d
+    def sqrt(a):
+        r = pow(a, (_P + 3) // 8, _P)
+        if r * r % _P != a % _P:
+            r = r * sqrt_m1 % _P
+        return r if r * r % _P == a % _P else None
+
+    s = sqrt((1 + d) % _P)
+    for sign in (1, -1):
+        y2 = (-1 + sign * s) * pow(d, _P - 2, _P) % _P
+        y = sqrt(y2)
+        if y is None:
+            continue
+        for yy in (y, _P - y):
+            x = sqrt_m1 * yy % _P
+            for xx in (x, _P - x):
+                pts.add((xx, yy))
+    out = []
+    for x, y in pts:
+        q = (x, y)
+        for _ in range(3):
+            q = add(q, q)
+        assert q == (0, 1), "not of small order"
+        for yy in ([y, y + _P] if y + _P < 2 ** 255 else [y]):
+            enc = bytearray(yy.to_bytes(32, "little"))
+            enc[31] |= (x & 1) << 7
+            out.append(bytes(enc))
+    assert len(pts) == 8
+    return out
+
+
+def test_small_order_ed25519_key_refused(env, mock):
+    """A JWK (or PEM) whose x is a point of small order: (R = identity, S = 0) verifies any
+    message under it, so anyone could sign as the registry.  Refused like a bad key (DC006)."""
+    encodings = _small_order_encodings()
+    forged = base64.b64encode(bytes([1] + [0] * 31) + bytes(32)).decode()
+    identity = bytes([1] + [0] * 31)
+    _jwks(mock, raw=json.dumps({"keys": [{"kty": "OKP", "crv": "Ed25519", "x": _b64u(identity), "kid": "k1"}]}),
+          sign_pem=_ed(), sign_kid="reg|k1|ed25519", sign_raw=forged)
+    _source(env, "atk_small")
+    with _conn(env) as conn:
+        cur = conn.cursor()
+        _search_error(cur, "atk_small", "DC006", contains="small order")
+        for i, enc in enumerate(encodings):
+            _jwks(mock, raw=json.dumps({"keys": [{"kty": "OKP", "crv": "Ed25519", "x": _b64u(enc), "kid": "k1"}]}))
+            _source(env, "atk_small%d" % i)
+            _search_error(cur, "atk_small%d" % i, "DC006")
+        # the same key as a PEM: dci_verify says false for the forgery
+        spki = bytes.fromhex("302a300506032b6570032100") + identity
+        pem = "-----BEGIN PUBLIC KEY-----\n%s\n-----END PUBLIC KEY-----\n" % base64.b64encode(spki).decode()
+        envelope = {"header": {"sender_id": "x"}, "message": {},
+                    "signature": 'namespace="dci", kidId="x|k|ed25519", algorithm="ed25519", created="%d", '
+                                 'expires="%d", headers="(created) (expires) digest", signature="%s"'
+                                 % (1, 2 ** 40, forged)}
+        cur.execute("SELECT dci_verify(%s::jsonb, %s)", (json.dumps(envelope), pem))
+        assert cur.fetchone()[0] is False
