@@ -190,3 +190,29 @@ def test_small_order_ed25519_key_refused(env, mock):
                                  % (1, 2 ** 40, forged)}
         cur.execute("SELECT dci_verify(%s::jsonb, %s)", (json.dumps(envelope), pem))
         assert cur.fetchone()[0] is False
+
+
+# ---------------------------------------------------------------- kid_format 'openspp'
+def test_openspp_key_does_not_sign_for_a_sender_id_with_a_bar(env, mock):
+    """sender_id 'a|b' with a kid_format 'openspp' key: the kidId 'a|b|key|ed25519' is no
+    kid dci_jwks() publishes (it leaves that sender out) and a registry splitting on '|'
+    reads sender 'a'. Refused before anything is sent, as the README says."""
+    with _conn(env) as conn:
+        cur = conn.cursor()
+        cur.execute("DELETE FROM dci_signing_key WHERE key_id = 'atk-bar'")
+        cur.execute("SELECT dci_generate_signing_key('atk-bar', 'ed25519')")
+        kid = cur.fetchone()[0]
+        cur.execute("UPDATE dci_signing_key SET kid_format = 'openspp' WHERE id = %s", (kid,))
+    env.add_source("atk_bar", sender_id="victim|x", signing_key_id=kid, auth_type="none", auth_url=None,
+                   client_id=None, client_secret=None)
+    try:
+        with _conn(env) as conn:
+            cur = conn.cursor()
+            before = mock.stats()["requests"].get("/registry/sync/search", 0)
+            _search_error(cur, "atk_bar", "DC001", contains="|")
+            assert mock.stats()["requests"].get("/registry/sync/search", 0) == before
+    finally:
+        with _conn(env) as conn:
+            cur = conn.cursor()
+            cur.execute("DELETE FROM dci_data_source WHERE code = 'atk_bar'")
+            cur.execute("DELETE FROM dci_signing_key WHERE id = %s", (kid,))
