@@ -140,6 +140,15 @@ refusals(DciSigKey *ed_pub)
 	refused("{\"keys\":[{\"kty\":\"OKP\",\"crv\":\"Ed25519\"}]}", "\"x\"", NULL, "no x");
 	refused("{\"keys\":[{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":\"A+/=\"}]}", "base64url", NULL, "x not base64url");
 	refused("{\"keys\":[{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":\"AAAA\"}]}", "x must be 32", NULL, "x of 3 bytes");
+	/* small-order points: (R = identity, S = 0) would verify under them */
+	refused("{\"keys\":[{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":\"AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"}]}", "small order", NULL,
+			"x the identity");
+	refused("{\"keys\":[{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":\"xxdqcD1N2E-6PAt2DRBnDyogU_osOczGTsf9d5KsA_o\"}]}", "small order", NULL,
+			"x a point of order 8");
+	refused("{\"keys\":[{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":\"JuiVj8KyJ7BFw_SJ8u-Y8NXfrAXTxjM5sTgCiG1T_AU\"}]}", "small order", NULL,
+			"x a point of order 8, the other sign");
+	refused("{\"keys\":[{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":\"7f________________________________________8\"}]}", "small order", NULL,
+			"x p (a non-canonical 0), sign bit set");
 	refused("{\"keys\":[{\"kty\":\"OKP\",\"crv\":5,\"x\":\"AAAA\"}]}", "\"crv\"", NULL, "crv a number");
 	refused("{\"keys\":[{\"kty\":\"RSA\",\"n\":\"AQAB\",\"e\":\"AQAB\"}]}", "at least 2048", NULL, "RSA of 17 bits");
 	refused("{\"keys\":[{\"kty\":\"RSA\",\"e\":\"AQAB\"}]}", "\"n\"", NULL, "no n");
