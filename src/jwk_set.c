@@ -284,6 +284,23 @@ part_is(const char *part, size_t len, const char *s)
 	return s != NULL && strlen(s) == len && memcmp(part, s, len) == 0;
 }
 
+/*
+ * A JWK named sender_id|key_id|algorithm (OpenSPP's style) is the key of
+ * that sender: it answers only envelopes whose header.sender_id is it, as
+ * OpenSPP's sender registry looks a key up by the sender's "<sender_id>|".
+ * A JWK named otherwise says nothing of a sender.
+ */
+static bool
+entry_of_sender(const DciJwkEntry *e, const char *sender)
+{
+	const char *ep[3];
+	size_t		el[3];
+
+	if (e->kid == NULL || !kid_parts(e->kid, ep, el))
+		return true;
+	return part_is(ep[0], el[0], sender);
+}
+
 /* how well e matches kid: 0 not at all, higher is better */
 static int
 match_rank(const DciJwkEntry *e, const char *kid)
@@ -323,7 +340,7 @@ match_rank(const DciJwkEntry *e, const char *kid)
 }
 
 const DciJwkEntry *
-dci_jwkset_find(const DciJwkSet *set, const char *kid, DciSigAlg alg)
+dci_jwkset_find(const DciJwkSet *set, const char *kid, DciSigAlg alg, const char *sender)
 {
 	const DciJwkEntry *best = NULL;
 	int				   best_rank = 0;
@@ -337,6 +354,8 @@ dci_jwkset_find(const DciJwkSet *set, const char *kid, DciSigAlg alg)
 		int				   r;
 
 		if (alg != DCI_SIG_UNKNOWN && dci_sigkey_alg(e->key) != alg)
+			continue;
+		if (!entry_of_sender(e, sender))
 			continue;
 		if (kid == NULL || *kid == '\0')
 		{
@@ -355,6 +374,30 @@ dci_jwkset_find(const DciJwkSet *set, const char *kid, DciSigAlg alg)
 	if ((kid == NULL || *kid == '\0') && candidates != 1)
 		return NULL;
 	return best;
+}
+
+char *
+dci_envelope_sender_id(const char *hm, size_t len)
+{
+	/* the text passed the answer's nesting bound: parse as deep as it goes */
+	struct json_tokener *tok = json_tokener_new_ex(256);
+	struct json_object	*doc;
+	struct json_object	*header;
+	struct json_object	*sender;
+	char				*result = NULL;
+
+	if (tok == NULL)
+		return NULL;
+	doc = json_tokener_parse_ex(tok, hm, (int) len);
+	if (doc != NULL && json_tokener_get_error(tok) == json_tokener_success &&
+		json_object_object_get_ex(doc, "header", &header) && json_object_is_type(header, json_type_object) &&
+		json_object_object_get_ex(header, "sender_id", &sender) && json_object_is_type(sender, json_type_string) &&
+		(size_t) json_object_get_string_len(sender) == strlen(json_object_get_string(sender)))
+		result = strdup(json_object_get_string(sender));
+	if (doc != NULL)
+		json_object_put(doc);
+	json_tokener_free(tok);
+	return result;
 }
 
 long

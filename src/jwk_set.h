@@ -52,9 +52,15 @@ extern void		  dci_jwkset_free(DciJwkSet *set);
  * sender_id|key_id|algorithm with the algorithm spelled either way
  * ("rsa-sha256" / "rs256"); its kid is the key_id part; its thumbprint is
  * the identifier or its key_id part.  Only keys of alg when it is known.
- * NULL when none.
+ * A JWK whose kid is sender_id|key_id|algorithm is the key of that sender
+ * only: it answers only when sender (the envelope's header.sender_id; NULL
+ * when it has none) is that sender_id.  NULL when none.
  */
-extern const DciJwkEntry *dci_jwkset_find(const DciJwkSet *set, const char *kid, DciSigAlg alg);
+extern const DciJwkEntry *dci_jwkset_find(const DciJwkSet *set, const char *kid, DciSigAlg alg,
+										  const char *sender);
+
+/* header.sender_id of {"header": ..., "message": ...} (malloc'd), NULL when it has none */
+extern char *dci_envelope_sender_id(const char *hm, size_t len);
 
 /*
  * Seconds a Cache-Control value lets a response be kept: its max-age

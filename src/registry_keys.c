@@ -206,7 +206,7 @@ fetch_set(DciSource *src, JwksCacheEntry *c)
 }
 
 const DciSigKey *
-dci_registry_key(DciSource *src, const char *kid, DciSigAlg alg, DciError *err)
+dci_registry_key(DciSource *src, const char *kid, DciSigAlg alg, const char *sender, DciError *err)
 {
 	JwksCacheEntry	  *c;
 	TimestampTz		   now = GetCurrentTimestamp();
@@ -242,13 +242,13 @@ dci_registry_key(DciSource *src, const char *kid, DciSigAlg alg, DciError *err)
 		return NULL;
 	}
 
-	e = dci_jwkset_find(c->set, kid, alg);
+	e = dci_jwkset_find(c->set, kid, alg, sender);
 	/* a kid the set does not hold: perhaps a rotation — fetch once more, if the interval allows */
 	if (e == NULL && !fetched && may_fetch(c, now))
 	{
 		fetched = true;
 		if (fetch_set(src, c))
-			e = dci_jwkset_find(c->set, kid, alg);
+			e = dci_jwkset_find(c->set, kid, alg, sender);
 		else if (c->set == NULL)
 		{
 			/* the registry withdrew the set, or published one refused: no key of it is trusted */
@@ -287,9 +287,14 @@ dci_registry_key_for_envelope(DciSource *src, const char *text, size_t len, cons
 	char			*hm = NULL;
 	size_t			 hm_len;
 	char			*sig = NULL;
+	char			*sender = NULL;
 	const DciSigKey *key = NULL;
+	/* who the envelope says it is from: a key published for another sender does not answer */
+	bool			 enveloped = cj_envelope(text, len, &hm, &hm_len, &sig, NULL, 0);
 
-	if (!cj_envelope(text, len, &hm, &hm_len, &sig, NULL, 0))
+	if (enveloped)
+		sender = dci_envelope_sender_id(hm, hm_len);
+	if (!enveloped)
 		dci_error_set(err, ERRCODE_DCI_SIGNATURE, "signature of the %s from data source \"%s\" does not verify",
 					  what, src->code);
 	else if (sig == NULL || *sig == '\0')
@@ -308,7 +313,7 @@ dci_registry_key_for_envelope(DciSource *src, const char *text, size_t len, cons
 		else
 		{
 			/* RS256 is the only JWS algorithm: an Ed25519 key never verifies one */
-			key = dci_registry_key(src, j.kid, DCI_SIG_RSA_SHA256, err);
+			key = dci_registry_key(src, j.kid, DCI_SIG_RSA_SHA256, sender, err);
 			dci_jws_free(&j);
 		}
 	}
@@ -321,7 +326,7 @@ dci_registry_key_for_envelope(DciSource *src, const char *text, size_t len, cons
 						  what, src->code);
 		else
 		{
-			key = dci_registry_key(src, f.kid_id, dci_sig_alg_from_any_name(f.algorithm), err);
+			key = dci_registry_key(src, f.kid_id, dci_sig_alg_from_any_name(f.algorithm), sender, err);
 			dci_sig_field_free(&f);
 		}
 	}
@@ -329,5 +334,6 @@ dci_registry_key_for_envelope(DciSource *src, const char *text, size_t len, cons
 		dci_error_detail(err, "%s", dci_verify_result_text(DCI_VERIFY_MALFORMED));
 	free(hm);
 	free(sig);
+	free(sender);
 	return key;
 }

@@ -216,3 +216,30 @@ def test_openspp_key_does_not_sign_for_a_sender_id_with_a_bar(env, mock):
             cur = conn.cursor()
             cur.execute("DELETE FROM dci_data_source WHERE code = 'atk_bar'")
             cur.execute("DELETE FROM dci_signing_key WHERE id = %s", (kid,))
+
+
+# ---------------------------------------------------------------- kid matching across senders
+def test_key_of_another_sender_does_not_verify(env, mock):
+    """A key set holding the keys of several senders, named as OpenSPP names them
+    (sender_id|key_id|alg, as dci_jwks() does for several sources): a key published for
+    'other.registry' does not verify an answer from 'mock-registry' (its header.sender_id),
+    whatever kidId the signature gives — the other sender's own, or its key's thumbprint as
+    key_id under our registry's name."""
+    mine, theirs = _ed(), _ed()
+    _jwks(mock, keys=[{"kid": "mock-registry|k1|ed25519", "private_pem": mine},
+                      {"kid": "other.registry|k2|ed25519", "private_pem": theirs}],
+          sign_pem=mine, sign_kid="mock-registry|k1|ed25519", cache_control="max-age=3600")
+    _source(env, "atk_sender")
+    with _conn(env, interval=3600) as conn:
+        cur = conn.cursor()
+        _ok(cur, "atk_sender")
+        for kid in ("other.registry|k2|ed25519", "mock-registry|%s|ed25519" % _thumbprint(theirs),
+                    "other.registry|%s|ed25519" % _thumbprint(theirs)):
+            _jwks(mock, sign_pem=theirs, sign_kid=kid)
+            _search_error(cur, "atk_sender", "DC008")
+        # nor without a kid (one Ed25519 key of this sender: ours)
+        _jwks(mock, sign_pem=theirs, sign_kid=None)
+        _search_error(cur, "atk_sender", "DC008")
+        _jwks(mock, sign_pem=mine, sign_kid=None)
+        _ok(cur, "atk_sender")
+        assert _fetches(mock) == 1

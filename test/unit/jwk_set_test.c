@@ -57,21 +57,29 @@ round_trip(DciSigKey *ed_pub, DciSigKey *rsa_pub)
 		CHECK_STR(set->keys[1].thumbprint, rsa_tp, "RSA thumbprint");
 
 		/* the kid rules */
-		CHECK(dci_jwkset_find(set, "reg|k1|ed25519", DCI_SIG_ED25519) == &set->keys[0], "the whole kidId");
-		CHECK(dci_jwkset_find(set, "reg|k2|rsa-sha256", DCI_SIG_RSA_SHA256) == &set->keys[1],
+		CHECK(dci_jwkset_find(set, "reg|k1|ed25519", DCI_SIG_ED25519, "reg") == &set->keys[0], "the whole kidId");
+		CHECK(dci_jwkset_find(set, "reg|k1|ed25519", DCI_SIG_ED25519, "other") == NULL,
+			  "reg's key, the envelope from another sender");
+		CHECK(dci_jwkset_find(set, "reg|k1|ed25519", DCI_SIG_ED25519, NULL) == NULL, "reg's key, the envelope from no sender");
+		CHECK(dci_jwkset_find(set, "reg|k2|rsa-sha256", DCI_SIG_RSA_SHA256, "reg") == &set->keys[1],
 			  "rsa-sha256 finds the rs256 kid");
-		CHECK(dci_jwkset_find(set, "other|k2|rs256", DCI_SIG_RSA_SHA256) == NULL, "another sender_id");
-		CHECK(dci_jwkset_find(set, "reg|k1|ed25519", DCI_SIG_RSA_SHA256) == NULL, "another algorithm");
-		CHECK(dci_jwkset_find(set, "reg|k3|ed25519", DCI_SIG_ED25519) == NULL, "an unknown kid");
-		CHECK(dci_jwkset_find(set, rsa_tp, DCI_SIG_UNKNOWN) == &set->keys[1], "a JWS kid: the thumbprint");
+		CHECK(dci_jwkset_find(set, "other|k2|rs256", DCI_SIG_RSA_SHA256, "reg") == NULL, "another sender_id");
+		CHECK(dci_jwkset_find(set, "other|k2|rs256", DCI_SIG_RSA_SHA256, "other") == NULL,
+			  "another sender_id, the envelope from it too");
+		CHECK(dci_jwkset_find(set, "reg|k1|ed25519", DCI_SIG_RSA_SHA256, "reg") == NULL, "another algorithm");
+		CHECK(dci_jwkset_find(set, "reg|k3|ed25519", DCI_SIG_ED25519, "reg") == NULL, "an unknown kid");
+		CHECK(dci_jwkset_find(set, rsa_tp, DCI_SIG_UNKNOWN, "reg") == &set->keys[1], "a JWS kid: the thumbprint");
+		CHECK(dci_jwkset_find(set, rsa_tp, DCI_SIG_UNKNOWN, "other") == NULL, "the thumbprint of reg's key, from another");
 		{
 			char kid[200];
 
 			snprintf(kid, sizeof(kid), "anyone|%s|ed25519", ed_tp);
-			CHECK(dci_jwkset_find(set, kid, DCI_SIG_ED25519) == &set->keys[0], "the thumbprint as key_id");
+			CHECK(dci_jwkset_find(set, kid, DCI_SIG_ED25519, "reg") == &set->keys[0], "the thumbprint as key_id");
+			CHECK(dci_jwkset_find(set, kid, DCI_SIG_ED25519, "anyone") == NULL,
+				  "the thumbprint of reg's key as key_id of another sender");
 		}
-		CHECK(dci_jwkset_find(set, NULL, DCI_SIG_ED25519) == &set->keys[0], "no kid, one Ed25519 key");
-		CHECK(dci_jwkset_find(set, NULL, DCI_SIG_UNKNOWN) == NULL, "no kid, two keys");
+		CHECK(dci_jwkset_find(set, NULL, DCI_SIG_ED25519, "reg") == &set->keys[0], "no kid, one Ed25519 key");
+		CHECK(dci_jwkset_find(set, NULL, DCI_SIG_UNKNOWN, "reg") == NULL, "no kid, two keys");
 	}
 	dci_jwkset_free(set);
 	free(doc);
@@ -83,9 +91,9 @@ round_trip(DciSigKey *ed_pub, DciSigKey *rsa_pub)
 		char *d = set_of(a, b);
 
 		set = dci_jwkset_parse(d, strlen(d), err, sizeof(err));
-		CHECK(set != NULL && dci_jwkset_find(set, "reg|k1|ed25519", DCI_SIG_ED25519) == &set->keys[1],
+		CHECK(set != NULL && dci_jwkset_find(set, "reg|k1|ed25519", DCI_SIG_ED25519, "reg") == &set->keys[1],
 			  "the whole kidId before the key_id part");
-		CHECK(set != NULL && dci_jwkset_find(set, "x|k1|ed25519", DCI_SIG_ED25519) == &set->keys[0],
+		CHECK(set != NULL && dci_jwkset_find(set, "x|k1|ed25519", DCI_SIG_ED25519, "x") == &set->keys[0],
 			  "the key_id part");
 		dci_jwkset_free(set);
 		free(d);
