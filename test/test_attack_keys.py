@@ -243,3 +243,55 @@ def test_key_of_another_sender_does_not_verify(env, mock):
         _jwks(mock, sign_pem=mine, sign_kid=None)
         _ok(cur, "atk_sender")
         assert _fetches(mock) == 1
+
+
+# ---------------------------------------------------------------- upgrade, dci_jwks to a non-superuser
+PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "oth", "k")
+
+
+def test_upgrade_keeps_keys_and_jwks_shows_no_private_part(env, mock):
+    """Keys made under 0.1, then ALTER EXTENSION UPDATE: kid_format 'thumbprint', the same
+    kids in dci_jwks(), signatures that still verify; switched to 'openspp', dci_jwks() to a
+    role granted only EXECUTE on it holds public members only. (held)"""
+    import contextlib
+    db = "atk_keys_up"
+    admin = env.cluster.connect()
+    admin.autocommit = True
+    admin.cursor().execute("DROP DATABASE IF EXISTS %s WITH (FORCE)" % db)
+    admin.cursor().execute("CREATE DATABASE %s" % db)
+    admin.cursor().execute("DROP ROLE IF EXISTS atk_jwks_reader")
+    admin.cursor().execute("CREATE ROLE atk_jwks_reader LOGIN")
+    try:
+        with contextlib.closing(env.cluster.connect(dbname=db)) as conn:
+            conn.autocommit = True
+            cur = conn.cursor()
+            cur.execute("CREATE EXTENSION dci_client VERSION '0.1' CASCADE")
+            cur.execute("SELECT dci_generate_signing_key('up-ed', 'ed25519'), dci_generate_signing_key('up-rsa', 'rsa-sha256')")
+            cur.execute("SELECT dci_jwks()")
+            before = sorted(k["kid"] for k in cur.fetchone()[0]["keys"])
+            cur.execute("INSERT INTO dci_data_source (code, name, auth_type, base_url, sender_id, signing_key_id) "
+                        "SELECT 'up', 'UP', 'none', %s, 'up.sender', id FROM dci_signing_key WHERE key_id = 'up-rsa'",
+                        (mock.http_url,))
+            cur.execute("ALTER EXTENSION dci_client UPDATE")
+            cur.execute("SELECT key_id, kid_format FROM dci_signing_key ORDER BY 1")
+            assert cur.fetchall() == [("up-ed", "thumbprint"), ("up-rsa", "thumbprint")]
+            cur.execute("SELECT dci_jwks()")
+            assert sorted(k["kid"] for k in cur.fetchone()[0]["keys"]) == before
+            env_ = json.dumps({"header": {"sender_id": "up.sender"}, "message": {}})
+            cur.execute("SELECT dci_verify(jsonb_set(%s::jsonb, '{signature}', to_jsonb(dci_sign(%s::jsonb, 'up-rsa'))), "
+                        "(SELECT public_key FROM dci_signing_key WHERE key_id = 'up-rsa'))", (env_, env_))
+            assert cur.fetchone()[0] is True
+            cur.execute("UPDATE dci_signing_key SET kid_format = 'openspp'")
+            cur.execute("GRANT EXECUTE ON FUNCTION dci_jwks() TO atk_jwks_reader")
+        with contextlib.closing(env.cluster.connect(dbname=db, user="atk_jwks_reader")) as conn:
+            cur = conn.cursor()
+            cur.execute("SELECT dci_jwks()")
+            keys = cur.fetchone()[0]["keys"]
+            assert "up.sender|up-rsa|rs256" in [k["kid"] for k in keys], keys
+            for k in keys:
+                assert not set(k) & set(PRIVATE_MEMBERS), k
+            expect_error(cur, "42501", "SELECT private_key_encrypted FROM dci_signing_key")
+    finally:
+        admin.cursor().execute("DROP DATABASE IF EXISTS %s WITH (FORCE)" % db)
+        admin.cursor().execute("DROP ROLE IF EXISTS atk_jwks_reader")
+        admin.close()
