@@ -28,6 +28,7 @@
 #include "deadline.h"
 #include "http.h"
 #include "http_headers.h"
+#include "http_util.h"
 #include "jwk_set.h"
 #include "jws.h"
 #include "registry_keys.h"
@@ -133,6 +134,17 @@ fetch_failed(JwksCacheEntry *c)
 	return false;
 }
 
+/* same scheme, host and port */
+static bool
+same_origin(const char *a, const char *b)
+{
+	const char *sa = strstr(a, "://");
+	const char *sb = strstr(b, "://");
+
+	return sa != NULL && sb != NULL && sa - a == sb - b && pg_strncasecmp(a, b, sa - a) == 0 &&
+		   strcmp(dci_url_origin(a), dci_url_origin(b)) == 0;
+}
+
 /* fetch the set into c; false with c->last_error set (c->set is kept then only through an outage) */
 static bool
 fetch_set(DciSource *src, JwksCacheEntry *c)
@@ -158,6 +170,12 @@ fetch_set(DciSource *src, JwksCacheEntry *c)
 	req.source = src;
 	req.deadline = dci_call_deadline(src);
 	req.idempotent = true;
+	/*
+	 * The set is public: the client certificate goes only where every call
+	 * of the source takes it (whoever may edit the row could name any host
+	 * here, and a change of registry_jwks_url keeps client_key).
+	 */
+	req.no_client_cert = !same_origin(src->registry_jwks_url, src->base_url);
 	ok = dci_http_exchange(&req, &resp);
 	memset(err, 0, sizeof(*err)); /* dci_error_set keeps the first error */
 	if (!ok)

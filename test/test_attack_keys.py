@@ -295,3 +295,28 @@ def test_upgrade_keeps_keys_and_jwks_shows_no_private_part(env, mock):
         admin.cursor().execute("DROP DATABASE IF EXISTS %s WITH (FORCE)" % db)
         admin.cursor().execute("DROP ROLE IF EXISTS atk_jwks_reader")
         admin.close()
+
+
+# ---------------------------------------------------------------- the source's client certificate
+def test_client_certificate_not_presented_to_another_origin(env, mock):
+    """A source with mutual TLS (client_cert, client_key): whoever may edit the row can point
+    registry_jwks_url at a host of their choosing without the stored client_key being removed
+    (as a change of base_url removes it).  The key set is public: the client certificate is
+    presented only to the source's own origin (base_url), where it goes anyway."""
+    from support import harness
+    pem = lambda n: harness.read_pem(env.certdir, n)
+    key = _ed()
+    _jwks(mock, keys=[{"kid": "k1", "private_pem": key}], sign_pem=key, sign_kid="mock-registry|k1|ed25519")
+    base = mock.https_urls["mtls"]
+    port = base.rsplit(":", 1)[1]
+    tls = dict(ca_cert=env.ca_pem(), client_cert=pem("client.crt"), client_key=pem("client.key"), base_url=base)
+    # another origin (the same server, which refuses a client without a certificate)
+    _source(env, "atk_mtls_other", url="https://localhost:%s/jwks.json" % port, **tls)
+    with _conn(env) as conn:
+        _search_error(conn.cursor(), "atk_mtls_other", "DC003")
+    assert _fetches(mock) == 0, "the certificate reached another origin"
+    # the source's own origin: the certificate is presented, as to every call
+    _source(env, "atk_mtls_own", url=base + "/jwks.json", **tls)
+    with _conn(env) as conn:
+        _ok(conn.cursor(), "atk_mtls_own")
+    assert _fetches(mock) == 1
