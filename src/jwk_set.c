@@ -447,7 +447,9 @@ dci_cache_control_max_age(const char *value)
 			}
 			if (quoted && *p == '"')
 				p++;
-			if (n == 7 && strncasecmp(start, "max-age", 7) == 0 && digits && p > v)
+			/* max-age twice (or in two header lines): the shorter, as a cache may keep no longer */
+			if (n == 7 && strncasecmp(start, "max-age", 7) == 0 && digits && p > v &&
+				(max_age < 0 || num < max_age))
 				max_age = num;
 			while (*p && *p != ',')
 				p++;

@@ -63,8 +63,8 @@ extern const DciJwkEntry *dci_jwkset_find(const DciJwkSet *set, const char *kid,
 extern char *dci_envelope_sender_id(const char *hm, size_t len);
 
 /*
- * Seconds a Cache-Control value lets a response be kept: its max-age
- * (s-maxage ignored: we are no shared cache), 0 for no-store or no-cache,
+ * Seconds a Cache-Control value lets a response be kept: its max-age (the
+ * shortest when repeated; s-maxage ignored: we are no shared cache), 0 for no-store or no-cache,
  * -1 when it says neither (or value is NULL).
  */
 extern long dci_cache_control_max_age(const char *value);

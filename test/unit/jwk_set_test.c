@@ -238,6 +238,9 @@ cache_control(void)
 	CHECK(dci_cache_control_max_age("max-age=60, no-cache") == 0, "no-cache");
 	CHECK(dci_cache_control_max_age("no-store") == 0, "no-store");
 	CHECK(dci_cache_control_max_age("max-age=x") == -1, "not a number");
+	CHECK(dci_cache_control_max_age("max-age=-1") == -1, "negative: not a number");
+	CHECK(dci_cache_control_max_age("max-age=60, max-age=86400") == 60, "twice: the shorter");
+	CHECK(dci_cache_control_max_age("max-age=86400, max-age=60") == 60, "twice, the other order: the shorter");
 	CHECK(dci_cache_control_max_age("max-age=99999999999999999999") > 0, "huge: clamped, positive");
 }
 
