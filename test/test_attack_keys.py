@@ -320,3 +320,28 @@ def test_client_certificate_not_presented_to_another_origin(env, mock):
     with _conn(env) as conn:
         _ok(conn.cursor(), "atk_mtls_own")
     assert _fetches(mock) == 1
+
+
+# ---------------------------------------------------------------- no downgrade to unsigned
+def test_no_key_set_never_means_unsigned_is_accepted(env, mock):
+    """registry_jwks_url set, and no key set to be had (nothing listens, an empty set, a
+    set of keys we do not use): an unsigned answer — or one signed by anyone — is an error
+    of the fetch's class or DC008, never an answer. (held)"""
+    key = _ed()
+    _jwks(mock, keys=[{"kid": "k1", "private_pem": key}])       # the mock does not sign
+    _source(env, "atk_down_dead", url="http://127.0.0.1:9/jwks.json")
+    with _conn(env) as conn:
+        cur = conn.cursor()
+        cur.execute("SET dci_client.max_retries = 0")
+        _search_error(cur, "atk_down_dead", "DC008", contains="not signed")
+        _jwks(mock, sign_pem=key, sign_kid="mock-registry|k1|ed25519")
+        _search_error(cur, "atk_down_dead", "DC003")
+    for raw, state in (('{"keys": []}', "DC008"),
+                       (json.dumps({"keys": [{"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA"}]}), "DC008")):
+        _jwks(mock, raw=raw, sign_pem=None)
+        _source(env, "atk_down_empty")
+        with _conn(env) as conn:
+            _search_error(conn.cursor(), "atk_down_empty", state, contains="not signed")
+        _jwks(mock, sign_pem=_ed(), sign_kid=None)
+        with _conn(env) as conn:
+            _search_error(conn.cursor(), "atk_down_empty", state)
