@@ -118,6 +118,34 @@ parse_key(struct json_object *jwk, int i, DciSigKey **key, char *err, size_t err
 	}
 	if (use != NULL && strcmp(use, "sig") != 0)
 		return 0;
+	/* RFC 7517 §4.3: a key whose key_ops leave out "verify" is not for checking signatures */
+	{
+		struct json_object *ops;
+		bool				verify = false;
+
+		if (json_object_object_get_ex(jwk, "key_ops", &ops))
+		{
+			if (!json_object_is_type(ops, json_type_array))
+			{
+				dci_sig_set_err(err, errlen, "key %d: \"key_ops\" is not an array of strings", i);
+				return -1;
+			}
+			for (size_t o = 0; o < json_object_array_length(ops); o++)
+			{
+				struct json_object *op = json_object_array_get_idx(ops, o);
+
+				if (!json_object_is_type(op, json_type_string))
+				{
+					dci_sig_set_err(err, errlen, "key %d: \"key_ops\" is not an array of strings", i);
+					return -1;
+				}
+				if (strcmp(json_object_get_string(op), "verify") == 0)
+					verify = true;
+			}
+			if (!verify)
+				return 0;
+		}
+	}
 	if (strcmp(kty, "OKP") == 0)
 	{
 		unsigned char *x;

@@ -112,11 +112,27 @@ round_trip(DciSigKey *ed_pub, DciSigKey *rsa_pub)
 		const char *d = "{\"keys\":[{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"AA\",\"y\":\"AA\"},"
 						"{\"kty\":\"OKP\",\"crv\":\"X25519\",\"x\":\"AA\"},"
 						"{\"kty\":\"RSA\",\"alg\":\"PS256\",\"n\":\"AA\",\"e\":\"AQAB\"},"
-						"{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"use\":\"enc\",\"x\":\"AA\"}]}";
+						"{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"use\":\"enc\",\"x\":\"AA\"},"
+						"{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"key_ops\":[\"encrypt\",\"sign\"],\"x\":\"AA\"}]}";
 
 		set = dci_jwkset_parse(d, strlen(d), err, sizeof(err));
-		CHECK(set != NULL && set->nkeys == 0 && set->skipped == 4, "four keys skipped: %s", err);
+		CHECK(set != NULL && set->nkeys == 0 && set->skipped == 5, "five keys skipped: %s", err);
 		dci_jwkset_free(set);
+	}
+	/* key_ops naming "verify" is a key we verify with; key_ops not an array of strings is refused */
+	{
+		char d[512];
+
+		snprintf(d, sizeof(d), "{\"keys\":[%.*s,\"key_ops\":[\"verify\"]}]}", (int) strlen(ed_jwk) - 1, ed_jwk);
+		set = dci_jwkset_parse(d, strlen(d), err, sizeof(err));
+		CHECK(set != NULL && set->nkeys == 1, "key_ops verify: %s", err);
+		dci_jwkset_free(set);
+		snprintf(d, sizeof(d), "{\"keys\":[%.*s,\"key_ops\":\"verify\"}]}", (int) strlen(ed_jwk) - 1, ed_jwk);
+		set = dci_jwkset_parse(d, strlen(d), err, sizeof(err));
+		CHECK(set == NULL && strstr(err, "key_ops") != NULL, "key_ops a string: %s", err);
+		snprintf(d, sizeof(d), "{\"keys\":[%.*s,\"key_ops\":[7]}]}", (int) strlen(ed_jwk) - 1, ed_jwk);
+		set = dci_jwkset_parse(d, strlen(d), err, sizeof(err));
+		CHECK(set == NULL && strstr(err, "key_ops") != NULL, "key_ops [7]: %s", err);
 	}
 	free(ed_tp);
 	free(rsa_tp);
