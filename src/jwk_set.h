@@ -34,8 +34,8 @@ typedef struct DciJwkSet
 /*
  * Parse {"keys": [...]}: Ed25519 (kty OKP, crv Ed25519, x) and RSA (kty
  * RSA, n, e) public keys become entries; keys of other types or curves, or
- * with "use" other than "sig", or an "alg" that is not theirs (EdDSA,
- * RS256), are skipped.  The whole document is refused (NULL, err set;
+ * with "use" other than "sig", "key_ops" without "verify", or an "alg" that
+ * is not theirs (EdDSA, RS256), are skipped.  The whole document is refused (NULL, err set;
  * err never quotes a member's value) when it is larger than
  * DCI_JWKS_MAX_BYTES, not JSON, not an object with a "keys" array, holds
  * more than DCI_JWKS_MAX_KEYS keys, a member of the wrong type, private key

@@ -12,8 +12,11 @@
  * sooner than dci_client.jwks_refetch_interval_s after the last fetch,
  * whatever the signatures name or the registry's max-age says, so that
  * neither a hostile sender nor a registry can make us flood the URL.  A set
- * past its expiry that cannot be fetched again stays in use for
- * dci_client.jwks_max_stale_s.
+ * past its expiry that cannot be fetched again through an outage stays in
+ * use for dci_client.jwks_max_stale_s; a set withdrawn or refused ends the
+ * trust in the one before.  A JWK named sender_id|key_id|algorithm answers
+ * only envelopes of that header.sender_id.  The client certificate goes
+ * only to base_url's origin.
  *
  * The cache lives in malloc'd memory (the keys are OpenSSL objects), one
  * entry per source, named by what the keys depend on (URL and TLS
@@ -289,8 +292,10 @@ dci_registry_key(DciSource *src, const char *kid, DciSigAlg alg, const char *sen
 		if (c->last_error.sqlstate != 0)
 			dci_error_detail(err, "Fetching the key set again failed: %s", c->last_error.message);
 		else
-			dci_error_detail(err, "The key set (registry_jwks_url) holds %d usable key(s)%s.", c->set->nkeys,
-							 fetched ? ", fetched just now" : "");
+			dci_error_detail(err, "The key set (registry_jwks_url) holds %d usable key(s)%s; a key named "
+							 "sender_id|key_id|algorithm answers only that sender, and the envelope's header.sender_id is %s.",
+							 c->set->nkeys, fetched ? ", fetched just now" : "",
+							 sender ? psprintf("\"%s\"", dci_quote_text(sender, strlen(sender))) : "missing");
 		dci_error_hint(err, "The key set is fetched again at most every %d s (dci_client.jwks_refetch_interval_s).",
 					   dci_jwks_refetch_interval_s);
 		return NULL;

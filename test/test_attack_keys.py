@@ -236,7 +236,8 @@ def test_key_of_another_sender_does_not_verify(env, mock):
         for kid in ("other.registry|k2|ed25519", "mock-registry|%s|ed25519" % _thumbprint(theirs),
                     "other.registry|%s|ed25519" % _thumbprint(theirs)):
             _jwks(mock, sign_pem=theirs, sign_kid=kid)
-            _search_error(cur, "atk_sender", "DC008")
+            e = _search_error(cur, "atk_sender", "DC008")
+            assert 'header.sender_id is "mock-registry"' in str(e), e
         # nor without a kid (one Ed25519 key of this sender: ours)
         _jwks(mock, sign_pem=theirs, sign_kid=None)
         _search_error(cur, "atk_sender", "DC008")
