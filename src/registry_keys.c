@@ -141,8 +141,8 @@ fetch_failed(JwksCacheEntry *c)
 static bool
 same_origin(const char *a, const char *b)
 {
-	const char *sa = strstr(a, "://");
-	const char *sb = strstr(b, "://");
+	const char *sa = a ? strstr(a, "://") : NULL;
+	const char *sb = b ? strstr(b, "://") : NULL;
 
 	return sa != NULL && sb != NULL && sa - a == sb - b && pg_strncasecmp(a, b, sa - a) == 0 &&
 		   strcmp(dci_url_origin(a), dci_url_origin(b)) == 0;
