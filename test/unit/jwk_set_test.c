@@ -284,6 +284,37 @@ rs256_field(DciSigKey *rsa_priv, DciSigKey *rsa_pub)
 	free(f);
 }
 
+/* header.sender_id of {"header", "message"}: what binds a sender_id|key_id|alg kid */
+static void
+envelope_sender(void)
+{
+	static const struct
+	{
+		const char *hm;
+		const char *sender;
+	} cases[] = {
+		{"{\"header\":{\"sender_id\":\"reg\"},\"message\":{}}", "reg"},
+		{"{\"header\":{\"sender_id\":\"r\\u00e9g\"},\"message\":{}}", "r\xc3\xa9g"},
+		{"{\"header\":{\"sender_id\":\"a\",\"sender_id\":\"b\"},\"message\":{}}", "b"},
+		{"{\"header\":{\"sender_id\":\"a\\u0000b\"},\"message\":{}}", NULL},
+		{"{\"header\":{\"sender_id\":7},\"message\":{}}", NULL},
+		{"{\"header\":{},\"message\":{}}", NULL},
+		{"{\"header\":\"reg\",\"message\":{}}", NULL},
+		{"{\"header\":{\"sender_id\":\"reg\"", NULL},
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+	{
+		char *got = dci_envelope_sender_id(cases[i].hm, strlen(cases[i].hm));
+
+		if (cases[i].sender == NULL)
+			CHECK(got == NULL, "sender of case %zu: none", i);
+		else
+			CHECK(got != NULL && strcmp(got, cases[i].sender) == 0, "sender of case %zu", i);
+		free(got);
+	}
+}
+
 int
 main(int argc, char **argv)
 {
@@ -301,6 +332,7 @@ main(int argc, char **argv)
 	round_trip(ed_pub, rsa_pub);
 	refusals(ed_pub);
 	cache_control();
+	envelope_sender();
 	algorithm_names();
 	rs256_field(rsa_priv, rsa_pub);
 	dci_sigkey_free(rsa_priv);
