@@ -90,6 +90,7 @@ typedef struct OptionsKey
 	char		proxy[256];
 	char		user_agent[256];
 	int			max_bytes;
+	bool		no_client_cert;
 	bool		valid;
 } OptionsKey;
 
@@ -422,6 +423,7 @@ options_unchanged(Transfer *t, const DciHttpRequest *req)
 		   k->source_serial == (req->source ? req->source->serial : 0) &&
 		   strcmp(k->method, req->method) == 0 &&
 		   k->has_body == (req->body != NULL) &&
+		   k->no_client_cert == req->no_client_cert &&
 		   strcmp(k->proxy, proxy) == 0 &&
 		   strcmp(k->user_agent, ua) == 0 &&
 		   k->max_bytes == dci_max_response_bytes;
@@ -439,6 +441,7 @@ remember_options(Transfer *t, const DciHttpRequest *req)
 	k->source_serial = req->source ? req->source->serial : 0;
 	k->method = req->method;
 	k->has_body = (req->body != NULL);
+	k->no_client_cert = req->no_client_cert;
 	strlcpy(k->proxy, proxy, sizeof(k->proxy));
 	strlcpy(k->user_agent, ua, sizeof(k->user_agent));
 	k->max_bytes = dci_max_response_bytes;
@@ -480,7 +483,7 @@ set_fixed_options(Transfer *t, const DciHttpRequest *req)
 
 		curl_easy_setopt(easy, CURLOPT_CAINFO_BLOB, &blob);
 	}
-	if (src && src->client_cert_tls)
+	if (src && src->client_cert_tls && !req->no_client_cert)
 	{
 		/* mutual TLS from memory: the key never touches the disk */
 		struct curl_blob cert = {src->client_cert_tls, strlen(src->client_cert_tls), CURL_BLOB_NOCOPY};

@@ -21,6 +21,7 @@ typedef struct DciHttpRequest
 	const DciSource	  *source; /* TLS settings */
 	TimestampTz		   deadline;
 	bool			   idempotent; /* may be resent after a reset */
+	bool			   no_client_cert; /* not the source's origin: no mutual TLS */
 } DciHttpRequest;
 
 typedef struct DciHttpResponse

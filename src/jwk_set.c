@@ -118,6 +118,34 @@ parse_key(struct json_object *jwk, int i, DciSigKey **key, char *err, size_t err
 	}
 	if (use != NULL && strcmp(use, "sig") != 0)
 		return 0;
+	/* RFC 7517 §4.3: a key whose key_ops leave out "verify" is not for checking signatures */
+	{
+		struct json_object *ops;
+		bool				verify = false;
+
+		if (json_object_object_get_ex(jwk, "key_ops", &ops))
+		{
+			if (!json_object_is_type(ops, json_type_array))
+			{
+				dci_sig_set_err(err, errlen, "key %d: \"key_ops\" is not an array of strings", i);
+				return -1;
+			}
+			for (size_t o = 0; o < json_object_array_length(ops); o++)
+			{
+				struct json_object *op = json_object_array_get_idx(ops, o);
+
+				if (!json_object_is_type(op, json_type_string))
+				{
+					dci_sig_set_err(err, errlen, "key %d: \"key_ops\" is not an array of strings", i);
+					return -1;
+				}
+				if (strcmp(json_object_get_string(op), "verify") == 0)
+					verify = true;
+			}
+			if (!verify)
+				return 0;
+		}
+	}
 	if (strcmp(kty, "OKP") == 0)
 	{
 		unsigned char *x;
@@ -284,6 +312,23 @@ part_is(const char *part, size_t len, const char *s)
 	return s != NULL && strlen(s) == len && memcmp(part, s, len) == 0;
 }
 
+/*
+ * A JWK named sender_id|key_id|algorithm (OpenSPP's style) is the key of
+ * that sender: it answers only envelopes whose header.sender_id is it, as
+ * OpenSPP's sender registry looks a key up by the sender's "<sender_id>|".
+ * A JWK named otherwise says nothing of a sender.
+ */
+static bool
+entry_of_sender(const DciJwkEntry *e, const char *sender)
+{
+	const char *ep[3];
+	size_t		el[3];
+
+	if (e->kid == NULL || !kid_parts(e->kid, ep, el))
+		return true;
+	return part_is(ep[0], el[0], sender);
+}
+
 /* how well e matches kid: 0 not at all, higher is better */
 static int
 match_rank(const DciJwkEntry *e, const char *kid)
@@ -323,7 +368,7 @@ match_rank(const DciJwkEntry *e, const char *kid)
 }
 
 const DciJwkEntry *
-dci_jwkset_find(const DciJwkSet *set, const char *kid, DciSigAlg alg)
+dci_jwkset_find(const DciJwkSet *set, const char *kid, DciSigAlg alg, const char *sender)
 {
 	const DciJwkEntry *best = NULL;
 	int				   best_rank = 0;
@@ -337,6 +382,8 @@ dci_jwkset_find(const DciJwkSet *set, const char *kid, DciSigAlg alg)
 		int				   r;
 
 		if (alg != DCI_SIG_UNKNOWN && dci_sigkey_alg(e->key) != alg)
+			continue;
+		if (!entry_of_sender(e, sender))
 			continue;
 		if (kid == NULL || *kid == '\0')
 		{
@@ -355,6 +402,30 @@ dci_jwkset_find(const DciJwkSet *set, const char *kid, DciSigAlg alg)
 	if ((kid == NULL || *kid == '\0') && candidates != 1)
 		return NULL;
 	return best;
+}
+
+char *
+dci_envelope_sender_id(const char *hm, size_t len)
+{
+	/* the text passed the answer's nesting bound: parse as deep as it goes */
+	struct json_tokener *tok = json_tokener_new_ex(256);
+	struct json_object	*doc;
+	struct json_object	*header;
+	struct json_object	*sender;
+	char				*result = NULL;
+
+	if (tok == NULL)
+		return NULL;
+	doc = json_tokener_parse_ex(tok, hm, (int) len);
+	if (doc != NULL && json_tokener_get_error(tok) == json_tokener_success &&
+		json_object_object_get_ex(doc, "header", &header) && json_object_is_type(header, json_type_object) &&
+		json_object_object_get_ex(header, "sender_id", &sender) && json_object_is_type(sender, json_type_string) &&
+		(size_t) json_object_get_string_len(sender) == strlen(json_object_get_string(sender)))
+		result = strdup(json_object_get_string(sender));
+	if (doc != NULL)
+		json_object_put(doc);
+	json_tokener_free(tok);
+	return result;
 }
 
 long
@@ -404,7 +475,9 @@ dci_cache_control_max_age(const char *value)
 			}
 			if (quoted && *p == '"')
 				p++;
-			if (n == 7 && strncasecmp(start, "max-age", 7) == 0 && digits && p > v)
+			/* max-age twice (or in two header lines): the shorter, as a cache may keep no longer */
+			if (n == 7 && strncasecmp(start, "max-age", 7) == 0 && digits && p > v &&
+				(max_age < 0 || num < max_age))
 				max_age = num;
 			while (*p && *p != ',')
 				p++;

@@ -34,8 +34,8 @@ typedef struct DciJwkSet
 /*
  * Parse {"keys": [...]}: Ed25519 (kty OKP, crv Ed25519, x) and RSA (kty
  * RSA, n, e) public keys become entries; keys of other types or curves, or
- * with "use" other than "sig", or an "alg" that is not theirs (EdDSA,
- * RS256), are skipped.  The whole document is refused (NULL, err set;
+ * with "use" other than "sig", "key_ops" without "verify", or an "alg" that
+ * is not theirs (EdDSA, RS256), are skipped.  The whole document is refused (NULL, err set;
  * err never quotes a member's value) when it is larger than
  * DCI_JWKS_MAX_BYTES, not JSON, not an object with a "keys" array, holds
  * more than DCI_JWKS_MAX_KEYS keys, a member of the wrong type, private key
@@ -52,13 +52,19 @@ extern void		  dci_jwkset_free(DciJwkSet *set);
  * sender_id|key_id|algorithm with the algorithm spelled either way
  * ("rsa-sha256" / "rs256"); its kid is the key_id part; its thumbprint is
  * the identifier or its key_id part.  Only keys of alg when it is known.
- * NULL when none.
+ * A JWK whose kid is sender_id|key_id|algorithm is the key of that sender
+ * only: it answers only when sender (the envelope's header.sender_id; NULL
+ * when it has none) is that sender_id.  NULL when none.
  */
-extern const DciJwkEntry *dci_jwkset_find(const DciJwkSet *set, const char *kid, DciSigAlg alg);
+extern const DciJwkEntry *dci_jwkset_find(const DciJwkSet *set, const char *kid, DciSigAlg alg,
+										  const char *sender);
+
+/* header.sender_id of {"header": ..., "message": ...} (malloc'd), NULL when it has none */
+extern char *dci_envelope_sender_id(const char *hm, size_t len);
 
 /*
- * Seconds a Cache-Control value lets a response be kept: its max-age
- * (s-maxage ignored: we are no shared cache), 0 for no-store or no-cache,
+ * Seconds a Cache-Control value lets a response be kept: its max-age (the
+ * shortest when repeated; s-maxage ignored: we are no shared cache), 0 for no-store or no-cache,
  * -1 when it says neither (or value is NULL).
  */
 extern long dci_cache_control_max_age(const char *value);

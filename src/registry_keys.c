@@ -12,8 +12,11 @@
  * sooner than dci_client.jwks_refetch_interval_s after the last fetch,
  * whatever the signatures name or the registry's max-age says, so that
  * neither a hostile sender nor a registry can make us flood the URL.  A set
- * past its expiry that cannot be fetched again stays in use for
- * dci_client.jwks_max_stale_s.
+ * past its expiry that cannot be fetched again through an outage stays in
+ * use for dci_client.jwks_max_stale_s; a set withdrawn or refused ends the
+ * trust in the one before.  A JWK named sender_id|key_id|algorithm answers
+ * only envelopes of that header.sender_id.  The client certificate goes
+ * only to base_url's origin.
  *
  * The cache lives in malloc'd memory (the keys are OpenSSL objects), one
  * entry per source, named by what the keys depend on (URL and TLS
@@ -21,12 +24,14 @@
  */
 #include "dci_client.h"
 
+#include "utils/guc.h"
 #include "utils/timestamp.h"
 
 #include "canonical_json.h"
 #include "deadline.h"
 #include "http.h"
 #include "http_headers.h"
+#include "http_util.h"
 #include "jwk_set.h"
 #include "jws.h"
 #include "registry_keys.h"
@@ -63,8 +68,11 @@ entry_clear(JwksCacheEntry *c)
 static JwksCacheEntry *
 cache_entry(DciSource *src)
 {
-	char		   *ident = psprintf("%u|%s|%d|%s", src->table_oid, src->registry_jwks_url,
-									 (int) src->verify_ssl, src->ca_cert ? src->ca_cert : "");
+	/* allowed_hosts and the proxy too: keys from a host no longer allowed are not trusted */
+	const char	   *hosts = GetConfigOption("dci_client.allowed_hosts", true, false);
+	char		   *ident = psprintf("%u|%s|%d|%s|%s|%s", src->table_oid, src->registry_jwks_url,
+									 (int) src->verify_ssl, src->ca_cert ? src->ca_cert : "",
+									 hosts ? hosts : "", dci_proxy ? dci_proxy : "");
 	JwksCacheEntry *free_slot = NULL;
 	JwksCacheEntry *oldest = &cache[0];
 	JwksCacheEntry *c;
@@ -109,7 +117,38 @@ may_fetch(const JwksCacheEntry *c, TimestampTz now)
 		   now >= TimestampTzPlusMilliseconds(c->last_attempt, (int64) dci_jwks_refetch_interval_s * 1000);
 }
 
-/* fetch the set into c; false with c->last_error set (c->set is kept then) */
+/*
+ * A fetch failed: the set in hand stays in use (within its TTL, then
+ * dci_client.jwks_max_stale_s) only through an outage — the network, a
+ * timeout, a 5xx or 429.  A registry that answers that the set is not there
+ * (3xx, 4xx), a set refused (private key material, bad keys, too large) or
+ * a host allowed_hosts refuses ends the trust in what was fetched before.
+ */
+static bool
+fetch_failed(JwksCacheEntry *c)
+{
+	int s = c->last_error.sqlstate;
+
+	if (s != ERRCODE_DCI_TRANSPORT && s != ERRCODE_DCI_TIMEOUT && s != ERRCODE_DCI_UNAVAILABLE)
+	{
+		dci_jwkset_free(c->set);
+		c->set = NULL;
+	}
+	return false;
+}
+
+/* same scheme, host and port */
+static bool
+same_origin(const char *a, const char *b)
+{
+	const char *sa = a ? strstr(a, "://") : NULL;
+	const char *sb = b ? strstr(b, "://") : NULL;
+
+	return sa != NULL && sb != NULL && sa - a == sb - b && pg_strncasecmp(a, b, sa - a) == 0 &&
+		   strcmp(dci_url_origin(a), dci_url_origin(b)) == 0;
+}
+
+/* fetch the set into c; false with c->last_error set (c->set is kept then only through an outage) */
 static bool
 fetch_set(DciSource *src, JwksCacheEntry *c)
 {
@@ -134,6 +173,12 @@ fetch_set(DciSource *src, JwksCacheEntry *c)
 	req.source = src;
 	req.deadline = dci_call_deadline(src);
 	req.idempotent = true;
+	/*
+	 * The set is public: the client certificate goes only where every call
+	 * of the source takes it (whoever may edit the row could name any host
+	 * here, and a change of registry_jwks_url keeps client_key).
+	 */
+	req.no_client_cert = !same_origin(src->registry_jwks_url, src->base_url);
 	ok = dci_http_exchange(&req, &resp);
 	memset(err, 0, sizeof(*err)); /* dci_error_set keeps the first error */
 	if (!ok)
@@ -143,7 +188,7 @@ fetch_set(DciSource *src, JwksCacheEntry *c)
 		dci_error_detail(err, "%s%s%s", resp.error.message, resp.error.detail[0] ? " " : "", resp.error.detail);
 		if (resp.error.hint[0])
 			dci_error_hint(err, "%s", resp.error.hint);
-		return false;
+		return fetch_failed(c);
 	}
 	if (resp.status != 200)
 	{
@@ -153,14 +198,14 @@ fetch_set(DciSource *src, JwksCacheEntry *c)
 					  "key set (registry_jwks_url) of data source \"%s\" answered HTTP %ld", src->code,
 					  resp.status);
 		dci_error_detail(err, "The key set must be answered with 200 and a JSON Web Key Set (redirects are not followed).");
-		return false;
+		return fetch_failed(c);
 	}
 	if (resp.body_len > DCI_JWKS_MAX_BYTES)
 	{
 		dci_error_set(err, ERRCODE_DCI_TOO_LARGE,
 					  "key set (registry_jwks_url) of data source \"%s\" is %zu bytes, more than %d",
 					  src->code, resp.body_len, DCI_JWKS_MAX_BYTES);
-		return false;
+		return fetch_failed(c);
 	}
 	set = dci_jwkset_parse(resp.body, resp.body_len, why, sizeof(why));
 	if (set == NULL)
@@ -168,7 +213,7 @@ fetch_set(DciSource *src, JwksCacheEntry *c)
 		dci_error_set(err, ERRCODE_DCI_BAD_JSON,
 					  "key set (registry_jwks_url) of data source \"%s\" is not usable", src->code);
 		dci_error_detail(err, "In the answer: %s.", why);
-		return false;
+		return fetch_failed(c);
 	}
 	ttl = dci_cache_control_max_age(resp.headers ? header_list_get(resp.headers, "cache-control") : NULL);
 	if (ttl < 0)
@@ -182,7 +227,7 @@ fetch_set(DciSource *src, JwksCacheEntry *c)
 }
 
 const DciSigKey *
-dci_registry_key(DciSource *src, const char *kid, DciSigAlg alg, DciError *err)
+dci_registry_key(DciSource *src, const char *kid, DciSigAlg alg, const char *sender, DciError *err)
 {
 	JwksCacheEntry	  *c;
 	TimestampTz		   now = GetCurrentTimestamp();
@@ -218,13 +263,19 @@ dci_registry_key(DciSource *src, const char *kid, DciSigAlg alg, DciError *err)
 		return NULL;
 	}
 
-	e = dci_jwkset_find(c->set, kid, alg);
+	e = dci_jwkset_find(c->set, kid, alg, sender);
 	/* a kid the set does not hold: perhaps a rotation — fetch once more, if the interval allows */
 	if (e == NULL && !fetched && may_fetch(c, now))
 	{
 		fetched = true;
 		if (fetch_set(src, c))
-			e = dci_jwkset_find(c->set, kid, alg);
+			e = dci_jwkset_find(c->set, kid, alg, sender);
+		else if (c->set == NULL)
+		{
+			/* the registry withdrew the set, or published one refused: no key of it is trusted */
+			*err = c->last_error;
+			return NULL;
+		}
 	}
 	if (e == NULL)
 	{
@@ -241,8 +292,10 @@ dci_registry_key(DciSource *src, const char *kid, DciSigAlg alg, DciError *err)
 		if (c->last_error.sqlstate != 0)
 			dci_error_detail(err, "Fetching the key set again failed: %s", c->last_error.message);
 		else
-			dci_error_detail(err, "The key set (registry_jwks_url) holds %d usable key(s)%s.", c->set->nkeys,
-							 fetched ? ", fetched just now" : "");
+			dci_error_detail(err, "The key set (registry_jwks_url) holds %d usable key(s)%s; a key named "
+							 "sender_id|key_id|algorithm answers only that sender, and the envelope's header.sender_id is %s.",
+							 c->set->nkeys, fetched ? ", fetched just now" : "",
+							 sender ? psprintf("\"%s\"", dci_quote_text(sender, strlen(sender))) : "missing");
 		dci_error_hint(err, "The key set is fetched again at most every %d s (dci_client.jwks_refetch_interval_s).",
 					   dci_jwks_refetch_interval_s);
 		return NULL;
@@ -257,9 +310,14 @@ dci_registry_key_for_envelope(DciSource *src, const char *text, size_t len, cons
 	char			*hm = NULL;
 	size_t			 hm_len;
 	char			*sig = NULL;
+	char			*sender = NULL;
 	const DciSigKey *key = NULL;
+	/* who the envelope says it is from: a key published for another sender does not answer */
+	bool			 enveloped = cj_envelope(text, len, &hm, &hm_len, &sig, NULL, 0);
 
-	if (!cj_envelope(text, len, &hm, &hm_len, &sig, NULL, 0))
+	if (enveloped)
+		sender = dci_envelope_sender_id(hm, hm_len);
+	if (!enveloped)
 		dci_error_set(err, ERRCODE_DCI_SIGNATURE, "signature of the %s from data source \"%s\" does not verify",
 					  what, src->code);
 	else if (sig == NULL || *sig == '\0')
@@ -278,7 +336,7 @@ dci_registry_key_for_envelope(DciSource *src, const char *text, size_t len, cons
 		else
 		{
 			/* RS256 is the only JWS algorithm: an Ed25519 key never verifies one */
-			key = dci_registry_key(src, j.kid, DCI_SIG_RSA_SHA256, err);
+			key = dci_registry_key(src, j.kid, DCI_SIG_RSA_SHA256, sender, err);
 			dci_jws_free(&j);
 		}
 	}
@@ -291,7 +349,7 @@ dci_registry_key_for_envelope(DciSource *src, const char *text, size_t len, cons
 						  what, src->code);
 		else
 		{
-			key = dci_registry_key(src, f.kid_id, dci_sig_alg_from_any_name(f.algorithm), err);
+			key = dci_registry_key(src, f.kid_id, dci_sig_alg_from_any_name(f.algorithm), sender, err);
 			dci_sig_field_free(&f);
 		}
 	}
@@ -299,5 +357,6 @@ dci_registry_key_for_envelope(DciSource *src, const char *text, size_t len, cons
 		dci_error_detail(err, "%s", dci_verify_result_text(DCI_VERIFY_MALFORMED));
 	free(hm);
 	free(sig);
+	free(sender);
 	return key;
 }

@@ -19,11 +19,13 @@
  * most once per dci_client.jwks_refetch_interval_s.  NULL with err set when
  * there is no such key (DC008) or no key set could be had (the fetch's
  * class: DC001, DC003, DC004, DC005, DC006, DC009).  Never raises for what
- * the registry or the network did.  The key belongs to the cache: valid
- * until the next call of this module.
+ * the registry or the network did.  sender: the envelope's header.sender_id
+ * (NULL: none); a JWK named sender_id|key_id|algorithm answers only its own
+ * sender.  The key belongs to the cache: valid until the next call of this
+ * module.
  */
 extern const DciSigKey *dci_registry_key(DciSource *src, const char *kid, DciSigAlg alg,
-										 DciError *err);
+										 const char *sender, DciError *err);
 
 /*
  * The key for the signature of an envelope text {signature, header,

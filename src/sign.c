@@ -306,6 +306,17 @@ sign_text(SigningKey *k, const char *sender_id, const char *text, size_t len)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("cannot sign: %s", err),
 				 errhint("An envelope is a JSON object with \"header\" and \"message\".")));
+	/*
+	 * An openspp kidId is split on '|': a sender_id holding one would be read as
+	 * another sender, and dci_jwks() publishes no kid for it (openspp_kids).
+	 */
+	if (k->openspp_kid && strchr(sender_id, '|') != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_DCI_CONFIG),
+				 errmsg("signing key \"%s\" (kid_format 'openspp') cannot sign for a sender_id holding \"|\"",
+						k->key_id),
+				 errdetail("Its kidId is sender_id|key_id|algorithm: a registry would read another sender_id."),
+				 errhint("Change the sender_id, or the key's kid_format to 'thumbprint'.")));
 	/* OpenSPP's registries compare the algorithm with the kid's last part: spell it as they do */
 	field = dci_sig_sign_as(signer, sender_id, k->key_id,
 							k->openspp_kid ? dci_sig_alg_openspp_name(k->alg) : dci_sig_alg_name(k->alg),

@@ -100,7 +100,7 @@ def test_ed25519_dci_field_thumbprint_kid(env, mock):
     key = _ed()
     tp = _thumbprint(key)
     # the JWKS names the key by its thumbprint; the signature's kidId carries it as key_id
-    _jwks(mock, keys=[{"kid": tp, "private_pem": key}], sign_pem=key, sign_kid="reg|%s|ed25519" % tp)
+    _jwks(mock, keys=[{"kid": tp, "private_pem": key}], sign_pem=key, sign_kid="mock-registry|%s|ed25519" % tp)
     _source(env, "jwks_ed_tp")
     with _conn(env, interval=3600) as conn:
         cur = conn.cursor()
@@ -112,9 +112,9 @@ def test_ed25519_dci_field_thumbprint_kid(env, mock):
 def test_ed25519_openspp_kid(env, mock):
     key, other = _ed(), _ed()
     # OpenSPP's registries: kid = kidId = sender_id|key_id|ed25519; another key of another kid first
-    _jwks(mock, keys=[{"kid": "reg|old|ed25519", "private_pem": other},
-                      {"kid": "reg|k1|ed25519", "private_pem": key}],
-          sign_pem=key, sign_kid="reg|k1|ed25519")
+    _jwks(mock, keys=[{"kid": "mock-registry|old|ed25519", "private_pem": other},
+                      {"kid": "mock-registry|k1|ed25519", "private_pem": key}],
+          sign_pem=key, sign_kid="mock-registry|k1|ed25519")
     _source(env, "jwks_ed_spp")
     with _conn(env) as conn:
         _ok(conn.cursor(), "jwks_ed_spp")
@@ -123,12 +123,12 @@ def test_ed25519_openspp_kid(env, mock):
 def test_kid_by_key_id_part_and_without_kid_in_jwks(env, mock):
     key = _ed()
     # a JWK whose kid is only the key_id part of the kidId
-    _jwks(mock, keys=[{"kid": "k7", "private_pem": key}], sign_pem=key, sign_kid="reg|k7|ed25519")
+    _jwks(mock, keys=[{"kid": "k7", "private_pem": key}], sign_pem=key, sign_kid="mock-registry|k7|ed25519")
     _source(env, "jwks_keyid")
     with _conn(env) as conn:
         _ok(conn.cursor(), "jwks_keyid")
     # a JWK without kid, found by its thumbprint in the kidId
-    _jwks(mock, keys=[{"kid": None, "private_pem": key}], sign_kid="reg|%s|ed25519" % _thumbprint(key))
+    _jwks(mock, keys=[{"kid": None, "private_pem": key}], sign_kid="mock-registry|%s|ed25519" % _thumbprint(key))
     _source(env, "jwks_nokid")
     with _conn(env) as conn:
         _ok(conn.cursor(), "jwks_nokid")
@@ -137,13 +137,13 @@ def test_kid_by_key_id_part_and_without_kid_in_jwks(env, mock):
 def test_rsa_dci_field_both_spellings(env, mock):
     key = _rsa()
     # OpenSPP spells RSA "rs256" in the kid and in the signature's algorithm
-    _jwks(mock, keys=[{"kid": "reg|k2|rs256", "private_pem": key}], sign_pem=key,
-          sign_kid="reg|k2|rs256", sign_alg="rs256")
+    _jwks(mock, keys=[{"kid": "mock-registry|k2|rs256", "private_pem": key}], sign_pem=key,
+          sign_kid="mock-registry|k2|rs256", sign_alg="rs256")
     _source(env, "jwks_rsa_spp")
     with _conn(env) as conn:
         _ok(conn.cursor(), "jwks_rsa_spp")
     # the README's spelling in the signature finds the same JWK
-    _jwks(mock, sign_kid="reg|k2|rsa-sha256", sign_alg="rsa-sha256")
+    _jwks(mock, sign_kid="mock-registry|k2|rsa-sha256", sign_alg="rsa-sha256")
     _source(env, "jwks_rsa_readme")
     with _conn(env) as conn:
         _ok(conn.cursor(), "jwks_rsa_readme")
@@ -166,7 +166,7 @@ def test_rsa_jws_kid(env, mock):
 
 def test_signed_with_another_key_refused(env, mock):
     key, impostor = _ed(), _ed()
-    _jwks(mock, keys=[{"kid": "reg|k1|ed25519", "private_pem": key}], sign_pem=impostor, sign_kid="reg|k1|ed25519")
+    _jwks(mock, keys=[{"kid": "mock-registry|k1|ed25519", "private_pem": key}], sign_pem=impostor, sign_kid="mock-registry|k1|ed25519")
     _source(env, "jwks_impostor")
     with _conn(env) as conn:
         e = expect_error(conn.cursor(), "DC008", "SELECT dci_search(%s, 'idtype-value', %s)", ("jwks_impostor", QUERY))
@@ -185,13 +185,13 @@ def test_unsigned_answer_refused(env, mock):
 # ---------------------------------------------------------------- unknown kid, rotation, rate, TTL
 def test_unknown_kid_one_refetch_then_dc008(env, mock):
     key = _ed()
-    _jwks(mock, keys=[{"kid": "k1", "private_pem": key}], sign_pem=key, sign_kid="reg|k1|ed25519")
+    _jwks(mock, keys=[{"kid": "k1", "private_pem": key}], sign_pem=key, sign_kid="mock-registry|k1|ed25519")
     _source(env, "jwks_unknown")
     with _conn(env, interval=0) as conn:
         cur = conn.cursor()
         _ok(cur, "jwks_unknown")
         assert _fetches(mock) == 1
-        _jwks(mock, sign_kid="reg|k9|ed25519")
+        _jwks(mock, sign_kid="mock-registry|k9|ed25519")
         e = expect_error(cur, "DC008", "SELECT dci_search(%s, 'idtype-value', %s)", ("jwks_unknown", QUERY))
         assert "k9" in str(e) and "fetched just now" in str(e), e
         assert _fetches(mock) == 2, "one refetch for the unknown kid"
@@ -199,15 +199,15 @@ def test_unknown_kid_one_refetch_then_dc008(env, mock):
 
 def test_rotation_picked_up_without_restart(env, mock):
     old, new = _ed(), _rsa()
-    _jwks(mock, keys=[{"kid": "reg|k1|ed25519", "private_pem": old}], sign_pem=old, sign_kid="reg|k1|ed25519",
+    _jwks(mock, keys=[{"kid": "mock-registry|k1|ed25519", "private_pem": old}], sign_pem=old, sign_kid="mock-registry|k1|ed25519",
           cache_control="max-age=3600")
     _source(env, "jwks_rotate")
     with _conn(env, interval=0) as conn:
         cur = conn.cursor()
         _ok(cur, "jwks_rotate")
         # the registry rotates: a new key and kid (of another type), the old one gone
-        _jwks(mock, keys=[{"kid": "reg|k2|rs256", "private_pem": new}], sign_pem=new,
-              sign_kid="reg|k2|rs256", sign_alg="rs256")
+        _jwks(mock, keys=[{"kid": "mock-registry|k2|rs256", "private_pem": new}], sign_pem=new,
+              sign_kid="mock-registry|k2|rs256", sign_alg="rs256")
         _ok(cur, "jwks_rotate")                     # same session: no restart, no reconnect
         assert _fetches(mock) == 2
         _ok(cur, "jwks_rotate")
@@ -216,26 +216,26 @@ def test_rotation_picked_up_without_restart(env, mock):
 
 def test_refetch_rate_limited(env, mock):
     key = _ed()
-    _jwks(mock, keys=[{"kid": "k1", "private_pem": key}], sign_pem=key, sign_kid="reg|k1|ed25519")
+    _jwks(mock, keys=[{"kid": "k1", "private_pem": key}], sign_pem=key, sign_kid="mock-registry|k1|ed25519")
     _source(env, "jwks_flood")
     with _conn(env, interval=3600) as conn:
         cur = conn.cursor()
         _ok(cur, "jwks_flood")
         # a hostile sender names kid after kid: no fetch until the interval has passed
         for i in range(5):
-            _jwks(mock, sign_kid="reg|bogus%d|ed25519" % i)
+            _jwks(mock, sign_kid="mock-registry|bogus%d|ed25519" % i)
             e = expect_error(cur, "DC008", "SELECT dci_search(%s, 'idtype-value', %s)", ("jwks_flood", QUERY))
             assert "jwks_refetch_interval_s" in str(e), e
         assert _fetches(mock) == 1
         # the known kid still verifies from the cache
-        _jwks(mock, sign_kid="reg|k1|ed25519")
+        _jwks(mock, sign_kid="mock-registry|k1|ed25519")
         _ok(cur, "jwks_flood")
         assert _fetches(mock) == 1
 
 
 def test_ttl_cache_control_and_setting(env, mock):
     key = _ed()
-    _jwks(mock, keys=[{"kid": "k1", "private_pem": key}], sign_pem=key, sign_kid="reg|k1|ed25519",
+    _jwks(mock, keys=[{"kid": "k1", "private_pem": key}], sign_pem=key, sign_kid="mock-registry|k1|ed25519",
           cache_control="max-age=3600")
     _source(env, "jwks_ttl")
     with _conn(env, interval=0, ttl=0) as conn:
@@ -244,7 +244,7 @@ def test_ttl_cache_control_and_setting(env, mock):
             _ok(cur, "jwks_ttl")
         assert _fetches(mock) == 1, "max-age=3600 keeps the set, whatever jwks_cache_ttl_s says"
     mock.reset()
-    _jwks(mock, keys=[{"kid": "k1", "private_pem": key}], sign_pem=key, sign_kid="reg|k1|ed25519",
+    _jwks(mock, keys=[{"kid": "k1", "private_pem": key}], sign_pem=key, sign_kid="mock-registry|k1|ed25519",
           cache_control="no-cache")
     _source(env, "jwks_ttl")                         # a new row: the cache starts afresh
     with _conn(env, interval=0, ttl=3600) as conn:
@@ -253,7 +253,7 @@ def test_ttl_cache_control_and_setting(env, mock):
             _ok(cur, "jwks_ttl")
         assert _fetches(mock) == 3, "no-cache: fetched again each time (the interval allows it)"
     mock.reset()
-    _jwks(mock, keys=[{"kid": "k1", "private_pem": key}], sign_pem=key, sign_kid="reg|k1|ed25519")
+    _jwks(mock, keys=[{"kid": "k1", "private_pem": key}], sign_pem=key, sign_kid="mock-registry|k1|ed25519")
     _source(env, "jwks_ttl")
     with _conn(env, interval=0, ttl=3600) as conn:
         cur = conn.cursor()
@@ -269,7 +269,7 @@ def test_ttl_cache_control_and_setting(env, mock):
 
 def test_stale_set_used_while_fetch_fails(env, mock):
     key = _ed()
-    _jwks(mock, keys=[{"kid": "k1", "private_pem": key}], sign_pem=key, sign_kid="reg|k1|ed25519",
+    _jwks(mock, keys=[{"kid": "k1", "private_pem": key}], sign_pem=key, sign_kid="mock-registry|k1|ed25519",
           cache_control="max-age=0")
     _source(env, "jwks_stale")
     with _conn(env, interval=0) as conn:
@@ -287,7 +287,7 @@ def test_stale_set_used_while_fetch_fails(env, mock):
 # ---------------------------------------------------------------- the HTTP path: allowed_hosts, TLS
 def test_disallowed_jwks_host_refused_nothing_fetched(env, mock):
     key = _ed()
-    _jwks(mock, keys=[{"kid": "k1", "private_pem": key}], sign_pem=key, sign_kid="reg|k1|ed25519")
+    _jwks(mock, keys=[{"kid": "k1", "private_pem": key}], sign_pem=key, sign_kid="mock-registry|k1|ed25519")
     port = mock.http_url.rsplit(":", 1)[1]
     _source(env, "jwks_ssrf", url="http://localhost:%s/jwks.json" % port)
     with _conn(env) as conn:
@@ -303,7 +303,7 @@ def test_disallowed_jwks_host_refused_nothing_fetched(env, mock):
 
 def test_redirect_not_followed(env, mock):
     key = _ed()
-    _jwks(mock, keys=[{"kid": "k1", "private_pem": key}], sign_pem=key, sign_kid="reg|k1|ed25519",
+    _jwks(mock, keys=[{"kid": "k1", "private_pem": key}], sign_pem=key, sign_kid="mock-registry|k1|ed25519",
           status=302, redirect="http://169.254.169.254/latest/meta-data/")
     _source(env, "jwks_redirect")
     with _conn(env) as conn:
@@ -314,7 +314,7 @@ def test_redirect_not_followed(env, mock):
 
 def test_tls_with_the_test_ca(env, mock):
     key = _rsa()
-    _jwks(mock, keys=[{"kid": "k1", "private_pem": key}], sign_pem=key, sign_kid="reg|k1|rsa-sha256")
+    _jwks(mock, keys=[{"kid": "k1", "private_pem": key}], sign_pem=key, sign_kid="mock-registry|k1|rsa-sha256")
     # the source's TLS settings apply to the key set: its CA, verify_ssl
     _source(env, "jwks_tls", url=mock.https_url + "/jwks.json", ca_cert=env.ca_pem())
     with _conn(env) as conn:
@@ -328,7 +328,7 @@ def test_tls_with_the_test_ca(env, mock):
 
 def test_slow_jwks_times_out(env, mock):
     key = _ed()
-    _jwks(mock, keys=[{"kid": "k1", "private_pem": key}], sign_pem=key, sign_kid="reg|k1|ed25519", delay=5)
+    _jwks(mock, keys=[{"kid": "k1", "private_pem": key}], sign_pem=key, sign_kid="mock-registry|k1|ed25519", delay=5)
     _source(env, "jwks_slow", timeout_ms=1500)
     with _conn(env) as conn:
         cur = conn.cursor()
@@ -338,7 +338,7 @@ def test_slow_jwks_times_out(env, mock):
 
 # ---------------------------------------------------------------- bad key sets
 def _bad(env, mock, code, raw, sqlstate, contains, secrets=()):
-    _jwks(mock, raw=raw, sign_pem=_ed(), sign_kid="reg|k1|ed25519")
+    _jwks(mock, raw=raw, sign_pem=_ed(), sign_kid="mock-registry|k1|ed25519")
     _source(env, code)
     with _conn(env) as conn:
         e = expect_error(conn.cursor(), sqlstate, "SELECT dci_search(%s, 'idtype-value', %s)", (code, QUERY))
@@ -383,7 +383,7 @@ def test_bad_key_sets(env, mock):
 
 
 def test_jwks_http_errors(env, mock):
-    _jwks(mock, keys=[], status=404, sign_pem=_ed(), sign_kid="reg|k1|ed25519")
+    _jwks(mock, keys=[], status=404, sign_pem=_ed(), sign_kid="mock-registry|k1|ed25519")
     _source(env, "jwks_404")
     with _conn(env) as conn:
         cur = conn.cursor()
@@ -535,7 +535,7 @@ def test_thumbprint_keys_unchanged(env, mock):
 # ---------------------------------------------------------------- attacks
 def test_statement_timeout_interrupts_a_slow_jwks(env, mock):
     key = _ed()
-    _jwks(mock, keys=[{"kid": "k1", "private_pem": key}], sign_pem=key, sign_kid="reg|k1|ed25519", delay=8)
+    _jwks(mock, keys=[{"kid": "k1", "private_pem": key}], sign_pem=key, sign_kid="mock-registry|k1|ed25519", delay=8)
     _source(env, "jwks_cancel")
     with _conn(env, interval=3600) as conn:
         cur = conn.cursor()
@@ -553,7 +553,7 @@ def test_statement_timeout_interrupts_a_slow_jwks(env, mock):
 
 def test_batch_verifies_through_jwks(env, mock):
     key = _rsa()
-    _jwks(mock, keys=[{"kid": "reg|k1|rs256", "private_pem": key}], sign_pem=key, sign_kid="reg|k1|rs256",
+    _jwks(mock, keys=[{"kid": "mock-registry|k1|rs256", "private_pem": key}], sign_pem=key, sign_kid="mock-registry|k1|rs256",
           sign_alg="rs256")
     _source(env, "jwks_batch", batch_size=2)
     with _conn(env) as conn:
@@ -604,7 +604,7 @@ def test_internal_url_of_a_non_superuser_admin(env, mock):
         cur.execute("GRANT EXECUTE ON FUNCTION dci_search(text, text, jsonb, text, integer, integer, jsonb) TO jwks_admin")
         cur.execute("ALTER ROLE jwks_admin SET dci_client.allowed_hosts = '127.0.0.1'")
     key = _ed()
-    _jwks(mock, sign_pem=key, sign_kid="reg|k1|ed25519")
+    _jwks(mock, sign_pem=key, sign_kid="mock-registry|k1|ed25519")
     port = mock.http_url.rsplit(":", 1)[1]
     try:
         with contextlib.closing(env.cluster.connect(user="jwks_admin")) as conn:
@@ -663,7 +663,7 @@ def test_dci_send_domain_endpoint_verified_through_jwks(env, mock):
     # dci_send (issue 14) reads answers through the same verification: a domain endpoint's
     # signed answer is verified with the registry's JWKS key, an impostor's refused
     key = _ed()
-    _jwks(mock, keys=[{"kid": "reg|k1|ed25519", "private_pem": key}], sign_pem=key, sign_kid="reg|k1|ed25519")
+    _jwks(mock, keys=[{"kid": "mock-registry|k1|ed25519", "private_pem": key}], sign_pem=key, sign_kid="mock-registry|k1|ed25519")
     _source(env, "jwks_send", registry_type="ns:org:RegistryType:DR")
     msg = Json({"disabled_criteria": {"query_type": "expression",
                                       "query": {"member.member_identifier": {"eq": "ABC451123"}}}})

@@ -29,6 +29,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memcpy(s, data, size);
 	s[size] = '\0';
 	(void) dci_cache_control_max_age(s);
+	free(dci_envelope_sender_id(s, size));
 	nl = memchr(s, '\n', size);
 	doc = s;
 	if (nl != NULL)
@@ -53,11 +54,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				abort();
 		for (int a = DCI_SIG_UNKNOWN; a <= DCI_SIG_RSA_SHA256; a++)
 		{
-			const DciJwkEntry *e = dci_jwkset_find(set, kid, (DciSigAlg) a);
+			/* the kid's own sender part as the envelope's sender, and none */
+			const DciJwkEntry *e = dci_jwkset_find(set, kid, (DciSigAlg) a, kid);
 
 			if (e != NULL && (e < set->keys || e >= set->keys + set->nkeys))
 				abort();
-			e = dci_jwkset_find(set, NULL, (DciSigAlg) a);
+			e = dci_jwkset_find(set, NULL, (DciSigAlg) a, NULL);
 			if (e != NULL && (e < set->keys || e >= set->keys + set->nkeys))
 				abort();
 		}

@@ -14,6 +14,7 @@ configured).  Configuration (all optional; omitted members keep their value):
   status:        HTTP status of the key set (a 3xx sends Location: redirect)
   redirect:      the Location of a 3xx
   delay:         seconds before answering
+  sign_raw:      base64 of raw signature bytes put in the field instead of signing (a forgery)
 Used by mock_registry.py; the tests' helpers are in test/test_registry_keys.py.
 """
 import base64, hashlib, json, threading, time
@@ -31,7 +32,8 @@ def reset():
     with _lock:
         _conf.clear()
         _conf.update({"keys": [], "sign_pem": None, "sign_kid": None, "sign_alg": None,
-                      "cache_control": None, "raw": None, "status": 200, "redirect": None, "delay": 0})
+                      "cache_control": None, "raw": None, "status": 200, "redirect": None, "delay": 0,
+                      "sign_raw": None})
         _fetches[0] = 0
 
 
@@ -93,7 +95,7 @@ def serve(handler):
 def sign_answer(body, mode):
     """body signed with the configured key: the DCI field (mode "jwks") or a JWS ("jwks-jws")."""
     with _lock:
-        pem, kid, alg = _conf["sign_pem"], _conf["sign_kid"], _conf["sign_alg"]
+        pem, kid, alg, forged = _conf["sign_pem"], _conf["sign_kid"], _conf["sign_alg"], _conf["sign_raw"]
     try:
         env = json.loads(body)
     except ValueError:
@@ -120,7 +122,7 @@ def sign_answer(body, mode):
     created = int(time.time())
     expires = created + 300
     ss = "(created): %d\n(expires): %d\ndigest: %s" % (created, expires, digest)
-    sig = base64.b64encode(raw_sign(ss.encode())).decode()
+    sig = forged if forged is not None else base64.b64encode(raw_sign(ss.encode())).decode()
     alg = alg or ("ed25519" if isinstance(key, ed25519.Ed25519PrivateKey) else "rsa-sha256")
     env["signature"] = ('namespace="dci", %salgorithm="%s", created="%d", expires="%d", '
                         'headers="(created) (expires) digest", signature="%s"'

@@ -57,21 +57,29 @@ round_trip(DciSigKey *ed_pub, DciSigKey *rsa_pub)
 		CHECK_STR(set->keys[1].thumbprint, rsa_tp, "RSA thumbprint");
 
 		/* the kid rules */
-		CHECK(dci_jwkset_find(set, "reg|k1|ed25519", DCI_SIG_ED25519) == &set->keys[0], "the whole kidId");
-		CHECK(dci_jwkset_find(set, "reg|k2|rsa-sha256", DCI_SIG_RSA_SHA256) == &set->keys[1],
+		CHECK(dci_jwkset_find(set, "reg|k1|ed25519", DCI_SIG_ED25519, "reg") == &set->keys[0], "the whole kidId");
+		CHECK(dci_jwkset_find(set, "reg|k1|ed25519", DCI_SIG_ED25519, "other") == NULL,
+			  "reg's key, the envelope from another sender");
+		CHECK(dci_jwkset_find(set, "reg|k1|ed25519", DCI_SIG_ED25519, NULL) == NULL, "reg's key, the envelope from no sender");
+		CHECK(dci_jwkset_find(set, "reg|k2|rsa-sha256", DCI_SIG_RSA_SHA256, "reg") == &set->keys[1],
 			  "rsa-sha256 finds the rs256 kid");
-		CHECK(dci_jwkset_find(set, "other|k2|rs256", DCI_SIG_RSA_SHA256) == NULL, "another sender_id");
-		CHECK(dci_jwkset_find(set, "reg|k1|ed25519", DCI_SIG_RSA_SHA256) == NULL, "another algorithm");
-		CHECK(dci_jwkset_find(set, "reg|k3|ed25519", DCI_SIG_ED25519) == NULL, "an unknown kid");
-		CHECK(dci_jwkset_find(set, rsa_tp, DCI_SIG_UNKNOWN) == &set->keys[1], "a JWS kid: the thumbprint");
+		CHECK(dci_jwkset_find(set, "other|k2|rs256", DCI_SIG_RSA_SHA256, "reg") == NULL, "another sender_id");
+		CHECK(dci_jwkset_find(set, "other|k2|rs256", DCI_SIG_RSA_SHA256, "other") == NULL,
+			  "another sender_id, the envelope from it too");
+		CHECK(dci_jwkset_find(set, "reg|k1|ed25519", DCI_SIG_RSA_SHA256, "reg") == NULL, "another algorithm");
+		CHECK(dci_jwkset_find(set, "reg|k3|ed25519", DCI_SIG_ED25519, "reg") == NULL, "an unknown kid");
+		CHECK(dci_jwkset_find(set, rsa_tp, DCI_SIG_UNKNOWN, "reg") == &set->keys[1], "a JWS kid: the thumbprint");
+		CHECK(dci_jwkset_find(set, rsa_tp, DCI_SIG_UNKNOWN, "other") == NULL, "the thumbprint of reg's key, from another");
 		{
 			char kid[200];
 
 			snprintf(kid, sizeof(kid), "anyone|%s|ed25519", ed_tp);
-			CHECK(dci_jwkset_find(set, kid, DCI_SIG_ED25519) == &set->keys[0], "the thumbprint as key_id");
+			CHECK(dci_jwkset_find(set, kid, DCI_SIG_ED25519, "reg") == &set->keys[0], "the thumbprint as key_id");
+			CHECK(dci_jwkset_find(set, kid, DCI_SIG_ED25519, "anyone") == NULL,
+				  "the thumbprint of reg's key as key_id of another sender");
 		}
-		CHECK(dci_jwkset_find(set, NULL, DCI_SIG_ED25519) == &set->keys[0], "no kid, one Ed25519 key");
-		CHECK(dci_jwkset_find(set, NULL, DCI_SIG_UNKNOWN) == NULL, "no kid, two keys");
+		CHECK(dci_jwkset_find(set, NULL, DCI_SIG_ED25519, "reg") == &set->keys[0], "no kid, one Ed25519 key");
+		CHECK(dci_jwkset_find(set, NULL, DCI_SIG_UNKNOWN, "reg") == NULL, "no kid, two keys");
 	}
 	dci_jwkset_free(set);
 	free(doc);
@@ -83,9 +91,9 @@ round_trip(DciSigKey *ed_pub, DciSigKey *rsa_pub)
 		char *d = set_of(a, b);
 
 		set = dci_jwkset_parse(d, strlen(d), err, sizeof(err));
-		CHECK(set != NULL && dci_jwkset_find(set, "reg|k1|ed25519", DCI_SIG_ED25519) == &set->keys[1],
+		CHECK(set != NULL && dci_jwkset_find(set, "reg|k1|ed25519", DCI_SIG_ED25519, "reg") == &set->keys[1],
 			  "the whole kidId before the key_id part");
-		CHECK(set != NULL && dci_jwkset_find(set, "x|k1|ed25519", DCI_SIG_ED25519) == &set->keys[0],
+		CHECK(set != NULL && dci_jwkset_find(set, "x|k1|ed25519", DCI_SIG_ED25519, "x") == &set->keys[0],
 			  "the key_id part");
 		dci_jwkset_free(set);
 		free(d);
@@ -104,11 +112,27 @@ round_trip(DciSigKey *ed_pub, DciSigKey *rsa_pub)
 		const char *d = "{\"keys\":[{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"AA\",\"y\":\"AA\"},"
 						"{\"kty\":\"OKP\",\"crv\":\"X25519\",\"x\":\"AA\"},"
 						"{\"kty\":\"RSA\",\"alg\":\"PS256\",\"n\":\"AA\",\"e\":\"AQAB\"},"
-						"{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"use\":\"enc\",\"x\":\"AA\"}]}";
+						"{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"use\":\"enc\",\"x\":\"AA\"},"
+						"{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"key_ops\":[\"encrypt\",\"sign\"],\"x\":\"AA\"}]}";
 
 		set = dci_jwkset_parse(d, strlen(d), err, sizeof(err));
-		CHECK(set != NULL && set->nkeys == 0 && set->skipped == 4, "four keys skipped: %s", err);
+		CHECK(set != NULL && set->nkeys == 0 && set->skipped == 5, "five keys skipped: %s", err);
 		dci_jwkset_free(set);
+	}
+	/* key_ops naming "verify" is a key we verify with; key_ops not an array of strings is refused */
+	{
+		char d[512];
+
+		snprintf(d, sizeof(d), "{\"keys\":[%.*s,\"key_ops\":[\"verify\"]}]}", (int) strlen(ed_jwk) - 1, ed_jwk);
+		set = dci_jwkset_parse(d, strlen(d), err, sizeof(err));
+		CHECK(set != NULL && set->nkeys == 1, "key_ops verify: %s", err);
+		dci_jwkset_free(set);
+		snprintf(d, sizeof(d), "{\"keys\":[%.*s,\"key_ops\":\"verify\"}]}", (int) strlen(ed_jwk) - 1, ed_jwk);
+		set = dci_jwkset_parse(d, strlen(d), err, sizeof(err));
+		CHECK(set == NULL && strstr(err, "key_ops") != NULL, "key_ops a string: %s", err);
+		snprintf(d, sizeof(d), "{\"keys\":[%.*s,\"key_ops\":[7]}]}", (int) strlen(ed_jwk) - 1, ed_jwk);
+		set = dci_jwkset_parse(d, strlen(d), err, sizeof(err));
+		CHECK(set == NULL && strstr(err, "key_ops") != NULL, "key_ops [7]: %s", err);
 	}
 	free(ed_tp);
 	free(rsa_tp);
@@ -140,6 +164,15 @@ refusals(DciSigKey *ed_pub)
 	refused("{\"keys\":[{\"kty\":\"OKP\",\"crv\":\"Ed25519\"}]}", "\"x\"", NULL, "no x");
 	refused("{\"keys\":[{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":\"A+/=\"}]}", "base64url", NULL, "x not base64url");
 	refused("{\"keys\":[{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":\"AAAA\"}]}", "x must be 32", NULL, "x of 3 bytes");
+	/* small-order points: (R = identity, S = 0) would verify under them */
+	refused("{\"keys\":[{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":\"AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"}]}", "small order", NULL,
+			"x the identity");
+	refused("{\"keys\":[{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":\"xxdqcD1N2E-6PAt2DRBnDyogU_osOczGTsf9d5KsA_o\"}]}", "small order", NULL,
+			"x a point of order 8");
+	refused("{\"keys\":[{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":\"JuiVj8KyJ7BFw_SJ8u-Y8NXfrAXTxjM5sTgCiG1T_AU\"}]}", "small order", NULL,
+			"x a point of order 8, the other sign");
+	refused("{\"keys\":[{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":\"7f________________________________________8\"}]}", "small order", NULL,
+			"x p (a non-canonical 0), sign bit set");
 	refused("{\"keys\":[{\"kty\":\"OKP\",\"crv\":5,\"x\":\"AAAA\"}]}", "\"crv\"", NULL, "crv a number");
 	refused("{\"keys\":[{\"kty\":\"RSA\",\"n\":\"AQAB\",\"e\":\"AQAB\"}]}", "at least 2048", NULL, "RSA of 17 bits");
 	refused("{\"keys\":[{\"kty\":\"RSA\",\"e\":\"AQAB\"}]}", "\"n\"", NULL, "no n");
@@ -221,6 +254,9 @@ cache_control(void)
 	CHECK(dci_cache_control_max_age("max-age=60, no-cache") == 0, "no-cache");
 	CHECK(dci_cache_control_max_age("no-store") == 0, "no-store");
 	CHECK(dci_cache_control_max_age("max-age=x") == -1, "not a number");
+	CHECK(dci_cache_control_max_age("max-age=-1") == -1, "negative: not a number");
+	CHECK(dci_cache_control_max_age("max-age=60, max-age=86400") == 60, "twice: the shorter");
+	CHECK(dci_cache_control_max_age("max-age=86400, max-age=60") == 60, "twice, the other order: the shorter");
 	CHECK(dci_cache_control_max_age("max-age=99999999999999999999") > 0, "huge: clamped, positive");
 }
 
@@ -248,6 +284,37 @@ rs256_field(DciSigKey *rsa_priv, DciSigKey *rsa_pub)
 	free(f);
 }
 
+/* header.sender_id of {"header", "message"}: what binds a sender_id|key_id|alg kid */
+static void
+envelope_sender(void)
+{
+	static const struct
+	{
+		const char *hm;
+		const char *sender;
+	} cases[] = {
+		{"{\"header\":{\"sender_id\":\"reg\"},\"message\":{}}", "reg"},
+		{"{\"header\":{\"sender_id\":\"r\\u00e9g\"},\"message\":{}}", "r\xc3\xa9g"},
+		{"{\"header\":{\"sender_id\":\"a\",\"sender_id\":\"b\"},\"message\":{}}", "b"},
+		{"{\"header\":{\"sender_id\":\"a\\u0000b\"},\"message\":{}}", NULL},
+		{"{\"header\":{\"sender_id\":7},\"message\":{}}", NULL},
+		{"{\"header\":{},\"message\":{}}", NULL},
+		{"{\"header\":\"reg\",\"message\":{}}", NULL},
+		{"{\"header\":{\"sender_id\":\"reg\"", NULL},
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+	{
+		char *got = dci_envelope_sender_id(cases[i].hm, strlen(cases[i].hm));
+
+		if (cases[i].sender == NULL)
+			CHECK(got == NULL, "sender of case %zu: none", i);
+		else
+			CHECK(got != NULL && strcmp(got, cases[i].sender) == 0, "sender of case %zu", i);
+		free(got);
+	}
+}
+
 int
 main(int argc, char **argv)
 {
@@ -265,6 +332,7 @@ main(int argc, char **argv)
 	round_trip(ed_pub, rsa_pub);
 	refusals(ed_pub);
 	cache_control();
+	envelope_sender();
 	algorithm_names();
 	rs256_field(rsa_priv, rsa_pub);
 	dci_sigkey_free(rsa_priv);
