@@ -9,7 +9,7 @@ OBJS = src/dci_client.o src/errors.o src/secrets.o src/triggers.o src/source.o \
        src/token_cache.o src/oauth.o src/request.o src/test_connection.o src/json.o src/dci_envelope.o src/dci_answer.o src/dci_calls.o src/batch.o \
        src/request_log.o src/source_stats.o src/batch_slots.o \
        src/canonical_json.o src/canonical_parser.o src/canonical_strings.o src/canonical_numbers.o src/base64.o src/sig_keys.o src/sig_field.o src/jws.o src/sign.o \
-       src/settings.o src/catalog.o \
+       src/settings.o src/catalog.o src/inbound.o src/txn_record.o \
        src/path_check.o src/json_guard.o src/redact.o src/redaction.o
 # 0.1 is the released base script; 0.2 adds this round's changes as an upgrade.
 DATA = src/dci_client--0.1.sql src/dci_client--0.1--0.2.sql

@@ -24,6 +24,7 @@
 #include "request.h"
 #include "request_log.h"
 #include "source.h"
+#include "txn_record.h"
 
 /* dci_search_records stops here unless max_records says otherwise */
 #define DCI_RECORDS_HARD_CAP 100000
@@ -61,6 +62,48 @@ exchange(DciSource *src, const char *path, const char *action, const char *messa
 	PG_END_TRY();
 	dci_log_end();
 	return answer;
+}
+
+static void check_ack(DciSource *src, const char *what, Jsonb *answer);
+
+/*
+ * An asynchronous call: its dci_transaction row is committed (txn_record.c)
+ * before the request goes out, then marked acked, or failed when the call
+ * or its acknowledgement fails.
+ */
+static void
+exchange_async(DciSource *src, const char *path, const char *action, const char *message,
+			   int total_count, const char *what, const char *txn,
+			   const char *sub_event, const char *sub_filter)
+{
+	size_t			len;
+	char			msgid[37];
+	char		   *envelope = dci_build_envelope_id(src, action, message, total_count, &len, msgid);
+	DciHttpResponse resp;
+	DciError		err = {0};
+	DciTxnRecord   *volatile rec = NULL;
+
+	rec = dci_txn_record_begin(src, txn, action, msgid, path, sub_event, sub_filter);
+	dci_log_begin(src, "POST", path);
+	PG_TRY();
+	{
+		Jsonb	   *answer;
+
+		if (!dci_call(src, "POST", path, envelope, len, NULL, dci_call_deadline(src),
+					  false, true, &resp, &err))
+			dci_error_raise(&err);
+		answer = dci_parse_answer(src, what, &resp, false);
+		check_ack(src, what, answer);
+	}
+	PG_CATCH();
+	{
+		dci_log_failed();
+		dci_txn_record_end(rec, false);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	dci_log_end();
+	dci_txn_record_end(rec, true);
 }
 
 /* ---- search ---- */
@@ -542,14 +585,51 @@ dci_search_async(PG_FUNCTION_ARGS)
 	DciSource *src;
 	char	  *txn;
 	char	  *message;
-	Jsonb	  *answer;
 
 	read_search_args(fcinfo, &a, true);
 	src = dci_source_from_arg(fcinfo, true);
 	message = search_message(src, &a, &txn);
-	answer = exchange(src, "/registry/search", "search", message, 1, false, "asynchronous search", false);
-	check_ack(src, "asynchronous search", answer);
+	exchange_async(src, "/registry/search", "search", message, 1, "asynchronous search", txn, NULL, NULL);
 	PG_RETURN_TEXT_P(cstring_to_text(txn));
+}
+
+/*
+ * The transaction status message of dci_txn_status and dci_txn_status_async
+ * (one builder, so both ask the same): a txnstatus_request for the
+ * transaction "wanted"; *txn receives the new message's own transaction id.
+ */
+static char *
+txn_status_message(const char *wanted, char **txn)
+{
+	char		   ref[37];
+	StringInfoData m;
+	bool		   first = true;
+	bool		   rfirst = true;
+
+	*txn = palloc(37);
+	dci_uuid_v4(*txn);
+	dci_uuid_v4(ref);
+	initStringInfo(&m);
+	appendStringInfoChar(&m, '{');
+	dci_append_str(&m, "transaction_id", *txn, &first);
+	dci_append_key(&m, "txnstatus_request", &first);
+	appendStringInfoChar(&m, '{');
+	dci_append_str(&m, "reference_id", ref, &rfirst);
+	dci_append_str(&m, "txn_type", "search", &rfirst);
+	dci_append_str(&m, "attribute_type", "transaction_id", &rfirst);
+	dci_append_str(&m, "attribute_value", wanted, &rfirst);
+	appendStringInfoString(&m, "}}");
+	return m.data;
+}
+
+static char *
+wanted_transaction(FunctionCallInfo fcinfo)
+{
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("transaction_id must not be NULL")));
+	return text_to_cstring(PG_GETARG_TEXT_PP(1));
 }
 
 PG_FUNCTION_INFO_V1(dci_txn_status);
@@ -558,44 +638,40 @@ PG_FUNCTION_INFO_V1(dci_txn_status);
 Datum
 dci_txn_status(PG_FUNCTION_ARGS)
 {
-	DciSource	   *src;
-	char		   *wanted;
-	char			txn[37];
-	char			ref[37];
-	StringInfoData	m;
-	bool			first = true;
-	bool			rfirst = true;
+	char		   *wanted = wanted_transaction(fcinfo);
+	DciSource	   *src = dci_source_from_arg(fcinfo, true);
+	char		   *txn;
+	char		   *message = txn_status_message(wanted, &txn);
 	Jsonb		   *answer;
 	JsonbContainer *msg;
 	JsonbValue	   *resp;
 
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("transaction_id must not be NULL")));
-	wanted = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	src = dci_source_from_arg(fcinfo, true);
-	dci_uuid_v4(txn);
-	dci_uuid_v4(ref);
-
-	initStringInfo(&m);
-	appendStringInfoChar(&m, '{');
-	dci_append_str(&m, "transaction_id", txn, &first);
-	dci_append_key(&m, "txnstatus_request", &first);
-	appendStringInfoChar(&m, '{');
-	dci_append_str(&m, "reference_id", ref, &rfirst);
-	dci_append_str(&m, "txn_type", "search", &rfirst);
-	dci_append_str(&m, "attribute_type", "transaction_id", &rfirst);
-	dci_append_str(&m, "attribute_value", wanted, &rfirst);
-	appendStringInfoString(&m, "}}");
-
-	answer = exchange(src, "/registry/sync/txn/status", "txn-status", m.data, 1, true,
+	answer = exchange(src, "/registry/sync/txn/status", "txn-status", message, 1, true,
 					  "transaction status request", true);
 	msg = dci_jobject(dci_jget(&answer->root, "message"));
 	resp = dci_jget(msg, "txnstatus_response");
 	if (resp == NULL)
 		PG_RETURN_JSONB_P(JsonbValueToJsonb(dci_jget(&answer->root, "message")));
 	PG_RETURN_JSONB_P(JsonbValueToJsonb(resp));
+}
+
+PG_FUNCTION_INFO_V1(dci_txn_status_async);
+
+/*
+ * dci_txn_status_async(source, transaction_id) returns the transaction id of
+ * the request; the answer comes as txn-on-status (dci_receive, dci_await)
+ */
+Datum
+dci_txn_status_async(PG_FUNCTION_ARGS)
+{
+	char	   *wanted = wanted_transaction(fcinfo);
+	DciSource  *src = dci_source_from_arg(fcinfo, true);
+	char	   *txn;
+	char	   *message = txn_status_message(wanted, &txn);
+
+	exchange_async(src, "/registry/txn/status", "txn-status", message, 1,
+				   "asynchronous transaction status request", txn, NULL, NULL);
+	PG_RETURN_TEXT_P(cstring_to_text(txn));
 }
 
 PG_FUNCTION_INFO_V1(dci_subscribe);
@@ -614,7 +690,6 @@ dci_subscribe(PG_FUNCTION_ARGS)
 	bool		   first = true;
 	bool		   cfirst = true;
 	const char	  *filter_type;
-	Jsonb		  *answer;
 
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -651,8 +726,8 @@ dci_subscribe(PG_FUNCTION_ARGS)
 				   &cfirst);
 	appendStringInfoString(&m, "}}]}");
 
-	answer = exchange(src, "/registry/subscribe", "subscribe", m.data, 1, false, "subscription", false);
-	check_ack(src, "subscription", answer);
+	exchange_async(src, "/registry/subscribe", "subscribe", m.data, 1, "subscription", txn,
+				   event, dci_jsonb_to_compact(filter, NULL));
 	PG_RETURN_TEXT_P(cstring_to_text(txn));
 }
 
@@ -671,7 +746,6 @@ dci_unsubscribe(PG_FUNCTION_ARGS)
 	char		   ts[32];
 	StringInfoData m;
 	bool		   first = true;
-	Jsonb		  *answer;
 
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -705,7 +779,7 @@ dci_unsubscribe(PG_FUNCTION_ARGS)
 	}
 	appendStringInfoString(&m, "]}");
 
-	answer = exchange(src, "/registry/unsubscribe", "unsubscribe", m.data, n, false, "unsubscription", false);
-	check_ack(src, "unsubscription", answer);
+	exchange_async(src, "/registry/unsubscribe", "unsubscribe", m.data, n, "unsubscription", txn,
+				   NULL, NULL);
 	PG_RETURN_TEXT_P(cstring_to_text(txn));
 }

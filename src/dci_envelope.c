@@ -132,6 +132,14 @@ char *
 dci_build_envelope(DciSource *src, const char *action, const char *message, int total_count,
 				   size_t *len)
 {
+	return dci_build_envelope_id(src, action, message, total_count, len, NULL);
+}
+
+/* the same; the header's message_id copied to message_id_out (37 bytes) when not NULL */
+char *
+dci_build_envelope_id(DciSource *src, const char *action, const char *message, int total_count,
+					  size_t *len, char *message_id_out)
+{
 	StringInfoData hm;
 	StringInfoData out;
 	char		   msgid[37];
@@ -146,6 +154,8 @@ dci_build_envelope(DciSource *src, const char *action, const char *message, int 
 				 errmsg("data source \"%s\" has no sender_id", src->code),
 				 errhint("Set sender_id (this system's DCI identifier, e.g. openspp.example.org) before sending DCI messages.")));
 	dci_uuid_v4(msgid);
+	if (message_id_out)
+		strlcpy(message_id_out, msgid, 37);
 	dci_timestamp_now(ts, sizeof(ts));
 
 	initStringInfo(&hm);

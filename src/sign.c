@@ -376,51 +376,78 @@ dci_signature_for_source(DciSource *src, const char *hm_text, size_t len)
 	return sign_text(k, src->sender_id ? src->sender_id : "", hm_text, len);
 }
 
-void
-dci_verify_response(DciSource *src, const char *body, size_t len)
+/*
+ * The key that verifies what the source's registry sends, or NULL with *msg
+ * empty when the source names none (a non-empty *msg: configured but not
+ * usable).  The one place registry keys are acquired: a key set by URL
+ * (JWKS) plugs in here, with the body to pick its "kid".
+ */
+static DciSigKey *
+registry_key(DciSource *src, const char *body, size_t len, char *msg, size_t msglen)
+{
+	msg[0] = '\0';
+	if (src->registry_public_key == NULL || *src->registry_public_key == '\0')
+		return NULL;
+	return dci_sigkey_load(src->registry_public_key, false, msg, msglen);
+}
+
+DciRegistryVerify
+dci_registry_verify(DciSource *src, const char *body, size_t len, DciVerifyResult *detail,
+					char *msg, size_t msglen)
 {
 	DciSigKey	   *key;
-	char			msg[256] = "";
 	DciVerifyResult r;
 
-	if (src->registry_public_key == NULL || *src->registry_public_key == '\0')
-		return;
-	key = dci_sigkey_load(src->registry_public_key, false, msg, sizeof(msg));
+	*detail = DCI_VERIFY_OK;
+	key = registry_key(src, body, len, msg, msglen);
 	if (key == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_DCI_CONFIG),
-				 errmsg("registry_public_key of data source \"%s\" is not usable", src->code),
-				 errdetail("It is %s.", msg),
-				 errhint("Set it to the registry's Ed25519 or RSA public key (PEM), or to NULL.")));
+		return msg[0] ? DCI_REGISTRY_KEY_UNUSABLE : DCI_REGISTRY_NO_KEY;
 	if (src->signature_format == DCI_SIG_FORMAT_JWS)
 	{
 		if (dci_sigkey_alg(key) != DCI_SIG_RSA_SHA256)
 		{
 			dci_sigkey_free(key);
-			ereport(ERROR,
-					(errcode(ERRCODE_DCI_CONFIG),
-					 errmsg("registry_public_key of data source \"%s\" cannot verify a JWS", src->code),
-					 errdetail("The JWS format (signature_format 'jws') is RS256: it needs an RSA key, not an Ed25519 one."),
-					 errhint("Set registry_public_key to the registry's RSA public key, or signature_format to 'dci'.")));
+			strlcpy(msg, "an Ed25519 key, and the JWS format (signature_format 'jws') is RS256", msglen);
+			return DCI_REGISTRY_KEY_UNUSABLE;
 		}
 		r = dci_jws_verify_envelope(key, body, len);
 	}
 	else
 		r = dci_sig_verify_envelope(key, body, len, (int64) time(NULL));
 	dci_sigkey_free(key);
-	if (r == DCI_VERIFY_MISSING)
+	*detail = r;
+	if (r == DCI_VERIFY_OK)
+		return DCI_REGISTRY_OK;
+	return r == DCI_VERIFY_MISSING ? DCI_REGISTRY_MISSING : DCI_REGISTRY_BAD;
+}
+
+void
+dci_verify_response(DciSource *src, const char *body, size_t len)
+{
+	char			  msg[256];
+	DciVerifyResult	  r;
+	DciRegistryVerify v = dci_registry_verify(src, body, len, &r, msg, sizeof(msg));
+
+	if (v == DCI_REGISTRY_NO_KEY || v == DCI_REGISTRY_OK)
+		return;
+	if (v == DCI_REGISTRY_KEY_UNUSABLE)
+		ereport(ERROR,
+				(errcode(ERRCODE_DCI_CONFIG),
+				 errmsg("registry_public_key of data source \"%s\" is not usable", src->code),
+				 errdetail("It is %s.", msg),
+				 errhint("Set it to the registry's Ed25519 or RSA public key (PEM), or to NULL; the JWS format needs an RSA key.")));
+	if (v == DCI_REGISTRY_MISSING)
 		ereport(ERROR,
 				(errcode(ERRCODE_DCI_SIGNATURE),
 				 errmsg("answer of data source \"%s\" is not signed", src->code),
 				 errdetail("%s", dci_verify_result_text(r)),
 				 errhint("The data source names registry_public_key, so its answers must be signed.")));
-	if (r != DCI_VERIFY_OK)
-		ereport(ERROR,
-				(errcode(ERRCODE_DCI_SIGNATURE),
-				 errmsg("signature of the answer from data source \"%s\" does not verify", src->code),
-				 errdetail("%s", dci_verify_result_text(r)),
-				 errhint("Check registry_public_key of data source \"%s\", and the clocks of both sides.",
-						 src->code)));
+	ereport(ERROR,
+			(errcode(ERRCODE_DCI_SIGNATURE),
+			 errmsg("signature of the answer from data source \"%s\" does not verify", src->code),
+			 errdetail("%s", dci_verify_result_text(r)),
+			 errhint("Check registry_public_key of data source \"%s\", and the clocks of both sides.",
+					 src->code)));
 }
 
 /* ---- SQL functions ---- */

@@ -41,8 +41,8 @@
 	"verify_ssl, ca_cert, client_cert, client_key_encrypted, extra_headers, "            \
 	"signing_key_id, registry_public_key, active, signature_format"
 /* columns of 0.2, read when the schema has them (an 0.1 schema before its update has not) */
-#define SOURCE_COLUMNS_0_2 ", batch_size, max_concurrency"
-#define SOURCE_COLUMNS_0_1 ", NULL::integer, NULL::integer"
+#define SOURCE_COLUMNS_0_2 ", batch_size, max_concurrency, callback_token_encrypted"
+#define SOURCE_COLUMNS_0_1 ", NULL::integer, NULL::integer, NULL::bytea"
 
 typedef struct CacheEntry
 {
@@ -205,6 +205,8 @@ wipe_source_secrets(void *arg)
 		explicit_bzero(src->bearer_token, strlen(src->bearer_token));
 	if (src->client_key)
 		explicit_bzero(src->client_key, strlen(src->client_key));
+	if (src->callback_token)
+		explicit_bzero(src->callback_token, strlen(src->callback_token));
 }
 
 /*
@@ -288,6 +290,7 @@ build_source(SPITupleTable *tt, HeapTuple tup)
 	src->client_secret = decrypt_column(src, tt, tup, 8, "client_secret", binding);
 	src->bearer_token = decrypt_column(src, tt, tup, 11, "bearer_token", binding);
 	src->client_key = decrypt_column(src, tt, tup, 21, "client_key", binding);
+	src->callback_token = decrypt_column(src, tt, tup, 29, "callback_token", binding);
 	src->credential_fingerprint = credential_fingerprint(src);
 	if (src->client_cert && src->client_key)
 	{
@@ -323,7 +326,7 @@ load_source(const char *code, int32 id)
 
 	cached_table = dci_source_table_oid();
 	query = psprintf("SELECT " SOURCE_COLUMNS "%s FROM %s WHERE %s OPERATOR(pg_catalog.=) $1",
-					 get_attnum(cached_table, "max_concurrency") != InvalidAttrNumber ? SOURCE_COLUMNS_0_2 : SOURCE_COLUMNS_0_1,
+					 get_attnum(cached_table, "callback_token_encrypted") != InvalidAttrNumber ? SOURCE_COLUMNS_0_2 : SOURCE_COLUMNS_0_1,
 					 dci_qualified_table_name(cached_table), code ? "code" : "id");
 
 	/* read as the bootstrap superuser: callers need EXECUTE, not SELECT */
