@@ -288,11 +288,10 @@ store_callback(Inbound *in, Refusal *r)
 	if (spi_run(psprintf("UPDATE %s SET callbacks = callbacks OPERATOR(pg_catalog.+) 1, "
 						 "response = CASE WHEN response IS NULL OR %s THEN $4 "
 						 "ELSE pg_catalog.jsonb_set(response, ARRAY[%s]::pg_catalog.text[], "
-						 "pg_catalog.jsonb_build_array() OPERATOR(pg_catalog.||) "
-						 "pg_catalog.coalesce(response OPERATOR(pg_catalog.->) %s, '[]') OPERATOR(pg_catalog.||) "
-						 "pg_catalog.coalesce($4 OPERATOR(pg_catalog.->) %s, '[]')) END, "
+						 "COALESCE(response OPERATOR(pg_catalog.->) %s, '[]'::pg_catalog.jsonb) OPERATOR(pg_catalog.||) "
+						 "COALESCE($4 OPERATOR(pg_catalog.->) %s, '[]'::pg_catalog.jsonb)) END, "
 						 "state = CASE WHEN $5 IS NULL OR state OPERATOR(pg_catalog.=) 'completed' THEN state ELSE $5 END, "
-						 "completed_at = CASE WHEN $5 IS NULL THEN completed_at ELSE pg_catalog.coalesce(completed_at, pg_catalog.now()) END "
+						 "completed_at = CASE WHEN $5 IS NULL THEN completed_at ELSE COALESCE(completed_at, pg_catalog.now()) END "
 						 "WHERE source_id OPERATOR(pg_catalog.=) $1 AND transaction_id OPERATOR(pg_catalog.=) $2 "
 						 "AND action OPERATOR(pg_catalog.=) $3",
 						 t, key ? "false" : "true",
@@ -456,11 +455,11 @@ purge_old(void)
 	if (last_purge_at != 0 && !TimestampDifferenceExceeds(last_purge_at, now, 3600 * 1000))
 		return;
 	last_purge_at = now;
-	spi_run(psprintf("DELETE FROM %s WHERE received_at OPERATOR(pg_catalog.<) pg_catalog.now() OPERATOR(pg_catalog.-) "
-					 "pg_catalog.make_interval(days => %d)", ext_table("dci_inbox"), dci_inbox_retention_days),
+	spi_run(psprintf("DELETE FROM %s WHERE received_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) "
+					 "pg_catalog.make_interval(days => %d))", ext_table("dci_inbox"), dci_inbox_retention_days),
 			0, NULL, NULL, NULL, SPI_OK_DELETE);
 	spi_run(psprintf("UPDATE %s SET state = 'expired' WHERE state OPERATOR(pg_catalog.=) ANY ('{sent,acked}'::pg_catalog.text[]) "
-					 "AND sent_at OPERATOR(pg_catalog.<) pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(days => %d)",
+					 "AND sent_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(days => %d))",
 					 ext_table("dci_transaction"), dci_inbox_retention_days),
 			0, NULL, NULL, NULL, SPI_OK_UPDATE);
 }
@@ -760,7 +759,7 @@ read_transaction(DciSource *src, const char *txn, char **state, Jsonb **result, 
 						 "pg_catalog.jsonb_path_query_array(response, '$.search_response[*].data.reg_records[*]')) "
 						 "ELSE response #> '{search_response,0}' END "
 						 "WHEN action OPERATOR(pg_catalog.=) 'txn-status' THEN "
-						 "pg_catalog.coalesce(response OPERATOR(pg_catalog.->) 'txnstatus_response', response) "
+						 "COALESCE(response OPERATOR(pg_catalog.->) 'txnstatus_response', response) "
 						 "ELSE response END, action OPERATOR(pg_catalog.=) 'search' FROM %s "
 						 "WHERE source_id OPERATOR(pg_catalog.=) $1 AND transaction_id OPERATOR(pg_catalog.=) $2",
 						 ext_table("dci_transaction")),

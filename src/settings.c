@@ -231,7 +231,7 @@ dci_define_settings(void)
 							"dci_receive refuses larger bodies.",
 							NULL,
 							&dci_callback_max_bytes, 4 * 1024 * 1024, 1024, 256 * 1024 * 1024,
-							PGC_SIGHUP, GUC_UNIT_BYTE,
+							PGC_SUSET, GUC_UNIT_BYTE,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("dci_client.inbox_retention_days",
 							"Rows of dci_inbox older than this are deleted.",

@@ -123,6 +123,11 @@ dci_test_connection(PG_FUNCTION_ARGS)
 			emit(&w, "authorized", 0, what);
 	}
 
+	/* a warning, not a failure: ok NULL, the source's state unaffected */
+	if (src->callback_token == NULL &&
+		(src->registry_public_key == NULL || *src->registry_public_key == '\0'))
+		emit(&w, "callbacks", -1,
+			 "warning: callbacks are accepted unauthenticated (set callback_token or registry_public_key)");
 	dci_source_record_test(src->id, !w.any_false, w.first_error);
 	return (Datum) 0;
 }

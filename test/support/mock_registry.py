@@ -17,6 +17,8 @@ from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote_plus, urlsplit
 
+import mock_callbacks  # the registry calling back (issue 13)
+
 TOKEN_PATH = "/oauth2/client/token"
 SHUTDOWN = threading.Event()          # hang/slow_drip poll it so SIGTERM is prompt
 DEFAULT_CLIENTS = {"openspp-client": {"client_id": "openspp-client", "client_secret": "s3cr3t-Pa55word",
@@ -518,6 +520,7 @@ def h_dci(req):
             return dci_ack(req, "ERR", "err.service.unavailable", "the registry could not take the search", 200)
         with STATE.lock:
             STATE.dci_txns[m["transaction_id"]] = {"txn_type": "search", "search_response": items or []}
+        mock_callbacks.on_async(sys.modules[__name__], req, env)
         return dci_ack(req)
     if kind == "subscribe":
         crit = [it["subscribe_criteria"] for it in m["subscribe_request"]]
@@ -531,6 +534,7 @@ def h_dci(req):
                                                  "active": True}
                 codes.append(code)
             STATE.dci_txns[m["transaction_id"]] = {"txn_type": "subscribe", "subscription_codes": codes}
+        mock_callbacks.on_async(sys.modules[__name__], req, env)
         return dci_ack(req)
     if kind == "unsubscribe":
         if "NACK" in m["subscription_codes"]:
@@ -541,10 +545,12 @@ def h_dci(req):
                     STATE.dci_subscriptions[c]["active"] = False
             STATE.dci_txns[m["transaction_id"]] = {"txn_type": "unsubscribe",
                                                    "subscription_codes": list(m["subscription_codes"])}
+        mock_callbacks.on_async(sys.modules[__name__], req, env)
         return dci_ack(req)
     # txn status (sync answers here; the async path only acknowledges)
     t = m["txnstatus_request"]
     if req.path == "/registry/txn/status":
+        mock_callbacks.on_async(sys.modules[__name__], req, env)
         return dci_ack(req)
     with STATE.lock:
         known = STATE.dci_txns.get(t["attribute_value"]) if isinstance(t["attribute_value"], str) else None
@@ -959,6 +965,9 @@ class ControlHandler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_GET(self):
+        cb = mock_callbacks.control(sys.modules[__name__], self.path.split("?")[0], "GET", {})
+        if cb is not None:
+            return self.reply(cb)
         if self.path.split("?")[0] == "/stats":
             return self.reply(STATE.stats())
         self.reply({"error": "not_found"}, 404)
@@ -970,6 +979,9 @@ class ControlHandler(BaseHTTPRequestHandler):
         except ValueError:
             return self.reply({"error": "bad json"}, 400)
         p = self.path.split("?")[0]
+        cb = mock_callbacks.control(sys.modules[__name__], p, "POST", d)
+        if cb is not None:
+            return self.reply(cb)
         with STATE.lock:
             if p == "/fault":
                 params = {k: v for k, v in d.items() if k not in ("path", "mode", "count")}
@@ -995,6 +1007,7 @@ class ControlHandler(BaseHTTPRequestHandler):
                 return self.reply({"error": "not_found"}, 404)
         if p == "/reset":
             STATE.reset()
+            mock_callbacks.reset()
         self.reply({"ok": True})
 
 

@@ -1,0 +1,635 @@
+"""The inbound half of DCI (README "Callbacks and notifications", issue 13):
+the bundled mock acts as a registry that calls back; a small HTTP server in
+this process does what the Odoo controller does (raw body and lower-cased
+headers to dci_receive through psycopg2, commit, return status and body),
+connected as a role that has only EXECUTE on dci_receive."""
+import base64, hashlib, json, os, select, threading, time, uuid
+from contextlib import closing
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import psycopg2
+import pytest
+from psycopg2.extras import Json
+
+from support.env import expect_error
+from support.util import code
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+FIX = os.path.join(HERE, "fixtures", "signing")
+WORKER_ROLE = "dci_http_worker"
+UIN = {"type": "UIN", "value": "847951632"}
+
+
+def _pem(name):
+    with open(os.path.join(FIX, name)) as f:
+        return f.read()
+
+
+# ---------------------------------------------------------------- the receiver (the Odoo controller)
+class Receiver:
+    """POST /dci/<source>: dci_receive(source, raw body, lower-cased headers), commit."""
+
+    def __init__(self, cluster):
+        self.cluster = cluster
+        self.answers = []
+        outer = self
+
+        class H(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(n)
+                src = self.path.rsplit("/", 1)[-1]
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    return self.reply(400, {"message": {"ack_status": "ERR", "error": {"code": "err.request.bad"}}})
+                hdrs = {k.lower(): v for k, v in self.headers.items()}
+                conn = outer.cluster.connect(user=WORKER_ROLE, autocommit=False)
+                try:
+                    cur = conn.cursor()
+                    cur.execute("SELECT http_status, response FROM dci_receive(%s, %s, %s)",
+                                (src, text, Json(hdrs)))
+                    status, response = cur.fetchone()
+                    conn.commit()
+                finally:
+                    conn.close()
+                outer.answers.append((status, response))
+                self.reply(status, response)
+
+            def reply(self, status, obj):
+                body = json.dumps(obj).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = "http://127.0.0.1:%d/dci/" % self.server.server_address[1]
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _worker_role(cluster):
+    with closing(cluster.connect()) as conn:
+        cur = conn.cursor()
+        cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (WORKER_ROLE,))
+        if not cur.fetchone():
+            cur.execute("CREATE ROLE %s LOGIN" % WORKER_ROLE)
+        cur.execute("GRANT EXECUTE ON FUNCTION dci_receive(text, text, jsonb) TO %s" % WORKER_ROLE)
+
+
+@pytest.fixture
+def rx(env):
+    _worker_role(env.cluster)
+    r = Receiver(env.cluster)
+    yield r
+    r.close()
+
+
+def _callbacks(env, **conf):
+    conf.setdefault("enabled", True)
+    env.mock._ctl("/callbacks", conf)
+
+
+def _sent(env):
+    return env.mock._ctl("/callbacks")["sent"]
+
+
+def _src(env, rx, prefix="inb", cluster=None, **cols):
+    c = code(prefix)
+    cols.setdefault("callback_uri", rx.url + c if rx else "https://openspp.example.org/cb")
+    env.add_source(c, cluster=cluster, **cols)
+    return c
+
+
+def _wait(pred, what, timeout=30):
+    end = time.time() + timeout
+    while time.time() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def _txn(env, src, txn, cluster=None):
+    rows = env.query("SELECT t.state, t.response, t.callbacks, t.action, t.message_id, t.endpoint "
+                     "FROM dci_transaction t JOIN dci_data_source s ON s.id = t.source_id "
+                     "WHERE s.code = %s AND t.transaction_id = %s", (src, txn), cluster=cluster)
+    return rows[0] if rows else None
+
+
+def _count(env, table, src, cluster=None):
+    return env.query("SELECT count(*) FROM %s t JOIN dci_data_source s ON s.id = t.source_id WHERE s.code = %%s"
+                     % table, (src,), cluster=cluster)[0][0]
+
+
+def _now_iso(delta=0):
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() + delta)) + "Z"
+
+
+def _envelope(action="on-search", txn=None, sender_id=None, receiver_id="openspp.test", ts=None,
+              message_id=None, message=None):
+    h = {"version": "1.0.0", "message_id": message_id or str(uuid.uuid4()), "message_ts": ts or _now_iso(),
+         "action": action, "status": "succ", "total_count": 1, "completed_count": 1,
+         "receiver_id": receiver_id}
+    if sender_id:
+        h["sender_id"] = sender_id
+    m = message if message is not None else {"transaction_id": txn, "search_response": []}
+    return {"header": h, "message": m}
+
+
+def _receive(cur, src, body, headers=None):
+    cur.execute("SELECT http_status, response FROM dci_receive(%s, %s, %s)",
+                (src, body if isinstance(body, str) else json.dumps(body), Json(headers or {})))
+    return cur.fetchone()
+
+
+def _sign_ed25519(env_obj, sender="reg"):
+    """The README's DCI signature over {header, message}, by the fixture key; the
+    body itself keeps Python's default spacing and key order (not canonical)."""
+    from cryptography.hazmat.primitives import serialization
+    key = serialization.load_pem_private_key(_pem("ed25519_private.pem").encode(), password=None)
+    canonical = json.dumps({"header": env_obj["header"], "message": env_obj["message"]},
+                           sort_keys=True, separators=(",", ":"))
+    digest = base64.b64encode(hashlib.sha256(canonical.encode()).digest()).decode()
+    created = int(time.time())
+    ss = "(created): %d\n(expires): %d\ndigest: %s" % (created, created + 300, digest)
+    sig = base64.b64encode(key.sign(ss.encode())).decode()
+    return ('namespace="dci", kidId="%s|k|ed25519", algorithm="ed25519", created="%d", expires="%d", '
+            'headers="(created) (expires) digest", signature="%s"' % (sender, created, created + 300, sig))
+
+
+# ---------------------------------------------------------------- full flows
+def test_async_search_flow(env, rx):
+    _callbacks(env)
+    src = _src(env, rx)
+    with closing(env.connect()) as conn:
+        cur = conn.cursor()
+        cur.execute("SELECT dci_search_async(%s, 'idtype-value', %s)", (src, Json(UIN)))
+        txn = cur.fetchone()[0]
+        cur.execute("GRANT EXECUTE ON FUNCTION dci_await(text, text, integer) TO %s" % WORKER_ROLE)
+    row = _wait(lambda: (_txn(env, src, txn) or [None])[0] == "completed" and _txn(env, src, txn), "on-search")
+    state, response, callbacks, action, message_id, endpoint = row
+    assert (action, endpoint, callbacks) == ("search", "/registry/search", 1)
+    assert response["search_response"][0]["data"]["reg_records"], response
+    with closing(env.connect()) as conn:
+        cur = conn.cursor()
+        cur.execute("SELECT dci_await(%s, %s, 1000)", (src, txn))
+        result = cur.fetchone()[0]
+    assert result["status"] == "succ" and result["data"]["reg_records"]
+    sent = _sent(env)
+    assert [s["action"] for s in sent] == ["on-search"] and sent[0]["status"] == 200
+    assert sent[0]["response"]["message"]["ack_status"] == "ACK"
+    inbox = env.query("SELECT i.action, i.transaction_id, i.verified, i.message_id FROM dci_inbox i "
+                      "JOIN dci_data_source s ON s.id = i.source_id WHERE s.code = %s", (src,))
+    assert inbox == [("on-search", txn, "none", sent[0]["message_id"])]
+
+
+def test_dci_await_waits_for_the_callback(env, rx):
+    _callbacks(env, delay=0.5)
+    src = _src(env, rx)
+    with closing(env.connect()) as conn:
+        cur = conn.cursor()
+        cur.execute("SELECT dci_search_async(%s, 'idtype-value', %s)", (src, Json(UIN)))
+        txn = cur.fetchone()[0]
+        cur.execute("SELECT dci_await(%s, %s, 20000)", (src, txn))
+        result = cur.fetchone()[0]
+        assert result and result["data"]["reg_records"]
+        # under REPEATABLE READ the snapshot would never show it: refused, said so
+        conn.autocommit = False
+        cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        expect_error(cur, "25000", "SELECT dci_await(%s, %s, 10)", (src, txn))
+        conn.rollback()
+        conn.autocommit = True
+        expect_error(cur, "22023", "SELECT dci_await(%s, 'never-sent', 10)", (src,))
+
+
+def test_dci_await_times_out_and_cancels(env, rx):
+    src = _src(env, rx)                          # callbacks off: nothing comes
+    with closing(env.connect()) as conn:
+        cur = conn.cursor()
+        cur.execute("SELECT dci_search_async(%s, 'idtype-value', %s)", (src, Json(UIN)))
+        txn = cur.fetchone()[0]
+        cur.execute("SELECT dci_await(%s, %s, 200)", (src, txn))
+        assert cur.fetchone()[0] is None
+        cur.execute("SET statement_timeout = 300")
+        expect_error(cur, "57014", "SELECT dci_await(%s, %s, 60000)", (src, txn))
+
+
+def test_subscribe_notify_unsubscribe(env, rx):
+    _callbacks(env)
+    src = _src(env, rx)
+    listener = env.connect()
+    try:
+        listener.cursor().execute("LISTEN dci_client")
+        with closing(env.connect()) as conn:
+            cur = conn.cursor()
+            cur.execute("SELECT dci_subscribe(%s, 'REGISTER')", (src,))
+            txn = cur.fetchone()[0]
+        _wait(lambda: (_txn(env, src, txn) or [None])[0] == "completed", "on-subscribe")
+        subs = env.query("SELECT u.code, u.state, u.reg_event_type, u.transaction_id FROM dci_subscription u "
+                         "JOIN dci_data_source s ON s.id = u.source_id WHERE s.code = %s", (src,))
+        assert len(subs) == 1 and subs[0][1:] == ("active", "REGISTER", txn), subs
+        sub_code = subs[0][0]
+        rec = env.mock._ctl("/callbacks/notify", {"uri": rx.url + src, "code": sub_code,
+                                                   "receiver_id": "openspp.test"})
+        assert rec["status"] == 200, rec
+        rows = env.query("SELECT i.id, i.action FROM dci_inbox i JOIN dci_data_source s ON s.id = i.source_id "
+                         "WHERE s.code = %s AND i.action = 'notify'", (src,))
+        assert len(rows) == 1
+        payloads = []
+
+        def got():
+            if select.select([listener], [], [], 0.2)[0]:
+                listener.poll()
+            while listener.notifies:
+                payloads.append(json.loads(listener.notifies.pop(0).payload))
+            return any(p["action"] == "notify" for p in payloads)
+        _wait(got, "NOTIFY dci_client")
+        n = [p for p in payloads if p["action"] == "notify"][0]
+        assert n == {"source": src, "action": "notify", "transaction_id": n["transaction_id"], "inbox_id": rows[0][0]}
+        assert any(p["action"] == "on-subscribe" and p["transaction_id"] == txn for p in payloads)
+
+        with closing(env.connect()) as conn:
+            cur = conn.cursor()
+            cur.execute("SELECT dci_unsubscribe(%s, %s)", (src, [sub_code]))
+            utxn = cur.fetchone()[0]
+        _wait(lambda: (_txn(env, src, utxn) or [None])[0] == "completed", "on-unsubscribe")
+        assert env.query("SELECT u.state FROM dci_subscription u JOIN dci_data_source s ON s.id = u.source_id "
+                         "WHERE s.code = %s", (src,)) == [("cancelled",)]
+        # a notify for the cancelled code is refused, nothing stored
+        rec = env.mock._ctl("/callbacks/notify", {"uri": rx.url + src, "code": sub_code,
+                                                   "receiver_id": "openspp.test"})
+        assert rec["status"] == 404 and rec["response"]["message"]["error"]["code"] == "err.subscription_code.invalid"
+        assert _count(env, "dci_inbox", src) == 3      # on-subscribe, notify, on-unsubscribe
+    finally:
+        listener.close()
+
+
+def test_txn_status_async_flow(env, rx):
+    _callbacks(env)
+    src = _src(env, rx)
+    with closing(env.connect()) as conn:
+        cur = conn.cursor()
+        cur.execute("SELECT dci_search_async(%s, 'idtype-value', %s)", (src, Json(UIN)))
+        search_txn = cur.fetchone()[0]
+        cur.execute("SELECT dci_txn_status_async(%s, %s)", (src, search_txn))
+        txn = cur.fetchone()[0]
+        cur.execute("SELECT dci_await(%s, %s, 20000)", (src, txn))
+        result = cur.fetchone()[0]
+    st = env.mock.stats()
+    assert st["requests"].get("/registry/txn/status") == 1
+    body = json.loads(st["last_request"]["/registry/txn/status"]["body"])
+    assert body["header"]["action"] == "txn-status"
+    assert body["message"]["txnstatus_request"]["attribute_value"] == search_txn
+    assert result["txn_status"] == "succ" and result["txn_type"] == "search", result
+    assert _txn(env, src, txn)[3] == "txn-status"
+
+
+def test_multi_part_answer_accumulates(env, rx):
+    _callbacks(env, parts=2)
+    src = _src(env, rx)
+    q = {"type": "UIN", "value": "847951632"}
+    with closing(env.connect()) as conn:
+        cur = conn.cursor()
+        cur.execute("SELECT dci_search_async(%s, 'expression', %s, NULL, 4)", (src, Json({"status": "any"})))
+        txn = cur.fetchone()[0]
+    row = _wait(lambda: (lambda r: r if r and r[2] == 2 else None)(_txn(env, src, txn)), "two parts")
+    assert row[0] == "completed"
+    assert len(row[1]["search_response"]) == 2
+    with closing(env.connect()) as conn:
+        cur = conn.cursor()
+        cur.execute("SELECT dci_await(%s, %s, 1000)", (src, txn))
+        res = cur.fetchone()[0]
+    total = sum(len(i["data"]["reg_records"]) for i in row[1]["search_response"])
+    assert len(res["data"]["reg_records"]) == total
+
+
+def test_first_part_leaves_the_transaction_open(env, rx):
+    src = _src(env, rx)
+    with closing(env.connect()) as conn:
+        cur = conn.cursor()
+        cur.execute("SELECT dci_search_async(%s, 'idtype-value', %s)", (src, Json(UIN)))
+        txn = cur.fetchone()[0]
+        e = _envelope(txn=txn)
+        e["header"].update(total_count=2, completed_count=1)
+        assert _receive(cur, src, e)[0] == 200
+        assert _txn(env, src, txn)[0] == "acked"
+        cur.execute("SELECT dci_await(%s, %s, 50)", (src, txn))
+        assert cur.fetchone()[0] is None
+        e = _envelope(txn=txn)
+        e["header"].update(total_count=2, completed_count=2)
+        assert _receive(cur, src, e)[0] == 200
+        assert _txn(env, src, txn)[0] == "completed"
+
+
+# ---------------------------------------------------------------- refusals
+def _refused(cur, env, src, body, status, code_, headers=None):
+    before = (_count(env, "dci_inbox", src), env.query("SELECT coalesce(sum(callbacks), 0) FROM dci_transaction")[0][0])
+    st, resp = _receive(cur, src, body, headers)
+    assert (st, resp["message"]["ack_status"], resp["message"]["error"]["code"]) == (status, "ERR", code_), resp
+    assert set(resp["message"]) >= {"ack_status", "timestamp", "correlation_id", "error"}
+    after = (_count(env, "dci_inbox", src), env.query("SELECT coalesce(sum(callbacks), 0) FROM dci_transaction")[0][0])
+    assert before == after, "a refused message stored something"
+    return resp
+
+
+def test_refusals_each_with_its_code(env, rx):
+    src = _src(env, rx, receiver_id="crvs.example")
+    with closing(env.connect()) as conn:
+        cur = conn.cursor()
+        cur.execute("SELECT dci_search_async(%s, 'idtype-value', %s)", (src, Json(UIN)))
+        txn = cur.fetchone()[0]
+        ok = lambda **kw: _envelope(txn=txn, sender_id="crvs.example", **kw)
+        _refused(cur, env, src, "{not json", 400, "err.request.bad")
+        _refused(cur, env, src, "[" * 5000 + "]" * 5000, 400, "err.request.bad")
+        _refused(cur, env, src, '{"a": "\\u0000"}', 400, "err.request.bad")
+        _refused(cur, env, src, '[1, 2]', 400, "err.request.invalid")
+        _refused(cur, env, src, {"header": {"action": "on-search"}, "message": {}}, 400, "err.request.invalid")
+        _refused(cur, env, src, {"header": "x", "message": {}}, 400, "err.request.invalid")
+        e = ok()
+        e["header"]["message_id"] = 42
+        _refused(cur, env, src, e, 400, "err.request.invalid")
+        _refused(cur, env, src, ok(action="search"), 400, "err.action.not_supported")
+        _refused(cur, env, src, _envelope(txn=txn, sender_id="someone.else"), 403, "err.sender_id.invalid")
+        _refused(cur, env, src, _envelope(txn=txn), 403, "err.sender_id.invalid")
+        _refused(cur, env, src, ok(receiver_id="not.us"), 403, "err.receiver_id.invalid")
+        _refused(cur, env, src, ok(ts=_now_iso(-3600)), 400, "err.message_ts.expired")
+        _refused(cur, env, src, ok(ts=_now_iso(3600)), 400, "err.message_ts.future")
+        _refused(cur, env, src, ok(ts="yesterday-ish"), 400, "err.message_ts.invalid")
+        _refused(cur, env, src, _envelope(txn="never-sent", sender_id="crvs.example"), 404, "err.transaction_id.invalid")
+        # a transaction id of another kind of request is not one this source sent for that callback
+        _refused(cur, env, src, ok(action="on-subscribe", message={"transaction_id": txn}), 404,
+                 "err.transaction_id.invalid")
+        _refused(cur, env, src, ok(action="notify", message={"transaction_id": "t", "subscription_code": "nope"}),
+                 404, "err.subscription_code.invalid")
+        _refused(cur, env, src, ok(action="notify", message={"transaction_id": "t"}), 404,
+                 "err.subscription_code.invalid")
+    with closing(env.connect()) as conn:
+        cur = conn.cursor()
+        big = ok()
+        big["message"]["pad"] = "x" * (5 * 1024 * 1024)
+        _refused(cur, env, src, big, 413, "err.request.too_large")
+        # accepted once, then a replay
+        e = ok()
+        assert _receive(cur, src, e)[0] == 200
+        _refused(cur, env, src, e, 409, "err.message_id.duplicate")
+        # the caller's own mistakes raise
+        expect_error(cur, "DC001", "SELECT * FROM dci_receive('no_such_source', '{}')")
+        expect_error(cur, "22023", "SELECT * FROM dci_receive(%s, NULL)", (src,))
+        expect_error(cur, "22023", "SELECT * FROM dci_receive(%s, '{}', '[1]')", (src,))
+
+
+def test_callback_token(env, rx):
+    src = _src(env, rx, callback_token="cb-token-Zq81")
+    assert env.query("SELECT callback_token, callback_token_set, callback_token_encrypted IS NOT NULL "
+                     "FROM dci_data_source WHERE code = %s", (src,)) == [(None, True, True)]
+    with closing(env.connect()) as conn:
+        cur = conn.cursor()
+        cur.execute("SELECT dci_search_async(%s, 'idtype-value', %s)", (src, Json(UIN)))
+        txn = cur.fetchone()[0]
+        _refused(cur, env, src, _envelope(txn=txn), 401, "err.request.unauthorized")
+        _refused(cur, env, src, _envelope(txn=txn), 401, "err.request.unauthorized",
+                 {"authorization": "Bearer wrong"})
+        _refused(cur, env, src, _envelope(txn=txn), 401, "err.request.unauthorized",
+                 {"authorization": "Bearer cb-token-Zq8"})
+        st, resp = _receive(cur, src, _envelope(txn=txn), {"authorization": "Bearer cb-token-Zq81"})
+        assert st == 200, resp
+        assert env.query("SELECT verified FROM dci_inbox i JOIN dci_data_source s ON s.id = i.source_id "
+                         "WHERE s.code = %s", (src,)) == [("token",)]
+        cur.execute("SELECT dci_clear_secret(%s, 'callback_token')", (src,))
+        assert env.query("SELECT callback_token_set FROM dci_data_source WHERE code = %s", (src,)) == [(False,)]
+    # the full flow with the mock presenting the token
+    _callbacks(env, token="cb-token-2")
+    src2 = _src(env, rx, callback_token="cb-token-2")
+    with closing(env.connect()) as conn:
+        cur = conn.cursor()
+        cur.execute("SELECT dci_search_async(%s, 'idtype-value', %s)", (src2, Json(UIN)))
+        txn2 = cur.fetchone()[0]
+    _wait(lambda: (_txn(env, src2, txn2) or [None])[0] == "completed", "on-search with token")
+
+
+def test_unauthenticated_callbacks_warned_by_test_connection(env, rx):
+    src = _src(env, rx)
+    rows = env.query("SELECT step, ok, detail FROM dci_test_connection(%s)", (src,))
+    warn = [r for r in rows if r[0] == "callbacks"]
+    assert warn and warn[0][1] is None and "unauthenticated" in warn[0][2], rows
+    src2 = _src(env, rx, callback_token="tok-abc-123")
+    rows = env.query("SELECT step FROM dci_test_connection(%s)", (src2,))
+    assert "callbacks" not in [r[0] for r in rows]
+
+
+@pytest.mark.parametrize("fmt", ["dci", "jws"])
+def test_signed_callbacks_verify_over_the_raw_bytes(env, rx, fmt):
+    key = _pem("ed25519_public.pem" if fmt == "dci" else "rsa_public.pem")
+    # held until the key is set: the mock's ACKs are not signed, and a source
+    # with a registry key verifies its synchronous answers too
+    _callbacks(env, sign="ed25519" if fmt == "dci" else "jws", hold=True)
+    src = _src(env, rx, signature_format=fmt)
+    with closing(env.connect()) as conn:
+        cur = conn.cursor()
+        cur.execute("SELECT dci_search_async(%s, 'idtype-value', %s)", (src, Json(UIN)))
+        txn = cur.fetchone()[0]
+        cur.execute("SELECT dci_search_async(%s, 'idtype-value', %s)", (src, Json(UIN)))
+        txn2 = cur.fetchone()[0]
+        cur.execute("UPDATE dci_data_source SET registry_public_key = %s WHERE code = %s", (key, src))
+    sent = env.mock._ctl("/callbacks/release", {})["sent"]
+    assert [s["status"] for s in sent] == [200, 200], sent
+    assert _txn(env, src, txn)[0] == "completed"
+    assert env.query("SELECT verified FROM dci_inbox i JOIN dci_data_source s ON s.id = i.source_id "
+                     "WHERE s.code = %s", (src,)) == [("signature",), ("signature",)]
+    txn = txn2
+    env.query("DELETE FROM dci_inbox")
+    with closing(env.connect()) as conn:
+        cur = conn.cursor()
+        # unsigned: missing; tampered after signing: invalid
+        _refused(cur, env, src, _envelope(txn=txn), 401, "err.signature.missing")
+        if fmt == "dci":
+            e = _envelope(txn=txn)
+            e["signature"] = _sign_ed25519(e)
+            raw = json.dumps(e, indent=2)           # not the canonical spelling: verified as sent
+            assert raw != json.dumps(e, sort_keys=True, separators=(",", ":"))
+            e2 = json.loads(raw)
+            e2["message"]["search_response"] = [{"tampered": True}]
+            _refused(cur, env, src, json.dumps(e2), 401, "err.signature.invalid")
+            st, resp = _receive(cur, src, raw)
+            assert st == 200, resp
+
+
+def test_signed_body_key_order_and_spacing(env, rx):
+    """The signature covers the bytes as received: a body whose key order and
+    spacing differ from the canonical form verifies; the same content
+    re-serialised by jsonb (a different text) still verifies for the DCI
+    format because its digest is over the canonical form, and a changed value
+    does not."""
+    src = _src(env, rx)
+    with closing(env.connect()) as conn:
+        cur = conn.cursor()
+        cur.execute("SELECT dci_search_async(%s, 'idtype-value', %s)", (src, Json(UIN)))
+        txn = cur.fetchone()[0]
+        cur.execute("UPDATE dci_data_source SET registry_public_key = %s WHERE code = %s",
+                    (_pem("ed25519_public.pem"), src))
+        e = _envelope(txn=txn, message={"transaction_id": txn, "search_response": [], "z": 1.0, "a": "é"})
+        sig = _sign_ed25519(e)
+        raw = '{ "message" : %s ,\n "signature": %s, "header":%s }' % (
+            json.dumps(e["message"], ensure_ascii=False), json.dumps(sig), json.dumps(e["header"], indent=1))
+        st, resp = _receive(cur, src, raw)
+        assert st == 200, resp
+        # 1.0 re-serialised by jsonb is 1.0; by Python's canonical form 1.0 too; but 1 is another number
+        e["message"]["z"] = 1
+        e["header"]["message_id"] = str(uuid.uuid4())
+        raw2 = '{ "message" : %s , "signature": %s, "header":%s }' % (
+            json.dumps(e["message"]), json.dumps(sig), json.dumps(e["header"]))
+        _refused(cur, env, src, raw2, 401, "err.signature.invalid")
+
+
+# ---------------------------------------------------------------- rollback and ordering
+def test_callback_before_the_sender_commits(env, rx):
+    _callbacks(env, before_ack=True)             # the registry answers before it even ACKs
+    src = _src(env, rx)
+    with closing(env.connect(autocommit=False)) as conn:
+        cur = conn.cursor()
+        cur.execute("SELECT dci_search_async(%s, 'idtype-value', %s)", (src, Json(UIN)))
+        txn = cur.fetchone()[0]
+        # the sender has not committed; the callback was already accepted
+        sent = _sent(env)
+        assert sent and sent[0]["status"] == 200, sent
+        row = _txn(env, src, txn)
+        assert row[0] == "completed", row
+        conn.commit()
+    # the sender's later 'acked' did not overwrite what the callback set
+    time.sleep(0.3)
+    assert _txn(env, src, txn)[0] == "completed"
+
+
+def test_sender_rolls_back_after_sending(env, rx):
+    _callbacks(env, delay=0.3)
+    src = _src(env, rx)
+    with closing(env.connect(autocommit=False)) as conn:
+        cur = conn.cursor()
+        cur.execute("SELECT dci_search_async(%s, 'idtype-value', %s)", (src, Json(UIN)))
+        txn = cur.fetchone()[0]
+        conn.rollback()
+    assert _txn(env, src, txn) is not None
+    _wait(lambda: (_txn(env, src, txn) or [None])[0] == "completed", "callback after the rollback")
+
+
+def test_reused_transaction_id_refused_before_sending(env, rx):
+    src = _src(env, rx)
+    with closing(env.connect()) as conn:
+        cur = conn.cursor()
+        t = "txn-" + uuid.uuid4().hex
+        cur.execute("SELECT dci_search_async(%s, 'idtype-value', %s, options => %s)",
+                    (src, Json(UIN), Json({"transaction_id": t})))
+        n = env.mock.stats()["requests"].get("/registry/search", 0)
+        expect_error(cur, "22023", "SELECT dci_search_async(%s, 'idtype-value', %s, options => %s)",
+                     (src, Json(UIN), Json({"transaction_id": t})))
+        assert env.mock.stats()["requests"].get("/registry/search", 0) == n
+
+
+def test_failed_send_marks_the_transaction_failed(env, rx):
+    src = _src(env, rx)
+    env.mock.fault("/registry/search", "status", status=500, count=10)
+    with closing(env.connect()) as conn:
+        cur = conn.cursor()
+        cur.execute("SET dci_client.max_retries = 0")
+        try:
+            cur.execute("SELECT dci_search_async(%s, 'idtype-value', %s)", (src, Json(UIN)))
+        except psycopg2.Error:
+            pass
+        else:
+            raise AssertionError("the 500 did not fail the call")
+    rows = _wait(lambda: env.query("SELECT t.state FROM dci_transaction t JOIN dci_data_source s ON s.id = t.source_id "
+                                   "WHERE s.code = %s AND t.state = 'failed'", (src,)), "state failed")
+    assert rows == [("failed",)]
+
+
+def test_without_preload(env):
+    """The autonomous write needs no shared_preload_libraries: same behaviour."""
+    cl = env.nopreload_cluster()
+    assert env.query("SHOW shared_preload_libraries", cluster=cl) == [("",)]
+    _worker_role(cl)
+    r = Receiver(cl)
+    try:
+        _callbacks(env, before_ack=True)
+        src = _src(env, r, cluster=cl)
+        with closing(cl.connect(autocommit=False)) as conn:
+            cur = conn.cursor()
+            cur.execute("SELECT dci_search_async(%s, 'idtype-value', %s)", (src, Json(UIN)))
+            txn = cur.fetchone()[0]
+            assert _txn(env, src, txn, cluster=cl)[0] == "completed"
+            conn.rollback()
+        assert _txn(env, src, txn, cluster=cl)[0] == "completed"
+        _callbacks(env, before_ack=False, delay=0.2)
+        with closing(cl.connect()) as conn:
+            cur = conn.cursor()
+            cur.execute("SELECT dci_search_async(%s, 'idtype-value', %s)", (src, Json(UIN)))
+            txn = cur.fetchone()[0]
+            cur.execute("SELECT dci_await(%s, %s, 20000)", (src, txn))
+            assert cur.fetchone()[0]["data"]["reg_records"]
+    finally:
+        r.close()
+
+
+# ---------------------------------------------------------------- concurrency
+def test_eight_sessions_thousand_callbacks(env, rx):
+    """8 sessions receive 1,000 callbacks at once, a fifth of them replays of
+    another: each message stored once, every answer 200 or 409, no error."""
+    src = _src(env, rx)
+    with closing(env.connect()) as conn:
+        cur = conn.cursor()
+        cur.execute("SELECT dci_search_async(%s, 'idtype-value', %s)", (src, Json(UIN)))
+        txn = cur.fetchone()[0]
+    bodies = []
+    for i in range(800):
+        e = _envelope(txn=txn)
+        e["header"].update(total_count=10 ** 6, completed_count=i)
+        bodies.append(json.dumps(e))
+    bodies += bodies[:200]                       # replays, racing their originals
+    results, errors = [], []
+    lock = threading.Lock()
+
+    def run(k):
+        conn = env.cluster.connect(user=WORKER_ROLE, autocommit=False)
+        try:
+            cur = conn.cursor()
+            for b in bodies[k::8]:
+                cur.execute("SELECT http_status FROM dci_receive(%s, %s, '{}')", (src, b))
+                st = cur.fetchone()[0]
+                conn.commit()
+                with lock:
+                    results.append(st)
+        except Exception as e:                   # noqa: BLE001
+            errors.append(e)
+        finally:
+            conn.close()
+    ts = [threading.Thread(target=run, args=(k,)) for k in range(8)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert not errors, errors
+    assert len(results) == 1000 and results.count(200) == 800 and results.count(409) == 200
+    assert _count(env, "dci_inbox", src) == 800
+    assert _txn(env, src, txn)[2] == 800
+
+
+# ---------------------------------------------------------------- privileges
+def test_worker_role_needs_only_execute(env, rx):
+    src = _src(env, rx)
+    with closing(env.cluster.connect(user=WORKER_ROLE)) as conn:
+        cur = conn.cursor()
+        expect_error(cur, "42501", "SELECT * FROM dci_inbox")
+        expect_error(cur, "42501", "SELECT * FROM dci_transaction")
+        expect_error(cur, "42501", "SELECT dci_search_async(%s, 'idtype-value', %s)", (src, Json(UIN)))
+        st, resp = _receive(cur, src, "{}")
+        assert st == 400
