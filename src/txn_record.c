@@ -8,8 +8,12 @@
  * before the request is sent.  Each asynchronous call starts a dynamic
  * background worker and hands it the row in a dynamic shared memory
  * segment; the worker inserts and commits it and says so, and only then is
- * the request sent.  The worker then waits for the outcome (ACK or failure)
- * and records it in a second transaction, moving the row from 'sent' only.
+ * the request sent.  The outcome (ACK or failure) is recorded by a second,
+ * fire-and-forget worker that moves the row from 'sent' only, so a state a
+ * callback set first stays; the sender does not wait for it, and with no
+ * worker slot free the row stays 'sent' (a callback still completes it).
+ * Each worker holds its slot for one short transaction; when every slot is
+ * taken the sender waits for one (interruptibly, at most TXN_SLOT_WAIT_MS).
  * Dynamic workers and DSM need no shared_preload_libraries, so preloaded
  * and not preloaded servers behave the same.  The worker runs as the
  * bootstrap superuser with search_path pinned, the table found by OID in the
@@ -46,6 +50,7 @@
 #include "txn_record.h"
 
 #define TXN_FIELD_MAX 128
+#define TXN_SLOT_WAIT_MS 10000
 #define TXN_FILTER_MAX 16384
 
 typedef enum TxnPhase
@@ -60,11 +65,9 @@ typedef struct TxnShared
 {
 	slock_t		mutex;
 	Oid			dbid;
-	int			sender_pid;
 	Latch	   *sender_latch;
-	Latch	   *worker_latch;
 	int			phase;		/* TxnPhase, set by the worker */
-	int			outcome;	/* 0: not yet; 1: acked; 2: failed; set by the sender */
+	int64		row_id;		/* the row written, set by the worker */
 	int32		source_id;
 	char		transaction_id[TXN_FIELD_MAX];
 	char		action[32];
@@ -78,9 +81,16 @@ typedef struct TxnShared
 
 struct DciTxnRecord
 {
-	dsm_segment *seg;
-	TxnShared  *shared;
+	int64		row_id;
+	bool		done;
 };
+
+/* what an outcome worker gets in bgw_extra (the row id is its main argument) */
+typedef struct TxnOutcome
+{
+	Oid			dbid;
+	bool		acked;
+} TxnOutcome;
 
 void		dci_txn_worker_main(Datum arg);
 
@@ -90,11 +100,13 @@ dci_txn_record_begin(DciSource *src, const char *txn, const char *action,
 					 const char *sub_event, const char *sub_filter)
 {
 	DciTxnRecord *rec;
+	dsm_segment *seg;
 	TxnShared  *sh;
 	BackgroundWorker worker;
 	BackgroundWorkerHandle *handle;
 	MemoryContext old;
 	int			phase;
+	TimestampTz give_up;
 
 	if (RecoveryInProgress())
 		ereport(ERROR,
@@ -110,13 +122,11 @@ dci_txn_record_begin(DciSource *src, const char *txn, const char *action,
 	old = MemoryContextSwitchTo(TopTransactionContext);
 	rec = palloc0(sizeof(DciTxnRecord));
 	MemoryContextSwitchTo(old);
-	rec->seg = dsm_create(sizeof(TxnShared), 0);
-	sh = dsm_segment_address(rec->seg);
-	rec->shared = sh;
+	seg = dsm_create(sizeof(TxnShared), 0);
+	sh = dsm_segment_address(seg);
 	memset(sh, 0, sizeof(TxnShared));
 	SpinLockInit(&sh->mutex);
 	sh->dbid = MyDatabaseId;
-	sh->sender_pid = MyProcPid;
 	sh->sender_latch = MyLatch;
 	sh->source_id = src->id;
 	strlcpy(sh->transaction_id, txn, sizeof(sh->transaction_id));
@@ -138,16 +148,26 @@ dci_txn_record_begin(DciSource *src, const char *txn, const char *action,
 	strlcpy(worker.bgw_function_name, "dci_txn_worker_main", BGW_MAXLEN);
 	snprintf(worker.bgw_name, BGW_MAXLEN, "dci_client transaction writer for PID %d", MyProcPid);
 	strlcpy(worker.bgw_type, "dci_client transaction writer", BGW_MAXLEN);
-	worker.bgw_main_arg = UInt32GetDatum(dsm_segment_handle(rec->seg));
+	worker.bgw_main_arg = UInt32GetDatum(dsm_segment_handle(seg));
 	memcpy(worker.bgw_extra, &sh->dbid, sizeof(Oid));
 	worker.bgw_notify_pid = MyProcPid;
-	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+	/* every slot taken (parallel queries, other writers): wait for one */
+	give_up = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), TXN_SLOT_WAIT_MS);
+	while (!RegisterDynamicBackgroundWorker(&worker, &handle))
 	{
-		dsm_detach(rec->seg);
-		ereport(ERROR,
-				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-				 errmsg("could not start the writer of dci_transaction: nothing was sent"),
-				 errhint("Raise max_worker_processes.")));
+		if (GetCurrentTimestamp() >= give_up)
+		{
+			dsm_detach(seg);
+			ereport(ERROR,
+					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+					 errmsg("could not start the writer of dci_transaction: nothing was sent"),
+					 errdetail("No background worker slot came free in %d ms.", TXN_SLOT_WAIT_MS),
+					 errhint("Raise max_worker_processes.")));
+		}
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 20,
+						 PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
 	}
 
 	/* wait until the row is committed, or the worker gave up */
@@ -178,9 +198,10 @@ dci_txn_record_begin(DciSource *src, const char *txn, const char *action,
 		/* a cancel here: the row may still be committed, as 'sent' (never sent) */
 		CHECK_FOR_INTERRUPTS();
 	}
+	rec->row_id = sh->row_id;
 	if (phase == TXN_DUPLICATE)
 	{
-		dsm_detach(rec->seg);
+		dsm_detach(seg);
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("transaction_id \"%s\" was already used with data source \"%s\"",
@@ -192,33 +213,42 @@ dci_txn_record_begin(DciSource *src, const char *txn, const char *action,
 		char		error[256];
 
 		strlcpy(error, sh->error[0] ? sh->error : "the writer stopped", sizeof(error));
-		dsm_detach(rec->seg);
+		dsm_detach(seg);
 		ereport(ERROR,
 				(errcode(ERRCODE_DCI_CONFIG),
 				 errmsg("could not record the transaction in dci_transaction: nothing was sent"),
 				 errdetail("%s", error)));
 	}
+	dsm_detach(seg);
 	return rec;
 }
 
 void
 dci_txn_record_end(DciTxnRecord *rec, bool acked)
 {
-	Latch	   *wake;
+	BackgroundWorker worker;
+	TxnOutcome	o;
 
-	if (rec == NULL || rec->seg == NULL)
+	if (rec == NULL || rec->done)
 		return;
-	SpinLockAcquire(&rec->shared->mutex);
-	if (rec->shared->outcome == 0)
-		rec->shared->outcome = acked ? 1 : 2;
-	wake = rec->shared->worker_latch;
-	SpinLockRelease(&rec->shared->mutex);
-	if (wake)
-		SetLatch(wake);
-	/* in an error path the (sub)transaction's resource owner detaches it */
-	if (acked)
-		dsm_detach(rec->seg);
-	rec->seg = NULL;
+	rec->done = true;
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	strlcpy(worker.bgw_library_name, "dci_client", BGW_MAXLEN);
+	strlcpy(worker.bgw_function_name, "dci_txn_outcome_main", BGW_MAXLEN);
+	snprintf(worker.bgw_name, BGW_MAXLEN, "dci_client transaction outcome writer for PID %d", MyProcPid);
+	strlcpy(worker.bgw_type, "dci_client transaction writer", BGW_MAXLEN);
+	worker.bgw_main_arg = Int64GetDatum(rec->row_id);
+	o.dbid = MyDatabaseId;
+	o.acked = acked;
+	memcpy(worker.bgw_extra, &o, sizeof(o));
+	worker.bgw_notify_pid = 0;
+	/* no slot: the row stays 'sent', which a callback still completes */
+	if (!RegisterDynamicBackgroundWorker(&worker, NULL))
+		elog(DEBUG1, "dci_client: no worker slot to record the outcome of dci_transaction row " INT64_FORMAT,
+			 rec->row_id);
 }
 
 /* ---- the worker ---- */
@@ -317,7 +347,6 @@ dci_txn_worker_main(Datum arg)
 	TxnShared  *sh;
 	Oid			dbid;
 	int64		id = 0;
-	int			outcome = 0;
 
 	pqsignal(SIGTERM, txn_worker_sigterm);
 	BackgroundWorkerUnblockSignals();
@@ -331,10 +360,6 @@ dci_txn_worker_main(Datum arg)
 	BackgroundWorkerInitializeConnectionByOid(dbid, InvalidOid, 0);
 	/* runs as the bootstrap superuser: nothing from a user's schema may resolve */
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
-
-	SpinLockAcquire(&sh->mutex);
-	sh->worker_latch = MyLatch;
-	SpinLockRelease(&sh->mutex);
 
 	PG_TRY();
 	{
@@ -358,40 +383,36 @@ dci_txn_worker_main(Datum arg)
 	PG_END_TRY();
 
 	SpinLockAcquire(&sh->mutex);
+	sh->row_id = id;
 	sh->phase = id != 0 ? TXN_COMMITTED : TXN_DUPLICATE;
 	SpinLockRelease(&sh->mutex);
 	SetLatch(sh->sender_latch);
-	if (id == 0)
-		proc_exit(0);
+	proc_exit(0);
+}
 
-	/* the outcome, for as long as the sender lives */
-	while (!txn_got_sigterm)
-	{
-		SpinLockAcquire(&sh->mutex);
-		outcome = sh->outcome;
-		SpinLockRelease(&sh->mutex);
-		if (outcome != 0 || BackendPidGetProc(sh->sender_pid) == NULL)
-			break;
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 1000,
-						 PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
-	}
-	if (outcome != 0)
-	{
-		Oid			types[2] = {TEXTOID, INT8OID};
-		Datum		v[2];
+void		dci_txn_outcome_main(Datum arg);
 
-		v[0] = CStringGetTextDatum(outcome == 1 ? "acked" : "failed");
-		v[1] = Int64GetDatum(id);
-		begin_xact("recording a dci_client transaction's acknowledgement");
-		/* only from 'sent': a callback may have completed it already */
-		if (SPI_execute_with_args(psprintf("UPDATE %s SET state = $1 WHERE id OPERATOR(pg_catalog.=) $2 "
-										   "AND state OPERATOR(pg_catalog.=) 'sent'",
-										   txn_table("dci_transaction")),
-								  2, types, v, NULL, false, 0) != SPI_OK_UPDATE)
-			elog(ERROR, "could not update dci_transaction");
-		end_xact();
-	}
+/* the sender's outcome: acked or failed, from 'sent' only (a callback may have been first) */
+void
+dci_txn_outcome_main(Datum arg)
+{
+	TxnOutcome	o;
+	Oid			types[2] = {TEXTOID, INT8OID};
+	Datum		v[2];
+
+	pqsignal(SIGTERM, txn_worker_sigterm);
+	BackgroundWorkerUnblockSignals();
+	memcpy(&o, MyBgworkerEntry->bgw_extra, sizeof(o));
+	BackgroundWorkerInitializeConnectionByOid(o.dbid, InvalidOid, 0);
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
+	v[0] = CStringGetTextDatum(o.acked ? "acked" : "failed");
+	v[1] = arg;
+	begin_xact("recording a dci_client transaction's acknowledgement");
+	if (SPI_execute_with_args(psprintf("UPDATE %s SET state = $1 WHERE id OPERATOR(pg_catalog.=) $2 "
+									   "AND state OPERATOR(pg_catalog.=) 'sent'",
+									   txn_table("dci_transaction")),
+							  2, types, v, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not update dci_transaction");
+	end_xact();
 	proc_exit(0);
 }

@@ -24,7 +24,8 @@ extern DciTxnRecord *dci_txn_record_begin(DciSource *src, const char *txn, const
 /*
  * The outcome of the request: acked or not (failed).  The writer moves the
  * row from 'sent' only, so a state a callback already set stays.  Never
- * raises (it runs in error paths too); does not wait.
+ * raises (it runs in error paths too); does not wait: a short worker of
+ * its own writes it.
  */
 extern void dci_txn_record_end(DciTxnRecord *rec, bool acked);
 
