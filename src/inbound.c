@@ -166,6 +166,26 @@ jitem(JsonbContainer *arr, int i)
 	return dci_jobject(v);
 }
 
+/*
+ * ISO 8601 as DCI writes it: YYYY-MM-DDTHH:MM, then anything timestamptz_in
+ * takes.  Its special words ('now', 'epoch', 'infinity') are not timestamps
+ * a registry sends, and 'now' would never be stale.
+ */
+static bool
+iso_like(const char *t)
+{
+	static const char shape[] = "dddd-dd-ddTdd:dd";
+
+	for (int i = 0; shape[i]; i++)
+	{
+		if (shape[i] == 'd' ? !(t[i] >= '0' && t[i] <= '9')
+			: shape[i] == 'T' ? !(t[i] == 'T' || t[i] == 't' || t[i] == ' ')
+			: t[i] != shape[i])
+			return false;
+	}
+	return true;
+}
+
 /* constant time over SHA-256 digests: the lengths leak nothing either */
 static bool
 token_matches(const char *given, size_t given_len, const char *expected)
@@ -629,7 +649,8 @@ receive(DciSource *src, const char *raw, size_t len, Jsonb *headers, Refusal *r,
 	in.verified = sig == DCI_REGISTRY_OK ? "signature" : authenticated ? "token" : "none";
 
 	/* fresh */
-	if (!try_in_subxact(parse_timestamptz, CStringGetDatum(ts_text), &d))
+	if (!iso_like(ts_text) || !try_in_subxact(parse_timestamptz, CStringGetDatum(ts_text), &d) ||
+		TIMESTAMP_NOT_FINITE(DatumGetTimestampTz(d)))
 		REFUSE(400, "err.message_ts.invalid", "message_ts is not an ISO 8601 timestamp");
 	ts = DatumGetTimestampTz(d);
 	now = GetCurrentTimestamp();

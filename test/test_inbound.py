@@ -368,6 +368,8 @@ def test_refusals_each_with_its_code(env, rx):
         _refused(cur, env, src, ok(ts=_now_iso(-3600)), 400, "err.message_ts.expired")
         _refused(cur, env, src, ok(ts=_now_iso(3600)), 400, "err.message_ts.future")
         _refused(cur, env, src, ok(ts="yesterday-ish"), 400, "err.message_ts.invalid")
+        for word in ("now", "-infinity", "infinity", "epoch", "2026-13-45T99:99:99Z"):
+            _refused(cur, env, src, ok(ts=word), 400, "err.message_ts.invalid")
         _refused(cur, env, src, _envelope(txn="never-sent", sender_id="crvs.example"), 404, "err.transaction_id.invalid")
         # a transaction id of another kind of request is not one this source sent for that callback
         _refused(cur, env, src, ok(action="on-subscribe", message={"transaction_id": txn}), 404,
@@ -635,3 +637,85 @@ def test_worker_role_needs_only_execute(env, rx):
         expect_error(cur, "42501", "SELECT dci_search_async(%s, 'idtype-value', %s)", (src, Json(UIN)))
         st, resp = _receive(cur, src, "{}")
         assert st == 400
+
+
+# ---------------------------------------------------------------- the README's controller
+README_CONTROLLER = '''
+import json
+
+from odoo import http
+from odoo.http import request
+
+
+class DciCallbacks(http.Controller):
+    @http.route("/dci/callback/<string:source>", type="http", auth="none", methods=["POST"], csrf=False)
+    def callback(self, source, **kw):
+        raw = request.httprequest.get_data(cache=False)          # the exact bytes
+        try:
+            body = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return request.make_response(json.dumps({"message": {"ack_status": "ERR", "error": {
+                "code": "err.request.bad", "message": "the body is not UTF-8"}}}), status=400,
+                headers=[("Content-Type", "application/json")])
+        headers = {k.lower(): v for k, v in request.httprequest.headers.items()}
+        cr = request.env.cr
+        cr.execute("SELECT http_status, response FROM dci_receive(%s, %s, %s)",
+                   (source, body, json.dumps(headers)))
+        status, response = cr.fetchone()
+        cr.commit()                                             # stored, and NOTIFY delivered
+        return request.make_response(json.dumps(response), status=status,
+                                     headers=[("Content-Type", "application/json")])
+'''
+
+
+def test_readme_controller(env, rx):
+    """The README's Odoo controller, run as written against a stand-in for
+    odoo.http whose request carries the raw body, the headers and a real
+    cursor of the HTTP workers' role."""
+    import sys, types
+    with open(os.path.join(os.path.dirname(HERE), "README.md")) as f:
+        assert README_CONTROLLER.strip() in f.read(), "the README's controller changed: update this copy"
+    src = _src(env, rx)
+    with closing(env.connect()) as conn:
+        cur = conn.cursor()
+        cur.execute("SELECT dci_search_async(%s, 'idtype-value', %s)", (src, Json(UIN)))
+        txn = cur.fetchone()[0]
+    body = json.dumps(_envelope(txn=txn)).encode()
+    conn = env.cluster.connect(user=WORKER_ROLE, autocommit=False)
+    made = {}
+
+    class HttpRequest:
+        headers = {"Content-Type": "application/json", "Authorization": "Bearer x"}
+
+        def get_data(self, cache=True):
+            return body
+
+    class Cr:                                    # Odoo's cursor: execute, fetchone, commit
+        def __init__(self):
+            self.cur = conn.cursor()
+            self.execute, self.fetchone, self.commit = self.cur.execute, self.cur.fetchone, conn.commit
+
+    request = types.SimpleNamespace(httprequest=HttpRequest(), env=types.SimpleNamespace(cr=Cr()),
+                                    make_response=lambda data, status=200, headers=(): made.update(
+                                        data=data, status=status) or made)
+    http = types.ModuleType("odoo.http")
+    http.Controller = object
+    http.route = lambda *a, **kw: (lambda f: f)
+    http.request = request
+    odoo = types.ModuleType("odoo")
+    odoo.http = http
+    saved = {k: sys.modules.get(k) for k in ("odoo", "odoo.http")}
+    sys.modules.update({"odoo": odoo, "odoo.http": http})
+    try:
+        ns = {}
+        exec(README_CONTROLLER, ns)
+        ns["DciCallbacks"]().callback(src)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                sys.modules.pop(k, None)
+            else:
+                sys.modules[k] = v
+        conn.close()
+    assert made["status"] == 200 and json.loads(made["data"])["message"]["ack_status"] == "ACK", made
+    assert _txn(env, src, txn)[0] == "completed"
