@@ -16,7 +16,7 @@ DATA = src/dci_client--0.1.sql src/dci_client--0.1--0.2.sql
 DATA_built = src/dci_client--$(EXTVERSION).sql
 PGFILEDESC = "dci_client - DCI registry client"
 
-REGRESS = sources secrets tokens requests errors test_connection signing dci
+REGRESS = sources secrets tokens requests errors test_connection signing dci inbound
 REGRESS_OPTS = --load-extension=pgcrypto
 
 # `make clean` also removes what the tests and the bench build or leave: unit

@@ -494,6 +494,20 @@ def test_signed_body_key_order_and_spacing(env, rx):
         raw2 = '{ "message" : %s , "signature": %s, "header":%s }' % (
             json.dumps(e["message"]), json.dumps(sig), json.dumps(e["header"]))
         _refused(cur, env, src, raw2, 401, "err.signature.invalid")
+        # duplicate keys: the last one counts for the signature and for what is stored alike
+        e = _envelope(txn=txn, message={"transaction_id": txn, "search_response": [], "v": "signed"})
+        sig = _sign_ed25519(e)
+        m_other = json.dumps(dict(e["message"], v="smuggled"))
+        raw3 = '{"header": %s, "message": %s, "message": %s, "signature": %s}' % (
+            json.dumps(e["header"]), m_other, json.dumps(e["message"]), json.dumps(sig))
+        assert _receive(cur, src, raw3)[0] == 200
+        assert env.query("SELECT i.message->>'v' FROM dci_inbox i JOIN dci_data_source s ON s.id = i.source_id "
+                         "WHERE s.code = %s AND i.message_id = %s", (src, e["header"]["message_id"])) == [("signed",)]
+        e["header"]["message_id"] = str(uuid.uuid4())
+        sig = _sign_ed25519(e)
+        raw4 = '{"header": %s, "message": %s, "message": %s, "signature": %s}' % (
+            json.dumps(e["header"]), json.dumps(e["message"]), m_other, json.dumps(sig))
+        _refused(cur, env, src, raw4, 401, "err.signature.invalid")
 
 
 # ---------------------------------------------------------------- rollback and ordering
@@ -719,3 +733,44 @@ def test_readme_controller(env, rx):
         conn.close()
     assert made["status"] == 200 and json.loads(made["data"])["message"]["ack_status"] == "ACK", made
     assert _txn(env, src, txn)[0] == "completed"
+
+
+def test_replay_race_under_repeatable_read(env, rx):
+    """Odoo's cursors are REPEATABLE READ: a twin that raced the original gets
+    40001 (Odoo retries the request, and the retry is refused as a replay),
+    never a second row."""
+    src = _src(env, rx)
+    with closing(env.connect()) as conn:
+        cur = conn.cursor()
+        cur.execute("SELECT dci_search_async(%s, 'idtype-value', %s)", (src, Json(UIN)))
+        txn = cur.fetchone()[0]
+    body = json.dumps(_envelope(txn=txn))
+    a = env.cluster.connect(user=WORKER_ROLE, autocommit=False)
+    b = env.cluster.connect(user=WORKER_ROLE, autocommit=False)
+    try:
+        for c in (a, b):
+            c.set_session(isolation_level="REPEATABLE READ")
+        ca, cb = a.cursor(), b.cursor()
+        cb.execute("SELECT 1")                   # b's snapshot, before a commits
+        assert _receive(ca, src, body)[0] == 200
+        out = {}
+
+        def twin():
+            try:
+                out["status"] = _receive(cb, src, body)[0]
+            except psycopg2.Error as e:
+                out["pgcode"] = e.pgcode
+        t = threading.Thread(target=twin)
+        t.start()
+        time.sleep(0.2)
+        a.commit()
+        t.join(30)
+        b.rollback()
+        assert out in ({"pgcode": "40001"}, {"status": 409}), out
+        cb.execute("SELECT 1")
+        assert _receive(cb, src, body)[0] == 409          # Odoo's retry
+        b.commit()
+    finally:
+        a.close()
+        b.close()
+    assert _count(env, "dci_inbox", src) == 1
