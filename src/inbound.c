@@ -575,6 +575,9 @@ receive(DciSource *src, const char *raw, size_t len, Jsonb *headers, Refusal *r,
 
 	memset(&in, 0, sizeof(in));
 	in.src = src;
+	/* switched off: like every call, nothing is taken for it */
+	if (!src->active)
+		REFUSE(503, "err.service.unavailable", "the data source is not active here");
 	if (len > (size_t) dci_callback_max_bytes)
 		REFUSE(413, "err.request.too_large", "the body is larger than %d bytes", dci_callback_max_bytes);
 	if (memchr(raw, '\0', len) != NULL || json_nesting_exceeds(raw, len, INBOUND_MAX_DEPTH) ||
@@ -776,9 +779,9 @@ read_transaction(DciSource *src, const char *txn, char **state, Jsonb **result, 
 	/* not read-only: each check takes a fresh snapshot (READ COMMITTED) */
 	if (spi_run(psprintf("SELECT state, CASE WHEN action OPERATOR(pg_catalog.=) 'search' THEN "
 						 "CASE WHEN pg_catalog.jsonb_array_length(response OPERATOR(pg_catalog.->) 'search_response') OPERATOR(pg_catalog.>) 1 "
-						 "THEN pg_catalog.jsonb_set(response #> '{search_response,0}', '{data,reg_records}', "
+						 "THEN pg_catalog.jsonb_set(response OPERATOR(pg_catalog.#>) '{search_response,0}', '{data,reg_records}', "
 						 "pg_catalog.jsonb_path_query_array(response, '$.search_response[*].data.reg_records[*]')) "
-						 "ELSE response #> '{search_response,0}' END "
+						 "ELSE response OPERATOR(pg_catalog.#>) '{search_response,0}' END "
 						 "WHEN action OPERATOR(pg_catalog.=) 'txn-status' THEN "
 						 "COALESCE(response OPERATOR(pg_catalog.->) 'txnstatus_response', response) "
 						 "ELSE response END, action OPERATOR(pg_catalog.=) 'search' FROM %s "

@@ -391,6 +391,9 @@ def test_refusals_each_with_its_code(env, rx):
         expect_error(cur, "DC001", "SELECT * FROM dci_receive('no_such_source', '{}')")
         expect_error(cur, "22023", "SELECT * FROM dci_receive(%s, NULL)", (src,))
         expect_error(cur, "22023", "SELECT * FROM dci_receive(%s, '{}', '[1]')", (src,))
+        # a source switched off takes nothing
+        cur.execute("UPDATE dci_data_source SET active = false WHERE code = %s", (src,))
+        _refused(cur, env, src, ok(), 503, "err.service.unavailable")
 
 
 def test_callback_token(env, rx):
@@ -511,7 +514,31 @@ def test_signed_body_key_order_and_spacing(env, rx):
 
 
 # ---------------------------------------------------------------- rollback and ordering
-def test_callback_before_the_sender_commits(env, rx):
+@pytest.fixture
+def outcome_spy(env):
+    with closing(env.connect()) as conn:
+        cur = conn.cursor()
+        cur.execute("CREATE TABLE IF NOT EXISTS inbound_outcomes (at timestamptz DEFAULT now())")
+        cur.execute("TRUNCATE inbound_outcomes")
+        cur.execute("""CREATE OR REPLACE FUNCTION inbound_outcome_spy() RETURNS trigger LANGUAGE plpgsql
+                       SET search_path = public AS $$
+                       BEGIN
+                           IF current_query() LIKE '%state OPERATOR(pg_catalog.=) ''sent''%' THEN
+                               INSERT INTO inbound_outcomes DEFAULT VALUES;
+                           END IF;
+                           RETURN NULL;
+                       END $$""")
+        cur.execute("CREATE TRIGGER inbound_outcome_spy AFTER UPDATE ON dci_transaction "
+                    "FOR EACH STATEMENT EXECUTE FUNCTION inbound_outcome_spy()")
+    yield
+    with closing(env.connect()) as conn:
+        cur = conn.cursor()
+        cur.execute("DROP TRIGGER inbound_outcome_spy ON dci_transaction")
+        cur.execute("DROP FUNCTION inbound_outcome_spy()")
+        cur.execute("DROP TABLE inbound_outcomes")
+
+
+def test_callback_before_the_sender_commits(env, rx, outcome_spy):
     _callbacks(env, before_ack=True)             # the registry answers before it even ACKs
     src = _src(env, rx)
     with closing(env.connect(autocommit=False)) as conn:
@@ -524,8 +551,10 @@ def test_callback_before_the_sender_commits(env, rx):
         row = _txn(env, src, txn)
         assert row[0] == "completed", row
         conn.commit()
-    # the sender's later 'acked' did not overwrite what the callback set
-    time.sleep(0.3)
+    # the sender's later 'acked' did not overwrite what the callback set: wait
+    # until the outcome writer's UPDATE ran (a statement trigger sees it even
+    # when it matches no row), then look
+    _wait(lambda: env.query("SELECT count(*) FROM inbound_outcomes")[0][0] > 0, "the outcome writer")
     assert _txn(env, src, txn)[0] == "completed"
 
 
