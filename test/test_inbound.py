@@ -523,7 +523,8 @@ def outcome_spy(env):
         cur.execute("""CREATE OR REPLACE FUNCTION inbound_outcome_spy() RETURNS trigger LANGUAGE plpgsql
                        SET search_path = public AS $$
                        BEGIN
-                           IF current_query() LIKE '%state OPERATOR(pg_catalog.=) ''sent''%' THEN
+                           IF (SELECT backend_type FROM pg_stat_activity WHERE pid = pg_backend_pid())
+                              = 'dci_client transaction writer' THEN
                                INSERT INTO inbound_outcomes DEFAULT VALUES;
                            END IF;
                            RETURN NULL;
@@ -803,3 +804,45 @@ def test_replay_race_under_repeatable_read(env, rx):
         a.close()
         b.close()
     assert _count(env, "dci_inbox", src) == 1
+
+
+def test_hostile_bodies_never_raise(env, rx):
+    """Wrong types and shapes anywhere in an envelope are answered, never
+    raised, by the HTTP workers' role."""
+    src = _src(env, rx)
+    with closing(env.connect()) as conn:
+        cur = conn.cursor()
+        cur.execute("SELECT dci_subscribe(%s, 'REGISTER')", (src,))
+        sub_txn = cur.fetchone()[0]
+        cur.execute("SELECT dci_search_async(%s, 'idtype-value', %s)", (src, Json(UIN)))
+        txn = cur.fetchone()[0]
+    cases = []
+    for action, t in (("on-search", txn), ("on-subscribe", sub_txn)):
+        for msg in ({"transaction_id": {"x": 1}}, {"transaction_id": t, "search_response": "str"},
+                    {"transaction_id": t, "subscribe_response": [1, "x", None, {"subscriptions": "no"}]},
+                    {"transaction_id": t, "subscribe_response": [{"subscriptions": [1, {"code": 5}, {"code": ""},
+                                                                                    {"code": "x" * 500}]}]},
+                    {"transaction_id": t, "search_response": [{"data": {"reg_records": 7}}]}):
+            e = _envelope(action=action, message=msg)
+            e["header"].update(total_count="abc", completed_count=10 ** 30)
+            cases.append(json.dumps(e))
+    for msg in ({"subscription_code": 5}, {"notify_event": {"a": 1}}, {"notify_event": [1, None]},
+                {"subscription_code": None, "notify_event": [{"subscription_code": ["x"]}]}):
+        cases.append(json.dumps(_envelope(action="notify", message=msg)))
+    e = _envelope(txn=txn)
+    e["header"]["message_id"] = "x" * 129
+    cases.append(json.dumps(e))
+    cases.append('{"header": {"message_id": "1", "message_ts": "%s", "action": "on-search"}, "message": []}' % _now_iso())
+    cases.append('{"header": {"message_id": "2", "message_ts": "%s", "action": "on-search"}, "message": {}, '
+                 '"header": 1}' % _now_iso())
+    cases.append('{"a": 1e999999999}')
+    cases.append('{"a": "\\ud800"}')
+    cases.append("\t \n")
+    with closing(env.cluster.connect(user=WORKER_ROLE)) as conn:
+        cur = conn.cursor()
+        for body in cases:
+            for hdrs in ({}, {"authorization": ["Bearer", "x"]}, {"authorization": "Bearer " + "y" * 100000}):
+                st, resp = _receive(cur, src, body, hdrs)
+                assert 200 <= st < 600 and resp["message"]["ack_status"] in ("ACK", "ERR"), (body, st, resp)
+    # what was accepted left the subscription table sane: no empty or oversized code
+    assert env.query("SELECT count(*) FROM dci_subscription WHERE code = '' OR length(code) > 128") == [(0,)]
