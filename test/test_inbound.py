@@ -413,6 +413,15 @@ def test_callback_token(env, rx):
         assert st == 200, resp
         assert env.query("SELECT verified FROM dci_inbox i JOIN dci_data_source s ON s.id = i.source_id "
                          "WHERE s.code = %s", (src,)) == [("token",)]
+        # re-encryption reads it (under the current key already: left as is) and it still works
+        cur.execute("SELECT public.dci_reencrypt_secrets()")
+        st, resp = _receive(cur, src, _envelope(txn=txn), {"authorization": "Bearer cb-token-Zq81"})
+        assert st == 200, resp
+        # an UPDATE that moves base_url drops it, as every secret
+        cur.execute("UPDATE dci_data_source SET base_url = 'http://127.0.0.1:1' WHERE code = %s", (src,))
+        assert env.query("SELECT callback_token_set FROM dci_data_source WHERE code = %s", (src,)) == [(False,)]
+        cur.execute("UPDATE dci_data_source SET callback_token = 'again-1234' WHERE code = %s", (src,))
+        expect_error(cur, "23514", "UPDATE dci_data_source SET callback_token = 'a\nb' WHERE code = %s", (src,))
         cur.execute("SELECT dci_clear_secret(%s, 'callback_token')", (src,))
         assert env.query("SELECT callback_token_set FROM dci_data_source WHERE code = %s", (src,)) == [(False,)]
     # the full flow with the mock presenting the token
@@ -846,3 +855,51 @@ def test_hostile_bodies_never_raise(env, rx):
                 assert 200 <= st < 600 and resp["message"]["ack_status"] in ("ACK", "ERR"), (body, st, resp)
     # what was accepted left the subscription table sane: no empty or oversized code
     assert env.query("SELECT count(*) FROM dci_subscription WHERE code = '' OR length(code) > 128") == [(0,)]
+
+
+def test_callback_token_key_rotation(env):
+    """dci_reencrypt_secrets() rewrites callback_token under a new key like the
+    other secrets; callbacks authenticate with it after the old key is gone."""
+    import pwd
+    from support import harness
+    cl = harness.Cluster().start(preload=True)
+    try:
+        with closing(cl.connect()) as conn:
+            conn.cursor().execute("CREATE EXTENSION dci_client CASCADE")
+        _worker_role(cl)
+        src = code("inbrot")
+        env.add_source(src, cluster=cl, auth_type="none", auth_url=None, client_id=None, client_secret=None,
+                       callback_uri="https://openspp.example.org/cb", callback_token="rotating-cb-token")
+        with closing(cl.connect()) as conn:
+            cur = conn.cursor()
+            cur.execute("SELECT callback_token_encrypted FROM dci_data_source WHERE code = %s", (src,))
+            old_ct = bytes(cur.fetchone()[0])
+            cur.execute("INSERT INTO dci_transaction (source_id, transaction_id, action, message_id, endpoint) "
+                        "SELECT id, 'rot-txn', 'search', 'm', '/registry/search' FROM dci_data_source "
+                        "WHERE code = %s", (src,))
+            path = os.path.join(cl.datadir, "dci_client_new.key")
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(os.urandom(32))
+            pw = pwd.getpwnam(harness.PG_USER)
+            os.chown(path, pw.pw_uid, pw.pw_gid)
+            cur.execute("ALTER SYSTEM SET dci_client.key_file = 'dci_client_new.key'")
+            cur.execute("ALTER SYSTEM SET dci_client.retired_key_files = 'dci_client.key'")
+            cur.execute("SELECT pg_reload_conf()")
+            time.sleep(0.4)
+        with closing(cl.connect()) as conn:      # a session that has read the new settings
+            cur = conn.cursor()
+            cur.execute("SELECT public.dci_reencrypt_secrets()")
+            assert cur.fetchone()[0] == 1
+            cur.execute("SELECT callback_token_encrypted FROM dci_data_source WHERE code = %s", (src,))
+            assert bytes(cur.fetchone()[0]) != old_ct
+            cur.execute("ALTER SYSTEM RESET dci_client.retired_key_files")
+            cur.execute("SELECT pg_reload_conf()")
+            time.sleep(0.4)
+        with closing(cl.connect(user=WORKER_ROLE)) as conn:
+            cur = conn.cursor()
+            assert _receive(cur, src, _envelope(txn="rot-txn"), {"authorization": "Bearer wrong"})[0] == 401
+            st, resp = _receive(cur, src, _envelope(txn="rot-txn"), {"authorization": "Bearer rotating-cb-token"})
+            assert st == 200, resp
+    finally:
+        cl.cleanup()
