@@ -859,7 +859,8 @@ def test_hostile_bodies_never_raise(env, rx):
 
 def test_callback_token_key_rotation(env):
     """dci_reencrypt_secrets() rewrites callback_token under a new key like the
-    other secrets; callbacks authenticate with it after the old key is gone."""
+    other secrets; callbacks authenticate with it after the old key is gone;
+    a replay is still refused after a crash restart."""
     import pwd
     from support import harness
     cl = harness.Cluster().start(preload=True)
@@ -899,7 +900,14 @@ def test_callback_token_key_rotation(env):
         with closing(cl.connect(user=WORKER_ROLE)) as conn:
             cur = conn.cursor()
             assert _receive(cur, src, _envelope(txn="rot-txn"), {"authorization": "Bearer wrong"})[0] == 401
-            st, resp = _receive(cur, src, _envelope(txn="rot-txn"), {"authorization": "Bearer rotating-cb-token"})
+            replayed = _envelope(txn="rot-txn")
+            st, resp = _receive(cur, src, replayed, {"authorization": "Bearer rotating-cb-token"})
             assert st == 200, resp
+        # the replay record survives a restart (an immediate one: no checkpoint first)
+        cl.restart(mode="immediate")
+        with closing(cl.connect(user=WORKER_ROLE)) as conn:
+            cur = conn.cursor()
+            st, resp = _receive(cur, src, replayed, {"authorization": "Bearer rotating-cb-token"})
+            assert (st, resp["message"]["error"]["code"]) == (409, "err.message_id.duplicate"), resp
     finally:
         cl.cleanup()
