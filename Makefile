@@ -9,8 +9,11 @@ OBJS = src/dci_client.o src/errors.o src/secrets.o src/triggers.o src/source.o \
        src/token_cache.o src/oauth.o src/request.o src/test_connection.o src/json.o src/dci_envelope.o src/dci_answer.o src/dci_calls.o src/batch.o \
        src/request_log.o src/source_stats.o src/batch_slots.o \
        src/canonical_json.o src/canonical_parser.o src/canonical_strings.o src/canonical_numbers.o src/base64.o src/sig_keys.o src/sig_field.o src/jws.o src/sign.o \
-       src/settings.o src/catalog.o src/inbound.o src/txn_record.o \
-       src/path_check.o src/json_guard.o src/redact.o src/redaction.o
+       src/settings.o src/catalog.o \
+       src/path_check.o src/json_guard.o src/redact.o src/redaction.o \
+       src/dialect.o src/dci_send.o \
+       src/jwk_set.o src/registry_keys.o \
+       src/inbound.o src/txn_record.o
 # 0.1 is the released base script; 0.2 adds this round's changes as an upgrade.
 DATA = src/dci_client--0.1.sql src/dci_client--0.1--0.2.sql
 DATA_built = src/dci_client--$(EXTVERSION).sql
@@ -90,7 +93,7 @@ test: deps
 # `make fuzz`: libFuzzer targets test/fuzz/*_fuzz.c (clang), FUZZ_SECONDS each.
 UNIT_SRCS = src/canonical_json.c src/canonical_parser.c src/canonical_strings.c src/canonical_numbers.c src/base64.c src/sig_keys.c src/sig_field.c src/jws.c \
             src/http_headers.c src/host_rules.c \
-            src/token_response.c src/path_check.c src/json_guard.c src/redact.c
+            src/token_response.c src/path_check.c src/json_guard.c src/redact.c src/jwk_set.c
 UNIT_TESTS = $(patsubst %.c,%,$(wildcard test/unit/*_test.c))
 FUZZ_TARGETS = $(patsubst %.c,%,$(wildcard test/fuzz/*_fuzz.c))
 FIXTURES ?= $(srcdir)/test/fixtures

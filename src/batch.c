@@ -35,6 +35,7 @@
 #include "batch_slots.h"
 #include "dci_answer.h"
 #include "dci_calls.h"
+#include "dialect.h"
 #include "dci_envelope.h"
 #include "deadline.h"
 #include "http.h"
@@ -459,7 +460,14 @@ read_items(Batch *b, Envelope *e, Jsonb *answer)
 			continue;
 		seen[k] = true;
 		status = dci_jstring(dci_jget(item, "status"));
-		if (status && strcmp(status, "rjct") == 0)
+		if (dci_dialect_not_found(b->src, item))
+		{
+			/* the dialect's "no record": an answer, not a rejection */
+			put_row(b, e->lo + k, ref, "succ",
+					JsonbValueToJsonb(dci_jget(dci_jobject(dci_jget(&dci_no_records_item()->root, "data")), "reg_records")),
+					0, NULL, NULL);
+		}
+		else if (status && strcmp(status, "rjct") == 0)
 		{
 			put_row(b, e->lo + k, ref, "rjct", NULL, -1,
 					dci_jstring(dci_jget(item, "status_reason_code")),

@@ -20,6 +20,7 @@
 #include "dci_calls.h"
 #include "dci_envelope.h"
 #include "deadline.h"
+#include "dialect.h"
 #include "json.h"
 #include "request.h"
 #include "request_log.h"
@@ -37,11 +38,13 @@ static const char *const query_types[] = {"idtype-value", "expression", "predica
 
 /* POST an envelope to a DCI endpoint and parse the answer; every call is logged */
 static Jsonb *
-exchange(DciSource *src, const char *path, const char *action, const char *message,
-		 int total_count, bool read_only, const char *what, bool need_header)
+exchange_as(DciSource *src, const char *path, const char *action, const char *message,
+			int total_count, const char *callback_status, bool read_only, const char *what,
+			bool need_header)
 {
 	size_t			len;
-	char		   *envelope = dci_build_envelope(src, action, message, total_count, &len);
+	char		   *envelope = dci_build_envelope_as(src, action, message, total_count, callback_status,
+													 &len);
 	DciHttpResponse resp;
 	DciError		err = {0};
 	Jsonb *volatile answer = NULL;
@@ -64,7 +67,21 @@ exchange(DciSource *src, const char *path, const char *action, const char *messa
 	return answer;
 }
 
-static void check_ack(DciSource *src, const char *what, Jsonb *answer);
+static Jsonb *
+exchange(DciSource *src, const char *path, const char *action, const char *message,
+		 int total_count, bool read_only, const char *what, bool need_header)
+{
+	return exchange_as(src, path, action, message, total_count, NULL, read_only, what, need_header);
+}
+
+Jsonb *
+dci_exchange(DciSource *src, const char *path, const char *action, const char *message,
+			 int total_count, const char *callback_status, bool read_only, const char *what,
+			 bool need_header)
+{
+	return exchange_as(src, path, action, message, total_count, callback_status, read_only, what,
+					   need_header);
+}
 
 /*
  * An asynchronous call: its dci_transaction row is committed (txn_record.c)
@@ -93,7 +110,7 @@ exchange_async(DciSource *src, const char *path, const char *action, const char 
 					  false, true, &resp, &err))
 			dci_error_raise(&err);
 		answer = dci_parse_answer(src, what, &resp, false);
-		check_ack(src, what, answer);
+		dci_check_ack(src, what, answer);
 	}
 	PG_CATCH();
 	{
@@ -119,7 +136,13 @@ typedef struct SearchArgs
 	const char *transaction_id;
 } SearchArgs;
 
-static const char *const criteria_options[] = {"sort", "reg_event_type", "reg_record_type", "consent", "authorize"};
+/*
+ * The search_criteria members a caller may set, as the five registry specs
+ * define them (version, reg_type, query_type, query and pagination come
+ * from the arguments); locale and transaction_id go elsewhere.
+ */
+static const char *const criteria_options[] = {"sort", "reg_event_type", "reg_record_type", "consent",
+											   "authorize", "response_entity"};
 
 static void
 check_search_args(SearchArgs *a)
@@ -164,6 +187,29 @@ dci_check_query_type(const char *query_type)
 				 errhint("Use idtype-value, expression, predicate or graphql.")));
 }
 
+static void
+check_option_type(Jsonb *options, const char *key, enum jbvType type, const char *what)
+{
+	JsonbValue *v = dci_jget(&options->root, key);
+
+	if (v && v->type != type)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("search option \"%s\" must be %s", key, what)));
+}
+
+static void
+check_option_container(Jsonb *options, const char *key, bool object)
+{
+	JsonbValue *v = dci_jget(&options->root, key);
+
+	if (v && (v->type != jbvBinary ||
+			  (object ? !JsonContainerIsObject(v->val.binary.data) : !JsonContainerIsArray(v->val.binary.data))))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("search option \"%s\" must be a JSON %s", key, object ? "object" : "array")));
+}
+
 void
 dci_check_search_options(Jsonb *options)
 {
@@ -195,8 +241,16 @@ dci_check_search_options(Jsonb *options)
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						 errmsg("unknown search option \"%s\"", key),
-						 errhint("Options are sort, reg_event_type, reg_record_type, consent, authorize, locale and transaction_id.")));
+						 errhint("Options are sort, reg_event_type, reg_record_type, response_entity, consent, authorize, locale and transaction_id.")));
 		}
+		/* the shapes the specs give them: a string, a list, objects */
+		check_option_type(options, "response_entity", jbvString, "a string");
+		check_option_type(options, "reg_record_type", jbvString, "a string");
+		check_option_type(options, "locale", jbvString, "a string");
+		check_option_type(options, "transaction_id", jbvString, "a string");
+		check_option_container(options, "sort", false);
+		check_option_container(options, "consent", true);
+		check_option_container(options, "authorize", true);
 	}
 }
 
@@ -246,6 +300,19 @@ dci_search_transaction_id(Jsonb *options)
 	return t;
 }
 
+/* the option as a search_criteria member; false when it is absent */
+static bool
+append_option(StringInfo m, Jsonb *options, const char *key, bool *cfirst)
+{
+	char *t = option_text(options, key);
+
+	if (t == NULL)
+		return false;
+	dci_append_key(m, key, cfirst);
+	appendStringInfoString(m, t);
+	return true;
+}
+
 void
 dci_append_search_item(StringInfo m, DciSource *src, const char *ref, const char *query_type,
 					   Jsonb *query, const char *reg_type_arg, Jsonb *options,
@@ -256,8 +323,15 @@ dci_append_search_item(StringInfo m, DciSource *src, const char *ref, const char
 	bool		cfirst = true;
 	const char *reg_type = reg_type_arg ? reg_type_arg : src->registry_type;
 	char	   *locale = option_string(options, "locale");
+	char	   *id_type = NULL;
+	char	   *query_text = dci_dialect_id_query(src, &query_type, query, &id_type);
+	char	   *event = dci_dialect_event_type(src, option_text(options, "reg_event_type"), id_type);
+	char	   *block;
 
 	dci_timestamp_now(ts, sizeof(ts));
+	/* OpenG2P's reg_type is the literal "Individual", whatever the routing type */
+	if (src->dialect == DCI_DIALECT_OPENG2P)
+		reg_type = "Individual";
 	appendStringInfoChar(m, '{');
 	dci_append_str(m, "reference_id", ref, &first);
 	dci_append_str(m, "timestamp", ts, &first);
@@ -266,40 +340,55 @@ dci_append_search_item(StringInfo m, DciSource *src, const char *ref, const char
 	dci_append_str(m, "version", DCI_VERSION_STRING, &cfirst);
 	if (reg_type)
 		dci_append_str(m, "reg_type", reg_type, &cfirst);
-	for (int i = 1; i <= 2; i++)
+	if (event)
 	{
-		char *t = option_text(options, criteria_options[i]);
-
-		if (t)
-		{
-			dci_append_key(m, criteria_options[i], &cfirst);
-			appendStringInfoString(m, t);
-		}
+		dci_append_key(m, "reg_event_type", &cfirst);
+		appendStringInfoString(m, event);
 	}
+	if (!append_option(m, options, "reg_record_type", &cfirst) && src->dialect == DCI_DIALECT_OPENG2P)
+		dci_append_str(m, "reg_record_type", "Individual", &cfirst);
 	dci_append_str(m, "query_type", query_type, &cfirst);
-	dci_append_jsonb(m, "query", query, &cfirst);
+	(void) append_option(m, options, "response_entity", &cfirst);
+	if (query_text)
 	{
-		char *sort = option_text(options, "sort");
-
-		if (sort)
-		{
-			dci_append_key(m, "sort", &cfirst);
-			appendStringInfoString(m, sort);
-		}
+		dci_append_key(m, "query", &cfirst);
+		appendStringInfoString(m, query_text);
+	}
+	else
+		dci_append_jsonb(m, "query", query, &cfirst);
+	if (!append_option(m, options, "sort", &cfirst) && src->dialect == DCI_DIALECT_OPENCRVS)
+	{
+		/* OpenCRVS pages by creation time */
+		dci_append_key(m, "sort", &cfirst);
+		appendStringInfoString(m, "[{\"attribute_name\":\"createdAt\",\"sort_order\":\"asc\"}]");
 	}
 	dci_append_key(m, "pagination", &cfirst);
 	appendStringInfo(m, "{\"page_size\":%d,\"page_number\":%d}", page_size, page_number);
-	for (int i = 3; i <= 4; i++)
+	/* OpenCRVS reads consent from the request item, not the criteria */
+	if (src->dialect != DCI_DIALECT_OPENCRVS &&
+		!append_option(m, options, "consent", &cfirst) &&
+		(block = dci_dialect_default_block(src, "consent", ts)) != NULL)
 	{
-		char *t = option_text(options, criteria_options[i]);
-
-		if (t)
-		{
-			dci_append_key(m, criteria_options[i], &cfirst);
-			appendStringInfoString(m, t);
-		}
+		dci_append_key(m, "consent", &cfirst);
+		appendStringInfoString(m, block);
+	}
+	if (!append_option(m, options, "authorize", &cfirst) &&
+		(block = dci_dialect_default_block(src, "authorize", ts)) != NULL)
+	{
+		dci_append_key(m, "authorize", &cfirst);
+		appendStringInfoString(m, block);
 	}
 	appendStringInfoChar(m, '}');
+	if (src->dialect == DCI_DIALECT_OPENCRVS &&
+		!append_option(m, options, "consent", &first) &&
+		(block = dci_dialect_default_block(src, "consent", ts)) != NULL)
+	{
+		dci_append_key(m, "consent", &first);
+		appendStringInfoString(m, block);
+	}
+	/* OpenCRVS requires a locale: its default language code */
+	if (locale == NULL && src->dialect == DCI_DIALECT_OPENCRVS)
+		locale = "eng";
 	if (locale)
 		dci_append_str(m, "locale", locale, &first);
 	appendStringInfoChar(m, '}');
@@ -334,6 +423,14 @@ search_message(DciSource *src, SearchArgs *a, char **txn)
 	return m.data;
 }
 
+/* the normal form of "no record": what a dialect's not-found answer reads as */
+Jsonb *
+dci_no_records_item(void)
+{
+	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
+											  CStringGetDatum("{\"status\":\"succ\",\"data\":{\"reg_records\":[]}}")));
+}
+
 /* one sync search; returns the first search_response item, normalised */
 static Jsonb *
 search_once(DciSource *src, SearchArgs *a)
@@ -348,6 +445,9 @@ search_once(DciSource *src, SearchArgs *a)
 	JsonbContainer *item;
 	char		   *status;
 
+	if (src->dialect == DCI_DIALECT_OPENG2P && list && list->type == jbvBinary &&
+		JsonContainerIsArray(list->val.binary.data) && JsonContainerSize(list->val.binary.data) == 0)
+		return dci_no_records_item();
 	if (list == NULL || list->type != jbvBinary || !JsonContainerIsArray(list->val.binary.data) ||
 		JsonContainerSize(list->val.binary.data) == 0)
 		ereport(ERROR,
@@ -360,6 +460,8 @@ search_once(DciSource *src, SearchArgs *a)
 				(errcode(ERRCODE_DCI_BAD_JSON),
 				 errmsg("search_response item from data source \"%s\" is not an object", src->code)));
 	status = dci_jstring(dci_jget(item, "status"));
+	if (dci_dialect_not_found(src, item))
+		return dci_no_records_item();
 	if (status && strcmp(status, "rjct") == 0)
 	{
 		char *why = dci_reason_text(src, item, "status_reason_code", "status_reason_message");
@@ -551,8 +653,8 @@ dci_search_records(PG_FUNCTION_ARGS)
 /* ---- asynchronous calls: search, subscribe, unsubscribe ---- */
 
 /* check the acknowledgement of an asynchronous call (ACK; NACK/ERR → DC007) */
-static void
-check_ack(DciSource *src, const char *what, Jsonb *answer)
+void
+dci_check_ack(DciSource *src, const char *what, Jsonb *answer)
 {
 	JsonbContainer *msg = dci_jobject(dci_jget(&answer->root, "message"));
 	char		   *ack = dci_jstring(dci_jget(msg, "ack_status"));
@@ -593,13 +695,114 @@ dci_search_async(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(cstring_to_text(txn));
 }
 
-/*
- * The transaction status message of dci_txn_status and dci_txn_status_async
- * (one builder, so both ask the same): a txnstatus_request for the
- * transaction "wanted"; *txn receives the new message's own transaction id.
- */
+/* ---- transaction status ---- */
+
+static const char *const txn_types[] = {"search", "subscribe", "unsubscribe", "receipt"};
+
+/* a text[] argument as a JSON array of strings; 22023 for an empty one or a NULL element */
 static char *
-txn_status_message(const char *wanted, char **txn)
+text_array_json(FunctionCallInfo fcinfo, int arg, const char *name)
+{
+	ArrayType	  *arr = PG_GETARG_ARRAYTYPE_P(arg);
+	Datum		  *elems;
+	bool		  *nulls;
+	int			   n;
+	StringInfoData b;
+
+	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+	if (n == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must not be empty", name)));
+	initStringInfo(&b);
+	appendStringInfoChar(&b, '[');
+	for (int i = 0; i < n; i++)
+	{
+		if (nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("%s must not contain NULL", name)));
+		if (i)
+			appendStringInfoChar(&b, ',');
+		escape_json(&b, TextDatumGetCString(elems[i]));
+	}
+	appendStringInfoChar(&b, ']');
+	return b.data;
+}
+
+void
+dci_txn_status_args(FunctionCallInfo fcinfo, int first, DciTxnStatusQuery *q)
+{
+	int given = 0;
+	int nargs = PG_NARGS();
+
+	q->txn_type = "search";
+	q->attribute_type = NULL;
+	q->attribute_value = NULL;
+	if (nargs > first + 1 && !PG_ARGISNULL(first + 1))
+	{
+		char *t = text_to_cstring(PG_GETARG_TEXT_PP(first + 1));
+		bool  ok = false;
+
+		for (int i = 0; i < lengthof(txn_types); i++)
+			if (strcmp(t, txn_types[i]) == 0)
+				q->txn_type = txn_types[i], ok = true;
+		if (!ok)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid txn_type \"%s\"", t),
+					 errhint("Use search, subscribe, unsubscribe or receipt.")));
+	}
+	if (!PG_ARGISNULL(first))
+	{
+		StringInfoData b;
+		char		  *t = text_to_cstring(PG_GETARG_TEXT_PP(first));
+
+		if (strlen(t) > 99)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("transaction_id is longer than 99 characters")));
+		initStringInfo(&b);
+		escape_json(&b, t);
+		q->attribute_type = "transaction_id";
+		q->attribute_value = b.data;
+		given++;
+	}
+	if (nargs > first + 2 && !PG_ARGISNULL(first + 2))
+	{
+		q->attribute_type = "reference_id_list";
+		q->attribute_value = text_array_json(fcinfo, first + 2, "reference_ids");
+		given++;
+	}
+	if (nargs > first + 3 && !PG_ARGISNULL(first + 3))
+	{
+		StringInfoData b;
+
+		initStringInfo(&b);
+		escape_json(&b, text_to_cstring(PG_GETARG_TEXT_PP(first + 3)));
+		q->attribute_type = "correlation_id";
+		q->attribute_value = b.data;
+		given++;
+	}
+	if (nargs > first + 4 && !PG_ARGISNULL(first + 4))
+	{
+		q->attribute_type = "subscription_code_list";
+		q->attribute_value = text_array_json(fcinfo, first + 4, "subscription_codes");
+		given++;
+	}
+	if (given == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("transaction_id must not be NULL"),
+				 nargs > first + 2 ? errhint("Or ask by reference_ids, correlation_id or subscription_codes.") : 0));
+	if (given > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("give only one of transaction_id, reference_ids, correlation_id and subscription_codes")));
+}
+
+char *
+dci_txn_status_message(const DciTxnStatusQuery *q, char **txn)
 {
 	char		   ref[37];
 	StringInfoData m;
@@ -615,37 +818,34 @@ txn_status_message(const char *wanted, char **txn)
 	dci_append_key(&m, "txnstatus_request", &first);
 	appendStringInfoChar(&m, '{');
 	dci_append_str(&m, "reference_id", ref, &rfirst);
-	dci_append_str(&m, "txn_type", "search", &rfirst);
-	dci_append_str(&m, "attribute_type", "transaction_id", &rfirst);
-	dci_append_str(&m, "attribute_value", wanted, &rfirst);
+	dci_append_str(&m, "txn_type", q->txn_type, &rfirst);
+	dci_append_str(&m, "attribute_type", q->attribute_type, &rfirst);
+	dci_append_key(&m, "attribute_value", &rfirst);
+	appendStringInfoString(&m, q->attribute_value);
 	appendStringInfoString(&m, "}}");
 	return m.data;
 }
 
-static char *
-wanted_transaction(FunctionCallInfo fcinfo)
-{
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("transaction_id must not be NULL")));
-	return text_to_cstring(PG_GETARG_TEXT_PP(1));
-}
-
 PG_FUNCTION_INFO_V1(dci_txn_status);
 
-/* dci_txn_status(source, transaction_id) returns the txnstatus_response */
+/*
+ * dci_txn_status(source, transaction_id, txn_type, reference_ids,
+ * correlation_id, subscription_codes) returns the txnstatus_response
+ */
 Datum
 dci_txn_status(PG_FUNCTION_ARGS)
 {
-	char		   *wanted = wanted_transaction(fcinfo);
-	DciSource	   *src = dci_source_from_arg(fcinfo, true);
-	char		   *txn;
-	char		   *message = txn_status_message(wanted, &txn);
-	Jsonb		   *answer;
-	JsonbContainer *msg;
-	JsonbValue	   *resp;
+	DciSource		 *src;
+	DciTxnStatusQuery q;
+	char			 *txn;
+	char			 *message;
+	Jsonb			 *answer;
+	JsonbContainer	 *msg;
+	JsonbValue		 *resp;
 
+	dci_txn_status_args(fcinfo, 1, &q);
+	src = dci_source_from_arg(fcinfo, true);
+	message = dci_txn_status_message(&q, &txn);
 	answer = exchange(src, "/registry/sync/txn/status", "txn-status", message, 1, true,
 					  "transaction status request", true);
 	msg = dci_jobject(dci_jget(&answer->root, "message"));
@@ -658,16 +858,22 @@ dci_txn_status(PG_FUNCTION_ARGS)
 PG_FUNCTION_INFO_V1(dci_txn_status_async);
 
 /*
- * dci_txn_status_async(source, transaction_id) returns the transaction id of
- * the request; the answer comes as txn-on-status (dci_receive, dci_await)
+ * dci_txn_status_async(source, transaction_id, txn_type, reference_ids,
+ * correlation_id, subscription_codes) returns the transaction id of the
+ * request; the answer comes as txn-on-status (dci_receive, dci_await)
  */
 Datum
 dci_txn_status_async(PG_FUNCTION_ARGS)
 {
-	char	   *wanted = wanted_transaction(fcinfo);
-	DciSource  *src = dci_source_from_arg(fcinfo, true);
+	DciTxnStatusQuery q;
+	DciSource  *src;
 	char	   *txn;
-	char	   *message = txn_status_message(wanted, &txn);
+	char	   *message;
+
+	/* the arguments and the message of dci_txn_status (one builder) */
+	dci_txn_status_args(fcinfo, 1, &q);
+	src = dci_source_from_arg(fcinfo, true);
+	message = dci_txn_status_message(&q, &txn);
 
 	exchange_async(src, "/registry/txn/status", "txn-status", message, 1,
 				   "asynchronous transaction status request", txn, NULL, NULL);
@@ -717,7 +923,16 @@ dci_subscribe(PG_FUNCTION_ARGS)
 	appendStringInfoChar(&m, '{');
 	if (src->registry_type)
 		dci_append_str(&m, "reg_type", src->registry_type, &cfirst);
-	dci_append_str(&m, "reg_event_type", event, &cfirst);
+	{
+		StringInfoData e;
+		char		  *sent;
+
+		initStringInfo(&e);
+		escape_json(&e, event);
+		sent = dci_dialect_event_type(src, e.data, NULL);
+		dci_append_key(&m, "reg_event_type", &cfirst);
+		appendStringInfoString(&m, sent);
+	}
 	dci_append_str(&m, "filter_type", filter_type, &cfirst);
 	dci_append_jsonb(&m, "filter", filter, &cfirst);
 	/* required by every registry spec: the record type of a person when not given */

@@ -161,6 +161,104 @@ SELECT s.id AS source_id,
   LEFT JOIN @extschema@.dci_source_stats_items() i ON i.source_id = s.id;
 REVOKE ALL ON FUNCTION dci_source_stats_items() FROM PUBLIC;
 
+-- ==== any endpoint, domain endpoints and dialects (issue 14) ====
+-- How the registry deviates from the standard (src/dialect.c); the row
+-- trigger checks the value (src/triggers.c).
+ALTER TABLE dci_data_source ADD COLUMN dialect text NOT NULL DEFAULT 'dci';
+
+-- Any endpoint through the whole DCI path (src/dci_send.c).
+CREATE FUNCTION dci_send(source text, endpoint text, action text, message jsonb) RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'dci_send' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE FUNCTION dci_send(source integer, endpoint text, action text, message jsonb) RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'dci_send' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+-- The disability registry's sync endpoints (DR spec).
+CREATE FUNCTION dci_disability_support(source text, query jsonb, query_type text DEFAULT 'expression') RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'dci_disability_support' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE FUNCTION dci_disability_support(source integer, query jsonb, query_type text DEFAULT 'expression') RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'dci_disability_support' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE FUNCTION dci_disability_details(source text, query jsonb, query_type text DEFAULT 'expression') RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'dci_disability_details' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE FUNCTION dci_disability_details(source integer, query jsonb, query_type text DEFAULT 'expression') RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'dci_disability_details' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE FUNCTION dci_disabled(source text, query jsonb, query_type text DEFAULT 'expression') RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'dci_disabled' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE FUNCTION dci_disabled(source integer, query jsonb, query_type text DEFAULT 'expression') RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'dci_disabled' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+-- The beneficiary registry's sync endpoints (IBR spec).
+CREATE FUNCTION dci_enrolled(source text, query jsonb, query_type text DEFAULT 'expression',
+                             response_entity text DEFAULT NULL) RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'dci_enrolled' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE FUNCTION dci_enrolled(source integer, query jsonb, query_type text DEFAULT 'expression',
+                             response_entity text DEFAULT NULL) RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'dci_enrolled' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE FUNCTION dci_enrollment_updates(source text, beneficiaries jsonb) RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'dci_enrollment_updates' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE FUNCTION dci_enrollment_updates(source integer, beneficiaries jsonb) RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'dci_enrollment_updates' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+REVOKE ALL ON FUNCTION dci_send(text, text, text, jsonb), dci_send(integer, text, text, jsonb),
+    dci_disability_support(text, jsonb, text), dci_disability_support(integer, jsonb, text),
+    dci_disability_details(text, jsonb, text), dci_disability_details(integer, jsonb, text),
+    dci_disabled(text, jsonb, text), dci_disabled(integer, jsonb, text),
+    dci_enrolled(text, jsonb, text, text), dci_enrolled(integer, jsonb, text, text),
+    dci_enrollment_updates(text, jsonb), dci_enrollment_updates(integer, jsonb) FROM PUBLIC;
+
+-- dci_txn_status asks about every txn_type and by every attribute the specs
+-- allow: trailing DEFAULT parameters, so dci_txn_status(source,
+-- transaction_id) calls what it always did.  More parameters make another
+-- function: dropped and created again, its EXECUTE grants carried over
+-- (nothing in the extension depends on it).
+DO $$
+DECLARE
+    grants text[];
+    g text;
+BEGIN
+    SELECT coalesce(pg_catalog.array_agg(pg_catalog.format(
+               'GRANT EXECUTE ON FUNCTION @extschema@.dci_txn_status(%s, text, text, text[], text, text[]) TO %s%s',
+               CASE WHEN p.proargtypes[0] OPERATOR(pg_catalog.=) 'pg_catalog.int4'::pg_catalog.regtype THEN 'integer' ELSE 'text' END,
+               CASE WHEN a.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC' ELSE a.grantee::pg_catalog.regrole::text END,
+               CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)), '{}')
+      INTO grants
+      FROM pg_catalog.pg_proc p, pg_catalog.aclexplode(p.proacl) a
+     WHERE p.oid IN ('@extschema@.dci_txn_status(text, text)'::pg_catalog.regprocedure,
+                     '@extschema@.dci_txn_status(integer, text)'::pg_catalog.regprocedure)
+       AND a.privilege_type OPERATOR(pg_catalog.=) 'EXECUTE'
+       AND a.grantee OPERATOR(pg_catalog.<>) p.proowner;
+    DROP FUNCTION @extschema@.dci_txn_status(text, text);
+    DROP FUNCTION @extschema@.dci_txn_status(integer, text);
+    CREATE FUNCTION @extschema@.dci_txn_status(source text, transaction_id text, txn_type text DEFAULT 'search',
+                                               reference_ids text[] DEFAULT NULL, correlation_id text DEFAULT NULL,
+                                               subscription_codes text[] DEFAULT NULL) RETURNS jsonb
+        AS 'MODULE_PATHNAME', 'dci_txn_status' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+    CREATE FUNCTION @extschema@.dci_txn_status(source integer, transaction_id text, txn_type text DEFAULT 'search',
+                                               reference_ids text[] DEFAULT NULL, correlation_id text DEFAULT NULL,
+                                               subscription_codes text[] DEFAULT NULL) RETURNS jsonb
+        AS 'MODULE_PATHNAME', 'dci_txn_status' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+    REVOKE ALL ON FUNCTION @extschema@.dci_txn_status(text, text, text, text[], text, text[]),
+        @extschema@.dci_txn_status(integer, text, text, text[], text, text[]) FROM PUBLIC;
+    FOREACH g IN ARRAY grants LOOP
+        EXECUTE g;
+    END LOOP;
+END
+$$;
+-- ==== end of any endpoint, domain endpoints and dialects ====
+
+-- ==== registry keys from JWKS (issue 13) and signing-key kid interop (issue 14) ====
+-- The registry's verification keys from its JWK Set: fetched through the
+-- HTTP path of every call, cached per session (src/registry_keys.c).  The
+-- row trigger checks the URL as it checks callback_uri (an absolute
+-- http(s) URL) and refuses it together with registry_public_key.
+ALTER TABLE dci_data_source ADD COLUMN registry_jwks_url text;
+
+-- How dci_jwks() names a key: 'thumbprint' (RFC 7638, as 0.1 did) or
+-- 'openspp' (sender_id|key_id|algorithm, the algorithm spelled ed25519 /
+-- rs256, as OpenSPP's registries look keys up; its signatures then spell
+-- the algorithm the same way).  The row trigger checks the values.
+ALTER TABLE dci_signing_key ADD COLUMN kid_format text NOT NULL DEFAULT 'thumbprint';
+-- ==== end of registry keys from JWKS ====
+
 -- ==== inbound DCI: transactions, callbacks, notifications (issue 13) ====
 -- Callbacks authenticate with a bearer token of their own, write-only like
 -- the other secrets (src/triggers.c encrypts it; README "Write-only secrets").
@@ -241,12 +339,18 @@ CREATE FUNCTION dci_await(source text, transaction_id text, timeout_ms integer) 
     AS 'MODULE_PATHNAME', 'dci_await' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 CREATE FUNCTION dci_await(source integer, transaction_id text, timeout_ms integer) RETURNS jsonb
     AS 'MODULE_PATHNAME', 'dci_await' LANGUAGE C VOLATILE PARALLEL UNSAFE;
-CREATE FUNCTION dci_txn_status_async(source text, transaction_id text) RETURNS text
+-- the arguments of dci_txn_status, to the asynchronous /registry/txn/status
+CREATE FUNCTION dci_txn_status_async(source text, transaction_id text, txn_type text DEFAULT 'search',
+                                     reference_ids text[] DEFAULT NULL, correlation_id text DEFAULT NULL,
+                                     subscription_codes text[] DEFAULT NULL) RETURNS text
     AS 'MODULE_PATHNAME', 'dci_txn_status_async' LANGUAGE C VOLATILE PARALLEL UNSAFE;
-CREATE FUNCTION dci_txn_status_async(source integer, transaction_id text) RETURNS text
+CREATE FUNCTION dci_txn_status_async(source integer, transaction_id text, txn_type text DEFAULT 'search',
+                                     reference_ids text[] DEFAULT NULL, correlation_id text DEFAULT NULL,
+                                     subscription_codes text[] DEFAULT NULL) RETURNS text
     AS 'MODULE_PATHNAME', 'dci_txn_status_async' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 REVOKE ALL ON FUNCTION dci_receive(text, text, jsonb), dci_receive(integer, text, jsonb),
     dci_await(text, text, integer), dci_await(integer, text, integer),
-    dci_txn_status_async(text, text), dci_txn_status_async(integer, text)
+    dci_txn_status_async(text, text, text, text[], text, text[]),
+    dci_txn_status_async(integer, text, text, text[], text, text[])
     FROM PUBLIC;
 -- ==== end of inbound DCI ====

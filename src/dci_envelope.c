@@ -128,17 +128,38 @@ dci_append_jsonb(StringInfo buf, const char *key, Jsonb *value, bool *first)
  * The envelope text: {"header":{...},"message":<message>,"signature":"..."}
  * The signature covers {"header":H,"message":M} exactly as sent.
  */
+static char *build_envelope(DciSource *src, const char *action, const char *message, int total_count,
+							const char *callback_status, size_t *len, char *message_id_out);
+
 char *
 dci_build_envelope(DciSource *src, const char *action, const char *message, int total_count,
 				   size_t *len)
 {
-	return dci_build_envelope_id(src, action, message, total_count, len, NULL);
+	return build_envelope(src, action, message, total_count, NULL, len, NULL);
 }
 
-/* the same; the header's message_id copied to message_id_out (37 bytes) when not NULL */
+/* the same; the header's message_id copied to message_id_out (37 bytes) */
 char *
 dci_build_envelope_id(DciSource *src, const char *action, const char *message, int total_count,
 					  size_t *len, char *message_id_out)
+{
+	return build_envelope(src, action, message, total_count, NULL, len, message_id_out);
+}
+
+/*
+ * callback_status NULL: the request header (MsgHeader); else the callback
+ * header (MsgCallbackHeader) with that status, as notify messages carry.
+ */
+char *
+dci_build_envelope_as(DciSource *src, const char *action, const char *message, int total_count,
+					  const char *callback_status, size_t *len)
+{
+	return build_envelope(src, action, message, total_count, callback_status, len, NULL);
+}
+
+static char *
+build_envelope(DciSource *src, const char *action, const char *message, int total_count,
+			   const char *callback_status, size_t *len, char *message_id_out)
 {
 	StringInfoData hm;
 	StringInfoData out;
@@ -164,14 +185,29 @@ dci_build_envelope_id(DciSource *src, const char *action, const char *message, i
 	dci_append_str(&hm, "message_id", msgid, &first);
 	dci_append_str(&hm, "message_ts", ts, &first);
 	dci_append_str(&hm, "action", action, &first);
+	if (callback_status)
+	{
+		dci_append_str(&hm, "status", callback_status, &first);
+		dci_append_key(&hm, "total_count", &first);
+		appendStringInfo(&hm, "%d", total_count);
+		dci_append_key(&hm, "completed_count", &first);
+		appendStringInfo(&hm, "%d", total_count);
+	}
 	dci_append_str(&hm, "sender_id", src->sender_id, &first);
-	if (src->callback_uri)
+	if (src->callback_uri && callback_status == NULL)
 		dci_append_str(&hm, "sender_uri", src->callback_uri, &first);
 	dci_append_str(&hm, "receiver_id", src->receiver_id ? src->receiver_id : src->base_url, &first);
-	dci_append_key(&hm, "total_count", &first);
-	appendStringInfo(&hm, "%d", total_count);
-	dci_append_key(&hm, "is_msg_encrypted", &first);
-	appendStringInfoString(&hm, "false");
+	if (callback_status == NULL)
+	{
+		dci_append_key(&hm, "total_count", &first);
+		appendStringInfo(&hm, "%d", total_count);
+	}
+	/* OpenCRVS' gateway writes and expects no is_msg_encrypted (README, dialects) */
+	if (src->dialect != DCI_DIALECT_OPENCRVS)
+	{
+		dci_append_key(&hm, "is_msg_encrypted", &first);
+		appendStringInfoString(&hm, "false");
+	}
 	dci_append_key(&hm, "meta", &first);
 	appendStringInfoString(&hm, "{}");
 	appendStringInfoString(&hm, "},\"message\":");
@@ -194,9 +230,12 @@ dci_build_envelope_id(DciSource *src, const char *action, const char *message, i
 
 /* ---- dci_envelope ---- */
 
-/* requests in a message: the length of its *_request list, or of subscription_codes */
-static int
-count_requests(Jsonb *message)
+/*
+ * Requests in a message: the length of its *_request list, of
+ * subscription_codes, or of enrolled_updates.beneficiaries; else 1.
+ */
+int
+dci_count_requests(Jsonb *message)
 {
 	static const char *const lists[] = {"search_request", "subscribe_request", "subscription_codes",
 										"notify_request"};
@@ -210,6 +249,9 @@ count_requests(Jsonb *message)
 		if (v && v->type == jbvBinary && JsonContainerIsArray(v->val.binary.data))
 			return JsonContainerSize(v->val.binary.data);
 	}
+	v = dci_jget(dci_jobject(dci_jget(&message->root, "enrolled_updates")), "beneficiaries");
+	if (v && v->type == jbvBinary && JsonContainerIsArray(v->val.binary.data))
+		return JsonContainerSize(v->val.binary.data);
 	return 1;
 }
 
@@ -256,6 +298,6 @@ dci_envelope(PG_FUNCTION_ARGS)
 					 errmsg("data source \"%s\" is not active: its key signs nothing", src->code)));
 	}
 	envelope_text = dci_build_envelope(src, action, dci_jsonb_to_compact(message, NULL),
-									   count_requests(message), NULL);
+									   dci_count_requests(message), NULL);
 	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(envelope_text)));
 }

@@ -570,7 +570,7 @@ receive(DciSource *src, const char *raw, size_t len, Jsonb *headers, Refusal *r,
 	bool		authenticated = false;
 	DciRegistryVerify sig;
 	DciVerifyResult why;
-	char		keymsg[256];
+	DciError	keyerr;
 	int64		inbox_id = 0;
 
 	memset(&in, 0, sizeof(in));
@@ -637,12 +637,13 @@ receive(DciSource *src, const char *raw, size_t len, Jsonb *headers, Refusal *r,
 	}
 
 	/* the signature, over the bytes as received */
-	sig = dci_registry_verify(src, raw, len, &why, keymsg, sizeof(keymsg));
+	sig = dci_registry_verify(src, raw, len, "callback", &why, &keyerr);
 	if (sig == DCI_REGISTRY_KEY_UNUSABLE)
 	{
 		ereport(WARNING,
-				(errcode(ERRCODE_DCI_CONFIG),
-				 errmsg("dci_receive: registry key of data source \"%s\" is not usable: it is %s", src->code, keymsg)));
+				(errcode(keyerr.sqlstate),
+				 errmsg("dci_receive: %s", keyerr.message),
+				 keyerr.detail[0] ? errdetail("%s", keyerr.detail) : 0));
 		REFUSE(503, "err.service.unavailable", "the receiver cannot check signatures now");
 	}
 	if (sig == DCI_REGISTRY_MISSING)

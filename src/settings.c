@@ -26,6 +26,9 @@ char		*dci_user_agent = NULL;
 int			 dci_timeout_ms = 30000;
 int			 dci_connect_timeout_ms = 10000;
 int			 dci_max_response_bytes = 16 * 1024 * 1024;
+int			 dci_jwks_cache_ttl_s = 3600;
+int			 dci_jwks_refetch_interval_s = 60;
+int			 dci_jwks_max_stale_s = 86400;
 int			 dci_max_retries = 2;
 int			 dci_token_refresh_margin_s = 60;
 int			 dci_token_min_interval_ms = 1000;
@@ -244,6 +247,24 @@ dci_define_settings(void)
 							"The cluster-wide ceiling over dci_data_source.max_concurrency and the concurrency argument.",
 							&dci_max_concurrency, 16, 1, 64,
 							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("dci_client.jwks_cache_ttl_s",
+							"How long a registry's key set (registry_jwks_url) is kept when its answer has no Cache-Control max-age.",
+							NULL,
+							&dci_jwks_cache_ttl_s, 3600, 0, 7 * 86400,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("dci_client.jwks_refetch_interval_s",
+							"Shortest time between two fetches of a registry's key set, per session.",
+							"An unknown kid or an expired set fetches again only this long after the last fetch.",
+							&dci_jwks_refetch_interval_s, 60, 0, 86400,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("dci_client.jwks_max_stale_s",
+							"How long past its expiry a registry's key set is still used while it cannot be fetched again.",
+							NULL,
+							&dci_jwks_max_stale_s, 86400, 0, 30 * 86400,
+							PGC_SUSET, GUC_UNIT_S,
 							NULL, NULL, NULL);
 	/* sizes shared memory: only meaningful (and only allowed) when preloading */
 	if (process_shared_preload_libraries_in_progress)

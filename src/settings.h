@@ -24,6 +24,10 @@ extern int	 dci_callback_max_age_s;
 extern int	 dci_callback_clock_skew_s;
 extern int	 dci_callback_max_bytes;
 extern int	 dci_inbox_retention_days;
+/* registry keys from JWKS (registry_keys.c) */
+extern int dci_jwks_cache_ttl_s;
+extern int dci_jwks_refetch_interval_s;
+extern int dci_jwks_max_stale_s;
 
 /* parsed form of dci_client.allowed_hosts, NULL when empty */
 struct HostRules;

@@ -249,6 +249,15 @@ dci_sig_sign(const DciSigKey *key, const char *sender_id, const char *key_id,
 			 const char *hm, size_t hm_len, int64_t created, int64_t expires,
 			 char *err, size_t errlen)
 {
+	return dci_sig_sign_as(key, sender_id, key_id, dci_sig_alg_name(dci_sigkey_alg(key)), hm, hm_len,
+						   created, expires, err, errlen);
+}
+
+char *
+dci_sig_sign_as(const DciSigKey *key, const char *sender_id, const char *key_id,
+				const char *alg_name, const char *hm, size_t hm_len, int64_t created,
+				int64_t expires, char *err, size_t errlen)
+{
 	char  digest[45];
 	char *ss;
 	char *sig;
@@ -265,8 +274,7 @@ dci_sig_sign(const DciSigKey *key, const char *sender_id, const char *key_id,
 	free(ss);
 	if (sig == NULL)
 		return NULL;
-	field = dci_sig_field_format(sender_id, key_id, dci_sig_alg_name(dci_sigkey_alg(key)),
-								 created, expires, sig);
+	field = dci_sig_field_format(sender_id, key_id, alg_name, created, expires, sig);
 	free(sig);
 	if (field == NULL)
 		dci_sig_set_err(err, errlen, "sender_id and key_id may not hold double quotes, backslashes or control characters");
@@ -286,7 +294,8 @@ dci_sig_verify(const DciSigKey *key, const char *field, const char *hm, size_t h
 		return DCI_VERIFY_MISSING;
 	if (!dci_sig_field_parse(field, strlen(field), &f, NULL, 0))
 		return DCI_VERIFY_MALFORMED;
-	if (dci_sig_alg_from_name(f.algorithm) != dci_sigkey_alg(key))
+	/* "rsa-sha256" as the README spells it, or "rs256" as OpenSPP does */
+	if (dci_sig_alg_from_any_name(f.algorithm) != dci_sigkey_alg(key))
 		r = DCI_VERIFY_ALGORITHM;
 	else if (now > f.expires)
 		r = DCI_VERIFY_EXPIRED;

@@ -63,6 +63,10 @@ extern void dci_sig_field_free(DciSigField *f);
 extern char *dci_sig_sign(const DciSigKey *key, const char *sender_id, const char *key_id,
 						  const char *hm, size_t hm_len, int64_t created, int64_t expires,
 						  char *err, size_t errlen);
+/* the same with the algorithm spelled alg_name ("rs256" for OpenSPP's registries) */
+extern char *dci_sig_sign_as(const DciSigKey *key, const char *sender_id, const char *key_id,
+							 const char *alg_name, const char *hm, size_t hm_len, int64_t created,
+							 int64_t expires, char *err, size_t errlen);
 
 typedef enum DciVerifyResult
 {

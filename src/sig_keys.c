@@ -23,6 +23,7 @@
 #include <openssl/decoder.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/param_build.h>
 #include <openssl/pem.h>
 #include <openssl/sha.h>
 #include <openssl/x509.h>
@@ -84,6 +85,28 @@ dci_sig_alg_from_name(const char *name)
 	if (strcmp(name, "rsa-sha256") == 0)
 		return DCI_SIG_RSA_SHA256;
 	return DCI_SIG_UNKNOWN;
+}
+
+const char *
+dci_sig_alg_openspp_name(DciSigAlg alg)
+{
+	switch (alg)
+	{
+		case DCI_SIG_ED25519:
+			return "ed25519";
+		case DCI_SIG_RSA_SHA256:
+			return "rs256";
+		default:
+			return "unknown";
+	}
+}
+
+DciSigAlg
+dci_sig_alg_from_any_name(const char *name)
+{
+	if (name != NULL && strcmp(name, "rs256") == 0)
+		return DCI_SIG_RSA_SHA256;
+	return dci_sig_alg_from_name(name);
 }
 
 static int
@@ -190,6 +213,85 @@ dci_sigkey_free(DciSigKey *key)
 		return;
 	EVP_PKEY_free(key->pkey);
 	free(key);
+}
+
+DciSigKey *
+dci_sigkey_from_ed25519_x(const unsigned char *x, size_t xlen, char *err, size_t errlen)
+{
+	EVP_PKEY *pkey;
+
+	if (xlen != 32)
+	{
+		dci_sig_set_err(err, errlen, "Ed25519 key of %zu bytes: x must be 32", xlen);
+		return NULL;
+	}
+	pkey = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, x, xlen);
+	ERR_clear_error();
+	if (pkey == NULL)
+	{
+		dci_sig_set_err(err, errlen, "not a valid Ed25519 public key");
+		return NULL;
+	}
+	return wrap_key(pkey, false, err, errlen);
+}
+
+DciSigKey *
+dci_sigkey_from_rsa_ne(const unsigned char *n, size_t nlen, const unsigned char *e, size_t elen,
+					   char *err, size_t errlen)
+{
+	BIGNUM		   *bn_n = NULL;
+	BIGNUM		   *bn_e = NULL;
+	OSSL_PARAM_BLD *bld = NULL;
+	OSSL_PARAM	   *params = NULL;
+	EVP_PKEY_CTX   *ctx = NULL;
+	EVP_PKEY	   *pkey = NULL;
+	int				bits;
+
+	/* leading zero bytes are not allowed in a JWK, and would fake the size */
+	if (nlen == 0 || n[0] == 0 || elen == 0 || e[0] == 0)
+	{
+		dci_sig_set_err(err, errlen, "RSA n and e must be non-empty, without leading zero bytes");
+		return NULL;
+	}
+	if (nlen > RSA_MAX_BITS / 8)
+	{
+		dci_sig_set_err(err, errlen, "RSA key of more than %d bits", RSA_MAX_BITS);
+		return NULL;
+	}
+	if (elen > 8 || (e[elen - 1] & 1) == 0 || (elen == 1 && e[0] < 3))
+	{
+		dci_sig_set_err(err, errlen, "RSA exponent e must be odd, 3 or more, and at most 64 bits");
+		return NULL;
+	}
+	bn_n = BN_bin2bn(n, (int) nlen, NULL);
+	bn_e = BN_bin2bn(e, (int) elen, NULL);
+	bits = bn_n ? BN_num_bits(bn_n) : 0;
+	if (bn_n != NULL && bn_e != NULL && bits >= RSA_MIN_BITS && BN_is_odd(bn_n) &&
+		(bld = OSSL_PARAM_BLD_new()) != NULL &&
+		OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, bn_n) &&
+		OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, bn_e) &&
+		(params = OSSL_PARAM_BLD_to_param(bld)) != NULL &&
+		(ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL)) != NULL &&
+		EVP_PKEY_fromdata_init(ctx) == 1)
+	{
+		if (EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) != 1)
+			pkey = NULL;
+	}
+	EVP_PKEY_CTX_free(ctx);
+	OSSL_PARAM_free(params);
+	OSSL_PARAM_BLD_free(bld);
+	BN_free(bn_n);
+	BN_free(bn_e);
+	ERR_clear_error();
+	if (pkey == NULL)
+	{
+		if (bits > 0 && bits < RSA_MIN_BITS)
+			dci_sig_set_err(err, errlen, "RSA key of %d bits: at least %d are needed", bits, RSA_MIN_BITS);
+		else
+			dci_sig_set_err(err, errlen, "not a valid RSA public key");
+		return NULL;
+	}
+	return wrap_key(pkey, false, err, errlen);
 }
 
 DciSigAlg

@@ -21,6 +21,10 @@ typedef enum DciSigAlg
 /* "ed25519" / "rsa-sha256" and back (DCI_SIG_UNKNOWN for anything else) */
 extern const char *dci_sig_alg_name(DciSigAlg alg);
 extern DciSigAlg   dci_sig_alg_from_name(const char *name);
+/* OpenSPP's spelling: "ed25519" / "rs256" */
+extern const char *dci_sig_alg_openspp_name(DciSigAlg alg);
+/* either spelling, as a signature's algorithm or a kidId's last part may carry it */
+extern DciSigAlg dci_sig_alg_from_any_name(const char *name);
 
 typedef struct DciSigKey DciSigKey;
 
@@ -32,6 +36,18 @@ typedef struct DciSigKey DciSigKey;
  */
 extern DciSigKey *dci_sigkey_load(const char *pem, bool private_key, char *err, size_t errlen);
 extern void		  dci_sigkey_free(DciSigKey *key);
+
+/*
+ * A public key from the members of a JWK (RFC 8037 / RFC 7518 §6.3),
+ * already base64url-decoded: Ed25519 from x (32 bytes), RSA from n and e
+ * (big-endian; n of 2048 to 16384 bits, e odd, 3 or more, at most 8
+ * bytes).  NULL with err set otherwise.
+ */
+extern DciSigKey *dci_sigkey_from_ed25519_x(const unsigned char *x, size_t xlen,
+											char *err, size_t errlen);
+extern DciSigKey *dci_sigkey_from_rsa_ne(const unsigned char *n, size_t nlen,
+										 const unsigned char *e, size_t elen,
+										 char *err, size_t errlen);
 extern DciSigAlg  dci_sigkey_alg(const DciSigKey *key);
 extern bool		  dci_sigkey_has_private(const DciSigKey *key);
 /* true when both hold the same public key */

@@ -51,6 +51,7 @@
 #include "jws.h"
 #include "sig_field.h"
 #include "sig_keys.h"
+#include "registry_keys.h"
 #include "source.h"
 
 #define RSA_GENERATED_BITS 2048
@@ -72,6 +73,7 @@ typedef struct SigningKey
 	bytea	  *private_ct; /* the stored ciphertext, NULL when none */
 	DciSigKey *signer;	   /* the decrypted private key, once used */
 	DciSigKey *verifier;   /* the public key (stored, or of the private) */
+	bool	   openspp_kid; /* kid_format 'openspp': sender_id|key_id|rs256 (README "Signing") */
 } SigningKey;
 
 static MemoryContext keys_cxt = NULL;
@@ -116,8 +118,10 @@ load_keys(void)
 
 	keys_table = dci_signing_key_table_oid();
 	dci_spi_begin_privileged(&priv);
-	if (SPI_execute(psprintf("SELECT id, key_id, algorithm, state, public_key, private_key_encrypted "
+	/* kid_format is of 0.2: absent while the schema is still 0.1 */
+	if (SPI_execute(psprintf("SELECT id, key_id, algorithm, state, public_key, private_key_encrypted, %s "
 							 "FROM %s ORDER BY id",
+							 get_attnum(keys_table, "kid_format") != InvalidAttrNumber ? "kid_format" : "NULL::text",
 							 dci_qualified_table_name(keys_table)),
 					true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read dci_signing_key");
@@ -151,6 +155,11 @@ load_keys(void)
 			k->public_pem = NULL;
 		d = SPI_getbinval(tup, td, 6, &isnull);
 		k->private_ct = isnull ? NULL : DatumGetByteaPCopy(d);
+		{
+			char *kid_format = SPI_getvalue(tup, td, 7);
+
+			k->openspp_kid = kid_format != NULL && strcmp(kid_format, "openspp") == 0;
+		}
 	}
 	MemoryContextSwitchTo(old);
 	dci_spi_end_privileged(&priv);
@@ -297,8 +306,10 @@ sign_text(SigningKey *k, const char *sender_id, const char *text, size_t len)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("cannot sign: %s", err),
 				 errhint("An envelope is a JSON object with \"header\" and \"message\".")));
-	field = dci_sig_sign(signer, sender_id, k->key_id, hm, hm_len, created,
-						 created + DCI_SIG_LIFETIME, err, sizeof(err));
+	/* OpenSPP's registries compare the algorithm with the kid's last part: spell it as they do */
+	field = dci_sig_sign_as(signer, sender_id, k->key_id,
+							k->openspp_kid ? dci_sig_alg_openspp_name(k->alg) : dci_sig_alg_name(k->alg),
+							hm, hm_len, created, created + DCI_SIG_LIFETIME, err, sizeof(err));
 	free(hm);
 	if (field == NULL)
 		ereport(ERROR,
@@ -377,44 +388,88 @@ dci_signature_for_source(DciSource *src, const char *hm_text, size_t len)
 }
 
 /*
- * The key that verifies what the source's registry sends, or NULL with *msg
- * empty when the source names none (a non-empty *msg: configured but not
- * usable).  The one place registry keys are acquired: a key set by URL
- * (JWKS) plugs in here, with the body to pick its "kid".
+ * The key that verifies what the source's registry sent (the envelope text
+ * body; what names it: "answer", "callback"): from the registry's JWKS when
+ * registry_jwks_url is set (the key the signature names, registry_keys.c),
+ * else registry_public_key.  The one place registry keys are acquired.
+ * NULL with err unset: the source names no key; NULL with err set: no key
+ * (DC008: the envelope names none that the set holds, or is not signed).
+ * *owned receives what the caller must free.
  */
-static DciSigKey *
-registry_key(DciSource *src, const char *body, size_t len, char *msg, size_t msglen)
+static const DciSigKey *
+registry_key(DciSource *src, const char *body, size_t len, const char *what,
+			 DciSigKey **owned, DciError *err)
 {
-	msg[0] = '\0';
+	char		msg[256] = "";
+
+	*owned = NULL;
+	if (src->registry_jwks_url != NULL && *src->registry_jwks_url != '\0')
+		return dci_registry_key_for_envelope(src, body, len, what, err);
 	if (src->registry_public_key == NULL || *src->registry_public_key == '\0')
 		return NULL;
-	return dci_sigkey_load(src->registry_public_key, false, msg, msglen);
+	*owned = dci_sigkey_load(src->registry_public_key, false, msg, sizeof(msg));
+	if (*owned == NULL)
+	{
+		dci_error_set(err, ERRCODE_DCI_CONFIG, "registry_public_key of data source \"%s\" is not usable", src->code);
+		dci_error_detail(err, "It is %s.", msg);
+		dci_error_hint(err, "Set it to the registry's Ed25519 or RSA public key (PEM), or to NULL.");
+	}
+	return *owned;
+}
+
+/* does the envelope text carry a non-empty "signature" */
+static bool
+has_signature(const char *body, size_t len)
+{
+	char	   *hm = NULL;
+	char	   *sig = NULL;
+	size_t		hm_len;
+	char		err[128];
+	bool		has;
+
+	if (!cj_envelope(body, len, &hm, &hm_len, &sig, err, sizeof(err)))
+		return false;
+	has = sig != NULL && *sig != '\0';
+	free(hm);
+	free(sig);
+	return has;
 }
 
 DciRegistryVerify
-dci_registry_verify(DciSource *src, const char *body, size_t len, DciVerifyResult *detail,
-					char *msg, size_t msglen)
+dci_registry_verify(DciSource *src, const char *body, size_t len, const char *what,
+					DciVerifyResult *detail, DciError *err)
 {
-	DciSigKey	   *key;
+	DciSigKey  *owned;
+	const DciSigKey *key;
 	DciVerifyResult r;
 
 	*detail = DCI_VERIFY_OK;
-	key = registry_key(src, body, len, msg, msglen);
+	memset(err, 0, sizeof(*err));
+	key = registry_key(src, body, len, what, &owned, err);
 	if (key == NULL)
-		return msg[0] ? DCI_REGISTRY_KEY_UNUSABLE : DCI_REGISTRY_NO_KEY;
+	{
+		if (err->sqlstate == 0)
+			return DCI_REGISTRY_NO_KEY;
+		if (err->sqlstate != ERRCODE_DCI_SIGNATURE)
+			return DCI_REGISTRY_KEY_UNUSABLE;
+		*detail = has_signature(body, len) ? DCI_VERIFY_BAD_SIGNATURE : DCI_VERIFY_MISSING;
+		return *detail == DCI_VERIFY_MISSING ? DCI_REGISTRY_MISSING : DCI_REGISTRY_BAD;
+	}
 	if (src->signature_format == DCI_SIG_FORMAT_JWS)
 	{
 		if (dci_sigkey_alg(key) != DCI_SIG_RSA_SHA256)
 		{
-			dci_sigkey_free(key);
-			strlcpy(msg, "an Ed25519 key, and the JWS format (signature_format 'jws') is RS256", msglen);
+			dci_sigkey_free(owned);
+			dci_error_set(err, ERRCODE_DCI_CONFIG, "registry_public_key of data source \"%s\" cannot verify a JWS", src->code);
+			dci_error_detail(err, "The JWS format (signature_format 'jws') is RS256: it needs an RSA key, not an Ed25519 one.");
+			dci_error_hint(err, "Set registry_public_key to the registry's RSA public key, or signature_format to 'dci'.");
 			return DCI_REGISTRY_KEY_UNUSABLE;
 		}
 		r = dci_jws_verify_envelope(key, body, len);
 	}
 	else
 		r = dci_sig_verify_envelope(key, body, len, (int64) time(NULL));
-	dci_sigkey_free(key);
+	dci_sigkey_free(owned);
 	*detail = r;
 	if (r == DCI_VERIFY_OK)
 		return DCI_REGISTRY_OK;
@@ -424,18 +479,15 @@ dci_registry_verify(DciSource *src, const char *body, size_t len, DciVerifyResul
 void
 dci_verify_response(DciSource *src, const char *body, size_t len)
 {
-	char			  msg[256];
-	DciVerifyResult	  r;
-	DciRegistryVerify v = dci_registry_verify(src, body, len, &r, msg, sizeof(msg));
+	DciError	err;
+	DciVerifyResult r;
+	DciRegistryVerify v = dci_registry_verify(src, body, len, "answer", &r, &err);
 
 	if (v == DCI_REGISTRY_NO_KEY || v == DCI_REGISTRY_OK)
 		return;
-	if (v == DCI_REGISTRY_KEY_UNUSABLE)
-		ereport(ERROR,
-				(errcode(ERRCODE_DCI_CONFIG),
-				 errmsg("registry_public_key of data source \"%s\" is not usable", src->code),
-				 errdetail("It is %s.", msg),
-				 errhint("Set it to the registry's Ed25519 or RSA public key (PEM), or to NULL; the JWS format needs an RSA key.")));
+	/* the key's own error (an unusable key; the key set's DC008 or fetch error) as it is */
+	if (err.sqlstate != 0)
+		dci_error_raise(&err);
 	if (v == DCI_REGISTRY_MISSING)
 		ereport(ERROR,
 				(errcode(ERRCODE_DCI_SIGNATURE),
@@ -446,8 +498,8 @@ dci_verify_response(DciSource *src, const char *body, size_t len)
 			(errcode(ERRCODE_DCI_SIGNATURE),
 			 errmsg("signature of the answer from data source \"%s\" does not verify", src->code),
 			 errdetail("%s", dci_verify_result_text(r)),
-			 errhint("Check registry_public_key of data source \"%s\", and the clocks of both sides.",
-					 src->code)));
+			 errhint("Check %s of data source \"%s\", and the clocks of both sides.",
+					 src->registry_jwks_url ? "registry_jwks_url" : "registry_public_key", src->code)));
 }
 
 /* ---- SQL functions ---- */
@@ -556,6 +608,49 @@ dci_verify(PG_FUNCTION_ARGS)
 	PG_RETURN_BOOL(verify_sql(fcinfo, "dci_verify", verify_dci_field));
 }
 
+/*
+ * The kids of a kid_format 'openspp' key: sender_id|key_id|alg (OpenSPP's
+ * spelling) for each sender_id of the data sources that sign with it, as
+ * their signatures' kidId names it.  NIL when no source uses the key (it is
+ * then published under its thumbprint).
+ */
+static List *
+openspp_kids(SigningKey *k)
+{
+	DciPrivilegedState priv;
+	Oid				   argtype = INT4OID;
+	Datum			   arg = Int32GetDatum(k->id);
+	List			  *kids = NIL;
+	MemoryContext	   caller = CurrentMemoryContext;
+
+	dci_spi_begin_privileged(&priv);
+	if (SPI_execute_with_args(psprintf("SELECT DISTINCT sender_id FROM %s WHERE signing_key_id OPERATOR(pg_catalog.=) $1 "
+									   "AND sender_id IS NOT NULL ORDER BY 1",
+									   dci_qualified_table_name(dci_source_table_oid())),
+							  1, &argtype, &arg, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read dci_data_source");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		char		 *sender = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+		MemoryContext old;
+
+		/* such a sender_id cannot sign either (sign_text refuses it): no kid for it */
+		if (!dci_sig_field_safe(sender) || strchr(sender, '|') != NULL)
+		{
+			ereport(WARNING,
+					(errcode(ERRCODE_DCI_CONFIG),
+					 errmsg("signing key \"%s\" is not published for a sender_id holding a double quote, a backslash, \"|\" or a control character",
+							k->key_id)));
+			continue;
+		}
+		old = MemoryContextSwitchTo(caller);
+		kids = lappend(kids, psprintf("%s|%s|%s", sender, k->key_id, dci_sig_alg_openspp_name(k->alg)));
+		MemoryContextSwitchTo(old);
+	}
+	dci_spi_end_privileged(&priv);
+	return kids;
+}
+
 PG_FUNCTION_INFO_V1(dci_jwks);
 
 /* dci_jwks() RETURNS jsonb: {"keys": [...]} of the active keys */
@@ -575,19 +670,33 @@ dci_jwks(PG_FUNCTION_ARGS)
 		char	   *kid;
 		char	   *jwk;
 
+		List	   *kids = NIL;
+		ListCell   *lc;
+
 		if (k->state != KEY_ACTIVE)
 			continue;
 		pub = key_verifier(k);
-		kid = dci_sigkey_thumbprint(pub);
-		jwk = kid ? dci_sigkey_jwk(pub, kid) : NULL;
-		free(kid);
-		if (jwk == NULL)
-			elog(ERROR, "could not build the JWK of signing key \"%s\"", k->key_id);
-		if (!first)
-			appendStringInfoChar(&out, ',');
-		first = false;
-		appendStringInfoString(&out, jwk);
-		free(jwk);
+		if (k->openspp_kid)
+			kids = openspp_kids(k);
+		if (kids == NIL)
+		{
+			kid = dci_sigkey_thumbprint(pub);
+			if (kid == NULL)
+				elog(ERROR, "could not compute the thumbprint of signing key \"%s\"", k->key_id);
+			kids = list_make1(pstrdup(kid));
+			free(kid);
+		}
+		foreach(lc, kids)
+		{
+			jwk = dci_sigkey_jwk(pub, (const char *) lfirst(lc));
+			if (jwk == NULL)
+				elog(ERROR, "could not build the JWK of signing key \"%s\"", k->key_id);
+			if (!first)
+				appendStringInfoChar(&out, ',');
+			first = false;
+			appendStringInfoString(&out, jwk);
+			free(jwk);
+		}
 	}
 	appendStringInfoString(&out, "]}");
 	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(out.data)));

@@ -36,16 +36,18 @@ typedef enum DciRegistryVerify
 	DCI_REGISTRY_OK,			/* signed, and the signature verifies */
 	DCI_REGISTRY_MISSING,		/* a key is set and the body carries no signature */
 	DCI_REGISTRY_BAD,			/* a signature that does not verify (reason in *detail) */
-	DCI_REGISTRY_KEY_UNUSABLE	/* the configured key cannot verify (reason in msg) */
+	DCI_REGISTRY_KEY_UNUSABLE	/* no usable key could be had (reason in err) */
 } DciRegistryVerify;
 
 /*
  * The non-raising core of dci_verify_response, over the body's exact bytes
- * (dci_receive checks callbacks with it): which case applies; *detail the
- * verifier's reason, msg (msglen bytes) why a key is unusable.
+ * (dci_receive checks callbacks with it; what names the text: "answer",
+ * "callback"): which case applies; *detail the verifier's reason; err the
+ * key's own error when there is one (an unusable key, a JWKS fetch that
+ * failed, a kid the key set lacks).
  */
 extern DciRegistryVerify dci_registry_verify(DciSource *src, const char *body, size_t len,
-											 DciVerifyResult *detail, char *msg, size_t msglen);
+											 const char *what, DciVerifyResult *detail, DciError *err);
 
 /*
  * May the current user have envelopes signed for it and handed back

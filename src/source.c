@@ -41,8 +41,17 @@
 	"verify_ssl, ca_cert, client_cert, client_key_encrypted, extra_headers, "            \
 	"signing_key_id, registry_public_key, active, signature_format"
 /* columns of 0.2, read when the schema has them (an 0.1 schema before its update has not) */
-#define SOURCE_COLUMNS_0_2 ", batch_size, max_concurrency, callback_token_encrypted"
-#define SOURCE_COLUMNS_0_1 ", NULL::integer, NULL::integer, NULL::bytea"
+#define SOURCE_COLUMNS_0_2 ", batch_size, max_concurrency"
+#define SOURCE_COLUMNS_0_1 ", NULL::integer, NULL::integer"
+/* the dialect column (issue 14), read when the schema has it */
+#define SOURCE_COLUMNS_DIALECT ", dialect"
+#define SOURCE_COLUMNS_NO_DIALECT ", NULL::text"
+/* registry keys from JWKS (issue 13): read as column 30 when the schema has it */
+#define SOURCE_COLUMNS_JWKS	   ", registry_jwks_url"
+#define SOURCE_COLUMNS_NO_JWKS ", NULL::text"
+/* the callback token (issue 13, inbound): column 31 when the schema has it */
+#define SOURCE_COLUMNS_CALLBACK	   ", callback_token_encrypted"
+#define SOURCE_COLUMNS_NO_CALLBACK ", NULL::bytea"
 
 typedef struct CacheEntry
 {
@@ -270,6 +279,12 @@ build_source(SPITupleTable *tt, HeapTuple tup)
 	src->batch_size = isnull ? DCI_DEFAULT_BATCH_SIZE : DatumGetInt32(d);
 	d = SPI_getbinval(tup, tt->tupdesc, 28, &isnull);
 	src->max_concurrency = isnull ? DCI_DEFAULT_MAX_CONCURRENCY : DatumGetInt32(d);
+	s = copy_text(tt, tup, 29);
+	src->dialect = s == NULL					 ? DCI_DIALECT_DCI
+				   : strcmp(s, "opencrvs") == 0 ? DCI_DIALECT_OPENCRVS
+				   : strcmp(s, "openg2p") == 0	 ? DCI_DIALECT_OPENG2P
+												 : DCI_DIALECT_DCI;
+	src->registry_jwks_url = copy_text(tt, tup, 30);
 	if (src->auth_type == DCI_AUTH_OAUTH2 && src->auth_url == NULL)
 		damaged_row(tt, tup, 6);
 	/* the trigger checked them, unless a superuser wrote around it */
@@ -290,7 +305,7 @@ build_source(SPITupleTable *tt, HeapTuple tup)
 	src->client_secret = decrypt_column(src, tt, tup, 8, "client_secret", binding);
 	src->bearer_token = decrypt_column(src, tt, tup, 11, "bearer_token", binding);
 	src->client_key = decrypt_column(src, tt, tup, 21, "client_key", binding);
-	src->callback_token = decrypt_column(src, tt, tup, 29, "callback_token", binding);
+	src->callback_token = decrypt_column(src, tt, tup, 31, "callback_token", binding);
 	src->credential_fingerprint = credential_fingerprint(src);
 	if (src->client_cert && src->client_key)
 	{
@@ -325,8 +340,11 @@ load_source(const char *code, int32 id)
 	DciSource		  *src = NULL;
 
 	cached_table = dci_source_table_oid();
-	query = psprintf("SELECT " SOURCE_COLUMNS "%s FROM %s WHERE %s OPERATOR(pg_catalog.=) $1",
-					 get_attnum(cached_table, "callback_token_encrypted") != InvalidAttrNumber ? SOURCE_COLUMNS_0_2 : SOURCE_COLUMNS_0_1,
+	query = psprintf("SELECT " SOURCE_COLUMNS "%s%s%s%s FROM %s WHERE %s OPERATOR(pg_catalog.=) $1",
+					 get_attnum(cached_table, "max_concurrency") != InvalidAttrNumber ? SOURCE_COLUMNS_0_2 : SOURCE_COLUMNS_0_1,
+					 get_attnum(cached_table, "dialect") != InvalidAttrNumber ? SOURCE_COLUMNS_DIALECT : SOURCE_COLUMNS_NO_DIALECT,
+					 get_attnum(cached_table, "registry_jwks_url") != InvalidAttrNumber ? SOURCE_COLUMNS_JWKS : SOURCE_COLUMNS_NO_JWKS,
+					 get_attnum(cached_table, "callback_token_encrypted") != InvalidAttrNumber ? SOURCE_COLUMNS_CALLBACK : SOURCE_COLUMNS_NO_CALLBACK,
 					 dci_qualified_table_name(cached_table), code ? "code" : "id");
 
 	/* read as the bootstrap superuser: callers need EXECUTE, not SELECT */

@@ -31,6 +31,14 @@ typedef enum DciSigFormat
 	DCI_SIG_FORMAT_JWS		/* a compact JWS, RS256, as OpenCRVS signs */
 } DciSigFormat;
 
+/* dci_data_source.dialect: how the registry deviates from the DCI standard (src/dialect.c) */
+typedef enum DciDialect
+{
+	DCI_DIALECT_DCI = 0, /* the standard */
+	DCI_DIALECT_OPENCRVS,
+	DCI_DIALECT_OPENG2P
+} DciDialect;
+
 /*
  * One data source row as the call path needs it, with its secrets
  * decrypted.  Lives in its own memory context under CacheMemoryContext
@@ -80,6 +88,10 @@ typedef struct DciSource
 	/* dci_search_batch: items per envelope, envelopes in flight (README "Bulk verification") */
 	int batch_size;
 	int max_concurrency;
+
+	DciDialect dialect;
+	/* the registry's JWK Set (registry_keys.c), NULL: none */
+	char *registry_jwks_url;
 
 	/* the session's access token while it is current (oauth.c), for redaction */
 	const char *access_token;

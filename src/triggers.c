@@ -26,6 +26,7 @@
 #include "json.h"
 #include "path_check.h"
 #include "secrets.h"
+#include "sig_keys.h"
 #include "source.h"
 
 /* one write-only secret column and its ciphertext companion */
@@ -305,6 +306,7 @@ validate_source(RowEdit *e)
 	static const char *const locations[] = {"body", "basic", "query"};
 	static const char *const states[] = {"draft", "testing", "active", "error"};
 	static const char *const signature_formats[] = {"dci", "jws"};
+	static const char *const dialects[] = {"dci", "opencrvs", "openg2p"};
 	char					*code = get_new_text(e, "code");
 	char					*url;
 	char					*auth_type;
@@ -374,6 +376,25 @@ validate_source(RowEdit *e)
 		invalid_column(e, "max_concurrency", ERRCODE_CHECK_VIOLATION,
 					   psprintf("max_concurrency must be between 1 and %d.", DCI_MAX_CONCURRENCY));
 
+	/* the dialect column (issue 14): absent before the schema has it */
+	if (SPI_fnumber(e->tupdesc, "dialect") > 0)
+		check_one_of(e, "dialect", dialects, lengthof(dialects), false);
+
+	/* registry keys from JWKS (issue 13): a column of 0.2, absent before the update */
+	if (SPI_fnumber(e->tupdesc, "registry_jwks_url") > 0)
+	{
+		url = get_new_text(e, "registry_jwks_url");
+		if (url != NULL)
+		{
+			char *pk = get_new_text(e, "registry_public_key");
+
+			(void) check_url(e, "registry_jwks_url", url, true);
+			if (pk != NULL && *pk != '\0')
+				invalid_column(e, "registry_jwks_url", ERRCODE_CHECK_VIOLATION,
+							   "Set either registry_public_key or registry_jwks_url, not both: which would verify is ambiguous.");
+		}
+	}
+
 	check_pem(e, "ca_cert", get_new_text(e, "ca_cert"));
 	check_pem(e, "client_cert", get_new_text(e, "client_cert"));
 	check_pem(e, "client_key", get_new_text(e, "client_key"));
@@ -391,6 +412,19 @@ validate_signing_key(RowEdit *e)
 
 	check_one_of(e, "algorithm", algorithms, lengthof(algorithms), false);
 	check_one_of(e, "state", states, lengthof(states), false);
+	/* kid_format (issue 14) is of 0.2: absent before the update */
+	if (SPI_fnumber(e->tupdesc, "kid_format") > 0)
+	{
+		static const char *const kid_formats[] = {"thumbprint", "openspp"};
+		char				   *kf = get_new_text(e, "kid_format");
+		char				   *key_id = get_new_text(e, "key_id");
+
+		check_one_of(e, "kid_format", kid_formats, lengthof(kid_formats), false);
+		if (kf != NULL && strcmp(kf, "openspp") == 0 && key_id != NULL &&
+			(strchr(key_id, '|') != NULL || !dci_sig_field_safe(key_id)))
+			invalid_column(e, "key_id", ERRCODE_CHECK_VIOLATION,
+						   "key_id of a kid_format 'openspp' key must not hold \"|\", a double quote, a backslash or a control character (the kid is sender_id|key_id|algorithm).");
+	}
 	check_pem(e, "public_key", get_new_text(e, "public_key"));
 	check_pem(e, "private_key", get_new_text(e, "private_key"));
 }

@@ -41,6 +41,8 @@ def _mapped(env, sql):
     # the README's example registry is the mock here
     for fake, real in (("https://api.crvs.gov.example/v1", env.mock.http_url),
                        ("https://auth.crvs.gov.example/oauth2/client/token", env.mock.token_url),
+                       ("https://api.dr.gov.example/v1", env.mock.http_url),
+                       ("https://auth.dr.gov.example/oauth2/client/token", env.mock.token_url),
                        ("'openspp-client', 'the-secret'", "'%s', '%s'" % (CLIENT_ID, CLIENT_SECRET))):
         sql = sql.replace(fake, real)
     return sql

@@ -67,6 +67,23 @@ def test_select_star_has_no_plaintext(env):
 def test_plaintext_not_on_disk_or_wal(env):
     src, client, sec = _add_secret_source(env, "secdisk")
     with closing(env.connect()) as conn:
+        conn.autocommit = True
+        cur = conn.cursor()
+        # the scan must find the row in pg_wal: keep the segments the
+        # CHECKPOINT below would otherwise recycle (other tests write WAL too)
+        cur.execute("ALTER SYSTEM SET wal_keep_size = '1GB'")
+        cur.execute("SELECT pg_reload_conf()")
+    try:
+        _scan_disk_and_wal(env, src, client, sec)
+    finally:
+        with closing(env.connect()) as conn:
+            conn.autocommit = True
+            conn.cursor().execute("ALTER SYSTEM RESET wal_keep_size")
+            conn.cursor().execute("SELECT pg_reload_conf()")
+
+
+def _scan_disk_and_wal(env, src, client, sec):
+    with closing(env.connect()) as conn:
         cur = conn.cursor()
         assert request(cur, src)["status"] == 200
         # an UPDATE with a new secret writes WAL again

@@ -88,8 +88,7 @@ def _messages(mock, req, env):
                  "status": "succ", "subscription_status": [{"code": c, "status": "unsubscribe"}
                                                            for c in m["subscription_codes"]]}]
     t = m["txnstatus_request"]
-    with mock.STATE.lock:
-        asked = json.loads(json.dumps(mock.STATE.dci_txns.get(t["attribute_value"]) or {}))
+    asked = mock.mock_domain.find_txn(t) or {}
     return [{"transaction_id": txn, "correlation_id": str(uuid.uuid4()),
              "txnstatus_response": dict(asked, reference_id=t["reference_id"], txn_type=t["txn_type"],
                                         txn_status="succ" if asked else "rjct", timestamp=_now())}]

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote_plus, urlsplit
 
+import mock_jwks                      # the registry's JWKS (test/support/mock_jwks.py)
 import mock_callbacks  # the registry calling back (issue 13)
 
 TOKEN_PATH = "/oauth2/client/token"
@@ -62,6 +63,7 @@ class State:
                     "dci_subscriptions": json.loads(json.dumps(self.dci_subscriptions)),
                     "dci_transactions": sorted(self.dci_txns),
                     "search": json.loads(json.dumps(self.search)),
+                    "jwks": mock_jwks.stats(),
                     "tokens_live": sum(1 for t in self.tokens.values()
                                        if not t["revoked"] and t["expires"] > time.monotonic())}
 
@@ -341,8 +343,8 @@ def dci_validate(path, raw):
             t, w = m["txnstatus_request"], "txnstatus_request"
             typ(t, "reference_id", "str", w, True)
             typ(t, "locale", "str", w)
-            if t.get("txn_type") not in ("search", "subscribe", "unsubscribe"):
-                errs.append("%s.txn_type %r is not search, subscribe or unsubscribe" % (w, t.get("txn_type")))
+            if t.get("txn_type") not in ("search", "subscribe", "unsubscribe", "receipt"):
+                errs.append("%s.txn_type %r is not search, subscribe, unsubscribe or receipt" % (w, t.get("txn_type")))
             if t.get("attribute_type") not in ("transaction_id", "reference_id_list", "correlation_id",
                                                "subscription_code_list"):
                 errs.append("%s.attribute_type %r is not valid" % (w, t.get("attribute_type")))
@@ -519,7 +521,8 @@ def h_dci(req):
         if special == "ERR":
             return dci_ack(req, "ERR", "err.service.unavailable", "the registry could not take the search", 200)
         with STATE.lock:
-            STATE.dci_txns[m["transaction_id"]] = {"txn_type": "search", "search_response": items or []}
+            STATE.dci_txns[m["transaction_id"]] = {"txn_type": "search", "search_response": items or [],
+                                                   "reference_ids": [it["reference_id"] for it in m["search_request"]]}
         mock_callbacks.on_async(sys.modules[__name__], req, env)
         return dci_ack(req)
     if kind == "subscribe":
@@ -533,7 +536,8 @@ def h_dci(req):
                 STATE.dci_subscriptions[code] = {"transaction_id": m["transaction_id"], "criteria": c,
                                                  "active": True}
                 codes.append(code)
-            STATE.dci_txns[m["transaction_id"]] = {"txn_type": "subscribe", "subscription_codes": codes}
+            STATE.dci_txns[m["transaction_id"]] = {"txn_type": "subscribe", "subscription_codes": codes,
+                                                   "reference_ids": [it["reference_id"] for it in m["subscribe_request"]]}
         mock_callbacks.on_async(sys.modules[__name__], req, env)
         return dci_ack(req)
     if kind == "unsubscribe":
@@ -552,9 +556,7 @@ def h_dci(req):
     if req.path == "/registry/txn/status":
         mock_callbacks.on_async(sys.modules[__name__], req, env)
         return dci_ack(req)
-    with STATE.lock:
-        known = STATE.dci_txns.get(t["attribute_value"]) if isinstance(t["attribute_value"], str) else None
-        known = json.loads(json.dumps(known)) if known else None
+    known = mock_domain.find_txn(t)          # by any attribute_type, of the txn_type asked
     if known is None:
         return jbody({"signature": "", "header": dci_header(req, "rjct", "txn-on-status", 0,
                                                              "rjct.transaction_id.invalid",
@@ -608,6 +610,9 @@ def h_echo_auth(req):
 
 ROUTES = dict({"/registry/ping": h_ping, "/echo-auth": h_echo_auth}, **{p: h_dci for p in DCI_PATHS})
 PREFIX_ROUTES = {"/echo": h_echo, "/open/echo": h_echo}   # path itself or any sub-path
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mock_domain                                         # noqa: E402  DR/IBR endpoints, dialects (issue 14)
+mock_domain.install(globals())
 
 
 def route(req):
@@ -739,8 +744,10 @@ class Handler(BaseHTTPRequestHandler):
                 STATE.token_requests += 1
             else:
                 STATE.authorization.append(self.hdrs.get("authorization"))
-        if self.path in DCI_PATHS and self.method == "POST":     # every DCI envelope, faults or not
-            self.dci_errors = dci_validate(self.path, self.body)
+        if (self.path in DCI_PATHS or self.path in mock_domain.ENDPOINTS) and self.method == "POST":
+            # every DCI envelope, faults or not
+            self.dci_errors = (mock_domain.validate(self.path, self.body) if self.path in mock_domain.ENDPOINTS
+                               else dci_validate(self.path, self.body))
             with STATE.lock:
                 STATE.dci_validation.append({"path": self.path, "ok": not self.dci_errors,
                                              "errors": list(self.dci_errors)})
@@ -783,9 +790,12 @@ class Handler(BaseHTTPRequestHandler):
             mode, params = fault
             if self.apply_fault(mode, params, is_token):
                 return
-        status, headers, body = self.normal(is_token)
+        status, headers, body = mock_jwks.serve(self) or self.normal(is_token)
         sign = self.headers.get("X-Mock-Sign")
-        if sign and self.path in DCI_PATHS:
+        signed_path = self.path in DCI_PATHS or self.path in mock_domain.ENDPOINTS
+        if sign and signed_path and sign.startswith("jwks"):
+            body = mock_jwks.sign_answer(body, sign)
+        elif sign and signed_path:
             body = sign_answer(body, "tamper" if getattr(self, "batch_tamper", False) else sign)
         self.send(status, headers, body)
 
@@ -1001,12 +1011,15 @@ class ControlHandler(BaseHTTPRequestHandler):
                     t["expires"] = time.monotonic() - 1
             elif p == "/search_conf":
                 STATE.search_conf.update(d)
+            elif p == "/jwks":
+                mock_jwks.configure(d)
             elif p == "/bearer":
                 STATE.bearer = list(d.get("tokens", []))
             elif p != "/reset":
                 return self.reply({"error": "not_found"}, 404)
         if p == "/reset":
             STATE.reset()
+            mock_jwks.reset()
             mock_callbacks.reset()
         self.reply({"ok": True})
 
