@@ -911,3 +911,54 @@ def test_callback_token_key_rotation(env):
             assert (st, resp["message"]["error"]["code"]) == (409, "err.message_id.duplicate"), resp
     finally:
         cl.cleanup()
+
+
+def test_callbacks_verified_through_the_jwks_and_its_rotation(env, rx):
+    """A source with registry_jwks_url: callbacks verify with the key their
+    signature names; the registry rotating to a new kid is picked up without
+    a restart; a callback signed with a key the set lacks is refused."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    def pem():
+        return ed25519.Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+    k1, k2, stranger = pem(), pem(), pem()
+    env.mock._ctl("/jwks", {"keys": [{"kid": "reg|k1|ed25519", "private_pem": k1}], "sign_pem": k1,
+                            "sign_kid": "reg|k1|ed25519"})
+    _callbacks(env, sign="jwks", hold=True)
+    src = _src(env, rx)
+    with closing(env.connect()) as conn:
+        cur = conn.cursor()
+        txns = []
+        for _ in range(3):
+            cur.execute("SELECT dci_search_async(%s, 'idtype-value', %s)", (src, Json(UIN)))
+            txns.append(cur.fetchone()[0])
+        # the key set from now on (the mock's ACKs are not signed)
+        cur.execute("UPDATE dci_data_source SET registry_jwks_url = %s WHERE code = %s",
+                    (env.mock.http_url + "/jwks.json", src))
+    sent = env.mock._ctl("/callbacks/release", {})["sent"]
+    assert [s["status"] for s in sent] == [200, 200, 200], sent
+    assert _txn(env, src, txns[0])[0] == "completed"
+    # rotation: only k2 published and signing
+    env.mock._ctl("/jwks", {"keys": [{"kid": "reg|k2|ed25519", "private_pem": k2}], "sign_pem": k2,
+                            "sign_kid": "reg|k2|ed25519"})
+    env.query("DELETE FROM dci_inbox")
+    with closing(env.connect()) as conn:
+        cur = conn.cursor()
+        cur.execute("UPDATE dci_data_source SET registry_jwks_url = NULL WHERE code = %s", (src,))
+        cur.execute("SELECT dci_search_async(%s, 'idtype-value', %s)", (src, Json(UIN)))
+        t3 = cur.fetchone()[0]
+        cur.execute("UPDATE dci_data_source SET registry_jwks_url = %s WHERE code = %s",
+                    (env.mock.http_url + "/jwks.json", src))
+    sent = env.mock._ctl("/callbacks/release", {})["sent"]
+    assert [s["status"] for s in sent] == [200], sent
+    assert _txn(env, src, t3)[0] == "completed"
+    assert env.query("SELECT verified FROM dci_inbox i JOIN dci_data_source s ON s.id = i.source_id "
+                     "WHERE s.code = %s", (src,)) == [("signature",)]
+    # signed by a key the set does not hold: refused, nothing stored
+    env.mock._ctl("/jwks", {"sign_pem": stranger, "sign_kid": "reg|k9|ed25519"})
+    before = _count(env, "dci_inbox", src)
+    body = env.mock._ctl("/callbacks/notify", {"uri": rx.url + src, "code": "none", "receiver_id": "openspp.test"})
+    assert _count(env, "dci_inbox", src) == before
+    assert body["status"] == 401 and body["response"]["message"]["error"]["code"] == "err.signature.invalid", body

@@ -5,7 +5,7 @@ header.sender_uri, as a registry does; a control call makes it send a
 notify for a subscription code.
 
 Control (the mock's control listener):
-  POST /callbacks          {"enabled", "sign" (null | "ed25519" | "jws"), "token",
+  POST /callbacks          {"enabled", "sign" (null | "ed25519" | "jws" | "jwks" | "jwks-jws"), "token",
                             "before_ack", "delay", "parts"}: how callbacks are sent
   POST /callbacks/notify   {"uri", "code", "sender_id", "receiver_id", "transaction_id"}
   POST /callbacks/release  send the callbacks kept while "hold" was set
@@ -46,7 +46,9 @@ def _header(action, sender_id, receiver_id, total=1, completed=1):
 def post(mock, uri, env, conf):
     body = json.dumps(env).encode()
     if conf.get("sign"):
-        body = mock.sign_answer(body, conf["sign"])
+        # "jwks" / "jwks-jws": the key of the mock's key set (mock_jwks.py); else the fixture keys
+        signer = mock.mock_jwks.sign_answer if conf["sign"].startswith("jwks") else mock.sign_answer
+        body = signer(body, conf["sign"])
     hdrs = {"Content-Type": "application/json"}
     if conf.get("token"):
         hdrs["Authorization"] = "Bearer " + conf["token"]
