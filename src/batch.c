@@ -41,6 +41,7 @@
 #include "http.h"
 #include "oauth.h"
 #include "request.h"
+#include "redaction.h"
 #include "request_log.h"
 #include "secrets.h"
 #include "settings.h"
@@ -567,6 +568,7 @@ batch_done(void *arg, DciHttpRequest *req, void *tag, bool ok, DciHttpResponse *
 
 		if (!ok)
 			dci_error_raise(&resp->error);
+		dci_redact_sent_signature(e->body, e->body_len);
 		answer = dci_parse_answer(src, "batched search", resp, true);
 		read_items(b, e, answer);
 	}

@@ -10,6 +10,7 @@
 #include "catalog/pg_type.h"
 #include "funcapi.h"
 #include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
@@ -21,7 +22,9 @@
 #include "dci_envelope.h"
 #include "deadline.h"
 #include "dialect.h"
+#include "errors.h"
 #include "json.h"
+#include "redaction.h"
 #include "request.h"
 #include "request_log.h"
 #include "source.h"
@@ -49,6 +52,7 @@ exchange_as(DciSource *src, const char *path, const char *action, const char *me
 	DciError		err = {0};
 	Jsonb *volatile answer = NULL;
 
+	dci_redact_sent_signature(envelope, len);
 	dci_log_begin(src, "POST", path);
 	PG_TRY();
 	{
@@ -183,8 +187,19 @@ dci_check_query_type(const char *query_type)
 	if (!ok)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid query_type \"%s\"", query_type ? query_type : "NULL"),
+				 errmsg("invalid query_type \"%s\"", query_type ? dci_quote_text(query_type, strlen(query_type)) : "NULL"),
 				 errhint("Use idtype-value, expression, predicate or graphql.")));
+}
+
+/* the specs' response_entity (Social search_criteria, IBR enrolled_criteria) */
+void
+dci_check_response_entity(const char *response_entity)
+{
+	if (strcmp(response_entity, "Group") != 0 && strcmp(response_entity, "Member") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid response_entity \"%s\"", dci_quote_text(response_entity, strlen(response_entity))),
+				 errhint("Use Group or Member.")));
 }
 
 static void
@@ -245,6 +260,12 @@ dci_check_search_options(Jsonb *options)
 		}
 		/* the shapes the specs give them: a string, a list, objects */
 		check_option_type(options, "response_entity", jbvString, "a string");
+		{
+			char *re = dci_jstring(dci_jget(&options->root, "response_entity"));
+
+			if (re)
+				dci_check_response_entity(re);
+		}
 		check_option_type(options, "reg_record_type", jbvString, "a string");
 		check_option_type(options, "locale", jbvString, "a string");
 		check_option_type(options, "transaction_id", jbvString, "a string");
@@ -324,7 +345,8 @@ dci_append_search_item(StringInfo m, DciSource *src, const char *ref, const char
 	const char *reg_type = reg_type_arg ? reg_type_arg : src->registry_type;
 	char	   *locale = option_string(options, "locale");
 	char	   *id_type = NULL;
-	char	   *query_text = dci_dialect_id_query(src, &query_type, query, &id_type);
+	char	   *query_text = dci_dialect_id_query(src, &query_type, query,
+												 option_text(options, "reg_event_type"), &id_type);
 	char	   *event = dci_dialect_event_type(src, option_text(options, "reg_event_type"), id_type);
 	char	   *block;
 
@@ -699,9 +721,12 @@ dci_search_async(PG_FUNCTION_ARGS)
 
 static const char *const txn_types[] = {"search", "subscribe", "unsubscribe", "receipt"};
 
-/* a text[] argument as a JSON array of strings; 22023 for an empty one or a NULL element */
+/*
+ * A text[] argument as a JSON array of strings; 22023 for an empty one, a
+ * NULL element, or (max_len > 0) an element longer than max_len characters.
+ */
 static char *
-text_array_json(FunctionCallInfo fcinfo, int arg, const char *name)
+text_array_json(FunctionCallInfo fcinfo, int arg, const char *name, int max_len)
 {
 	ArrayType	  *arr = PG_GETARG_ARRAYTYPE_P(arg);
 	Datum		  *elems;
@@ -722,6 +747,10 @@ text_array_json(FunctionCallInfo fcinfo, int arg, const char *name)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("%s must not contain NULL", name)));
+		if (max_len > 0 && DatumGetInt32(DirectFunctionCall1(textlen, elems[i])) > max_len)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("%s holds a value longer than %d characters", name, max_len)));
 		if (i)
 			appendStringInfoChar(&b, ',');
 		escape_json(&b, TextDatumGetCString(elems[i]));
@@ -750,7 +779,7 @@ dci_txn_status_args(FunctionCallInfo fcinfo, int first, DciTxnStatusQuery *q)
 		if (!ok)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("invalid txn_type \"%s\"", t),
+					 errmsg("invalid txn_type \"%s\"", dci_quote_text(t, strlen(t))),
 					 errhint("Use search, subscribe, unsubscribe or receipt.")));
 	}
 	if (!PG_ARGISNULL(first))
@@ -771,15 +800,21 @@ dci_txn_status_args(FunctionCallInfo fcinfo, int first, DciTxnStatusQuery *q)
 	if (nargs > first + 2 && !PG_ARGISNULL(first + 2))
 	{
 		q->attribute_type = "reference_id_list";
-		q->attribute_value = text_array_json(fcinfo, first + 2, "reference_ids");
+		q->attribute_value = text_array_json(fcinfo, first + 2, "reference_ids", 0);
 		given++;
 	}
 	if (nargs > first + 3 && !PG_ARGISNULL(first + 3))
 	{
 		StringInfoData b;
+		char		  *t = text_to_cstring(PG_GETARG_TEXT_PP(first + 3));
 
+		/* the specs' correlation_id: a string of at most 99 characters */
+		if (pg_mbstrlen(t) > 99)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("correlation_id is longer than 99 characters")));
 		initStringInfo(&b);
-		escape_json(&b, text_to_cstring(PG_GETARG_TEXT_PP(first + 3)));
+		escape_json(&b, t);
 		q->attribute_type = "correlation_id";
 		q->attribute_value = b.data;
 		given++;
@@ -787,7 +822,7 @@ dci_txn_status_args(FunctionCallInfo fcinfo, int first, DciTxnStatusQuery *q)
 	if (nargs > first + 4 && !PG_ARGISNULL(first + 4))
 	{
 		q->attribute_type = "subscription_code_list";
-		q->attribute_value = text_array_json(fcinfo, first + 4, "subscription_codes");
+		q->attribute_value = text_array_json(fcinfo, first + 4, "subscription_codes", 99);
 		given++;
 	}
 	if (given == 0)

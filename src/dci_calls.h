@@ -14,6 +14,8 @@
 
 /* 22023 unless query_type is idtype-value, expression, predicate or graphql */
 extern void dci_check_query_type(const char *query_type);
+/* response_entity is Group or Member (22023) */
+extern void dci_check_response_entity(const char *response_entity);
 /* 22023 for options that are not an object of the known keys (README "DCI layer") */
 extern void dci_check_search_options(Jsonb *options);
 /* the message's transaction_id: the option's, or a fresh UUID */

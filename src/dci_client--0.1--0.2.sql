@@ -241,6 +241,19 @@ BEGIN
     FOREACH g IN ARRAY grants LOOP
         EXECUTE g;
     END LOOP;
+    -- A GRANT in an extension script is recorded as the extension's initial
+    -- privilege, which pg_dump leaves out (CREATE EXTENSION is to make it):
+    -- the carried-over grants are the administrator's, so the initial
+    -- privileges are the owner's alone (after the REVOKE), as a fresh
+    -- install has them.
+    UPDATE pg_catalog.pg_init_privs i
+       SET initprivs = ARRAY[pg_catalog.makeaclitem(p.proowner, p.proowner, 'EXECUTE', false)]
+      FROM pg_catalog.pg_proc p
+     WHERE p.oid IN ('@extschema@.dci_txn_status(text, text, text, text[], text, text[])'::pg_catalog.regprocedure,
+                     '@extschema@.dci_txn_status(integer, text, text, text[], text, text[])'::pg_catalog.regprocedure)
+       AND i.objoid OPERATOR(pg_catalog.=) p.oid
+       AND i.classoid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
+       AND i.objsubid OPERATOR(pg_catalog.=) 0;
 END
 $$;
 -- ==== end of any endpoint, domain endpoints and dialects ====

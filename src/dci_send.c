@@ -10,6 +10,7 @@
 
 #include "fmgr.h"
 #include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
@@ -18,6 +19,7 @@
 #include "dci_calls.h"
 #include "dci_envelope.h"
 #include "dialect.h"
+#include "errors.h"
 #include "json.h"
 #include "path_check.h"
 #include "source.h"
@@ -52,7 +54,7 @@ action_rule(const char *action)
 			return &action_rules[i];
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("invalid action \"%s\"", action),
+			 errmsg("invalid action \"%s\"", dci_quote_text(action, strlen(action))),
 			 errhint("Use search, txn-status, subscribe, unsubscribe or notify.")));
 	return NULL;				/* keep compiler quiet */
 }
@@ -65,7 +67,7 @@ check_endpoint(const char *endpoint)
 	if (problem != NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid endpoint \"%s\"", endpoint),
+				 errmsg("invalid endpoint \"%s\"", dci_quote_text(endpoint, strlen(endpoint))),
 				 errdetail("The endpoint %s.", problem)));
 }
 
@@ -80,12 +82,15 @@ ends_with(const char *s, const char *suffix)
 
 /*
  * The items of a *_response list: every one rejected → DC007 with the first
- * one's reason (a dialect's "no record" is no rejection); else each item in
- * the lenient normal form.
+ * one's reason; else each item in the lenient normal form.  A dialect's "no
+ * record" (OpenG2P's REG-ERR-001) is no rejection in a search_response only:
+ * in a receipt (enrolled_response) or a status it says nothing was done.
  */
 static void
-push_response_list(JsonbParseState **st, DciSource *src, const char *what, JsonbContainer *list)
+push_response_list(JsonbParseState **st, DciSource *src, const char *what, const char *key,
+				   JsonbContainer *list)
 {
+	bool	   search = strcmp(key, "search_response") == 0;
 	int		   n = JsonContainerSize(list);
 	int		   rejected = 0;
 	JsonbValue *first_rejected = NULL;
@@ -96,7 +101,7 @@ push_response_list(JsonbParseState **st, DciSource *src, const char *what, Jsonb
 		JsonbContainer *item = dci_jobject(v);
 		char		   *status = dci_jstring(dci_jget(item, "status"));
 
-		if (status && strcmp(status, "rjct") == 0 && !dci_dialect_not_found(src, item))
+		if (status && strcmp(status, "rjct") == 0 && !(search && dci_dialect_not_found(src, item)))
 		{
 			rejected++;
 			if (first_rejected == NULL)
@@ -120,7 +125,7 @@ push_response_list(JsonbParseState **st, DciSource *src, const char *what, Jsonb
 		JsonbValue *v = getIthJsonbValueFromContainer(list, i);
 		JsonbValue	norm;
 
-		if (dci_dialect_not_found(src, dci_jobject(v)))
+		if (search && dci_dialect_not_found(src, dci_jobject(v)))
 		{
 			Jsonb *none = dci_no_records_item();
 
@@ -185,23 +190,35 @@ read_message(DciSource *src, const char *what, Jsonb *answer)
 		}
 		else if (tok == WJB_VALUE && key && ends_with(key, "_response") && v.type == jbvBinary &&
 				 JsonContainerIsArray(v.val.binary.data))
-			push_response_list(&st, src, what, v.val.binary.data);
+			push_response_list(&st, src, what, key, v.val.binary.data);
 		else
 			res = pushJsonbValue(&st, tok, tok == WJB_BEGIN_OBJECT || tok == WJB_END_OBJECT ? NULL : &v);
 	}
 	return JsonbValueToJsonb(res);
 }
 
-/* the message as sent: the caller's, with a fresh transaction_id in front when it has none */
+/*
+ * The message as sent: the caller's, with a fresh transaction_id in front
+ * when it has none; one it has is a string of 1 to 99 characters, as in
+ * every spec (22023).
+ */
 static char *
 message_text(Jsonb *message)
 {
 	char		  *text = dci_jsonb_to_compact(message, NULL);
 	StringInfoData m;
 	char		   txn[37];
+	JsonbValue	  *given = dci_jget(&message->root, "transaction_id");
 
-	if (dci_jget(&message->root, "transaction_id") != NULL)
+	if (given != NULL)
+	{
+		if (given->type != jbvString || given->val.string.len == 0 ||
+			pg_mbstrlen_with_len(given->val.string.val, given->val.string.len) > 99)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("the message's transaction_id must be a string of 1 to 99 characters")));
 		return text;
+	}
 	dci_uuid_v4(txn);
 	initStringInfo(&m);
 	appendStringInfoString(&m, "{\"transaction_id\":");
@@ -212,12 +229,28 @@ message_text(Jsonb *message)
 	return m.data;
 }
 
+/*
+ * A synchronous endpoint: a "sync" segment in its path, as every spec's
+ * /registry/sync/... has.  The others (/registry/search, /registry/txn/status)
+ * acknowledge and call back: posting twice starts the work twice, so they
+ * are retried like writes, as dci_search_async's are.
+ */
+static bool
+is_sync_endpoint(const char *endpoint)
+{
+	for (const char *p = strstr(endpoint, "/sync"); p != NULL; p = strstr(p + 1, "/sync"))
+		if (p[5] == '/' || p[5] == '\0')
+			return true;
+	return false;
+}
+
 static Jsonb *
 send_message(DciSource *src, const char *endpoint, const ActionRule *rule, const char *message,
 			 int total_count, const char *what)
 {
 	Jsonb *answer = dci_exchange(src, endpoint, rule->action, message, total_count,
-								 rule->callback_status, rule->read_only, what, false);
+								 rule->callback_status, rule->read_only && is_sync_endpoint(endpoint),
+								 what, false);
 
 	return read_message(src, what, answer);
 }
@@ -247,26 +280,43 @@ dci_send(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("message must be a JSON object")));
 	src = dci_source_from_arg(fcinfo, true);
-	what = psprintf("%s request to %s", rule->action, endpoint);
+	/* in every message about the call: bounded like all caller text */
+	what = psprintf("%s request to %s", rule->action, dci_quote_text(endpoint, strlen(endpoint)));
 	PG_RETURN_JSONB_P(send_message(src, endpoint, rule, message_text(message),
 								   dci_count_requests(message), what));
 }
 
 /* ---- the domain endpoints of the DR and IBR specs ---- */
 
-/* the first item of the answer's list, or DC006 */
+/*
+ * The first item of the answer's list (one request was sent: it is the
+ * answer), DC006 when there is none, DC007 when it is rejected, whatever
+ * items follow it.  A dialect's "no record" was made a succ item already.
+ */
 static Jsonb *
 first_item(DciSource *src, const char *what, Jsonb *msg, const char *list_name)
 {
-	JsonbValue *list = dci_jget(&msg->root, list_name);
+	JsonbValue	   *list = dci_jget(&msg->root, list_name);
+	JsonbContainer *item;
+	char		   *status;
 
 	if (list == NULL || list->type != jbvBinary || !JsonContainerIsArray(list->val.binary.data) ||
 		JsonContainerSize(list->val.binary.data) == 0 ||
-		dci_jobject(getIthJsonbValueFromContainer(list->val.binary.data, 0)) == NULL)
+		(item = dci_jobject(getIthJsonbValueFromContainer(list->val.binary.data, 0))) == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_DCI_BAD_JSON),
 				 errmsg("answer to the %s from data source \"%s\" has no %s item", what, src->code,
 						list_name)));
+	status = dci_jstring(dci_jget(item, "status"));
+	if (status && strcmp(status, "rjct") == 0)
+	{
+		char *why = dci_reason_text(src, item, "status_reason_code", "status_reason_message");
+
+		ereport(ERROR,
+				(errcode(ERRCODE_DCI_REJECTED),
+				 errmsg("registry of data source \"%s\" rejected the %s%s%s", src->code, what,
+						why ? ": " : "", why ? why : "")));
+	}
 	return JsonbValueToJsonb(getIthJsonbValueFromContainer(list->val.binary.data, 0));
 }
 
@@ -305,7 +355,12 @@ criteria_message(FunctionCallInfo fcinfo, const char *criteria_key, bool with_re
 	appendStringInfoChar(&m, '{');
 	dci_append_str(&m, "query_type", query_type, &cfirst);
 	if (with_response_entity && PG_NARGS() > 3 && !PG_ARGISNULL(3))
-		dci_append_str(&m, "response_entity", text_to_cstring(PG_GETARG_TEXT_PP(3)), &cfirst);
+	{
+		char *re = text_to_cstring(PG_GETARG_TEXT_PP(3));
+
+		dci_check_response_entity(re);
+		dci_append_str(&m, "response_entity", re, &cfirst);
+	}
 	dci_append_jsonb(&m, "query", query, &cfirst);
 	appendStringInfoString(&m, "}}");
 	return m.data;

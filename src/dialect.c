@@ -46,8 +46,32 @@ opencrvs_event_of(const char *id_type)
 	return "birth";
 }
 
+/* the option's reg_event_type when it is a string, in lower case (palloc'd); else NULL */
+static char *
+option_event_lower(const char *option_json)
+{
+	Jsonb	   *opt;
+	JsonbValue *s;
+	char	   *lower;
+
+	if (option_json == NULL)
+		return NULL;
+	opt = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(option_json)));
+	if (!JB_ROOT_IS_SCALAR(opt))
+		return NULL;
+	s = getIthJsonbValueFromContainer(&opt->root, 0);
+	if (s == NULL || s->type != jbvString)
+		return NULL;
+	/* event names are ASCII: no locale's idea of case */
+	lower = pnstrdup(s->val.string.val, s->val.string.len);
+	for (char *p = lower; *p; p++)
+		*p = pg_ascii_tolower((unsigned char) *p);
+	return lower;
+}
+
 char *
-dci_dialect_id_query(const DciSource *src, const char **query_type, Jsonb *query, char **id_type)
+dci_dialect_id_query(const DciSource *src, const char **query_type, Jsonb *query,
+					 const char *event_option_json, char **id_type)
 {
 	JsonbValue	  *t;
 	JsonbValue	  *v;
@@ -72,8 +96,14 @@ dci_dialect_id_query(const DciSource *src, const char **query_type, Jsonb *query
 	else if (is_registration_number(*id_type))
 		appendStringInfo(&q, "\"" OPENCRVS_REGISTRATION_NUMBER "\":{\"type\":\"exact\",\"term\":%s}", value);
 	else if (strcmp(*id_type, "UIN") == 0 || strcmp(*id_type, "NID") == 0)
+	{
+		/* the gateway's nidField: child.nid for birth, deceased.nid for any other event sent */
+		char	   *event = option_event_lower(event_option_json);
+
 		appendStringInfo(&q, "\"data\":{\"%s.nid\":{\"type\":\"exact\",\"term\":%s}}",
-						 strcmp(opencrvs_event_of(*id_type), "birth") == 0 ? "child" : "deceased", value);
+						 strcmp(event ? event : opencrvs_event_of(*id_type), "birth") == 0 ? "child" : "deceased",
+						 value);
+	}
 	else
 	{
 		escape_json(&q, *id_type);
@@ -87,8 +117,6 @@ dci_dialect_id_query(const DciSource *src, const char **query_type, Jsonb *query
 char *
 dci_dialect_event_type(const DciSource *src, const char *option_json, const char *id_type)
 {
-	Jsonb	   *opt;
-	JsonbValue *s;
 	char	   *lower;
 
 	if (src->dialect != DCI_DIALECT_OPENCRVS)
@@ -102,16 +130,9 @@ dci_dialect_event_type(const DciSource *src, const char *option_json, const char
 		escape_json(&b, opencrvs_event_of(id_type));
 		return b.data;
 	}
-	opt = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(option_json)));
-	if (!JB_ROOT_IS_SCALAR(opt))
+	lower = option_event_lower(option_json);
+	if (lower == NULL)
 		return pstrdup(option_json);
-	s = getIthJsonbValueFromContainer(&opt->root, 0);
-	if (s == NULL || s->type != jbvString)
-		return pstrdup(option_json);
-	/* event names are ASCII: no locale's idea of case */
-	lower = pnstrdup(s->val.string.val, s->val.string.len);
-	for (char *p = lower; *p; p++)
-		*p = pg_ascii_tolower((unsigned char) *p);
 	{
 		StringInfoData b;
 

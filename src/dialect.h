@@ -16,10 +16,12 @@
 /*
  * An idtype-value query {"type": T, "value": V} in the dialect's form for
  * by-id lookups: the query text, with *query_type set to what is sent and
- * *id_type to T.  NULL when the query is sent as given.
+ * *id_type to T.  NULL when the query is sent as given.  event_option_json:
+ * the reg_event_type option (compact JSON or NULL), which decides the person
+ * whose national id OpenCRVS looks at.
  */
 extern char *dci_dialect_id_query(const DciSource *src, const char **query_type, Jsonb *query,
-								  char **id_type);
+								  const char *event_option_json, char **id_type);
 
 /*
  * The reg_event_type the dialect sends (palloc'd), given the option's value

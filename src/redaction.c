@@ -24,6 +24,8 @@
 #include "source.h"
 
 #define MAX_NEEDLES 48
+/* the sent signature's needles: its value and its base64 alignments (add_secret) */
+#define MAX_SIG_NEEDLES 8
 
 /*
  * The needles of the last source asked for, kept until it is reloaded
@@ -32,18 +34,27 @@
 static uint64		 needles_serial = 0;
 static MemoryContext needles_cxt = NULL;
 static MemoryContext token_cxt = NULL;
-static RedactNeedle	 needles[MAX_NEEDLES];
+static RedactNeedle	 needles[MAX_NEEDLES + MAX_SIG_NEEDLES];
 static int			 nfixed = 0;
 static int			 ntoken = 0;
 static char			*token_copy = NULL;
 
+/* the signature of the last envelope sent (dci_redact_sent_signature) */
+static MemoryContext sig_cxt = NULL;
+static RedactNeedle	 sig_needles[MAX_SIG_NEEDLES];
+static int			 nsig = 0;
+
+/* where add_needle puts needles: needles[] (limit MAX_NEEDLES) or sig_needles[] */
+static RedactNeedle *target = needles;
+static int			 target_max = MAX_NEEDLES;
+
 static void
 add_needle(int *n, const char *s)
 {
-	if (s != NULL && strlen(s) >= REDACT_MIN_LEN && *n < MAX_NEEDLES)
+	if (s != NULL && strlen(s) >= REDACT_MIN_LEN && *n < target_max)
 	{
-		needles[*n].s = s;
-		needles[*n].len = strlen(s);
+		target[*n].s = s;
+		target[*n].len = strlen(s);
 		(*n)++;
 	}
 }
@@ -114,6 +125,8 @@ load_needles(const DciSource *src)
 {
 	MemoryContext old;
 
+	target = needles;
+	target_max = MAX_NEEDLES;
 	if (needles_cxt != NULL && needles_serial == src->serial)
 		return;
 	if (needles_cxt == NULL)
@@ -161,6 +174,8 @@ load_token_needles(const char *token)
 {
 	MemoryContext old;
 
+	target = needles;
+	target_max = MAX_NEEDLES;
 	if (token_copy != NULL && token != NULL && strcmp(token_copy, token) == 0)
 		return;
 	wipe_needles(nfixed, nfixed + ntoken);
@@ -176,6 +191,66 @@ load_token_needles(const char *token)
 	ntoken = nfixed;
 	add_secret(&ntoken, token);
 	ntoken -= nfixed;
+	MemoryContextSwitchTo(old);
+}
+
+void
+dci_redact_sent_signature(const char *envelope, size_t len)
+{
+	static const char key[] = ",\"signature\":\"";
+	const char *start = NULL;
+	const char *end;
+	const char *v;
+	MemoryContext old;
+
+	if (sig_cxt == NULL)
+		sig_cxt = AllocSetContextCreate(TopMemoryContext, "dci_client redaction signature",
+										ALLOCSET_SMALL_SIZES);
+	MemoryContextReset(sig_cxt);
+	nsig = 0;
+	if (envelope == NULL || len < sizeof(key) + 2)
+		return;
+	/* ours is the last member: the caller's message may spell the key too */
+	for (size_t i = len - (sizeof(key) - 1) + 1; i-- > 0;)
+		if (memcmp(envelope + i, key, sizeof(key) - 1) == 0)
+		{
+			start = envelope + i + sizeof(key) - 1;
+			break;
+		}
+	if (start == NULL)
+		return;
+	/* the JSON string ends at the envelope's closing "} */
+	end = envelope + len - 2;
+	if (end <= start || end[0] != '"' || end[1] != '}')
+		return;
+	/* DCI: ... signature=\"<base64>\" (escaped in the JSON text); JWS: the last segment */
+	v = NULL;
+	for (const char *p = start; p + 12 <= end; p++)
+		if (memcmp(p, "signature=\\\"", 12) == 0)
+			v = p + 12;
+	if (v != NULL)
+	{
+		const char *q = v;
+
+		while (q < end && *q != '\\')
+			q++;
+		end = q;
+	}
+	else
+	{
+		v = start;
+		for (const char *p = start; p < end; p++)
+			if (*p == '.')
+				v = p + 1;
+	}
+	if (end - v < REDACT_MIN_LEN)
+		return;
+	old = MemoryContextSwitchTo(sig_cxt);
+	target = sig_needles;
+	target_max = MAX_SIG_NEEDLES;
+	add_secret(&nsig, pnstrdup(v, end - v));
+	target = needles;
+	target_max = MAX_NEEDLES;
 	MemoryContextSwitchTo(old);
 }
 
@@ -199,10 +274,11 @@ dci_redact(const DciSource *src, char *text, size_t len, size_t *outlen)
 		return text;
 	load_needles(src);
 	load_token_needles(src->access_token);
-	if (nfixed + ntoken == 0)
+	if (nfixed + ntoken + nsig == 0)
 		return text;
+	memcpy(needles + nfixed + ntoken, sig_needles, sizeof(RedactNeedle) * nsig);
 	/* an interrupt that is no cancel (a barrier, say) lets it start again */
-	while ((rc = redact_text(needles, nfixed + ntoken, text, len, &out, &out_len,
+	while ((rc = redact_text(needles, nfixed + ntoken + nsig, text, len, &out, &out_len,
 							 interrupt_pending)) == -2)
 		CHECK_FOR_INTERRUPTS();
 	if (rc == 0)

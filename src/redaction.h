@@ -16,6 +16,14 @@
  */
 extern char *dci_redact(const DciSource *src, char *text, size_t len, size_t *outlen);
 
+/*
+ * The signature of the envelope about to be sent (its text as
+ * dci_build_envelope made it): redacted too from what its answer hands back,
+ * until the next envelope's, so that sending is no signing oracle through a
+ * registry that echoes its request (README "Privileges").
+ */
+extern void dci_redact_sent_signature(const char *envelope, size_t len);
+
 /* base64 of a string (base64.c), palloc'd */
 extern char *dci_base64(const char *s);
 

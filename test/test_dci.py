@@ -747,12 +747,12 @@ birth_verified = bool(births) and births[0].get("birth_date") == partner.birthda
 
 README_DR = '''\
 self.env.cr.execute(
-    "SELECT r -> 'disability' FROM dci_search_by_id(%s, %s, %s) AS r",
+    "SELECT r FROM dci_search_by_id(%s, %s, %s) AS r",
     ("dr", "UIN", partner.national_id),
 )
 row = self.env.cr.fetchone()
-disability = row[0] if row else None          # e.g. {"status": "verified", "severity": "moderate", ...}
-is_disabled = bool(disability) and disability.get("status") == "verified"
+disability = row[0] if row else None          # the DR spec's record: disability_status, disability_details, ...
+is_disabled = bool(disability) and str(disability.get("disability_status", "")).lower() in ("approved", "registered")
 '''
 
 README_IBR = '''\
@@ -815,7 +815,8 @@ def test_readme_worked_examples(env):
         assert sc["reg_type"] == "ns:org:RegistryType:Civil", sc
         assert _odoo(cur, other, README_CRVS)["birth_verified"] is False
         ns = _odoo(cur, partner, README_DR)
-        assert ns["is_disabled"] is True and ns["disability"]["severity"] == "moderate", ns["disability"]
+        assert ns["is_disabled"] is True and ns["disability"]["disability_details"][0]["impairment_type"] == \
+            "Physical and movement related functions", ns["disability"]
         assert _sent(env)["message"]["search_request"][0]["search_criteria"]["reg_type"] == "ns:org:RegistryType:DR"
         ns = _odoo(cur, other, README_DR)
         assert ns["is_disabled"] is False and ns["disability"] is None

@@ -387,10 +387,24 @@ def dci_person(i, id_type, id_value, reg_type):
     elif kind == "DR":
         rec.update({"disability": {"status": "verified", "functional_difficulty": ["mobility"],
                                    "severity": "moderate", "assessed_on": "2024-02-01"}})
+        rec.update(dr_spec_fields(id_value))
     elif kind == "IBR":
         rec.update({"enrollments": [{"program": "Child Grant", "status": "active",
                                      "enrolled_on": "2023-06-01", "agency": "MoSD"}]})
     return rec
+
+
+def dr_spec_fields(id_value):
+    """The DR spec's DisabledPerson fields (dr_api_v1.0.0.yaml); a value
+    starting DENIED is a refused registration."""
+    if str(id_value).startswith("DENIED"):
+        return {"disability_status": "Rejected", "disability_details": [],
+                "registration_date": "2023-01-10T00:00:00Z"}
+    return {"disability_status": "Approved", "disability_level": "Moderate",
+            "disability_details": [{"impairment_type": "Physical and movement related functions",
+                                    "impairment_level": "Moderate impairment or difficulty",
+                                    "impairment_cause": "Work Accident", "age_on_set": "Working age"}],
+            "registration_date": "2023-01-10T00:00:00Z", "last_updated": "2024-02-01T00:00:00Z"}
 
 
 def dci_records(sc, page_size, page_number):
@@ -569,6 +583,14 @@ def h_dci(req):
 
 
 def h_echo(req):
+    if req.path.endswith("/signature-error"):
+        # a registry refusing a signature by quoting it, as validation errors do
+        try:
+            sig = json.loads(req.body).get("signature", "")
+        except (ValueError, AttributeError):
+            sig = ""
+        return jbody({"header": {"status": "rjct", "status_reason_code": "rjct.signature.invalid",
+                                 "status_reason_message": "signature %s does not verify" % sig}, "message": {}})
     return jbody({"method": req.method, "path": req.path, "query": req.query,
                   "headers": req.hdrs, "body": req.body})
 
@@ -616,6 +638,8 @@ mock_domain.install(globals())
 
 
 def route(req):
+    if req.path.startswith("/open/registry/"):     # the DCI endpoints, unauthenticated (auth_type none)
+        req.path = req.path[len("/open"):]
     h = ROUTES.get(req.path)
     if h is None:
         for p, fn in PREFIX_ROUTES.items():

@@ -19,6 +19,17 @@ UPDATE dci_signing_key
    SET private_key = '',
        state = 'revoked';
 
+-- the secret registries present to our callbacks, where the extension has it
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_attribute
+                WHERE attrelid = to_regclass('dci_data_source') AND attname = 'callback_token'
+                  AND NOT attisdropped) THEN
+        EXECUTE 'UPDATE dci_data_source SET callback_token = ''''';
+    END IF;
+END
+$$;
+
 -- the Odoo model of the same sources (spp_dci_client), when it is installed
 DO $$
 BEGIN

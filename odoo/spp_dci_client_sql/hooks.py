@@ -1,0 +1,178 @@
+"""Install and uninstall hooks.
+
+post_init_hook (after the addon's tables and views exist):
+1. requires the dci_client extension in this database (CREATE EXTENSION,
+   as a superuser, comes first: README "Installing in OpenSPP");
+2. grants Odoo's database role what the addon's groups use (GRANTS) where
+   this role may grant it, and lists what is still missing otherwise
+   (system parameter spp_dci_client_sql.missing_grants and a WARNING);
+3. migrates every existing source: the row of dci_data_source, and its
+   plain-text oauth2_client_secret / bearer_token moved into the extension
+   (encrypted) with the Odoo columns blanked, the cached token dropped.
+   Idempotent.  No secret is ever in the text of a statement: the values
+   move from column to column inside the database (UPDATE ... FROM).
+
+uninstall_hook: see README "Installing in OpenSPP" (uninstalling).
+"""
+import logging
+
+import psycopg2
+
+from odoo import _
+from odoo.exceptions import UserError
+
+from .services import sql
+
+_logger = logging.getLogger(__name__)
+
+# Odoo group -> what Odoo's database role needs for it (README "Privileges").
+# Odoo connects with one role for every worker, so the grants go to that
+# role (current_user); the groups decide who may use them inside Odoo.
+GRANTS = {
+    # runtime: the services' calls
+    "spp_dci_client_sql.group_dci_user": {
+        "functions": ["dci_request", "dci_test_connection", "dci_search", "dci_search_records",
+                      "dci_search_by_id", "dci_search_async", "dci_txn_status", "dci_subscribe",
+                      "dci_unsubscribe", "dci_search_batch", "dci_search_by_ids", "dci_send",
+                      "dci_token_status_entries", "dci_source_stats_entries", "dci_source_stats_items",
+                      "dci_batch_progress_entries"],
+        "tables": {"dci_data_source": "SELECT", "dci_request_log": "SELECT", "dci_token_status": "SELECT",
+                   "dci_source_stats": "SELECT", "dci_batch_progress": "SELECT"},
+    },
+    # administration: sources and their secrets, tokens for get_headers()
+    "spp_dci_client_sql.group_dci_admin": {
+        "functions": ["dci_clear_secret", "dci_get_token"],
+        "tables": {"dci_data_source": "SELECT, INSERT, UPDATE, DELETE",
+                   "dci_signing_key": "SELECT, INSERT, UPDATE, DELETE"},
+    },
+    # HTTP workers receiving callbacks
+    "spp_dci_client_sql.group_dci_callback": {
+        "functions": ["dci_receive", "dci_await"],
+        "tables": {"dci_inbox": "SELECT", "dci_transaction": "SELECT", "dci_subscription": "SELECT"},
+    },
+}
+SECRET_FIELDS = (("oauth2_client_secret", "client_secret"), ("bearer_token", "bearer_token"))
+CACHE_FIELDS = ("_oauth2_access_token", "_oauth2_token_expires_at")
+
+
+def _each_function(cr, name):
+    cr.execute("""SELECT p.oid::regprocedure::text FROM pg_catalog.pg_proc p
+                    JOIN pg_catalog.pg_depend d ON d.objid = p.oid AND d.deptype = 'e'
+                    JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid
+                   WHERE e.extname = 'dci_client' AND p.proname = %s""", (name,))
+    return [r[0] for r in cr.fetchall()]
+
+
+def missing_grants(cr):
+    """GRANT statements Odoo's role still needs (for the DBA)."""
+    out = []
+    for spec in GRANTS.values():
+        for name in spec["functions"]:
+            for sig in _each_function(cr, name):
+                cr.execute("SELECT has_function_privilege(current_user, %s, 'EXECUTE')", (sig,))
+                if not cr.fetchone()[0]:
+                    out.append("GRANT EXECUTE ON FUNCTION %s TO %%(role)s;" % sig)
+        for table, privs in spec["tables"].items():
+            cr.execute("SELECT to_regclass(%s) IS NOT NULL", (table,))
+            if not cr.fetchone()[0]:
+                continue
+            for priv in privs.split(", "):
+                cr.execute("SELECT has_table_privilege(current_user, %s, %s)", (table, priv))
+                if not cr.fetchone()[0]:
+                    out.append("GRANT %s ON %s TO %%(role)s;" % (priv, table))
+    return sorted(set(out))
+
+
+def apply_grants(cr):
+    """Grant what is missing when this role may (a superuser, or a role with
+    the grant option); returns what is still missing."""
+    for stmt in missing_grants(cr):
+        try:
+            with cr.savepoint(flush=False):
+                cr.execute(stmt % {"role": "CURRENT_USER"})
+        except psycopg2.Error as e:
+            _logger.info("could not %s: %s", stmt % {"role": "CURRENT_USER"}, e.pgcode)
+    left = missing_grants(cr)
+    if left:
+        cr.execute("SELECT current_user")
+        role = cr.fetchone()[0]
+        _logger.warning("dci_client: Odoo's role %s lacks privileges the addon uses; as a superuser run:\n%s",
+                        role, "\n".join(s % {"role": '"%s"' % role.replace('"', '""')} for s in left))
+    return left
+
+
+def migrate_sources(cr):
+    """Every spp_dci_data_source row into dci_data_source, its plain-text
+    secrets moved in (encrypted by the extension) and blanked in Odoo's table.
+    Returns (migrated codes, {code: SQLSTATE} of rows left as they were)."""
+    cr.execute("SELECT to_regclass('spp_dci_data_source') IS NOT NULL")
+    if not cr.fetchone()[0]:
+        return [], {}
+    have = {c for c in ("oauth2_client_secret", "bearer_token", "timeout", "oauth2_scope", "notes", "receiver_id",
+                        "search_endpoint", "oauth2_credential_location") + CACHE_FIELDS
+            if sql.has_column(cr, "spp_dci_data_source", c)}
+
+    def col(name, default="NULL"):
+        return "s.%s" % name if name in have else default
+
+    cr.execute("SELECT id, code FROM spp_dci_data_source ORDER BY id")
+    done, failed = [], {}
+    for rid, code in cr.fetchall():
+        try:
+            with cr.savepoint(flush=False):
+                cr.execute("""
+                    INSERT INTO dci_data_source (code, name, registry_type, base_url, auth_type, auth_url, client_id,
+                                                 scope, credential_location, verify_ssl, sender_id, callback_uri,
+                                                 receiver_id, search_endpoint, active, notes, timeout_ms)
+                    SELECT s.code, s.name,
+                           CASE WHEN s.registry_type ~ '^ns:org:RegistryType:[A-Za-z][A-Za-z0-9_]*$'
+                                THEN s.registry_type END,
+                           rtrim(s.base_url, '/'), s.auth_type, s.oauth2_token_url, s.oauth2_client_id,
+                           NULLIF(%s, ''), coalesce(%s, 'body'), coalesce(s.verify_ssl, true), s.our_sender_id,
+                           NULLIF(s.our_callback_uri, ''), NULLIF(%s, ''),
+                           coalesce(NULLIF(%s, ''), '/registry/sync/search'), coalesce(s.active, true), %s,
+                           CASE WHEN %s > 0 THEN %s * 1000 END
+                      FROM spp_dci_data_source s
+                     WHERE s.id = %%s AND NOT EXISTS (SELECT 1 FROM dci_data_source d WHERE d.code = s.code)"""
+                           % (col("oauth2_scope"), col("oauth2_credential_location"), col("receiver_id"),
+                              col("search_endpoint"), col("notes"), col("timeout", "0"), col("timeout", "0")),
+                           (rid,))
+                for field, column in SECRET_FIELDS:
+                    if field in have:
+                        # column to column: the value is never part of the statement
+                        cr.execute("UPDATE dci_data_source d SET %s = s.%s FROM spp_dci_data_source s "
+                                   "WHERE s.id = %%s AND d.code = s.code AND coalesce(s.%s, '') <> ''"
+                                   % (column, field, field), (rid,))
+                blank = [f for f, _c in SECRET_FIELDS if f in have] + [f for f in CACHE_FIELDS if f in have]
+                if blank:
+                    cr.execute("UPDATE spp_dci_data_source SET %s WHERE id = %%s"
+                               % ", ".join('"%s" = NULL' % f for f in blank), (rid,))
+            done.append(code)
+        except psycopg2.Error as e:
+            failed[code] = e.pgcode
+            _logger.warning("dci_client: data source %s not migrated (SQLSTATE %s: %s); its Odoo row is unchanged",
+                            code, e.pgcode, e.diag.message_primary if e.diag else "")
+    return done, failed
+
+
+def post_init_hook(env):
+    cr = env.cr
+    version = sql.extension_version(cr)
+    if not version:
+        raise UserError(_("The dci_client extension is not installed in this database: as a superuser run "
+                          "CREATE EXTENSION dci_client CASCADE; then install this addon again."))
+    left = apply_grants(cr)
+    env["ir.config_parameter"].sudo().set_param("spp_dci_client_sql.missing_grants", "\n".join(left) or False)
+    done, failed = migrate_sources(cr)
+    _logger.info("dci_client %s: %d data source(s) migrated, %d left unchanged %s", version, len(done),
+                 len(failed), sorted(failed))
+
+
+def uninstall_hook(env):
+    """The extension and its rows stay (sources, encrypted secrets, request
+    log): Odoo's data source rows keep their configuration but no secret, so
+    spp_dci_client alone cannot authenticate until the secrets are entered
+    again (or the addon is installed again, which finds them in place)."""
+    cr = env.cr
+    cr.execute("DROP VIEW IF EXISTS spp_dci_request_log")
+    cr.execute("DROP TABLE IF EXISTS pg_temp.dci_odoo_secret_in")

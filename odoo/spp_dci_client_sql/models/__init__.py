@@ -1,0 +1,1 @@
+from . import data_source, request_log, fastapi_endpoint

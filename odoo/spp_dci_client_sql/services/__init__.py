@@ -1,0 +1,2 @@
+from . import sql
+from . import client, registries, callbacks

@@ -1,0 +1,193 @@
+"""Callbacks from registries (on-search, on-subscribe, notify): the raw body
+and the headers go to dci_receive, which checks the sender (callback token,
+signature), stores the message in dci_inbox (and settles dci_transaction /
+dci_subscription) and says what to answer.  The processing OpenSPP did in
+its FastAPI routers (CRVS events, DR disability status, IBR duplication
+checks) then reads what dci_receive stored: the jsonb of dci_inbox, not the
+request body parsed again."""
+import json
+import logging
+
+from odoo.exceptions import UserError
+
+from . import sql
+from .registries import _first_record, extract_disability
+
+_logger = logging.getLogger(__name__)
+
+MAX_BODY = 16 * 1024 * 1024          # dci_client.max_response_bytes' default
+MAX_HEADERS = 100
+MAX_HEADER_VALUE = 8192
+
+# SQLSTATE of a refused callback -> HTTP status
+REFUSED_STATUS = {"DC001": 404, "DC002": 401, "DC008": 401, "DC006": 400, "22023": 400, "22021": 400,
+                  "DC005": 413, "42501": 503}
+
+
+def _dicts(value):
+    """The dict items of what should be a list of objects (a hostile sender
+    may put anything there)."""
+    if isinstance(value, dict):
+        value = [value]
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def _nack(code, text):
+    return {"message": {"ack_status": "NACK", "error": {"code": code, "message": text}}}
+
+
+def clean_headers(headers):
+    """Lower-cased names, string values, bounded (a hostile sender cannot make
+    the call fail on the header object)."""
+    out = {}
+    for name, value in headers or ():
+        if not isinstance(name, str) or not isinstance(value, str):
+            continue
+        if len(out) >= MAX_HEADERS or len(name) > 256 or "\x00" in name or "\x00" in value:
+            continue
+        out[name.lower()] = value[:MAX_HEADER_VALUE]
+    return out
+
+
+def receive(env, source, body, headers, kind=None):
+    """(http_status, answer) for a callback of data source `source`.
+    body: the raw bytes; headers: (name, value) pairs.  kind: 'crvs', 'dr',
+    'ibr' or None (from the source's registry_type)."""
+    cr = env.cr
+    if body is None:
+        body = b""
+    if len(body) > MAX_BODY:
+        return 413, _nack("err.request.too_large", "the message is too large")
+    try:
+        text = body.decode("utf-8") if isinstance(body, bytes) else str(body)
+    except UnicodeDecodeError:
+        return 400, _nack("err.request.bad", "the body is not UTF-8")
+    if "\x00" in text:
+        return 400, _nack("err.request.bad", "the body holds a NUL character")
+    if not sql.has_function(cr, "dci_receive"):
+        _logger.error("dci_receive is missing: upgrade dci_client to receive callbacks")
+        return 503, _nack("err.service.unavailable", "callbacks are not available")
+    try:
+        before = sql.fetch_one(cr, "SELECT coalesce(max(id), 0) FROM dci_inbox")
+        with sql.dci_errors(cr):
+            cr.execute("SELECT http_status, response FROM dci_receive(%s, %s, %s)",
+                       (source, text, sql.jsonb(clean_headers(headers))))
+            status, answer = cr.fetchone()
+    except UserError as e:
+        code = getattr(e, "pgcode", None)
+        _logger.info("callback for %s refused: SQLSTATE %s", source, code)
+        return REFUSED_STATUS.get(code, 500), _nack("err.request.refused", "the message was not accepted")
+    if 200 <= (status or 0) < 300:
+        process_stored(env, source, before, kind)
+    return status, answer
+
+
+def process_stored(env, source, after_id, kind=None):
+    """Process the inbox rows this transaction stored (ids above after_id:
+    under Odoo's REPEATABLE READ no other transaction's new rows are
+    visible).  A failure in processing is logged; the message stays stored."""
+    cr = env.cr
+    rows = sql.fetch_all(
+        cr, """SELECT i.id, i.action, i.transaction_id, i.correlation_id, i.verified, i.header, i.message,
+                      d.registry_type
+                 FROM dci_inbox i JOIN dci_data_source d ON d.id = i.source_id
+                WHERE i.id > %s AND d.code = %s ORDER BY i.id""", (after_id, source))
+    done = []
+    for inbox_id, action, txn, corr, verified, header, message, registry_type in rows:
+        which = kind or {"ns:org:RegistryType:Civil": "crvs", "ns:org:RegistryType:CRVS": "crvs",
+                         "ns:org:RegistryType:DR": "dr", "ns:org:RegistryType:IBR": "ibr"}.get(registry_type)
+        try:
+            with cr.savepoint(flush=False):
+                done.append(_process(env, source, which, action, header or {}, message or {}, corr))
+        except Exception as e:      # noqa: BLE001 - the message stays stored; the answer stands
+            _logger.error("processing callback %s of %s failed: %s", inbox_id, source, type(e).__name__)
+    return done
+
+
+def _process(env, source, kind, action, header, message, correlation_id):
+    header = header if isinstance(header, dict) else {}
+    message = message if isinstance(message, dict) else {}
+    if kind == "crvs" and action in ("notify", "on-notify", None):
+        return ("crvs_event", _crvs_event(env, source, header, message))
+    if kind == "dr" and action == "on-search":
+        return ("disability_status", _dr_on_search(env, header, message))
+    if kind == "ibr" and action == "on-search":
+        return ("duplication_check", _ibr_on_search(env, message, correlation_id))
+    return (action, None)
+
+
+def _crvs_event(env, source, header, message):
+    from odoo.addons.spp_dci_client_crvs.services.crvs_service import CRVSService
+    try:
+        service = CRVSService(env, source)
+    except Exception as e:              # not a CRVS source: OpenSPP's fallback creates the event directly
+        _logger.warning("CRVS service for %s unavailable (%s): event created directly", source, e)
+        service = None
+    # the fields OpenSPP's processing reads, in the types it expects
+    message = dict(message, event_type=str(message.get("event_type") or ""),
+                   identifiers=_dicts(message.get("identifiers")))
+    data = {"header": header, "message": message}
+    if service is not None:
+        return service.process_notification(data)
+    ids = _dicts(message.get("identifiers")) or [{}]
+    return env["spp.dci.crvs.event"].sudo().create({
+        "event_type": str(message.get("event_type") or "").lower(),
+        "identifier_type": ids[0].get("type"), "identifier_value": ids[0].get("value"),
+        "event_date": message.get("event_date"), "raw_data": json.dumps(data, indent=2),
+        "state": "received"}).id
+
+
+def _partner(env, record):
+    for i in _dicts(record.get("identifier") or record.get("identifiers")):
+        t = i.get("identifier_type") or i.get("type")
+        v = i.get("identifier_value") or i.get("value")
+        if t and v:
+            reg = env["spp.registry.id"].sudo().search([("id_type_id.code", "=", t), ("value", "=", v)], limit=1)
+            if reg:
+                return reg.partner_id
+    return None
+
+
+def _dr_on_search(env, header, message):
+    Status = env["spp.dci.disability.status"].sudo()
+    touched = []
+    for item in _dicts(message.get("search_response")):
+        if item.get("status") != "succ":
+            continue
+        record = _first_record({"message": {"search_response": [item]}})
+        partner = _partner(env, record) if record else None
+        if not partner:
+            continue
+        ex = extract_disability(record)
+        vals = {"partner_id": partner.id, "has_disability": ex["has_disability"],
+                "disability_types": json.dumps(ex["disability_types"]),
+                "functional_scores": json.dumps({}), "assessment_date": ex["assessment_date"],
+                "source_registry": header.get("sender_id"), "raw_data": json.dumps(record), "state": "synced"}
+        existing = Status.search([("partner_id", "=", partner.id)], limit=1)
+        if existing:
+            existing.write(vals)
+            touched.append(existing.id)
+        else:
+            touched.append(Status.create(vals).id)
+    return touched
+
+
+def _ibr_on_search(env, message, correlation_id):
+    if not correlation_id:
+        return None
+    check = env["spp.dci.duplication.check"].sudo().search(
+        [("state", "=", "checking"), ("notes", "ilike", correlation_id)], limit=1)
+    if not check:
+        return None
+    records, programs = [], []
+    for item in _dicts(message.get("search_response")):
+        if item.get("status") == "succ":
+            data = item.get("data") or {}
+            records.extend(_dicts(data.get("reg_records")) if isinstance(data, dict) else [])
+    for rec in records:
+        for p in _dicts(rec.get("programs")) + _dicts(rec.get("programs_enrollments")):
+            if isinstance(p, dict) and (p.get("name") or p.get("program_name") or p.get("programme_name")):
+                programs.append(p.get("name") or p.get("program_name") or p.get("programme_name"))
+    check.write({"result": "confirmed_match" if records else "no_match", "matched_programs": "\n".join(programs),
+                 "raw_response": json.dumps(message), "state": "completed"})
+    return check.id

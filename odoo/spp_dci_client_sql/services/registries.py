@@ -1,0 +1,234 @@
+"""The CRVS, DR and IBR services of OpenSPP on the dci_client extension.
+
+CRVSService (spp_dci_client_crvs/services/crvs_service.py), DRService
+(spp_dci_client_dr/services/dr_service.py) and IBRService
+(spp_dci_client_ibr/services/ibr_service.py) are plain classes; their
+methods are replaced like DCIClient's (same names and signatures; the
+original runs where this addon is not installed):
+
+- CRVS `verify_birth` / `check_death`: one search through the client
+  (dci_search); the first registry record, or None / False.
+- DR `get_disability_status(partner)`: the DR spec's record
+  (`disability_status`, `disability_details`, `disability_level`) read by
+  `extract_disability` below; `get_disability_details` (new) asks the DR's
+  `/registry/sync/get-disability-details` through dci_send.
+- IBR `check_duplication(partner)`: ALL of the partner's identifiers in one
+  `dci_search_batch` call (one envelope of many items), instead of one HTTP
+  request per identifier; `get_enrolled` (new): `/registry/sync/enrolled`.
+"""
+import logging
+import uuid
+from datetime import date, datetime
+
+from odoo import _
+from odoo.exceptions import UserError, ValidationError
+
+from odoo.addons.spp_dci_client_crvs.services.crvs_service import CRVSService
+from odoo.addons.spp_dci_client_dr.services.dr_service import DRService
+from odoo.addons.spp_dci_client_ibr.services.ibr_service import IBRService
+
+from .client import _override
+
+_logger = logging.getLogger(__name__)
+
+# DR spec: disability_status is free text; these are its workflow words
+APPROVED = {"approved", "registered", "yes"}
+REJECTED = {"rejected", "denied", "no"}
+
+
+def _wrapped(text, exc):
+    err = UserError(text % str(exc))
+    err.pgcode = getattr(exc, "pgcode", None)
+    return err
+
+
+def _first_record(response):
+    message = (response or {}).get("message") or {}
+    items = message.get("search_response") if isinstance(message, dict) else None
+    for item in items if isinstance(items, list) else []:
+        if not isinstance(item, dict):
+            continue
+        data = item.get("data") or {}
+        records = data.get("reg_records") if isinstance(data, dict) else None
+        if isinstance(records, dict):
+            records = [records]
+        for rec in records or []:
+            if isinstance(rec, dict):
+                return rec
+    return None
+
+
+def _as_date(value):
+    if not value:
+        return None
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).date()
+    except ValueError:
+        return None
+
+
+def extract_disability(record):
+    """A DR spec record (DisabledPerson) -> what OpenSPP stores: has_disability,
+    disability_types (impairment types), disability_status, disability_level,
+    disability_details, functional_scores ({}: the spec has none),
+    assessment_date, source_registry, raw_data."""
+    details = record.get("disability_details") or []
+    if isinstance(details, dict):
+        details = [details]
+    details = [d for d in details if isinstance(d, dict)]
+    types = [d["impairment_type"] for d in details if d.get("impairment_type")]
+    status = str(record.get("disability_status") or "").strip()
+    word = status.lower()
+    if word in APPROVED:
+        has = True
+    elif word in REJECTED:
+        has = False
+    else:
+        has = bool(types)
+    return {
+        "has_disability": has,
+        "disability_types": types,
+        "disability_status": status or None,
+        "disability_level": record.get("disability_level"),
+        "disability_details": details,
+        "functional_scores": {},
+        "assessment_date": _as_date(record.get("last_updated") or record.get("registration_date")),
+        "source_registry": record.get("source_registry") or record.get("registry_name"),
+        "raw_data": record,
+    }
+
+
+def _message(criteria_key, criteria):
+    return {"transaction_id": str(uuid.uuid4()), criteria_key: criteria}
+
+
+# ---------------------------------------------------------------- CRVS
+@_override(CRVSService, "verify_birth")
+def verify_birth(self, identifier_type: str, identifier_value: str) -> dict | None:
+    """The CRVS's birth record for an identifier, or None."""
+    if not identifier_type or not identifier_value:
+        raise ValidationError("identifier_type and identifier_value are required")
+    try:
+        response = self.client.search_by_id(identifier_type=identifier_type, identifier_value=identifier_value,
+                                            page=1, page_size=1)
+    except UserError as e:
+        raise _wrapped(_("Failed to verify birth record: %s"), e) from e
+    return _first_record(response)
+
+
+@_override(CRVSService, "check_death")
+def check_death(self, identifier_type: str, identifier_value: str) -> bool:
+    """Whether the CRVS holds a death record for the identifier."""
+    if not identifier_type or not identifier_value:
+        raise ValidationError("identifier_type and identifier_value are required")
+    try:
+        response = self.client.search(query_type="idtype-value",
+                                      query_value="%s:%s" % (identifier_type, identifier_value),
+                                      page=1, page_size=1, registry_event_type="DEATH")
+    except UserError as e:
+        raise _wrapped(_("Failed to check death status: %s"), e) from e
+    return _first_record(response) is not None
+
+
+# ---------------------------------------------------------------- DR
+@_override(DRService, "get_disability_status")
+def get_disability_status(self, partner) -> dict | None:
+    """The DR's record of the partner, read per the DR spec, or None."""
+    if not partner:
+        raise ValidationError("Partner is required")
+    identifier = self._get_partner_identifier(partner)
+    if not identifier:
+        return None
+    id_type, id_value = identifier
+    try:
+        response = self.client.search_by_id(identifier_type=id_type, identifier_value=id_value,
+                                            record_type="PERSON", page=1, page_size=1)
+    except UserError as e:
+        raise _wrapped(_("Failed to get disability status: %s"), e) from e
+    record = _first_record(response)
+    return extract_disability(record) if record is not None else None
+
+
+@_override(DRService, "_extract_disability_data")
+def _extract_disability_data(self, record_data: dict) -> dict:
+    """DR spec parsing (extract_disability)."""
+    return extract_disability(record_data)
+
+
+def get_disability_details(self, identifier_type, identifier_value):
+    """/registry/sync/get-disability-details (DR spec) for one member: the
+    parsed records (extract_disability), [] when none."""
+    criteria = {"query_type": "expression",
+                "query": {"member.member_identifier": {"eq": identifier_value},
+                          "member.member_identifier_type": {"eq": identifier_type}}}
+    try:
+        answer = self.client.send("/registry/sync/get-disability-details", "search",
+                                  _message("disabled_criteria", criteria))
+    except UserError as e:
+        raise _wrapped(_("Failed to get disability status: %s"), e) from e
+    out = []
+    for item in ((answer or {}).get("message") or {}).get("search_response") or []:
+        data = item.get("data") or {}
+        recs = data.get("reg_records") if isinstance(data, dict) else None
+        for rec in ([recs] if isinstance(recs, dict) else recs or []):
+            if isinstance(rec, dict):
+                out.append(extract_disability(rec))
+    return out
+
+
+DRService.get_disability_details = get_disability_details
+
+
+# ---------------------------------------------------------------- IBR
+def _programs(service, record):
+    programs = list(service._extract_programs(record))
+    for e in record.get("programs_enrollments") or []:          # the registries' spec field
+        if isinstance(e, dict) and (e.get("programme_name") or e.get("programme_identifier")):
+            programs.append(str(e.get("programme_name") or e.get("programme_identifier")))
+    return programs
+
+
+@_override(IBRService, "check_duplication")
+def check_duplication(self, partner) -> dict:
+    """Duplicate enrollments of a partner: every identifier it has, in one
+    dci_search_batch call.  Same answer as upstream: is_duplicate,
+    matched_programs, raw_response (one entry per identifier)."""
+    if not partner:
+        raise ValueError("partner is required")
+    identifiers = self._get_partner_identifiers(partner)
+    if not identifiers:
+        raise UserError(_("Partner '%s' has no identifiers configured. Please add at least one identifier "
+                          "before checking for duplicates.") % partner.name)
+    rows = self.client.search_by_ids(identifiers)
+    matches, programs, raw = [], set(), []
+    for (id_type, id_value), row in zip(identifiers, rows):
+        raw.append({"identifier_type": id_type, "identifier_value": id_value, "status": row["status"],
+                    "records": row["records"], "reason_code": row["reason_code"],
+                    "reason_message": row["reason_message"]})
+        if row["status"] != "succ":
+            _logger.warning("IBR search for %s failed: %s %s", id_type, row["reason_code"], row["reason_message"])
+            continue
+        for record in row["records"] or []:
+            progs = _programs(self, record)
+            matches.append({"reference_id": row["reference_id"], "name": self._extract_name(record),
+                            "identifiers": self._extract_identifiers(record), "programs": progs,
+                            "raw_data": record})
+            programs.update(progs)
+    return {"is_duplicate": bool(matches), "matched_programs": sorted(programs), "raw_response": raw}
+
+
+def get_enrolled(self, identifier_value, programme_identifier=None):
+    """/registry/sync/enrolled (IBR spec): the enrolled_response items."""
+    query = {"person_identifier": {"eq": identifier_value}}
+    if programme_identifier:
+        query["programme_identifier.program.programme_identifier"] = {"eq": programme_identifier}
+    criteria = {"query_type": "expression", "response_entity": "Member", "query": query}
+    answer = self.client.send("/registry/sync/enrolled", "search", _message("enrolled_criteria", criteria))
+    return ((answer or {}).get("message") or {}).get("enrolled_response") or []
+
+
+IBRService.get_enrolled = get_enrolled

@@ -1,0 +1,731 @@
+"""odoo/spp_dci_client_sql (issue 15) run here, without Odoo: the addon's own
+Python on the stand-in ORM of test/support/odoo_orm.py (models composed by
+_inherit as Odoo's registry does, over the upstream OpenSPP2 classes of
+test/support/odoo_upstream.py), against the session's PostgreSQL with the
+extension and the bundled mock registry.  Upstream methods that would send
+HTTP themselves raise, so every test also proves the override took over.
+
+Tests that need a function or column the installed extension does not have
+yet skip through requires_sql(), whose only condition is "missing from the
+catalog"."""
+import ast
+import csv
+import inspect
+import json
+import os
+import py_compile
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from contextlib import closing
+
+import psycopg2
+import psycopg2.extras
+import pytest
+
+from support import odoo_orm
+from support.env import CLIENT_ID, CLIENT_SECRET
+from support.util import code, remember, secret
+
+ADDON = os.path.join(odoo_orm.ROOT, "odoo", "spp_dci_client_sql")
+addon = odoo_orm.install()
+from odoo.addons.spp_dci_client.services.client import DCIClient  # noqa: E402
+from odoo.addons.spp_dci_client_crvs.services.crvs_service import CRVSService  # noqa: E402
+from odoo.addons.spp_dci_client_dr.services.dr_service import DRService  # noqa: E402
+from odoo.addons.spp_dci_client_ibr.services.ibr_service import IBRService  # noqa: E402
+from odoo.addons.spp_dci_client_sql import hooks  # noqa: E402
+from odoo.addons.spp_dci_client_sql.controllers.main import DCICallbackController  # noqa: E402
+from odoo.addons.spp_dci_client_sql.models import data_source as ds_mod  # noqa: E402
+from odoo.addons.spp_dci_client_sql.models import fastapi_endpoint as fe_mod  # noqa: E402
+from odoo.addons.spp_dci_client_sql.services import client as client_mod  # noqa: E402
+from odoo.addons.spp_dci_client_sql.services import sql as sql_mod  # noqa: E402
+
+UserError, ValidationError = odoo_orm.UserError, odoo_orm.ValidationError
+SEARCH = "/registry/sync/search"
+CIVIL, DR, IBR = "ns:org:RegistryType:Civil", "ns:org:RegistryType:DR", "ns:org:RegistryType:IBR"
+
+
+def requires_sql(env, *names):
+    """Skip unless every name is in the catalog: a function of the extension,
+    or 'table.column'.  (Guards the tests written ahead of the extension.)"""
+    with closing(env.connect()) as conn:
+        cur = conn.cursor()
+        for name in names:
+            if "." in name:
+                table, column = name.split(".", 1)
+                cur.execute("SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(%s) "
+                            "AND attname = %s AND NOT attisdropped)", (table, column))
+            else:
+                cur.execute("SELECT EXISTS (SELECT 1 FROM pg_proc WHERE proname = %s)", (name,))
+            if not cur.fetchone()[0]:
+                pytest.skip("%s is missing from the catalog" % name)
+
+
+@pytest.fixture
+def oenv(env):
+    conn = env.cluster.connect(autocommit=False)
+    e = odoo_orm.environment(conn)
+    yield e
+    try:
+        e.cr.rollback()
+    finally:
+        e.cr.close()
+
+
+def vals(env, c, **over):
+    v = {"name": c.upper(), "code": c, "registry_type": CIVIL, "base_url": env.mock.http_url, "auth_type": "oauth2",
+         "oauth2_token_url": env.mock.token_url, "oauth2_client_id": CLIENT_ID,
+         "oauth2_client_secret": CLIENT_SECRET, "oauth2_credential_location": "body", "verify_ssl": True,
+         "timeout": 30, "our_sender_id": "openspp.example.org",
+         "our_callback_uri": "https://openspp.example.org/dci/callback/" + c, "active": True}
+    v.update(over)
+    return v
+
+
+def none_vals(env, c, **over):
+    """auth_type none: the mock's DCI endpoints under /open take no token."""
+    over.setdefault("base_url", env.mock.http_url + "/open")
+    return vals(env, c, auth_type="none", oauth2_token_url=False, oauth2_client_id=False,
+                oauth2_client_secret=False, **over)
+
+
+def last_search(env, kind=None):
+    """What the mock's sync search endpoint last received."""
+    last = env.mock.stats()["last_request"]
+    return last["/open" + SEARCH if kind == "none" else SEARCH]
+
+
+def sql_row(oenv, c, *cols):
+    oenv.cr.execute("SELECT %s FROM dci_data_source WHERE code = %%s" % ", ".join(cols), (c,))
+    return oenv.cr.fetchone()
+
+
+def odoo_row(oenv, rid, *cols):
+    oenv.cr.execute("SELECT %s FROM spp_dci_data_source WHERE id = %%s" % ", ".join('"%s"' % c for c in cols),
+                    (rid,))
+    return oenv.cr.fetchone()
+
+
+def no_secret_in_statements(oenv, *secrets):
+    """No statement this cursor ran held a secret in its text (what
+    pg_stat_activity and the server log would show)."""
+    for stmt in oenv.cr.statements:
+        for s in secrets:
+            assert s not in stmt, stmt
+
+
+def partner(oenv, name, *ids):
+    p = oenv["res.partner"].create({"name": name})
+    for id_type, value in ids:
+        t = oenv["spp.id.type"].search([("code", "=", id_type)], limit=1) or \
+            oenv["spp.id.type"].create({"code": id_type, "name": id_type})
+        oenv["spp.registry.id"].create({"partner_id": p.id, "id_type_id": t.id, "value": value})
+    return p
+
+
+def same_signature(a, b):
+    """Parameter names, kinds and defaults (annotations aside)."""
+    def shape(fn):
+        return [(p.name, p.kind, p.default) for p in inspect.signature(fn).parameters.values()]
+    return shape(a) == shape(b)
+
+
+def user_error(fn, *a, **kw):
+    try:
+        fn(*a, **kw)
+    except UserError as e:
+        return e
+    raise AssertionError("%s did not raise UserError" % getattr(fn, "__name__", fn))
+
+
+# ---------------------------------------------------------------- the files
+def test_addon_files_well_formed():
+    manifest = ast.literal_eval(open(os.path.join(ADDON, "__manifest__.py")).read())
+    assert manifest["version"].startswith("19.0."), manifest["version"]
+    assert set(manifest["depends"]) == {"spp_dci_client", "spp_dci_client_crvs", "spp_dci_client_dr",
+                                        "spp_dci_client_ibr"}, manifest["depends"]
+    assert manifest["post_init_hook"] == "post_init_hook" and manifest["uninstall_hook"] == "uninstall_hook"
+    for rel in manifest["data"]:
+        assert os.path.exists(os.path.join(ADDON, rel)), rel
+    for d in ("models", "controllers", "security", "data", "views", "tests"):
+        assert os.path.isdir(os.path.join(ADDON, d)), d
+    with tempfile.TemporaryDirectory() as tmp:
+        for root, _dirs, files in os.walk(ADDON):
+            for f in files:
+                p = os.path.join(root, f)
+                if f.endswith(".py"):
+                    py_compile.compile(p, cfile=os.path.join(tmp, "x.pyc"), doraise=True)
+                elif f.endswith(".xml"):
+                    assert ET.parse(p).getroot().tag == "odoo", p
+    with open(os.path.join(ADDON, "security", "ir.model.access.csv")) as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["id", "name", "model_id:id", "group_id:id", "perm_read", "perm_write", "perm_create",
+                       "perm_unlink"], rows[0]
+    assert all(len(r) == 8 and r[4:] == ["1", "0", "0", "0"] for r in rows[1:]), rows   # the log is read-only
+    # the Odoo tests import (through the stand-in's odoo.tests)
+    import importlib
+    for m in ("test_data_source", "test_callbacks"):
+        importlib.import_module("odoo.addons.spp_dci_client_sql.tests." + m)
+
+
+def test_overrides_have_upstream_signatures():
+    up_client = {name: fn for (cls, name), fn in client_mod._ORIGINAL.items()}
+    assert {"_make_request", "_sign_request", "search", "search_async", "subscribe", "unsubscribe",
+            "txn_status"} <= set(up_client), sorted(up_client)
+    for (cls_name, name), upstream in client_mod._ORIGINAL.items():
+        cls = {"DCIClient": DCIClient, "CRVSService": CRVSService, "DRService": DRService,
+               "IBRService": IBRService}[cls_name]
+        mine = getattr(cls, name)
+        assert getattr(mine, "dci_client_sql", False), (cls_name, name)
+        if upstream is not None:
+            assert same_signature(mine.__wrapped__, upstream), (cls_name, name)
+    up_model = __import__("support.odoo_upstream", fromlist=["DCIDataSource"]).DCIDataSource
+    for name in ("create", "write", "unlink", "get_oauth2_token", "clear_oauth2_token_cache", "get_headers",
+                 "test_connection", "get_by_code", "get_by_registry_type", "_check_oauth2_fields",
+                 "_check_bearer_token", "_compute_oauth2_client_secret_display",
+                 "_inverse_oauth2_client_secret_display"):
+        mine = getattr(ds_mod.DCIDataSource, name)
+        upstream = getattr(up_model, name, None) or getattr(odoo_orm.BaseModel, name)
+        assert same_signature(mine, upstream), name
+    for name in ("_check_oauth2_fields", "_check_bearer_token"):
+        assert getattr(ds_mod.DCIDataSource, name)._constrains, name        # still constraints
+
+
+# ---------------------------------------------------------------- sources: create / write / unlink
+def test_create_write_secrets_go_through_not_into_odoo(env, oenv):
+    c = code("addon")
+    bearer = remember(secret("Zq9-bearer-"))
+    rec = oenv["spp.dci.data.source"].create(vals(env, c, oauth2_scope="registry.search", timeout=12))
+    assert odoo_row(oenv, rec.id, "oauth2_client_secret", "bearer_token", "_oauth2_access_token") == (None,) * 3
+    assert sql_row(oenv, c, "base_url", "auth_url", "client_id", "scope", "timeout_ms", "sender_id",
+                   "client_secret", "client_secret_set") == (
+        env.mock.http_url, env.mock.token_url, CLIENT_ID, "registry.search", 12000, "openspp.example.org", None,
+        True)
+    assert rec.oauth2_client_secret_display == rec._SECRET_MASK and rec.dci_client_secret_set is True
+    assert rec.oauth2_client_secret is False                     # the Char field stays empty
+    # the mask written back changes nothing; a new value is written through
+    rec.write({"oauth2_client_secret": rec._SECRET_MASK, "name": "Renamed"})
+    assert sql_row(oenv, c, "name", "client_secret_set") == ("Renamed", True)
+    # removing the secret of an OAuth2 source: the constraint asks the extension
+    e = user_error(rec.write, {"oauth2_client_secret": False})
+    assert isinstance(e, ValidationError) and "Client Secret is required" in str(e), str(e)
+    # an OAuth2 source without a secret is refused; the transaction goes on
+    oenv.cr.execute("CREATE TEMP TABLE odoo_work (v text)")
+    oenv.cr.execute("INSERT INTO odoo_work VALUES ('kept')")
+    e = user_error(oenv["spp.dci.data.source"].create, vals(env, code("nosec"), oauth2_client_secret=False))
+    assert "Client Secret is required" in str(e), str(e)
+    # bearer: written through, the constraint satisfied by bearer_token_set
+    b = code("bearer")
+    brec = oenv["spp.dci.data.source"].create(vals(env, b, auth_type="bearer", oauth2_token_url=False,
+                                                   oauth2_client_id=False, oauth2_client_secret=False,
+                                                   bearer_token=bearer))
+    assert brec.dci_bearer_token_set and odoo_row(oenv, brec.id, "bearer_token") == (None,)
+    e = user_error(oenv["spp.dci.data.source"].create, vals(env, code("nobear"), auth_type="bearer",
+                                                             oauth2_client_secret=False))
+    assert "Bearer Token is required" in str(e), str(e)
+    # the extension's own checks become UserErrors; still usable
+    e = user_error(oenv["spp.dci.data.source"].create, vals(env, code("ftp"), base_url="ftp://x.example"))
+    assert e.pgcode == "23514" or isinstance(e, ValidationError), str(e)
+    # a code change follows the row; unlink removes it
+    rec.write({"code": c + "_x", "oauth2_client_secret": CLIENT_SECRET})
+    assert sql_row(oenv, c + "_x", "client_secret_set") == (True,)
+    rec.unlink()
+    assert sql_row(oenv, c + "_x", "id") is None
+    oenv.cr.execute("SELECT v FROM odoo_work")
+    assert oenv.cr.fetchall() == [("kept",)]
+    no_secret_in_statements(oenv, CLIENT_SECRET, bearer)
+
+
+def test_form_fields_of_the_extension(env, oenv):
+    c = code("form")
+    rec = oenv["spp.dci.data.source"].create(none_vals(env, c, dci_batch_size=25, dci_max_concurrency=3,
+                                                       dci_signature_format="jws"))
+    assert sql_row(oenv, c, "batch_size", "max_concurrency", "signature_format") == (25, 3, "jws")
+    rec.write({"dci_batch_size": 50})
+    assert sql_row(oenv, c, "batch_size") == (50,)
+    e = user_error(rec.write, {"dci_batch_size": 5000})
+    assert e.pgcode == "23514", str(e)
+
+
+def test_form_fields_newer_columns(env, oenv):
+    requires_sql(env, "dci_data_source.dialect", "dci_data_source.registry_jwks_url",
+                 "dci_data_source.callback_token")
+    c = code("formnew")
+    token = remember(secret("Zq9-cbtok-"))
+    rec = oenv["spp.dci.data.source"].create(none_vals(env, c, dci_dialect="opencrvs",
+                                                       dci_registry_jwks_url="https://registry.example/jwks.json"))
+    rec.dci_callback_token = token
+    assert sql_row(oenv, c, "dialect", "registry_jwks_url", "callback_token_set") == (
+        "opencrvs", "https://registry.example/jwks.json", True)
+    assert rec.dci_callback_token == rec._SECRET_MASK and rec.dci_callback_token_set
+    no_secret_in_statements(oenv, token)
+
+
+def test_lookups_ask_the_extension(env, oenv):
+    c = code("look")
+    rec = oenv["spp.dci.data.source"].create(vals(env, c))
+    Source = oenv["spp.dci.data.source"]
+    assert Source.get_by_code(c) == rec
+    assert rec in Source.get_by_registry_type(CIVIL)
+    oenv.cr.execute("UPDATE dci_data_source SET active = false WHERE code = %s", (c,))   # e.g. neutralised
+    e = user_error(Source.get_by_code, c)
+    assert "not found or is inactive" in str(e), str(e)
+    assert rec not in Source.get_by_registry_type(CIVIL)
+
+
+# ---------------------------------------------------------------- migration
+def _plain_rows(env, oenv, n=2):
+    """Rows as spp_dci_client kept them: secrets and a cached token in plain text."""
+    oenv["spp.dci.data.source"]                                 # the table exists (registry built)
+    rows = []
+    for i in range(n):
+        c = code("mig")
+        s, t, tok = remember(secret("Zq9-migsec-")), remember(secret("Zq9-migbear-")), remember(secret("Zq9-migtok-"))
+        oenv.cr.execute("""INSERT INTO spp_dci_data_source (name, code, registry_type, base_url, auth_type,
+                               oauth2_token_url, oauth2_client_id, oauth2_client_secret, bearer_token,
+                               _oauth2_access_token, _oauth2_token_expires_at, our_sender_id, verify_ssl, active,
+                               timeout, search_endpoint, oauth2_credential_location)
+                           VALUES (%s, %s, %s, %s, 'oauth2', %s, %s, %s, %s, %s, now(), 'openspp.test', true, true,
+                                   20, '/registry/sync/search', 'body') RETURNING id""",
+                        (c.upper(), c, CIVIL, env.mock.http_url + "/", env.mock.token_url, CLIENT_ID,
+                         CLIENT_SECRET if i == 0 else s, t, tok))
+        rows.append((oenv.cr.fetchone()[0], c, s, t, tok))
+    return rows
+
+
+def test_migration_hook_moves_plaintext_secrets(env, oenv):
+    rows = _plain_rows(env, oenv)
+    bad = code("migbad")
+    bad_secret = remember(secret("Zq9-migbad-"))
+    oenv.cr.execute("""INSERT INTO spp_dci_data_source (name, code, base_url, auth_type, oauth2_client_secret,
+                           active, verify_ssl) VALUES ('B', %s, 'ftp://nowhere.example', 'basic', %s, true, true)
+                       RETURNING id""", (bad, bad_secret))
+    bad_id = oenv.cr.fetchone()[0]
+    oenv.cr.statements.clear()
+    for _round in range(2):                                     # idempotent
+        addon.post_init_hook(oenv)
+        for rid, c, s, t, tok in rows:
+            assert odoo_row(oenv, rid, "oauth2_client_secret", "bearer_token", "_oauth2_access_token",
+                            "_oauth2_token_expires_at") == (None,) * 4
+            assert sql_row(oenv, c, "base_url", "timeout_ms", "client_secret_set", "bearer_token_set",
+                           "client_secret") == (env.mock.http_url, 20000, True, True, None)
+        # a row the extension refuses is left as it was, and said so
+        assert odoo_row(oenv, bad_id, "oauth2_client_secret") == (bad_secret,)
+        assert sql_row(oenv, bad, "id") is None
+    # the migrated secret works: the first row's is the mock's
+    rec = oenv["spp.dci.data.source"].browse([rows[0][0]])
+    tok = rec.get_oauth2_token()
+    assert tok and remember(tok)
+    everything = [CLIENT_SECRET, bad_secret] + [x for r in rows for x in r[2:]]
+    no_secret_in_statements(oenv, *everything)
+    # and nothing is in pg_stat_activity now either (the statements never held them)
+    with closing(env.connect()) as conn:
+        cur = conn.cursor()
+        cur.execute("SELECT coalesce(string_agg(query, ' '), '') FROM pg_stat_activity")
+        seen = cur.fetchone()[0]
+    assert not [s for s in everything if s in seen]
+
+
+def test_grants_hook_lists_what_it_cannot_grant(env, oenv):
+    role = code("odoo_role")
+    oenv.cr.execute('CREATE ROLE "%s"' % role)
+    oenv.cr.execute("GRANT USAGE ON SCHEMA public TO \"%s\"" % role)
+    oenv.cr.execute('SET ROLE "%s"' % role)
+    left = hooks.apply_grants(oenv.cr)                          # may not grant: lists, does not raise
+    assert any("dci_search(text" in s for s in left) and any("dci_data_source" in s for s in left), left
+    oenv.cr.execute("RESET ROLE")
+    assert hooks.apply_grants(oenv.cr) == []                    # the superuser may (and has them)
+
+
+def test_uninstall_leaves_the_sources(env, oenv):
+    c = code("unin")
+    oenv["spp.dci.data.source"].create(vals(env, c))
+    addon.uninstall_hook(oenv)
+    oenv.cr.execute("SELECT to_regclass('spp_dci_request_log')")
+    assert oenv.cr.fetchone() == (None,)
+    assert sql_row(oenv, c, "client_secret_set", "active") == (True, True)
+
+
+# ---------------------------------------------------------------- DCIClient
+def _envelope(client, value="847951632"):
+    """What upstream's search builds before _make_request (its own envelope)."""
+    return client._build_envelope("search", {"transaction_id": "t-%s" % value, "search_request": [{
+        "reference_id": "r-1", "timestamp": "2026-01-01T00:00:00.000Z", "search_criteria": {
+            "reg_type": CIVIL, "query_type": "idtype-value", "query": {"type": "UIN", "value": value}}}]})
+
+
+def _auth_sources(env, oenv):
+    bearer = env.mock.stats()["bearer_tokens"][0]
+    S = oenv["spp.dci.data.source"]
+    return {
+        "none": S.create(none_vals(env, code("anone"))),
+        "bearer": S.create(vals(env, code("abear"), auth_type="bearer", oauth2_token_url=False,
+                                oauth2_client_id=False, oauth2_client_secret=False, bearer_token=bearer)),
+        "oauth2": S.create(vals(env, code("aoauth"))),
+    }, bearer
+
+
+def test_searches_for_each_auth_type(env, oenv):
+    sources, bearer = _auth_sources(env, oenv)
+    for kind, rec in sources.items():
+        answer = DCIClient(rec, oenv).search_by_id("UIN", "847951632")
+        item = answer["message"]["search_response"][0]
+        assert item["status"] == "succ" and item["data"]["reg_records"][0]["identifier"][0][
+            "identifier_value"] == "847951632", answer
+        auth = last_search(env, kind)["headers"].get("authorization")
+        if kind == "none":
+            assert auth is None
+        elif kind == "bearer":
+            assert auth == "Bearer " + bearer
+        else:
+            assert auth == "Bearer " + remember(rec.get_oauth2_token())
+            hdrs = rec.get_headers()
+            assert hdrs["Authorization"] == auth and hdrs["Accept"] == "application/json"
+    assert sources["bearer"].get_headers()["Authorization"] == "Bearer " + bearer
+    assert "Authorization" not in sources["none"].get_headers()
+    e = user_error(sources["none"].get_oauth2_token)
+    assert "does not use OAuth2" in str(e)
+    sources["oauth2"].clear_oauth2_token_cache()
+    # async, subscriptions, transaction status: the extension's functions
+    client = DCIClient(sources["oauth2"], oenv)
+    txn = client.search_async("idtype-value", "UIN:847951632")["message"]["transaction_id"]
+    assert client.txn_status(txn)["message"]["txnstatus_response"]["txn_status"] == "succ"
+    sub = client.subscribe("REGISTER")["message"]["transaction_id"]
+    codes = client.txn_status(sub)["message"]["txnstatus_response"]["subscription_codes"]
+    assert codes and client.unsubscribe(codes)["message"]["transaction_id"]
+    assert not [v for v in env.mock.stats()["dci_validation"] if not v["ok"]]
+
+
+def test_make_request_for_each_auth_type(env, oenv):
+    requires_sql(env, "dci_send")
+    sources, bearer = _auth_sources(env, oenv)
+    for kind, rec in sources.items():
+        client = DCIClient(rec, oenv)
+        answer = client._make_request(SEARCH, _envelope(client))
+        assert answer["message"]["search_response"][0]["status"] == "succ", answer
+        auth = last_search(env, kind)["headers"].get("authorization")
+        assert (auth is None) if kind == "none" else auth.startswith("Bearer "), (kind, auth)
+        if kind == "bearer":
+            assert auth == "Bearer " + bearer
+    # the upstream search paths that build their own envelope now reach dci_send too
+    client = DCIClient(sources["oauth2"], oenv)
+    assert client.txn_status("ref-1", attribute_type="reference_id") is not None
+
+
+def test_failing_call_keeps_the_odoo_transaction(env, oenv):
+    rec = oenv["spp.dci.data.source"].create(vals(env, code("fail")))
+    wrong = oenv["spp.dci.data.source"].create(vals(env, code("wrong"), oauth2_client_secret=remember(secret())))
+    oenv.cr.execute("CREATE TEMP TABLE odoo_work (v text)")
+    oenv.cr.execute("INSERT INTO odoo_work VALUES ('before')")
+    e = user_error(DCIClient(rec, oenv).search_by_id, "UIN", "REJECTED")
+    assert e.pgcode == "DC007" and str(e).startswith("The request was invalid. Please check your data"), str(e)
+    e = user_error(DCIClient(wrong, oenv).search_by_id, "UIN", "1")
+    assert e.pgcode == "DC002" and str(e).startswith("Authentication failed. Please verify the OAuth2"), str(e)
+    assert CLIENT_SECRET not in str(e)
+    oenv.cr.execute("INSERT INTO odoo_work VALUES ('after')")
+    oenv.cr.execute("SELECT v FROM odoo_work ORDER BY v")
+    assert oenv.cr.fetchall() == [("after",), ("before",)]
+    assert DCIClient(rec, oenv).search_by_id("UIN", "847951632")["message"]["search_response"]
+    oenv.cr.commit()                                             # the transaction commits
+
+
+def test_test_connection_shows_the_steps(env, oenv):
+    rec = oenv["spp.dci.data.source"].create(vals(env, code("conn")))
+    action = rec.test_connection()
+    assert action["params"]["type"] == "success", action
+    assert rec.state == "active" and rec.last_error is False
+    steps = rec.dci_test_steps.splitlines()
+    assert [s.split(":")[0] for s in steps] == ["config", "auth", "reachable", "authorized"], steps
+    assert all(s.endswith(": ok") for s in steps), steps
+
+
+# ---------------------------------------------------------------- CRVS, DR, IBR
+def test_crvs_verification(env, oenv):
+    c = code("crvs")
+    oenv["spp.dci.data.source"].create(vals(env, c))
+    svc = CRVSService(oenv, c)
+    record = svc.verify_birth("BRN", "BRN-2019-0042")
+    assert record["birth_date"] == "2019-03-14" and record["name"]["given_name"] == "Amina", record
+    sent = json.loads(env.mock.stats()["last_request"][SEARCH]["body"])
+    assert sent["message"]["search_request"][0]["search_criteria"]["query"] == {"type": "BRN",
+                                                                                 "value": "BRN-2019-0042"}
+    assert svc.verify_birth("BRN", "NOTFOUND") is None
+    assert svc.check_death("UIN", "NOTFOUND") is False
+    e = user_error(svc.verify_birth, "BRN", "REJECTED")
+    assert str(e).startswith("Failed to verify birth record: The request was invalid") and e.pgcode == "DC007"
+
+
+def test_dr_status_per_dr_spec(env, oenv):
+    c = code("dr")
+    oenv["spp.dci.data.source"].create(vals(env, c, registry_type=DR))
+    svc = DRService(oenv, c)
+    p = partner(oenv, "Ana", ("UIN", "847951632"))
+    st = svc.get_disability_status(p)
+    assert st["has_disability"] is True and st["disability_status"] == "Approved", st
+    assert st["disability_types"] == ["Physical and movement related functions"], st
+    assert st["disability_level"] == "Moderate" and str(st["assessment_date"]) == "2024-02-01", st
+    assert st["raw_data"]["disability_details"][0]["impairment_level"] == "Moderate impairment or difficulty"
+    denied = svc.get_disability_status(partner(oenv, "Ben", ("UIN", "DENIED-1")))
+    assert denied["has_disability"] is False and denied["disability_status"] == "Rejected", denied
+    assert svc.get_disability_status(partner(oenv, "Cy", ("UIN", "NOTFOUND"))) is None
+    assert svc.get_disability_status(partner(oenv, "Di")) is None            # no identifier
+
+
+def test_ibr_duplication_over_all_identifiers_in_one_call(env, oenv):
+    c = code("ibr")
+    rec = oenv["spp.dci.data.source"].create(vals(env, c, registry_type=IBR))
+    p = partner(oenv, "Eve", ("UIN", "847951632"), ("BRN", "BRN-2019-0042"), ("NID", "RJCT-77"))
+    before = env.mock.stats()["search"]
+    result = IBRService(rec, oenv).check_duplication(p)
+    after = env.mock.stats()["search"]
+    assert after["envelopes"] - before["envelopes"] == 1, (before, after)        # one batched call ...
+    assert after["items"] - before["items"] == 3, (before, after)                # ... of every identifier
+    assert result["is_duplicate"] is True and result["matched_programs"] == ["Child Grant"], result
+    assert [r["status"] for r in result["raw_response"]] == ["succ", "succ", "rjct"], result["raw_response"]
+    e = user_error(IBRService(rec, oenv).check_duplication, partner(oenv, "Nobody"))
+    assert "has no identifiers" in str(e)
+
+
+# ---------------------------------------------------------------- callbacks through the controller
+def test_callback_hostile_bodies(env, oenv):
+    c = code("cbh")
+    oenv["spp.dci.data.source"].create(vals(env, c))
+    oenv.cr.execute("CREATE TEMP TABLE odoo_work (v text)")
+    oenv.cr.execute("INSERT INTO odoo_work VALUES ('kept')")
+    path = "/dci/callback/%s/on-search" % c
+    for body, status in ((b"\xff\xfe\x00", 400), (b'{"header": "\x00"}', 400),
+                         (b" " * (16 * 1024 * 1024 + 1), 413)):
+        r = odoo_orm.dispatch(oenv, DCICallbackController, path, body, [("Content-Type", "application/json")])
+        assert r.status_code == status and r.json()["message"]["ack_status"] == "NACK", (status, r.data[:200])
+    oenv.cr.execute("SELECT v FROM odoo_work")
+    assert oenv.cr.fetchall() == [("kept",)]
+
+
+def test_callback_through_the_controller(env, oenv):
+    requires_sql(env, "dci_receive", "dci_inbox.message", "dci_data_source.callback_token")
+    c = code("cb")
+    token = remember(secret("Zq9-cb-"))
+    oenv["spp.dci.data.source"].create(vals(env, c, dci_callback_token=token))
+    envelope = {"signature": "", "header": {
+        "version": "1.0.0", "message_id": "m-%s" % c, "message_ts": "2026-01-01T00:00:00.000Z", "action": "notify",
+        "sender_id": "mock-registry", "receiver_id": "openspp.example.org", "total_count": 1,
+        "is_msg_encrypted": False}, "message": {
+        "transaction_id": "t-%s" % c, "event_type": "DEATH", "event_date": "2025-12-01",
+        "identifiers": [{"type": "UIN", "value": "123456789"}]}}
+    body = json.dumps(envelope).encode()
+    path = "/dci/callback/%s/notify" % c
+    r = odoo_orm.dispatch(oenv, DCICallbackController, path, body,
+                          [("Content-Type", "application/json"), ("Authorization", "Bearer " + token)])
+    assert 200 <= r.status_code < 300, (r.status_code, r.data)
+    events = oenv["spp.dci.crvs.event"].search([("identifier_value", "=", "123456789")])
+    assert len(events) == 1 and events.event_type == "death" and events.state == "processed", events
+    assert json.loads(events.raw_data)["message"]["event_date"] == "2025-12-01"
+    # a sender without the token: refused, nothing processed, the transaction goes on
+    r = odoo_orm.dispatch(oenv, DCICallbackController, path, body.replace(b"m-", b"n-"),
+                          [("Content-Type", "application/json"), ("Authorization", "Bearer wrong")])
+    assert r.status_code in (401, 403), (r.status_code, r.data)
+    assert len(oenv["spp.dci.crvs.event"].search([("identifier_value", "=", "123456789")])) == 1
+    # not JSON at all
+    r = odoo_orm.dispatch(oenv, DCICallbackController, path, b"{not json",
+                          [("Authorization", "Bearer " + token)])
+    assert r.status_code == 400, (r.status_code, r.data)
+    no_secret_in_statements(oenv, token)
+
+
+def test_fastapi_routes_replaced(oenv, monkeypatch):
+    ours = object()
+    monkeypatch.setattr(fe_mod, "build_router", lambda: ours)
+
+    class R:
+        def __init__(self, tags):
+            self.tags = tags
+    upstream = [R(["DCI CRVS Callback"]), R(["DCI DR Callback"]), R(["DCI IBR Callback"]), R(["Other"])]
+    monkeypatch.setattr(__import__("support.odoo_upstream", fromlist=["x"]).FastapiEndpoint,
+                        "_get_fastapi_routers", lambda self: list(upstream))
+    ep = oenv["fastapi.endpoint"].create({"app": "dci_api"})
+    got = ep._get_fastapi_routers()
+    assert got == [upstream[3], ours], got
+    other = oenv["fastapi.endpoint"].create({"app": "api_v2"})
+    assert other._get_fastapi_routers() == upstream
+
+
+# ---------------------------------------------------------------- the request log
+def test_request_log_model(env, oenv):
+    c = code("rlog")
+    rec = oenv["spp.dci.data.source"].create(vals(env, c))
+    oenv.cr.commit()                              # the log writer resolves the source by id
+    try:
+        user_error(DCIClient(rec, oenv).search_by_id, "UIN", "REJECTED")
+        Log = oenv["spp.dci.request.log"]
+        deadline = time.monotonic() + 30
+        rows = Log.search([("source", "=", c)])
+        while not rows and time.monotonic() < deadline:      # written asynchronously, after the rollback too
+            time.sleep(0.2)
+            oenv.cr.rollback()
+            rows = oenv["spp.dci.request.log"].search([("source", "=", c)])
+        assert rows, "no request log row for %s" % c
+        row = list(rows)[0]
+        assert row.outcome == "rejected" and row.status == "http_error" and row.path == SEARCH, (
+            row.outcome, row.status, row.path)
+        assert CLIENT_SECRET not in (row.error_detail or "")
+    finally:
+        oenv.cr.rollback()
+        oenv.cr.execute("DELETE FROM dci_data_source WHERE code = %s", (c,))
+        oenv.cr.execute("DROP TABLE IF EXISTS spp_dci_data_source, res_partner, spp_registry_id, spp_id_type, "
+                        "spp_dci_crvs_event, spp_dci_disability_status, spp_dci_duplication_check, "
+                        "ir_config_parameter, fastapi_endpoint, spp_dci_signing_key, res_users CASCADE")
+        oenv.cr.execute("DROP VIEW IF EXISTS spp_dci_request_log")
+        oenv.cr.commit()
+
+
+def test_sql_errors_map_to_openspp_messages():
+    for state in ("DC001", "DC002", "DC003", "DC004", "DC005", "DC006", "DC007", "DC008", "DC009", "22023",
+                  "22021", "57014", "23514", "23505"):
+        assert sql_mod.user_message(state), state
+    assert "SSL certificate" in sql_mod.user_message("DC003", "TLS certificate problem: unable to get local issuer")
+    assert "Please check the Base URL" in sql_mod.user_message("DC003", "could not connect (TLS 0.0 ms)")
+    assert sql_mod.user_message("XX000") is None
+
+
+def test_other_errors_pass_through(oenv):
+    try:
+        with sql_mod.dci_errors(oenv.cr):
+            oenv.cr.execute("SELECT 1/0")
+    except psycopg2.Error as e:
+        assert e.pgcode == "22012"
+    else:
+        raise AssertionError("no error")
+    oenv.cr.execute("SELECT 2")
+    assert oenv.cr.fetchone() == (2,)
+
+
+# ---------------------------------------------------------------- attacks
+def test_hostile_secret_values(env, oenv, caplog):
+    """Secrets with CSV/SQL metacharacters arrive intact; refused ones leave no
+    trace of themselves in messages, statements or Odoo's columns; the
+    transaction goes on."""
+    tricky = remember(secret('Zq9-",\\\\\';-- -'))     # quote, comma, backslashes, space (the mock reads headers as latin-1)
+    c = code("tricky")
+    rec = oenv["spp.dci.data.source"].create(vals(env, c, auth_type="bearer", base_url=env.mock.http_url,
+                                                   oauth2_token_url=False, oauth2_client_id=False,
+                                                   oauth2_client_secret=False, bearer_token=tricky))
+    oenv.cr.execute("SELECT dci_get_token(%s)", (c,))
+    assert oenv.cr.fetchone()[0] == tricky                                    # stored byte for byte
+    wide = remember(secret("Zq9-\u00e9\u4e2d-"))
+    rec.write({"bearer_token": wide})
+    oenv.cr.execute("SELECT dci_get_token(%s)", (c,))
+    assert oenv.cr.fetchone()[0] == wide                                      # non-ASCII too
+    rec.write({"bearer_token": tricky})
+    env.mock.set_bearer([tricky])
+    try:
+        assert DCIClient(rec, oenv).search_by_id("UIN", "847951632")["message"]["search_response"]
+        assert last_search(env)["headers"]["authorization"] == "Bearer " + tricky     # byte for byte
+    finally:
+        env.mock.reset()
+    oenv.cr.execute("CREATE TEMP TABLE odoo_work (v text)")
+    oenv.cr.execute("INSERT INTO odoo_work VALUES ('kept')")
+    for bad in (remember(secret("Zq9-line-")) + "\r\nX-Injected: 1", remember(secret("Zq9-nul-")) + "\x00"):
+        e = user_error(rec.write, {"bearer_token": bad})
+        assert bad.split("\r")[0].split("\x00")[0] not in str(e), str(e)
+        assert sql_row(oenv, c, "bearer_token_set") == (True,)                 # the old one is kept
+    assert odoo_row(oenv, rec.id, "bearer_token") == (None,)
+    oenv.cr.execute("SELECT v FROM odoo_work")
+    assert oenv.cr.fetchall() == [("kept",)]
+    no_secret_in_statements(oenv, tricky, wide)
+    for r in caplog.records:
+        assert "Zq9-line-" not in r.getMessage() and "Zq9-nul-" not in r.getMessage() and tricky not in r.getMessage()
+
+
+def test_migration_of_a_hostile_row(env, oenv, caplog):
+    """A plain-text bearer token the extension refuses (a header injection):
+    the row stays as it was, the warning names the source, not the token."""
+    oenv["spp.dci.data.source"]
+    c = code("mighost")
+    bad = remember(secret("Zq9-mighost-")) + "\r\nX-Evil: 1"
+    oenv.cr.execute("""INSERT INTO spp_dci_data_source (name, code, base_url, auth_type, bearer_token, active,
+                           verify_ssl, our_sender_id) VALUES ('H', %s, %s, 'bearer', %s, true, true, 'openspp.test')
+                       RETURNING id""", (c, env.mock.http_url, bad))
+    rid = oenv.cr.fetchone()[0]
+    oenv.cr.statements.clear()
+    with caplog.at_level("WARNING"):
+        done, failed = hooks.migrate_sources(oenv.cr)
+    assert c in failed and c not in done, (done, failed)
+    assert odoo_row(oenv, rid, "bearer_token") == (bad,) and sql_row(oenv, c, "id") is None
+    assert any(c in r.getMessage() for r in caplog.records)
+    assert not [r for r in caplog.records if "Zq9-mighost-" in r.getMessage()]
+    no_secret_in_statements(oenv, bad.split("\r")[0])
+    oenv.cr.execute("SELECT 1")                                  # usable
+
+
+def test_callback_refused_before_sql_leaves_nothing(env, oenv):
+    """Headers a sender controls are bounded and cleaned before they reach SQL."""
+    from odoo.addons.spp_dci_client_sql.services import callbacks
+    hdrs = [("Long", "y" * 100000), ("Bad\x00Name", "x"), ("ok", "a\x00b"), (b"raw", "x")] + \
+        [("X-%d" % i, "v") for i in range(500)]
+    clean = callbacks.clean_headers(hdrs)
+    assert len(clean) == callbacks.MAX_HEADERS and all(k == k.lower() for k in clean)
+    assert "bad\x00name" not in clean and "ok" not in clean and b"raw" not in clean
+    assert len(clean["long"]) == callbacks.MAX_HEADER_VALUE
+
+
+def test_callback_processing_of_hostile_shapes(env, oenv):
+    """What dci_receive stored is processed defensively: wrong types anywhere
+    make no exception (the message stays stored, the answer stands)."""
+    from odoo.addons.spp_dci_client_sql.services import callbacks
+    c = code("shape")
+    oenv["spp.dci.data.source"].create(vals(env, c))
+    for kind, action in (("crvs", "notify"), ("dr", "on-search"), ("ibr", "on-search")):
+        for message in ("text", [], {"search_response": "zzz"}, {"search_response": [1, "a", None]},
+                        {"search_response": [{"status": "succ", "data": {"reg_records": "x"}}]},
+                        {"search_response": [{"status": "succ", "data": {"reg_records": [{"identifier": 5}]}}]},
+                        {"identifiers": "UIN", "event_type": 7}):
+            callbacks._process(oenv, c, kind, action, "not a header", message, "corr-1")
+    oenv.cr.execute("SELECT 1")
+
+
+def test_denied_read_does_not_poison_the_transaction(env, oenv):
+    c = code("deny")
+    rec = oenv["spp.dci.data.source"].create(vals(env, c))
+    role = code("odoo_ro")
+    oenv.cr.execute('CREATE ROLE "%s"' % role)
+    oenv.cr.execute('GRANT USAGE ON SCHEMA public TO "%s"' % role)
+    oenv.cr.execute('GRANT SELECT ON spp_dci_data_source TO "%s"' % role)
+    oenv.cr.execute('SET ROLE "%s"' % role)
+    oenv.invalidate()
+    e = user_error(lambda: rec.dci_client_secret_set)
+    assert e.pgcode == "42501", str(e)
+    oenv.cr.execute("SELECT count(*) FROM spp_dci_data_source")     # still usable
+    oenv.cr.execute("RESET ROLE")
+
+
+def test_dr_and_ibr_domain_endpoints(env, oenv):
+    requires_sql(env, "dci_send")
+    d, i = code("drdom"), code("ibrdom")
+    oenv["spp.dci.data.source"].create(vals(env, d, registry_type=DR))
+    ibr = oenv["spp.dci.data.source"].create(vals(env, i, registry_type=IBR))
+    details = DRService(oenv, d).get_disability_details("UIN", "847951632")
+    assert details and details[0]["has_disability"] is True and details[0]["disability_status"] == "Approved"
+    sent = json.loads(env.mock.stats()["last_request"]["/registry/sync/get-disability-details"]["body"])
+    assert sent["message"]["disabled_criteria"]["query"]["member.member_identifier"] == {"eq": "847951632"}
+    assert DRService(oenv, d).get_disability_details("UIN", "NOTFOUND") == []
+    enrolled = IBRService(ibr, oenv).get_enrolled("847951632")
+    assert enrolled and enrolled[0]["enrolled_status"] == "yes", enrolled
+
+
+def test_mock_domain_endpoints_answer(env, oenv):
+    """The mock's DR/IBR endpoints the guarded test above uses (through dci_request)."""
+    c = code("mockdom")
+    oenv["spp.dci.data.source"].create(vals(env, c, registry_type=DR))
+    body = {"header": {"action": "search"}, "message": {"transaction_id": "t-1", "disabled_criteria": {
+        "query_type": "expression", "query": {"member.member_identifier": {"eq": "847951632"}}}}}
+    oenv.cr.execute("SELECT status, body FROM dci_request(%s, 'POST', '/registry/sync/get-disability-details', %s)",
+                    (c, psycopg2.extras.Json(body)))
+    status, text = oenv.cr.fetchone()
+    rec = json.loads(text)["message"]["search_response"][0]["data"]["reg_records"][0]
+    assert status == 200 and rec["disability_status"] == "Approved", text
+    body = {"header": {"action": "search"}, "message": {"transaction_id": "t-2", "enrolled_criteria": {
+        "query_type": "expression", "query": {"person_identifier": {"eq": "847951632"}}}}}
+    oenv.cr.execute("SELECT status, body FROM dci_request(%s, 'POST', '/registry/sync/enrolled', %s)",
+                    (c, psycopg2.extras.Json(body)))
+    status, text = oenv.cr.fetchone()
+    assert status == 200 and json.loads(text)["message"]["enrolled_response"][0]["enrolled_status"] == "yes", text
