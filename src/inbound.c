@@ -39,6 +39,7 @@
 #include "dci_answer.h"
 #include "dci_envelope.h"
 #include "errors.h"
+#include "hex.h"
 #include "inbound.h"
 #include "json.h"
 #include "json_guard.h"
@@ -220,6 +221,30 @@ bearer_ok(DciSource *src, Jsonb *headers)
 	n = v->val.string.len - 7;
 	while (n > 0 && *p == ' ')
 		p++, n--;
+	/*
+	 * "sha256:<64 hex digits>": the controller may hand over the token's
+	 * SHA-256 instead of the token, so that the token itself is never in
+	 * the statement text (psycopg2 interpolates parameters into it).
+	 */
+	if (n == 7 + 2 * SHA256_DIGEST_LENGTH && strncmp(p, "sha256:", 7) == 0)
+	{
+		unsigned char given[SHA256_DIGEST_LENGTH];
+		unsigned char want[SHA256_DIGEST_LENGTH];
+
+		for (int i = 0; i < SHA256_DIGEST_LENGTH; i++)
+		{
+			int			hi = dci_hex_value((unsigned char) p[7 + 2 * i]);
+			int			lo = dci_hex_value((unsigned char) p[8 + 2 * i]);
+
+			if (hi < 0 || lo < 0)
+				return false;
+			given[i] = (unsigned char) (hi << 4 | lo);
+		}
+		SHA256((const unsigned char *) src->callback_token, strlen(src->callback_token), want);
+		ok = CRYPTO_memcmp(given, want, sizeof(want)) == 0;
+		explicit_bzero(want, sizeof(want));
+		return ok;
+	}
 	ok = token_matches(p, n, src->callback_token);
 	return ok;
 }

@@ -413,6 +413,14 @@ def test_callback_token(env, rx):
         assert st == 200, resp
         assert env.query("SELECT verified FROM dci_inbox i JOIN dci_data_source s ON s.id = i.source_id "
                          "WHERE s.code = %s", (src,)) == [("token",)]
+        # the token's SHA-256 instead of the token (kept out of the statement text)
+        digest = hashlib.sha256(b"cb-token-Zq81").hexdigest()
+        st, resp = _receive(cur, src, _envelope(txn=txn), {"authorization": "Bearer sha256:" + digest})
+        assert st == 200, resp
+        _refused(cur, env, src, _envelope(txn=txn), 401, "err.request.unauthorized",
+                 {"authorization": "Bearer sha256:" + hashlib.sha256(b"cb-token-Zq8").hexdigest()})
+        _refused(cur, env, src, _envelope(txn=txn), 401, "err.request.unauthorized",
+                 {"authorization": "Bearer sha256:" + "zz" * 32})
         # re-encryption reads it (under the current key already: left as is) and it still works
         cur.execute("SELECT public.dci_reencrypt_secrets()")
         st, resp = _receive(cur, src, _envelope(txn=txn), {"authorization": "Bearer cb-token-Zq81"})
