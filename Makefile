@@ -12,13 +12,14 @@ OBJS = src/dci_client.o src/errors.o src/secrets.o src/triggers.o src/source.o \
        src/settings.o src/catalog.o \
        src/path_check.o src/json_guard.o src/redact.o src/redaction.o \
        src/dialect.o src/dci_send.o \
-       src/jwk_set.o src/registry_keys.o
+       src/jwk_set.o src/registry_keys.o \
+       src/inbound.o src/txn_record.o
 # 0.1 is the released base script; 0.2 adds this round's changes as an upgrade.
 DATA = src/dci_client--0.1.sql src/dci_client--0.1--0.2.sql
 DATA_built = src/dci_client--$(EXTVERSION).sql
 PGFILEDESC = "dci_client - DCI registry client"
 
-REGRESS = sources secrets tokens requests errors test_connection signing dci
+REGRESS = sources secrets tokens requests errors test_connection signing dci inbound
 REGRESS_OPTS = --load-extension=pgcrypto
 
 # `make clean` also removes what the tests and the bench build or leave: unit

@@ -28,6 +28,7 @@
 #include "request.h"
 #include "request_log.h"
 #include "source.h"
+#include "txn_record.h"
 
 /* dci_search_records stops here unless max_records says otherwise */
 #define DCI_RECORDS_HARD_CAP 100000
@@ -84,6 +85,46 @@ dci_exchange(DciSource *src, const char *path, const char *action, const char *m
 {
 	return exchange_as(src, path, action, message, total_count, callback_status, read_only, what,
 					   need_header);
+}
+
+/*
+ * An asynchronous call: its dci_transaction row is committed (txn_record.c)
+ * before the request goes out, then marked acked, or failed when the call
+ * or its acknowledgement fails.
+ */
+static void
+exchange_async(DciSource *src, const char *path, const char *action, const char *message,
+			   int total_count, const char *what, const char *txn,
+			   const char *sub_event, const char *sub_filter)
+{
+	size_t			len;
+	char			msgid[37];
+	char		   *envelope = dci_build_envelope_id(src, action, message, total_count, &len, msgid);
+	DciHttpResponse resp;
+	DciError		err = {0};
+	DciTxnRecord   *volatile rec = NULL;
+
+	rec = dci_txn_record_begin(src, txn, action, msgid, path, sub_event, sub_filter);
+	dci_log_begin(src, "POST", path);
+	PG_TRY();
+	{
+		Jsonb	   *answer;
+
+		if (!dci_call(src, "POST", path, envelope, len, NULL, dci_call_deadline(src),
+					  false, true, &resp, &err))
+			dci_error_raise(&err);
+		answer = dci_parse_answer(src, what, &resp, false);
+		dci_check_ack(src, what, answer);
+	}
+	PG_CATCH();
+	{
+		dci_log_failed();
+		dci_txn_record_end(rec, false);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	dci_log_end();
+	dci_txn_record_end(rec, true);
 }
 
 /* ---- search ---- */
@@ -668,13 +709,11 @@ dci_search_async(PG_FUNCTION_ARGS)
 	DciSource *src;
 	char	  *txn;
 	char	  *message;
-	Jsonb	  *answer;
 
 	read_search_args(fcinfo, &a, true);
 	src = dci_source_from_arg(fcinfo, true);
 	message = search_message(src, &a, &txn);
-	answer = exchange(src, "/registry/search", "search", message, 1, false, "asynchronous search", false);
-	dci_check_ack(src, "asynchronous search", answer);
+	exchange_async(src, "/registry/search", "search", message, 1, "asynchronous search", txn, NULL, NULL);
 	PG_RETURN_TEXT_P(cstring_to_text(txn));
 }
 
@@ -851,6 +890,31 @@ dci_txn_status(PG_FUNCTION_ARGS)
 	PG_RETURN_JSONB_P(JsonbValueToJsonb(resp));
 }
 
+PG_FUNCTION_INFO_V1(dci_txn_status_async);
+
+/*
+ * dci_txn_status_async(source, transaction_id, txn_type, reference_ids,
+ * correlation_id, subscription_codes) returns the transaction id of the
+ * request; the answer comes as txn-on-status (dci_receive, dci_await)
+ */
+Datum
+dci_txn_status_async(PG_FUNCTION_ARGS)
+{
+	DciTxnStatusQuery q;
+	DciSource  *src;
+	char	   *txn;
+	char	   *message;
+
+	/* the arguments and the message of dci_txn_status (one builder) */
+	dci_txn_status_args(fcinfo, 1, &q);
+	src = dci_source_from_arg(fcinfo, true);
+	message = dci_txn_status_message(&q, &txn);
+
+	exchange_async(src, "/registry/txn/status", "txn-status", message, 1,
+				   "asynchronous transaction status request", txn, NULL, NULL);
+	PG_RETURN_TEXT_P(cstring_to_text(txn));
+}
+
 PG_FUNCTION_INFO_V1(dci_subscribe);
 
 /* dci_subscribe(source, reg_event_type, filter, notify_record_type) returns transaction id */
@@ -867,7 +931,6 @@ dci_subscribe(PG_FUNCTION_ARGS)
 	bool		   first = true;
 	bool		   cfirst = true;
 	const char	  *filter_type;
-	Jsonb		  *answer;
 
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -913,8 +976,8 @@ dci_subscribe(PG_FUNCTION_ARGS)
 				   &cfirst);
 	appendStringInfoString(&m, "}}]}");
 
-	answer = exchange(src, "/registry/subscribe", "subscribe", m.data, 1, false, "subscription", false);
-	dci_check_ack(src, "subscription", answer);
+	exchange_async(src, "/registry/subscribe", "subscribe", m.data, 1, "subscription", txn,
+				   event, dci_jsonb_to_compact(filter, NULL));
 	PG_RETURN_TEXT_P(cstring_to_text(txn));
 }
 
@@ -933,7 +996,6 @@ dci_unsubscribe(PG_FUNCTION_ARGS)
 	char		   ts[32];
 	StringInfoData m;
 	bool		   first = true;
-	Jsonb		  *answer;
 
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -967,7 +1029,7 @@ dci_unsubscribe(PG_FUNCTION_ARGS)
 	}
 	appendStringInfoString(&m, "]}");
 
-	answer = exchange(src, "/registry/unsubscribe", "unsubscribe", m.data, n, false, "unsubscription", false);
-	dci_check_ack(src, "unsubscription", answer);
+	exchange_async(src, "/registry/unsubscribe", "unsubscribe", m.data, n, "unsubscription", txn,
+				   NULL, NULL);
 	PG_RETURN_TEXT_P(cstring_to_text(txn));
 }

@@ -271,3 +271,99 @@ ALTER TABLE dci_data_source ADD COLUMN registry_jwks_url text;
 -- the algorithm the same way).  The row trigger checks the values.
 ALTER TABLE dci_signing_key ADD COLUMN kid_format text NOT NULL DEFAULT 'thumbprint';
 -- ==== end of registry keys from JWKS ====
+
+-- ==== inbound DCI: transactions, callbacks, notifications (issue 13) ====
+-- Callbacks authenticate with a bearer token of their own, write-only like
+-- the other secrets (src/triggers.c encrypts it; README "Write-only secrets").
+ALTER TABLE dci_data_source ADD COLUMN callback_token text CHECK (callback_token IS NULL);
+ALTER TABLE dci_data_source ADD COLUMN callback_token_encrypted bytea;
+ALTER TABLE dci_data_source ADD COLUMN callback_token_set boolean
+    GENERATED ALWAYS AS (callback_token_encrypted IS NOT NULL) STORED;
+COMMENT ON COLUMN dci_data_source.callback_token IS 'Write-only: stored encrypted in callback_token_encrypted; reads back NULL; '''' removes it';
+COMMENT ON TABLE dci_data_source IS 'External DCI registries; client_secret, bearer_token, client_key and callback_token are write-only and stored encrypted';
+
+-- One row per asynchronous request sent, committed by a background worker
+-- before the request goes out (src/txn_record.c): known to dci_receive
+-- whatever the sender's transaction does afterwards.
+CREATE TABLE dci_transaction (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    source_id integer NOT NULL,
+    transaction_id text NOT NULL,
+    action text NOT NULL CHECK (action IN ('search', 'subscribe', 'unsubscribe', 'txn-status')),
+    message_id text NOT NULL,
+    endpoint text NOT NULL,
+    sent_at timestamptz NOT NULL DEFAULT now(),
+    state text NOT NULL DEFAULT 'sent' CHECK (state IN ('sent', 'acked', 'completed', 'failed', 'expired')),
+    completed_at timestamptz,
+    response jsonb,
+    callbacks integer NOT NULL DEFAULT 0,
+    UNIQUE (source_id, transaction_id)
+);
+CREATE INDEX dci_transaction_sent_at ON dci_transaction (sent_at);
+COMMENT ON TABLE dci_transaction IS 'Asynchronous DCI requests sent, and what their callbacks answered';
+
+CREATE TABLE dci_subscription (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    source_id integer NOT NULL,
+    code text,
+    reg_event_type text,
+    filter jsonb,
+    state text NOT NULL DEFAULT 'requested' CHECK (state IN ('requested', 'active', 'cancelled')),
+    transaction_id text,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (source_id, code)
+);
+COMMENT ON TABLE dci_subscription IS 'Subscriptions: requested by dci_subscribe, active from on-subscribe, cancelled by on-unsubscribe';
+
+-- Every accepted callback or notification; (source_id, message_id) unique:
+-- a replay is refused by the index, also across restarts and sessions.
+CREATE TABLE dci_inbox (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    source_id integer NOT NULL,
+    received_at timestamptz NOT NULL DEFAULT now(),
+    action text NOT NULL,
+    message_id text NOT NULL,
+    transaction_id text,
+    correlation_id text,
+    verified text NOT NULL CHECK (verified IN ('signature', 'token', 'none')),
+    header jsonb NOT NULL,
+    message jsonb NOT NULL,
+    UNIQUE (source_id, message_id)
+);
+CREATE INDEX dci_inbox_received_at ON dci_inbox (received_at);
+COMMENT ON TABLE dci_inbox IS 'Accepted DCI callbacks and notifications; kept dci_client.inbox_retention_days days';
+
+SELECT pg_catalog.pg_extension_config_dump('dci_transaction', '');
+SELECT pg_catalog.pg_extension_config_dump('dci_subscription', '');
+SELECT pg_catalog.pg_extension_config_dump('dci_inbox', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('@extschema@.dci_transaction', 'id'), '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('@extschema@.dci_subscription', 'id'), '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('@extschema@.dci_inbox', 'id'), '');
+REVOKE ALL ON dci_transaction, dci_subscription, dci_inbox FROM PUBLIC;
+
+CREATE FUNCTION dci_receive(source text, body text, headers jsonb DEFAULT NULL)
+    RETURNS TABLE(http_status integer, response jsonb)
+    AS 'MODULE_PATHNAME', 'dci_receive' LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 1;
+CREATE FUNCTION dci_receive(source integer, body text, headers jsonb DEFAULT NULL)
+    RETURNS TABLE(http_status integer, response jsonb)
+    AS 'MODULE_PATHNAME', 'dci_receive' LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 1;
+CREATE FUNCTION dci_await(source text, transaction_id text, timeout_ms integer) RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'dci_await' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE FUNCTION dci_await(source integer, transaction_id text, timeout_ms integer) RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'dci_await' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+-- the arguments of dci_txn_status, to the asynchronous /registry/txn/status
+CREATE FUNCTION dci_txn_status_async(source text, transaction_id text, txn_type text DEFAULT 'search',
+                                     reference_ids text[] DEFAULT NULL, correlation_id text DEFAULT NULL,
+                                     subscription_codes text[] DEFAULT NULL) RETURNS text
+    AS 'MODULE_PATHNAME', 'dci_txn_status_async' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE FUNCTION dci_txn_status_async(source integer, transaction_id text, txn_type text DEFAULT 'search',
+                                     reference_ids text[] DEFAULT NULL, correlation_id text DEFAULT NULL,
+                                     subscription_codes text[] DEFAULT NULL) RETURNS text
+    AS 'MODULE_PATHNAME', 'dci_txn_status_async' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+REVOKE ALL ON FUNCTION dci_receive(text, text, jsonb), dci_receive(integer, text, jsonb),
+    dci_await(text, text, integer), dci_await(integer, text, integer),
+    dci_txn_status_async(text, text, text, text[], text, text[]),
+    dci_txn_status_async(integer, text, text, text[], text, text[])
+    FROM PUBLIC;
+-- ==== end of inbound DCI ====

@@ -128,11 +128,22 @@ dci_append_jsonb(StringInfo buf, const char *key, Jsonb *value, bool *first)
  * The envelope text: {"header":{...},"message":<message>,"signature":"..."}
  * The signature covers {"header":H,"message":M} exactly as sent.
  */
+static char *build_envelope(DciSource *src, const char *action, const char *message, int total_count,
+							const char *callback_status, size_t *len, char *message_id_out);
+
 char *
 dci_build_envelope(DciSource *src, const char *action, const char *message, int total_count,
 				   size_t *len)
 {
-	return dci_build_envelope_as(src, action, message, total_count, NULL, len);
+	return build_envelope(src, action, message, total_count, NULL, len, NULL);
+}
+
+/* the same; the header's message_id copied to message_id_out (37 bytes) */
+char *
+dci_build_envelope_id(DciSource *src, const char *action, const char *message, int total_count,
+					  size_t *len, char *message_id_out)
+{
+	return build_envelope(src, action, message, total_count, NULL, len, message_id_out);
 }
 
 /*
@@ -142,6 +153,13 @@ dci_build_envelope(DciSource *src, const char *action, const char *message, int 
 char *
 dci_build_envelope_as(DciSource *src, const char *action, const char *message, int total_count,
 					  const char *callback_status, size_t *len)
+{
+	return build_envelope(src, action, message, total_count, callback_status, len, NULL);
+}
+
+static char *
+build_envelope(DciSource *src, const char *action, const char *message, int total_count,
+			   const char *callback_status, size_t *len, char *message_id_out)
 {
 	StringInfoData hm;
 	StringInfoData out;
@@ -157,6 +175,8 @@ dci_build_envelope_as(DciSource *src, const char *action, const char *message, i
 				 errmsg("data source \"%s\" has no sender_id", src->code),
 				 errhint("Set sender_id (this system's DCI identifier, e.g. openspp.example.org) before sending DCI messages.")));
 	dci_uuid_v4(msgid);
+	if (message_id_out)
+		strlcpy(message_id_out, msgid, 37);
 	dci_timestamp_now(ts, sizeof(ts));
 
 	initStringInfo(&hm);

@@ -29,6 +29,9 @@ extern void dci_append_jsonb(StringInfo buf, const char *key, Jsonb *value, bool
  */
 extern char *dci_build_envelope(DciSource *src, const char *action, const char *message,
 								int total_count, size_t *len);
+/* the same; the header's message_id is copied to message_id_out (37 bytes) unless NULL */
+extern char *dci_build_envelope_id(DciSource *src, const char *action, const char *message,
+								   int total_count, size_t *len, char *message_id_out);
 /* the same with the callback header (status, completed_count) when callback_status is not NULL */
 extern char *dci_build_envelope_as(DciSource *src, const char *action, const char *message,
 								   int total_count, const char *callback_status, size_t *len);

@@ -146,6 +146,7 @@ load_needles(const DciSource *src)
 	old = MemoryContextSwitchTo(needles_cxt);
 	add_secret(&nfixed, src->client_secret);
 	add_secret(&nfixed, src->bearer_token);
+	add_secret(&nfixed, src->callback_token);
 	add_needle(&nfixed, src->client_key ? pstrdup(src->client_key) : NULL);
 	if (src->client_id && src->client_secret)
 	{

@@ -662,6 +662,8 @@ dci_reencrypt_secrets(PG_FUNCTION_ARGS)
 	done += reencrypt_column(&keys, sources, "client_secret", source_binding, true);
 	done += reencrypt_column(&keys, sources, "bearer_token", source_binding, true);
 	done += reencrypt_column(&keys, sources, "client_key", source_binding, true);
+	if (get_attnum(sources, "callback_token_encrypted") != InvalidAttrNumber)
+		done += reencrypt_column(&keys, sources, "callback_token", source_binding, true);
 	done += reencrypt_column(&keys, signing_keys, "private_key", "key_id, algorithm", false);
 	dci_spi_end_privileged(&priv);
 	explicit_bzero(&keys, sizeof(keys));

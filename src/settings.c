@@ -34,6 +34,10 @@ int			 dci_token_refresh_margin_s = 60;
 int			 dci_token_min_interval_ms = 1000;
 int			 dci_shared_token_slots = 64;
 int			 dci_max_concurrency = 16;
+int			 dci_callback_max_age_s = 300;
+int			 dci_callback_clock_skew_s = 30;
+int			 dci_callback_max_bytes = 4 * 1024 * 1024;
+int			 dci_inbox_retention_days = 30;
 
 /*
  * allowed_hosts as parsed by its check hook (GUC's "extra"; NULL: empty).
@@ -212,6 +216,30 @@ dci_define_settings(void)
 							"Records of dci_request_log older than this are deleted.",
 							NULL,
 							&dci_log_retention_days, 30, 1, 3650,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("dci_client.callback_max_age_s",
+							"dci_receive refuses messages whose header.message_ts is older than this.",
+							NULL,
+							&dci_callback_max_age_s, 300, 1, 86400,
+							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("dci_client.callback_clock_skew_s",
+							"dci_receive accepts a header.message_ts this far in the future.",
+							NULL,
+							&dci_callback_clock_skew_s, 30, 0, 3600,
+							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("dci_client.callback_max_bytes",
+							"dci_receive refuses larger bodies.",
+							NULL,
+							&dci_callback_max_bytes, 4 * 1024 * 1024, 1024, 256 * 1024 * 1024,
+							PGC_SUSET, GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("dci_client.inbox_retention_days",
+							"Rows of dci_inbox older than this are deleted.",
+							"Must stay longer than callback_max_age_s: the inbox is the replay record.",
+							&dci_inbox_retention_days, 30, 1, 3650,
 							PGC_SIGHUP, 0,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("dci_client.max_concurrency",

@@ -19,6 +19,11 @@ extern int	 dci_token_refresh_margin_s;
 extern int	 dci_token_min_interval_ms;
 extern int	 dci_shared_token_slots;
 extern int	 dci_max_concurrency;
+/* dci_receive (inbound.c) */
+extern int	 dci_callback_max_age_s;
+extern int	 dci_callback_clock_skew_s;
+extern int	 dci_callback_max_bytes;
+extern int	 dci_inbox_retention_days;
 /* registry keys from JWKS (registry_keys.c) */
 extern int dci_jwks_cache_ttl_s;
 extern int dci_jwks_refetch_interval_s;

@@ -398,64 +398,119 @@ dci_signature_for_source(DciSource *src, const char *hm_text, size_t len)
 	return sign_text(k, src->sender_id ? src->sender_id : "", hm_text, len);
 }
 
-void
-dci_verify_response(DciSource *src, const char *body, size_t len)
+/*
+ * The key that verifies what the source's registry sent (the envelope text
+ * body; what names it: "answer", "callback"): from the registry's JWKS when
+ * registry_jwks_url is set (the key the signature names, registry_keys.c),
+ * else registry_public_key.  The one place registry keys are acquired.
+ * NULL with err unset: the source names no key; NULL with err set: no key
+ * (DC008: the envelope names none that the set holds, or is not signed).
+ * *owned receives what the caller must free.
+ */
+static const DciSigKey *
+registry_key(DciSource *src, const char *body, size_t len, const char *what,
+			 DciSigKey **owned, DciError *err)
 {
-	DciSigKey	   *owned = NULL;
+	char		msg[256] = "";
+
+	*owned = NULL;
+	if (src->registry_jwks_url != NULL && *src->registry_jwks_url != '\0')
+		return dci_registry_key_for_envelope(src, body, len, what, err);
+	if (src->registry_public_key == NULL || *src->registry_public_key == '\0')
+		return NULL;
+	*owned = dci_sigkey_load(src->registry_public_key, false, msg, sizeof(msg));
+	if (*owned == NULL)
+	{
+		dci_error_set(err, ERRCODE_DCI_CONFIG, "registry_public_key of data source \"%s\" is not usable", src->code);
+		dci_error_detail(err, "It is %s.", msg);
+		dci_error_hint(err, "Set it to the registry's Ed25519 or RSA public key (PEM), or to NULL.");
+	}
+	return *owned;
+}
+
+/* does the envelope text carry a non-empty "signature" */
+static bool
+has_signature(const char *body, size_t len)
+{
+	char	   *hm = NULL;
+	char	   *sig = NULL;
+	size_t		hm_len;
+	char		err[128];
+	bool		has;
+
+	if (!cj_envelope(body, len, &hm, &hm_len, &sig, err, sizeof(err)))
+		return false;
+	has = sig != NULL && *sig != '\0';
+	free(hm);
+	free(sig);
+	return has;
+}
+
+DciRegistryVerify
+dci_registry_verify(DciSource *src, const char *body, size_t len, const char *what,
+					DciVerifyResult *detail, DciError *err)
+{
+	DciSigKey  *owned;
 	const DciSigKey *key;
-	char			msg[256] = "";
 	DciVerifyResult r;
 
-	if (src->registry_jwks_url != NULL && *src->registry_jwks_url != '\0')
+	*detail = DCI_VERIFY_OK;
+	memset(err, 0, sizeof(*err));
+	key = registry_key(src, body, len, what, &owned, err);
+	if (key == NULL)
 	{
-		/* the key the signature names, from the registry's JWKS (registry_keys.c) */
-		DciError kerr = {0};
-
-		key = dci_registry_key_for_envelope(src, body, len, "answer", &kerr);
-		if (key == NULL)
-			dci_error_raise(&kerr);
-	}
-	else
-	{
-		if (src->registry_public_key == NULL || *src->registry_public_key == '\0')
-			return;
-		key = owned = dci_sigkey_load(src->registry_public_key, false, msg, sizeof(msg));
-		if (key == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_DCI_CONFIG),
-					 errmsg("registry_public_key of data source \"%s\" is not usable", src->code),
-					 errdetail("It is %s.", msg),
-					 errhint("Set it to the registry's Ed25519 or RSA public key (PEM), or to NULL.")));
+		if (err->sqlstate == 0)
+			return DCI_REGISTRY_NO_KEY;
+		if (err->sqlstate != ERRCODE_DCI_SIGNATURE)
+			return DCI_REGISTRY_KEY_UNUSABLE;
+		*detail = has_signature(body, len) ? DCI_VERIFY_BAD_SIGNATURE : DCI_VERIFY_MISSING;
+		return *detail == DCI_VERIFY_MISSING ? DCI_REGISTRY_MISSING : DCI_REGISTRY_BAD;
 	}
 	if (src->signature_format == DCI_SIG_FORMAT_JWS)
 	{
 		if (dci_sigkey_alg(key) != DCI_SIG_RSA_SHA256)
 		{
 			dci_sigkey_free(owned);
-			ereport(ERROR,
-					(errcode(ERRCODE_DCI_CONFIG),
-					 errmsg("registry_public_key of data source \"%s\" cannot verify a JWS", src->code),
-					 errdetail("The JWS format (signature_format 'jws') is RS256: it needs an RSA key, not an Ed25519 one."),
-					 errhint("Set registry_public_key to the registry's RSA public key, or signature_format to 'dci'.")));
+			dci_error_set(err, ERRCODE_DCI_CONFIG, "registry_public_key of data source \"%s\" cannot verify a JWS", src->code);
+			dci_error_detail(err, "The JWS format (signature_format 'jws') is RS256: it needs an RSA key, not an Ed25519 one.");
+			dci_error_hint(err, "Set registry_public_key to the registry's RSA public key, or signature_format to 'dci'.");
+			return DCI_REGISTRY_KEY_UNUSABLE;
 		}
 		r = dci_jws_verify_envelope(key, body, len);
 	}
 	else
 		r = dci_sig_verify_envelope(key, body, len, (int64) time(NULL));
 	dci_sigkey_free(owned);
-	if (r == DCI_VERIFY_MISSING)
+	*detail = r;
+	if (r == DCI_VERIFY_OK)
+		return DCI_REGISTRY_OK;
+	return r == DCI_VERIFY_MISSING ? DCI_REGISTRY_MISSING : DCI_REGISTRY_BAD;
+}
+
+void
+dci_verify_response(DciSource *src, const char *body, size_t len)
+{
+	DciError	err;
+	DciVerifyResult r;
+	DciRegistryVerify v = dci_registry_verify(src, body, len, "answer", &r, &err);
+
+	if (v == DCI_REGISTRY_NO_KEY || v == DCI_REGISTRY_OK)
+		return;
+	/* the key's own error (an unusable key; the key set's DC008 or fetch error) as it is */
+	if (err.sqlstate != 0)
+		dci_error_raise(&err);
+	if (v == DCI_REGISTRY_MISSING)
 		ereport(ERROR,
 				(errcode(ERRCODE_DCI_SIGNATURE),
 				 errmsg("answer of data source \"%s\" is not signed", src->code),
 				 errdetail("%s", dci_verify_result_text(r)),
 				 errhint("The data source names registry_public_key, so its answers must be signed.")));
-	if (r != DCI_VERIFY_OK)
-		ereport(ERROR,
-				(errcode(ERRCODE_DCI_SIGNATURE),
-				 errmsg("signature of the answer from data source \"%s\" does not verify", src->code),
-				 errdetail("%s", dci_verify_result_text(r)),
-				 errhint("Check %s of data source \"%s\", and the clocks of both sides.",
-						 src->registry_jwks_url ? "registry_jwks_url" : "registry_public_key", src->code)));
+	ereport(ERROR,
+			(errcode(ERRCODE_DCI_SIGNATURE),
+			 errmsg("signature of the answer from data source \"%s\" does not verify", src->code),
+			 errdetail("%s", dci_verify_result_text(r)),
+			 errhint("Check %s of data source \"%s\", and the clocks of both sides.",
+					 src->registry_jwks_url ? "registry_jwks_url" : "registry_public_key", src->code)));
 }
 
 /* ---- SQL functions ---- */

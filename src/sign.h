@@ -7,6 +7,7 @@
 #ifndef DCI_SIGN_H
 #define DCI_SIGN_H
 
+#include "sig_field.h"
 #include "source.h"
 
 /*
@@ -27,6 +28,26 @@ extern char *dci_signature_for_source(DciSource *src, const char *hm_text, size_
  * payload holds the same header and message (canonical forms compared).  Does nothing when the source names no key.
  */
 extern void dci_verify_response(DciSource *src, const char *body, size_t len);
+
+/* what dci_registry_verify found */
+typedef enum DciRegistryVerify
+{
+	DCI_REGISTRY_NO_KEY,		/* the source names no registry key: nothing to check */
+	DCI_REGISTRY_OK,			/* signed, and the signature verifies */
+	DCI_REGISTRY_MISSING,		/* a key is set and the body carries no signature */
+	DCI_REGISTRY_BAD,			/* a signature that does not verify (reason in *detail) */
+	DCI_REGISTRY_KEY_UNUSABLE	/* no usable key could be had (reason in err) */
+} DciRegistryVerify;
+
+/*
+ * The non-raising core of dci_verify_response, over the body's exact bytes
+ * (dci_receive checks callbacks with it; what names the text: "answer",
+ * "callback"): which case applies; *detail the verifier's reason; err the
+ * key's own error when there is one (an unusable key, a JWKS fetch that
+ * failed, a kid the key set lacks).
+ */
+extern DciRegistryVerify dci_registry_verify(DciSource *src, const char *body, size_t len,
+											 const char *what, DciVerifyResult *detail, DciError *err);
 
 /*
  * May the current user have envelopes signed for it and handed back

@@ -49,6 +49,9 @@
 /* registry keys from JWKS (issue 13): read as column 30 when the schema has it */
 #define SOURCE_COLUMNS_JWKS	   ", registry_jwks_url"
 #define SOURCE_COLUMNS_NO_JWKS ", NULL::text"
+/* the callback token (issue 13, inbound): column 31 when the schema has it */
+#define SOURCE_COLUMNS_CALLBACK	   ", callback_token_encrypted"
+#define SOURCE_COLUMNS_NO_CALLBACK ", NULL::bytea"
 
 typedef struct CacheEntry
 {
@@ -211,6 +214,8 @@ wipe_source_secrets(void *arg)
 		explicit_bzero(src->bearer_token, strlen(src->bearer_token));
 	if (src->client_key)
 		explicit_bzero(src->client_key, strlen(src->client_key));
+	if (src->callback_token)
+		explicit_bzero(src->callback_token, strlen(src->callback_token));
 }
 
 /*
@@ -300,6 +305,7 @@ build_source(SPITupleTable *tt, HeapTuple tup)
 	src->client_secret = decrypt_column(src, tt, tup, 8, "client_secret", binding);
 	src->bearer_token = decrypt_column(src, tt, tup, 11, "bearer_token", binding);
 	src->client_key = decrypt_column(src, tt, tup, 21, "client_key", binding);
+	src->callback_token = decrypt_column(src, tt, tup, 31, "callback_token", binding);
 	src->credential_fingerprint = credential_fingerprint(src);
 	if (src->client_cert && src->client_key)
 	{
@@ -334,10 +340,11 @@ load_source(const char *code, int32 id)
 	DciSource		  *src = NULL;
 
 	cached_table = dci_source_table_oid();
-	query = psprintf("SELECT " SOURCE_COLUMNS "%s%s%s FROM %s WHERE %s OPERATOR(pg_catalog.=) $1",
+	query = psprintf("SELECT " SOURCE_COLUMNS "%s%s%s%s FROM %s WHERE %s OPERATOR(pg_catalog.=) $1",
 					 get_attnum(cached_table, "max_concurrency") != InvalidAttrNumber ? SOURCE_COLUMNS_0_2 : SOURCE_COLUMNS_0_1,
 					 get_attnum(cached_table, "dialect") != InvalidAttrNumber ? SOURCE_COLUMNS_DIALECT : SOURCE_COLUMNS_NO_DIALECT,
 					 get_attnum(cached_table, "registry_jwks_url") != InvalidAttrNumber ? SOURCE_COLUMNS_JWKS : SOURCE_COLUMNS_NO_JWKS,
+					 get_attnum(cached_table, "callback_token_encrypted") != InvalidAttrNumber ? SOURCE_COLUMNS_CALLBACK : SOURCE_COLUMNS_NO_CALLBACK,
 					 dci_qualified_table_name(cached_table), code ? "code" : "id");
 
 	/* read as the bootstrap superuser: callers need EXECUTE, not SELECT */

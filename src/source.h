@@ -77,6 +77,7 @@ typedef struct DciSource
 	char	*client_secret;
 	char	*bearer_token;
 	char	*client_key;
+	char	*callback_token; /* what callbacks must present as Bearer (dci_receive) */
 	DciError secret_error;
 
 	/* identifies what a token depends on: changes when credentials change */

@@ -123,6 +123,16 @@ dci_test_connection(PG_FUNCTION_ARGS)
 			emit(&w, "authorized", 0, what);
 	}
 
+	/*
+	 * A source that names a callback_uri takes callbacks: without a token or
+	 * a registry key anyone may post them.  A warning, not a failure: ok
+	 * NULL, the source's state unaffected.
+	 */
+	if (src->callback_uri != NULL && src->callback_token == NULL &&
+		(src->registry_public_key == NULL || *src->registry_public_key == '\0') &&
+		(src->registry_jwks_url == NULL || *src->registry_jwks_url == '\0'))
+		emit(&w, "callbacks", -1,
+			 "warning: callbacks are accepted unauthenticated (set callback_token, registry_public_key or registry_jwks_url)");
 	dci_source_record_test(src->id, !w.any_false, w.first_error);
 	return (Datum) 0;
 }

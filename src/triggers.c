@@ -40,6 +40,8 @@ static const SecretColumn source_secrets[] = {
 	{"client_secret", "client_secret_encrypted"},
 	{"bearer_token", "bearer_token_encrypted"},
 	{"client_key", "client_key_encrypted"},
+	/* 0.2: absent while the schema is still 0.1 */
+	{"callback_token", "callback_token_encrypted"},
 };
 
 static const SecretColumn signing_key_secrets[] = {
@@ -352,6 +354,8 @@ validate_source(RowEdit *e)
 		(void) check_url(e, "callback_uri", url, true);
 
 	check_header_value(e, "bearer_token");
+	if (SPI_fnumber(e->tupdesc, "callback_token") > 0)
+		check_header_value(e, "callback_token");
 
 	d = get_new(e, "timeout_ms", &isnull);
 	if (!isnull && DatumGetInt32(d) <= 0)
@@ -547,7 +551,15 @@ dci_data_source_trigger(PG_FUNCTION_ARGS)
 								 get_new_text(e, "credential_location"),
 								 isnull ? true : DatumGetBool(verify),
 								 get_new_text(e, "ca_cert"));
-	process_secrets(e, source_secrets, lengthof(source_secrets), id, binding, trust_changed);
+	{
+		SecretColumn present[lengthof(source_secrets)];
+		int			 n = 0;
+
+		for (int i = 0; i < lengthof(source_secrets); i++)
+			if (SPI_fnumber(e->tupdesc, source_secrets[i].plain) > 0)
+				present[n++] = source_secrets[i];
+		process_secrets(e, present, n, id, binding, trust_changed);
+	}
 	return finish_edit(e);
 }
 
@@ -643,7 +655,7 @@ dci_clear_secret(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("column \"%s\" is not a secret of dci_data_source",
 						column ? dci_quote_text(column, strlen(column)) : "<NULL>"),
-				 errhint("The secrets are client_secret, bearer_token and client_key.")));
+				 errhint("The secrets are client_secret, bearer_token, client_key and callback_token.")));
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

@@ -435,6 +435,11 @@ def test_test_connection_shows_the_steps(env, oenv):
     assert action["params"]["type"] == "success", action
     assert rec.state == "active" and rec.last_error is False
     steps = rec.dci_test_steps.splitlines()
+    # a source with a callback URI but neither callback token nor registry key
+    # also gets dci_test_connection's warning row (README "Callbacks and notifications")
+    warn = [s for s in steps if s.startswith("callbacks:")]
+    assert len(warn) == 1 and "unauthenticated" in warn[0], steps
+    steps = [s for s in steps if not s.startswith("callbacks:")]
     assert [s.split(":")[0] for s in steps] == ["config", "auth", "reachable", "authorized"], steps
     assert all(s.endswith(": ok") for s in steps), steps
 
@@ -506,11 +511,15 @@ def test_callback_through_the_controller(env, oenv):
     c = code("cb")
     token = remember(secret("Zq9-cb-"))
     oenv["spp.dci.data.source"].create(vals(env, c, dci_callback_token=token))
+    # dci_receive takes a notification for an active subscription only, and a fresh message_ts
+    oenv.cr.execute("INSERT INTO dci_subscription (source_id, code, reg_event_type, state) "
+                    "SELECT id, %s, 'DEATH', 'active' FROM dci_data_source WHERE code = %s", ("S-" + c, c))
+    now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
     envelope = {"signature": "", "header": {
-        "version": "1.0.0", "message_id": "m-%s" % c, "message_ts": "2026-01-01T00:00:00.000Z", "action": "notify",
+        "version": "1.0.0", "message_id": "m-%s" % c, "message_ts": now, "action": "notify",
         "sender_id": "mock-registry", "receiver_id": "openspp.example.org", "total_count": 1,
         "is_msg_encrypted": False}, "message": {
-        "transaction_id": "t-%s" % c, "event_type": "DEATH", "event_date": "2025-12-01",
+        "transaction_id": "t-%s" % c, "subscription_code": "S-" + c, "event_type": "DEATH", "event_date": "2025-12-01",
         "identifiers": [{"type": "UIN", "value": "123456789"}]}}
     body = json.dumps(envelope).encode()
     path = "/dci/callback/%s/notify" % c

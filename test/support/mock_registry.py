@@ -18,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote_plus, urlsplit
 
 import mock_jwks                      # the registry's JWKS (test/support/mock_jwks.py)
+import mock_callbacks  # the registry calling back (issue 13)
 
 TOKEN_PATH = "/oauth2/client/token"
 SHUTDOWN = threading.Event()          # hang/slow_drip poll it so SIGTERM is prompt
@@ -536,6 +537,7 @@ def h_dci(req):
         with STATE.lock:
             STATE.dci_txns[m["transaction_id"]] = {"txn_type": "search", "search_response": items or [],
                                                    "reference_ids": [it["reference_id"] for it in m["search_request"]]}
+        mock_callbacks.on_async(sys.modules[__name__], req, env)
         return dci_ack(req)
     if kind == "subscribe":
         crit = [it["subscribe_criteria"] for it in m["subscribe_request"]]
@@ -550,6 +552,7 @@ def h_dci(req):
                 codes.append(code)
             STATE.dci_txns[m["transaction_id"]] = {"txn_type": "subscribe", "subscription_codes": codes,
                                                    "reference_ids": [it["reference_id"] for it in m["subscribe_request"]]}
+        mock_callbacks.on_async(sys.modules[__name__], req, env)
         return dci_ack(req)
     if kind == "unsubscribe":
         if "NACK" in m["subscription_codes"]:
@@ -560,10 +563,12 @@ def h_dci(req):
                     STATE.dci_subscriptions[c]["active"] = False
             STATE.dci_txns[m["transaction_id"]] = {"txn_type": "unsubscribe",
                                                    "subscription_codes": list(m["subscription_codes"])}
+        mock_callbacks.on_async(sys.modules[__name__], req, env)
         return dci_ack(req)
     # txn status (sync answers here; the async path only acknowledges)
     t = m["txnstatus_request"]
     if req.path == "/registry/txn/status":
+        mock_callbacks.on_async(sys.modules[__name__], req, env)
         return dci_ack(req)
     known = mock_domain.find_txn(t)          # by any attribute_type, of the txn_type asked
     if known is None:
@@ -994,6 +999,9 @@ class ControlHandler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_GET(self):
+        cb = mock_callbacks.control(sys.modules[__name__], self.path.split("?")[0], "GET", {})
+        if cb is not None:
+            return self.reply(cb)
         if self.path.split("?")[0] == "/stats":
             return self.reply(STATE.stats())
         self.reply({"error": "not_found"}, 404)
@@ -1005,6 +1013,9 @@ class ControlHandler(BaseHTTPRequestHandler):
         except ValueError:
             return self.reply({"error": "bad json"}, 400)
         p = self.path.split("?")[0]
+        cb = mock_callbacks.control(sys.modules[__name__], p, "POST", d)
+        if cb is not None:
+            return self.reply(cb)
         with STATE.lock:
             if p == "/fault":
                 params = {k: v for k, v in d.items() if k not in ("path", "mode", "count")}
@@ -1033,6 +1044,7 @@ class ControlHandler(BaseHTTPRequestHandler):
         if p == "/reset":
             STATE.reset()
             mock_jwks.reset()
+            mock_callbacks.reset()
         self.reply({"ok": True})
 
 
