@@ -18,6 +18,7 @@
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
 
+#include "access/detoast.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "commands/async.h"
@@ -305,9 +306,12 @@ part_of_more(JsonbContainer *hdr)
 	return done >= 0 && total >= 0 && done < total;
 }
 
-/* the transaction the callback answers: update it; false when unknown */
+/*
+ * the transaction the callback answers: update it; false when unknown (or
+ * too large); *settled when it was answered in full before (left as it is)
+ */
 static bool
-store_callback(Inbound *in, Refusal *r)
+store_callback(Inbound *in, Refusal *r, bool *settled)
 {
 	char	   *t = ext_table("dci_transaction");
 	Oid			types[5] = {INT4OID, TEXTOID, TEXTOID, JSONBOID, TEXTOID};
@@ -326,6 +330,42 @@ store_callback(Inbound *in, Refusal *r)
 	v[0] = Int32GetDatum(in->src->id);
 	v[1] = CStringGetTextDatum(in->transaction_id);
 	v[2] = CStringGetTextDatum(answered[in->action]);
+	/*
+	 * Locked first (a concurrent part of the same transaction waits): a
+	 * transaction a callback already ended is settled, or a hostile registry
+	 * could append to or overwrite what dci_await returned (or reactivate
+	 * subscriptions); and the parts together stay within max_response_bytes,
+	 * as one synchronous answer.
+	 */
+	if (spi_run(psprintf("SELECT completed_at IS NOT NULL, response FROM %s "
+						 "WHERE source_id OPERATOR(pg_catalog.=) $1 AND transaction_id OPERATOR(pg_catalog.=) $2 "
+						 "AND action OPERATOR(pg_catalog.=) $3 FOR UPDATE", t),
+				3, types, v, nulls, SPI_OK_SELECT) == 0)
+	{
+		refuse(r, 404, "err.transaction_id.invalid",
+			   "transaction_id is not a %s this system sent to this registry", answered[in->action]);
+		return false;
+	}
+	else
+	{
+		bool		isnull;
+		bool		closed = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		Datum		so_far = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+		Size		size = (isnull ? 0 : toast_raw_datum_size(so_far)) + VARSIZE(in->message);
+
+		if (closed)
+		{
+			/* acknowledged and kept in the inbox, but it changes nothing */
+			*settled = true;
+			return true;
+		}
+		if (!isnull && key && size > (Size) dci_max_response_bytes)
+		{
+			refuse(r, 413, "err.request.too_large",
+				   "the parts of the answer together are larger than %d bytes", dci_max_response_bytes);
+			return false;
+		}
+	}
 	v[3] = JsonbPGetDatum(in->message);
 	v[4] = state ? CStringGetTextDatum(state) : (Datum) 0;
 	if (!state)
@@ -540,14 +580,18 @@ store(Inbound *in, Refusal *r, int64 *inbox_id)
 	*inbox_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	if (answered[in->action] != NULL)
 	{
+		bool		settled = false;
+
 		if (in->transaction_id == NULL)
 		{
 			refuse(r, 404, "err.transaction_id.invalid", "the message has no transaction_id");
 			return false;
 		}
-		if (!store_callback(in, r))
+		if (!store_callback(in, r, &settled))
 			return false;
-		if (strcmp(actions[in->action], "on-subscribe") == 0)
+		if (settled)
+			;					/* the subscriptions it made stay as they are */
+		else if (strcmp(actions[in->action], "on-subscribe") == 0)
 			store_subscriptions(in);
 		else if (strcmp(actions[in->action], "on-unsubscribe") == 0)
 			cancel_subscriptions(in);

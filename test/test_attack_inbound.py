@@ -1,0 +1,133 @@
+"""Attacks on the inbound half of DCI (README "Callbacks and notifications"):
+what a hostile registry, a holder of the callback token, or a role with only
+EXECUTE on dci_receive could make dci_receive, dci_await or the transaction
+writer do.  Helpers of test/test_inbound.py."""
+import json
+from contextlib import closing
+
+from psycopg2.extras import Json
+
+from support.env import expect_error
+from test_inbound import UIN, WORKER_ROLE, _count, _envelope, _now_iso, _receive, _src, _txn, _worker_role
+
+
+def _search_async(env, src):
+    with closing(env.connect()) as conn:
+        cur = conn.cursor()
+        cur.execute("SELECT dci_search_async(%s, 'idtype-value', %s)", (src, Json(UIN)))
+        return cur.fetchone()[0]
+
+
+def _records(n, tag):
+    return [{"data": {"reg_records": [{"id": "%s-%d" % (tag, i)} for i in range(n)]}}]
+
+
+# ---------------------------------------------------------------- a transaction once completed
+def test_callback_after_completion_changes_nothing(env):
+    """A completed transaction is settled: a later callback with a fresh
+    message_id (a registry's retry, or a hostile one) is acknowledged and kept
+    in dci_inbox, but appends no records, overwrites no transaction status
+    answer and leaves the callback count as it was."""
+    src = _src(env, None)
+    txn = _search_async(env, src)
+    with closing(env.connect()) as conn:
+        cur = conn.cursor()
+        st, resp = _receive(cur, src, _envelope(txn=txn, message={"transaction_id": txn,
+                                                                   "search_response": _records(1, "a")}))
+        assert st == 200, resp
+        before = _txn(env, src, txn)
+        assert before[0] == "completed"
+        inbox = _count(env, "dci_inbox", src)
+        st, resp = _receive(cur, src, _envelope(txn=txn, message={"transaction_id": txn,
+                                                                   "search_response": _records(1, "forged")}))
+        assert st == 200, resp
+        assert _txn(env, src, txn) == before
+        assert _count(env, "dci_inbox", src) == inbox + 1
+        cur.execute("SELECT dci_await(%s, %s, 0)", (src, txn))
+        assert [r["id"] for r in cur.fetchone()[0]["data"]["reg_records"]] == ["a-0"]
+        # a transaction status answer is not overwritten either
+        cur.execute("SELECT dci_txn_status_async(%s, %s)", (src, txn))
+        st_txn = cur.fetchone()[0]
+        ok = {"transaction_id": st_txn, "txnstatus_response": {"txn_type": "search", "txn_status": "succ"}}
+        assert _receive(cur, src, _envelope(action="txn-on-status", message=ok))[0] == 200
+        forged = {"transaction_id": st_txn, "txnstatus_response": {"txn_type": "search", "txn_status": "rjct"}}
+        assert _receive(cur, src, _envelope(action="txn-on-status", message=forged))[0] == 200
+        cur.execute("SELECT dci_await(%s, %s, 0)", (src, st_txn))
+        assert cur.fetchone()[0]["txn_status"] == "succ"
+
+
+def test_rejected_transaction_stays_rejected(env):
+    """A header status rjct ends the transaction failed; a later callback does
+    not turn it completed."""
+    src = _src(env, None)
+    txn = _search_async(env, src)
+    with closing(env.connect()) as conn:
+        cur = conn.cursor()
+        e = _envelope(txn=txn)
+        e["header"]["status"] = "rjct"
+        assert _receive(cur, src, e)[0] == 200
+        assert _txn(env, src, txn)[0] == "failed"
+        st, resp = _receive(cur, src, _envelope(txn=txn, message={"transaction_id": txn,
+                                                                   "search_response": _records(1, "late")}))
+        assert st == 200, resp
+        assert _txn(env, src, txn)[0] == "failed"
+        cur.execute("SELECT dci_await(%s, %s, 0)", (src, txn))
+        assert "late" not in json.dumps(cur.fetchone()[0])
+
+
+def _sub_state(env, src, code_):
+    rows = env.query("SELECT b.state FROM dci_subscription b JOIN dci_data_source s ON s.id = b.source_id "
+                     "WHERE s.code = %s AND b.code = %s", (src, code_))
+    return rows[0][0] if rows else None
+
+
+def test_old_subscribe_transaction_cannot_revive_a_cancelled_code(env):
+    """Once on-subscribe settled a subscribe transaction and the code was
+    cancelled, another on-subscribe for that old transaction does not make
+    the code active again (notifications for it stay refused)."""
+    src = _src(env, None)
+    with closing(env.connect()) as conn:
+        cur = conn.cursor()
+        cur.execute("SELECT dci_subscribe(%s, 'REGISTER')", (src,))
+        sub = cur.fetchone()[0]
+        granted = {"transaction_id": sub, "subscribe_response": [
+            {"status": "succ", "subscriptions": [{"code": "SUB-1", "status": "subscribe"}]}]}
+        assert _receive(cur, src, _envelope(action="on-subscribe", message=granted))[0] == 200
+        assert _sub_state(env, src, "SUB-1") == "active"
+        cur.execute("SELECT dci_unsubscribe(%s, ARRAY['SUB-1'])", (src,))
+        uns = cur.fetchone()[0]
+        gone = {"transaction_id": uns, "subscription_status": [{"code": "SUB-1", "status": "unsubscribe"}]}
+        assert _receive(cur, src, _envelope(action="on-unsubscribe", message=gone))[0] == 200
+        assert _sub_state(env, src, "SUB-1") == "cancelled"
+        assert _receive(cur, src, _envelope(action="on-subscribe", message=granted))[0] == 200
+        assert _sub_state(env, src, "SUB-1") == "cancelled"
+        st, resp = _receive(cur, src, _envelope(action="notify", message={"subscription_code": "SUB-1"}))
+        assert (st, resp["message"]["error"]["code"]) == (404, "err.subscription_code.invalid"), resp
+
+
+def test_multi_part_answer_is_bounded(env):
+    """A registry that never ends a multi-part answer cannot grow the
+    transaction's response without bound: past dci_client.max_response_bytes
+    a part is refused (413), answered, not raised, and the parts before stay."""
+    src = _src(env, None)
+    txn = _search_async(env, src)
+    with closing(env.connect()) as conn:
+        cur = conn.cursor()
+        cur.execute("SET dci_client.max_response_bytes = 20000")
+        accepted = 0
+        last = None
+        for i in range(40):
+            e = _envelope(txn=txn, message={"transaction_id": txn, "search_response": _records(40, "p%d" % i)})
+            e["header"].update(total_count=10 ** 6, completed_count=i + 1)
+            st, resp = _receive(cur, src, e)
+            if st != 200:
+                last = (st, resp["message"]["error"]["code"])
+                break
+            accepted += 1
+        assert last == (413, "err.request.too_large"), (accepted, last)
+        assert 1 <= accepted < 40
+        row = _txn(env, src, txn)
+        assert row[2] == accepted and len(row[1]["search_response"]) == accepted
+        assert env.query("SELECT pg_column_size(response) FROM dci_transaction t JOIN dci_data_source s "
+                         "ON s.id = t.source_id WHERE s.code = %s AND t.transaction_id = %s",
+                         (src, txn))[0][0] <= 20000
