@@ -540,8 +540,14 @@ purge_old(void)
 	if (last_purge_at != 0 && !TimestampDifferenceExceeds(last_purge_at, now, 3600 * 1000))
 		return;
 	last_purge_at = now;
+	/*
+	 * The inbox is the replay record: a row goes only when its message would
+	 * be stale anyway, i.e. kept at least callback_max_age_s plus the clock
+	 * skew (a message_ts that far ahead is still fresh that long after).
+	 */
 	spi_run(psprintf("DELETE FROM %s WHERE received_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) "
-					 "pg_catalog.make_interval(days => %d))", ext_table("dci_inbox"), dci_inbox_retention_days),
+					 "pg_catalog.make_interval(secs => %d))", ext_table("dci_inbox"),
+					 Max(dci_inbox_retention_days * 86400, dci_callback_max_age_s + dci_callback_clock_skew_s + 60)),
 			0, NULL, NULL, NULL, SPI_OK_DELETE);
 	spi_run(psprintf("UPDATE %s SET state = 'expired' WHERE state OPERATOR(pg_catalog.=) ANY ('{sent,acked}'::pg_catalog.text[]) "
 					 "AND sent_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(days => %d))",

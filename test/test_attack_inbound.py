@@ -131,3 +131,31 @@ def test_multi_part_answer_is_bounded(env):
         assert env.query("SELECT pg_column_size(response) FROM dci_transaction t JOIN dci_data_source s "
                          "ON s.id = t.source_id WHERE s.code = %s AND t.transaction_id = %s",
                          (src, txn))[0][0] <= 20000
+
+
+# ---------------------------------------------------------------- replays
+def test_replay_refused_after_the_retention_purge_while_still_fresh(env):
+    """The inbox is the replay record: with the widest freshness window the
+    settings allow (callback_max_age_s 1 day, callback_clock_skew_s 1 hour)
+    and the shortest retention (1 day), a message received with a message_ts
+    an hour ahead is still fresh a day later; the purge must not forget it
+    before then, or the same message is accepted twice."""
+    env.cluster.set_conf({"dci_client.callback_max_age_s": "86400", "dci_client.callback_clock_skew_s": "3600",
+                          "dci_client.inbox_retention_days": "1"})
+    try:
+        src = _src(env, None)
+        txn, other = _search_async(env, src), _search_async(env, src)
+        body = json.dumps(_envelope(txn=txn, ts=_now_iso(-86400 + 120)))
+        with closing(env.connect()) as conn:
+            assert _receive(conn.cursor(), src, body)[0] == 200
+        # as if received a day and a minute ago, when its message_ts was 59 minutes ahead
+        env.query("UPDATE dci_inbox SET received_at = now() - interval '1 day 1 minute' "
+                  "WHERE message_id = %s", (json.loads(body)["header"]["message_id"],))
+        with closing(env.connect()) as conn:            # a fresh backend: its first message purges
+            cur = conn.cursor()
+            assert _receive(cur, src, _envelope(txn=other))[0] == 200
+            st, resp = _receive(cur, src, body)
+            assert (st, resp["message"]["error"]["code"]) == (409, "err.message_id.duplicate"), resp
+    finally:
+        env.cluster.set_conf({"dci_client.callback_max_age_s": "300", "dci_client.callback_clock_skew_s": "30",
+                              "dci_client.inbox_retention_days": "30"})
