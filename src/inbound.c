@@ -631,6 +631,23 @@ announce(Inbound *in, int64 inbox_id)
 
 /* ---- the checks ---- */
 
+/* key absent, or an array of objects */
+static bool
+list_of_objects(JsonbContainer *msg, const char *key)
+{
+	JsonbValue *v = dci_jget(msg, key);
+	JsonbContainer *items = jarray(msg, key);
+
+	if (v == NULL)
+		return true;
+	if (items == NULL)
+		return false;
+	for (int i = 0; i < (int) JsonContainerSize(items); i++)
+		if (jitem(items, i) == NULL)
+			return false;
+	return true;
+}
+
 static void
 receive(DciSource *src, const char *raw, size_t len, Jsonb *headers, Refusal *r,
 		char **correlation)
@@ -737,6 +754,13 @@ receive(DciSource *src, const char *raw, size_t len, Jsonb *headers, Refusal *r,
 		REFUSE(400, "err.message_ts.expired", "message_ts is older than %d seconds", dci_callback_max_age_s);
 	if (ts > now && TimestampDifferenceExceeds(now, ts, dci_callback_clock_skew_s * 1000))
 		REFUSE(400, "err.message_ts.future", "message_ts is in the future");
+
+	/*
+	 * The answer's list, when there is one, is an array of objects: the
+	 * parts are appended to it and dci_await reads its items as objects.
+	 */
+	if (parts_key[in.action] && !list_of_objects(in.msg, parts_key[in.action]))
+		REFUSE(400, "err.request.invalid", "message.%s must be an array of objects", parts_key[in.action]);
 
 	in.transaction_id = jstr(in.msg, "transaction_id");
 	if (in.transaction_id && strlen(in.transaction_id) > INBOUND_ID_MAX)

@@ -159,3 +159,34 @@ def test_replay_refused_after_the_retention_purge_while_still_fresh(env):
     finally:
         env.cluster.set_conf({"dci_client.callback_max_age_s": "300", "dci_client.callback_clock_skew_s": "30",
                               "dci_client.inbox_retention_days": "30"})
+
+
+# ---------------------------------------------------------------- shapes a hostile registry sends
+def test_answer_lists_not_arrays_of_objects_refused(env):
+    """An on-search whose search_response is not an array of objects (a
+    string, a number, an object, an array holding scalars or arrays) is
+    refused at the door with err.request.invalid and nothing stored: stored,
+    it made dci_await of the transaction raise jsonb's own errors ("cannot get
+    array length of a scalar", 22P02).  Likewise subscribe_response and
+    subscription_status.  A well-formed answer is then still accepted."""
+    from test_inbound import _refused
+    src = _src(env, None)
+    txn = _search_async(env, src)
+    with closing(env.connect()) as conn:
+        cur = conn.cursor()
+        cur.execute("SELECT dci_subscribe(%s, 'REGISTER')", (src,))
+        sub = cur.fetchone()[0]
+        for bad in ("str", 7, None, {"a": 1}, [1], ["x", {"data": 1}], [[]], [{"data": {}}, None]):
+            for parts in (1, 2):
+                e = _envelope(txn=txn, message={"transaction_id": txn, "search_response": bad})
+                e["header"].update(total_count=2, completed_count=parts)
+                _refused(cur, env, src, e, 400, "err.request.invalid")
+            _refused(cur, env, src, _envelope(action="on-subscribe", message={
+                "transaction_id": sub, "subscribe_response": bad}), 400, "err.request.invalid")
+        assert _txn(env, src, txn)[2] == 0
+        for p in (1, 2):
+            e = _envelope(txn=txn, message={"transaction_id": txn, "search_response": _records(1, "r%d" % p)})
+            e["header"].update(total_count=2, completed_count=p)
+            assert _receive(cur, src, e)[0] == 200
+        cur.execute("SELECT dci_await(%s, %s, 0)", (src, txn))
+        assert [r["id"] for r in cur.fetchone()[0]["data"]["reg_records"]] == ["r1-0", "r2-0"]
