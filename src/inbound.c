@@ -296,6 +296,15 @@ spi_run(const char *sql, int n, Oid *types, Datum *values, const char *nulls, in
 	return (int) SPI_processed;
 }
 
+/* the registry refused the whole request (header.status rjct) */
+static bool
+rejected(JsonbContainer *hdr)
+{
+	char	   *status = jstr(hdr, "status");
+
+	return status && strcmp(status, "rjct") == 0;
+}
+
 /* is this number of the header below that one (both present) */
 static bool
 part_of_more(JsonbContainer *hdr)
@@ -319,11 +328,9 @@ store_callback(Inbound *in, Refusal *r, bool *settled)
 	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
 	const char *key = parts_key[in->action];
 	const char *state;
-	char	   *status = jstr(in->hdr, "status");
-
 	if (part_of_more(in->hdr))
 		state = NULL;			/* more parts to come */
-	else if (status && strcmp(status, "rjct") == 0)
+	else if (rejected(in->hdr))
 		state = "failed";
 	else
 		state = "completed";
@@ -595,8 +602,8 @@ store(Inbound *in, Refusal *r, int64 *inbox_id)
 		}
 		if (!store_callback(in, r, &settled))
 			return false;
-		if (settled)
-			;					/* the subscriptions it made stay as they are */
+		if (settled || rejected(in->hdr))
+			;					/* the subscriptions stay as they are */
 		else if (strcmp(actions[in->action], "on-subscribe") == 0)
 			store_subscriptions(in);
 		else if (strcmp(actions[in->action], "on-unsubscribe") == 0)

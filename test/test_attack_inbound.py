@@ -190,3 +190,31 @@ def test_answer_lists_not_arrays_of_objects_refused(env):
             assert _receive(cur, src, e)[0] == 200
         cur.execute("SELECT dci_await(%s, %s, 0)", (src, txn))
         assert [r["id"] for r in cur.fetchone()[0]["data"]["reg_records"]] == ["r1-0", "r2-0"]
+
+
+def test_rejected_subscribe_or_unsubscribe_changes_no_subscription(env):
+    """A header status rjct is the registry refusing the whole request: an
+    on-subscribe so marked activates no code it lists, an on-unsubscribe so
+    marked cancels none (the registry keeps notifying them)."""
+    src = _src(env, None)
+    with closing(env.connect()) as conn:
+        cur = conn.cursor()
+        cur.execute("SELECT dci_subscribe(%s, 'REGISTER')", (src,))
+        sub = cur.fetchone()[0]
+        e = _envelope(action="on-subscribe", message={"transaction_id": sub, "subscribe_response": [
+            {"subscriptions": [{"code": "RJ-1", "status": "subscribe"}]}]})
+        e["header"]["status"] = "rjct"
+        assert _receive(cur, src, e)[0] == 200
+        assert _txn(env, src, sub)[0] == "failed"
+        assert _sub_state(env, src, "RJ-1") is None
+        cur.execute("SELECT dci_subscribe(%s, 'REGISTER')", (src,))
+        sub2 = cur.fetchone()[0]
+        ok = {"transaction_id": sub2, "subscribe_response": [{"subscriptions": [{"code": "RJ-2", "status": "subscribe"}]}]}
+        assert _receive(cur, src, _envelope(action="on-subscribe", message=ok))[0] == 200
+        cur.execute("SELECT dci_unsubscribe(%s, ARRAY['RJ-2'])", (src,))
+        uns = cur.fetchone()[0]
+        e = _envelope(action="on-unsubscribe", message={"transaction_id": uns, "subscription_status": [
+            {"code": "RJ-2", "status": "unsubscribe"}]})
+        e["header"]["status"] = "rjct"
+        assert _receive(cur, src, e)[0] == 200
+        assert _sub_state(env, src, "RJ-2") == "active"
