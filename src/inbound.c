@@ -51,6 +51,12 @@
 /* deeper JSON is refused before PostgreSQL's parser sees it */
 #define INBOUND_MAX_DEPTH 64
 #define INBOUND_ID_MAX	  128
+/*
+ * NOTIFY refuses a payload of BLCKSZ - NAMEDATALEN - 128 bytes or more; the
+ * rest of ours is at most ~1 kB (a transaction_id of INBOUND_ID_MAX bytes,
+ * each escaped as \u00xx).
+ */
+#define NOTIFY_MAX_CODE (BLCKSZ - NAMEDATALEN - 128 - 1024)
 
 typedef struct Refusal
 {
@@ -623,7 +629,16 @@ announce(Inbound *in, int64 inbox_id)
 
 	initStringInfo(&p);
 	appendStringInfoChar(&p, '{');
-	dci_append_str(&p, "source", in->src->code, &first);
+	/* the code is unbounded, the payload not: a code too long is null (source_id names it) */
+	if (strlen(in->src->code) < NOTIFY_MAX_CODE)
+		dci_append_str(&p, "source", in->src->code, &first);
+	else
+	{
+		dci_append_key(&p, "source", &first);
+		appendStringInfoString(&p, "null");
+		dci_append_key(&p, "source_id", &first);
+		appendStringInfo(&p, "%d", in->src->id);
+	}
 	dci_append_str(&p, "action", actions[in->action], &first);
 	dci_append_key(&p, "transaction_id", &first);
 	if (in->transaction_id)

@@ -218,3 +218,28 @@ def test_rejected_subscribe_or_unsubscribe_changes_no_subscription(env):
         e["header"]["status"] = "rjct"
         assert _receive(cur, src, e)[0] == 200
         assert _sub_state(env, src, "RJ-2") == "active"
+
+
+def test_notify_payload_never_too_long(env):
+    """NOTIFY payloads are limited to 8000 bytes: a source whose code is that
+    long (the unique index compresses it) still has its callbacks answered,
+    not raised; the payload names the source by its code when it fits."""
+    import select
+    src = "l" + "x" * 8100
+    env.add_source(src, callback_uri="https://openspp.example.org/cb")
+    try:
+        txn = _search_async(env, src)
+        with closing(env.connect()) as listener, closing(env.connect()) as conn:
+            listener.cursor().execute("LISTEN dci_client")
+            st, resp = _receive(conn.cursor(), src, _envelope(txn=txn))
+            assert st == 200, resp
+            assert _txn(env, src, txn)[0] == "completed"
+            select.select([listener], [], [], 5)
+            listener.poll()
+            payloads = [json.loads(n.payload) for n in listener.notifies]
+            assert len(payloads) == 1 and payloads[0]["transaction_id"] == txn
+            assert payloads[0]["source"] is None
+            assert payloads[0]["source_id"] == env.query("SELECT id FROM dci_data_source WHERE code = %s", (src,))[0][0]
+            assert len(listener.notifies[0].payload.encode()) < 8000
+    finally:
+        env.query("DELETE FROM dci_data_source WHERE code = %s", (src,))
