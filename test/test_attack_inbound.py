@@ -243,3 +243,33 @@ def test_notify_payload_never_too_long(env):
             assert len(listener.notifies[0].payload.encode()) < 8000
     finally:
         env.query("DELETE FROM dci_data_source WHERE code = %s", (src,))
+
+
+# ---------------------------------------------------------------- background worker slots
+def test_no_worker_slot_refuses_before_sending(env):
+    """With every background worker slot taken (max_worker_processes 1, held
+    by the logical replication launcher) an asynchronous call waits, then
+    refuses with 53400 before anything is sent and leaves no row; a cancel
+    ends the wait at once (57014)."""
+    import threading
+    from support import harness
+    cl = harness.Cluster().start(preload=False, conf={"max_worker_processes": "1"})
+    try:
+        with closing(cl.connect()) as conn:
+            conn.cursor().execute("CREATE EXTENSION dci_client CASCADE")
+        src = _src(env, None, cluster=cl)
+        before = env.mock.stats()["requests"].get("/registry/search", 0)
+        with closing(cl.connect()) as conn:
+            cur = conn.cursor()
+            expect_error(cur, "53400", "SELECT dci_search_async(%s, 'idtype-value', %s)", (src, Json(UIN)))
+            cur.execute("SELECT pg_backend_pid()")
+            pid = cur.fetchone()[0]
+            t = threading.Timer(0.5, lambda: cl.connect().cursor().execute("SELECT pg_cancel_backend(%s)", (pid,)))
+            t.start()
+            # 57014, not 53400: the cancel ended the wait, which would have ended in 53400
+            expect_error(cur, "57014", "SELECT dci_search_async(%s, 'idtype-value', %s)", (src, Json(UIN)))
+            t.join()
+        assert env.mock.stats()["requests"].get("/registry/search", 0) == before
+        assert env.query("SELECT count(*) FROM dci_transaction", cluster=cl) == [(0,)]
+    finally:
+        cl.cleanup()
