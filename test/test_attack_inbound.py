@@ -273,3 +273,41 @@ def test_no_worker_slot_refuses_before_sending(env):
         assert env.query("SELECT count(*) FROM dci_transaction", cluster=cl) == [(0,)]
     finally:
         cl.cleanup()
+
+
+# ---------------------------------------------------------------- pg_dump / pg_restore
+def test_dump_restore_keeps_the_replay_record_and_the_token(env):
+    """pg_dump of a database that received callbacks carries the inbox (a
+    replay stays refused in the restored database), the transactions (their
+    callbacks are still recognised) and the callback token (ciphertext only:
+    the token is in no byte of the dump); the identity sequences continue."""
+    import os, tempfile
+    from test_operations import _Database, _pg
+    token = "cb-dump-token-Qw7e"
+    with tempfile.TemporaryDirectory() as tmp, _Database(env.cluster, "inb_src") as src_db, \
+            _Database(env.cluster, "inb_dst", extension=False) as dst_db:
+        with closing(src_db.connect()) as conn:
+            env.add_source("crvs", conn=conn, callback_token=token, callback_uri="https://openspp.example.org/cb")
+            cur = conn.cursor()
+            cur.execute("SELECT dci_search_async('crvs', 'idtype-value', %s)", (Json(UIN),))
+            t1 = cur.fetchone()[0]
+            cur.execute("SELECT dci_search_async('crvs', 'idtype-value', %s)", (Json(UIN),))
+            t2 = cur.fetchone()[0]
+            seen = json.dumps(_envelope(txn=t1))
+            assert _receive(cur, "crvs", seen, {"authorization": "Bearer " + token})[0] == 200
+        dump = os.path.join(tmp, "db.dump")
+        _pg(env.cluster, "pg_dump", "-Fc", "-f", dump, src_db.name)
+        assert token.encode() not in open(dump, "rb").read()
+        _pg(env.cluster, "pg_restore", "--exit-on-error", "-d", dst_db.name, dump)
+        with closing(dst_db.connect()) as conn:
+            cur = conn.cursor()
+            auth = {"authorization": "Bearer " + token}
+            st, resp = _receive(cur, "crvs", seen, auth)
+            assert (st, resp["message"]["error"]["code"]) == (409, "err.message_id.duplicate"), resp
+            assert _receive(cur, "crvs", _envelope(txn=t2), {"authorization": "Bearer wrong"})[0] == 401
+            assert _receive(cur, "crvs", _envelope(txn=t2), auth)[0] == 200
+            cur.execute("SELECT dci_search_async('crvs', 'idtype-value', %s)", (Json(UIN),))
+            cur.execute("SELECT count(DISTINCT id), count(*) FROM dci_transaction")
+            assert cur.fetchone() == (3, 3)
+            cur.execute("SELECT count(DISTINCT id), count(*) FROM dci_inbox")
+            assert cur.fetchone() == (2, 2)
