@@ -311,3 +311,28 @@ def test_dump_restore_keeps_the_replay_record_and_the_token(env):
             assert cur.fetchone() == (3, 3)
             cur.execute("SELECT count(DISTINCT id), count(*) FROM dci_inbox")
             assert cur.fetchone() == (2, 2)
+
+
+def test_upgrade_from_0_1_then_receive(env):
+    """A database created at 0.1 and updated to 0.2: a source made at 0.1
+    gets a callback token, sends asynchronously and receives its callback;
+    nothing of the inbound tables is readable by PUBLIC."""
+    from test_operations import _Database
+    with _Database(env.cluster, "inb_upg", extension=False) as db:
+        db.execute("CREATE EXTENSION dci_client VERSION '0.1' CASCADE")
+        with closing(db.connect()) as conn:
+            env.add_source("crvs", conn=conn, callback_uri="https://openspp.example.org/cb")
+        db.execute("ALTER EXTENSION dci_client UPDATE")
+        with closing(db.connect()) as conn:
+            cur = conn.cursor()
+            cur.execute("UPDATE dci_data_source SET callback_token = 'upg-token-1' WHERE code = 'crvs'")
+            cur.execute("SELECT dci_search_async('crvs', 'idtype-value', %s)", (Json(UIN),))
+            txn = cur.fetchone()[0]
+            assert _receive(cur, "crvs", _envelope(txn=txn))[0] == 401
+            assert _receive(cur, "crvs", _envelope(txn=txn), {"authorization": "Bearer upg-token-1"})[0] == 200
+            cur.execute("SELECT state FROM dci_transaction WHERE transaction_id = %s", (txn,))
+            assert cur.fetchone() == ("completed",)
+            cur.execute("SELECT c.relname FROM pg_class c WHERE c.relname IN ('dci_transaction', 'dci_subscription', "
+                        "'dci_inbox') AND (has_table_privilege('public', c.oid, 'SELECT') "
+                        "OR has_table_privilege('public', c.oid, 'INSERT'))")
+            assert cur.fetchall() == []
