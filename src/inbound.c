@@ -366,9 +366,14 @@ store_callback(Inbound *in, Refusal *r, bool *settled)
 		Datum		so_far = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
 		Size		size = (isnull ? 0 : toast_raw_datum_size(so_far)) + VARSIZE(in->message);
 
-		if (closed)
+		/*
+		 * Settled: another full answer (a retry with a new message_id, or a
+		 * hostile overwrite) is acknowledged and kept in the inbox but
+		 * changes nothing; a late part of a multi-part answer (parts may
+		 * arrive out of order) is still appended.
+		 */
+		if (closed && (key == NULL || state != NULL))
 		{
-			/* acknowledged and kept in the inbox, but it changes nothing */
 			*settled = true;
 			return true;
 		}
@@ -459,10 +464,13 @@ store_subscriptions(Inbound *in)
 			else
 				nulls[3] = 'n';
 			v[4] = CStringGetTextDatum(in->transaction_id);
-			spi_run(psprintf("INSERT INTO %s (source_id, code, reg_event_type, filter, state, transaction_id) "
+			spi_run(psprintf("INSERT INTO %s AS cur (source_id, code, reg_event_type, filter, state, transaction_id) "
 							 "VALUES ($1, $2, $3, $4::pg_catalog.jsonb, 'active', $5) "
 							 "ON CONFLICT (source_id, code) DO UPDATE SET state = 'active', "
-							 "updated_at = pg_catalog.now(), transaction_id = EXCLUDED.transaction_id", t),
+							 "updated_at = pg_catalog.now(), transaction_id = EXCLUDED.transaction_id "
+							 /* a cancelled code is revived by a new subscribe only, not by its old one */
+							 "WHERE cur.state OPERATOR(pg_catalog.<>) 'cancelled' "
+							 "OR COALESCE(cur.transaction_id, '') OPERATOR(pg_catalog.<>) EXCLUDED.transaction_id", t),
 					5, types, v, nulls, SPI_OK_INSERT);
 		}
 	}

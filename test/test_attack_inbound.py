@@ -101,8 +101,35 @@ def test_old_subscribe_transaction_cannot_revive_a_cancelled_code(env):
         assert _sub_state(env, src, "SUB-1") == "cancelled"
         assert _receive(cur, src, _envelope(action="on-subscribe", message=granted))[0] == 200
         assert _sub_state(env, src, "SUB-1") == "cancelled"
+        late = _envelope(action="on-subscribe", message=granted)          # "a late part" of the old answer
+        late["header"].update(total_count=2, completed_count=1)
+        assert _receive(cur, src, late)[0] == 200
+        assert _sub_state(env, src, "SUB-1") == "cancelled"
         st, resp = _receive(cur, src, _envelope(action="notify", message={"subscription_code": "SUB-1"}))
         assert (st, resp["message"]["error"]["code"]) == (404, "err.subscription_code.invalid"), resp
+        # a new subscribe that the registry answers with the same code revives it
+        cur.execute("SELECT dci_subscribe(%s, 'REGISTER')", (src,))
+        again = cur.fetchone()[0]
+        assert _receive(cur, src, _envelope(action="on-subscribe", message=dict(granted, transaction_id=again)))[0] == 200
+        assert _sub_state(env, src, "SUB-1") == "active"
+
+
+def test_parts_out_of_order_all_kept(env):
+    """Parts may arrive out of order: the last part first ends the
+    transaction, an earlier part arriving after it is still appended (but a
+    second full answer is not, see above)."""
+    src = _src(env, None)
+    txn = _search_async(env, src)
+    with closing(env.connect()) as conn:
+        cur = conn.cursor()
+        for done in (3, 1, 2):
+            e = _envelope(txn=txn, message={"transaction_id": txn, "search_response": _records(1, "p%d" % done)})
+            e["header"].update(total_count=3, completed_count=done)
+            assert _receive(cur, src, e)[0] == 200
+        row = _txn(env, src, txn)
+        assert row[0] == "completed" and row[2] == 3
+        cur.execute("SELECT dci_await(%s, %s, 0)", (src, txn))
+        assert sorted(r["id"] for r in cur.fetchone()[0]["data"]["reg_records"]) == ["p1-0", "p2-0", "p3-0"]
 
 
 def test_multi_part_answer_is_bounded(env):
@@ -336,3 +363,36 @@ def test_upgrade_from_0_1_then_receive(env):
                         "'dci_inbox') AND (has_table_privilege('public', c.oid, 'SELECT') "
                         "OR has_table_privilege('public', c.oid, 'INSERT'))")
             assert cur.fetchall() == []
+
+
+def test_eight_sessions_racing_one_transactions_parts(env):
+    """40 parts of one answer delivered by 8 sessions at once: every part
+    accepted once and kept, the count exact, the transaction completed."""
+    import threading
+    src = _src(env, None)
+    txn = _search_async(env, src)
+    bodies = []
+    for done in range(1, 41):
+        e = _envelope(txn=txn, message={"transaction_id": txn, "search_response": _records(1, "q%d" % done)})
+        e["header"].update(total_count=40, completed_count=done)
+        bodies.append(json.dumps(e))
+    statuses, errors = [], []
+
+    def run(chunk):
+        try:
+            with closing(env.connect()) as conn:
+                cur = conn.cursor()
+                for b in chunk:
+                    statuses.append(_receive(cur, src, b)[0])
+        except Exception as ex:                 # noqa: BLE001 -- reported below
+            errors.append(ex)
+    threads = [threading.Thread(target=run, args=(bodies[i::8],)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and statuses == [200] * 40, (errors, statuses)
+    row = _txn(env, src, txn)
+    assert row[0] == "completed" and row[2] == 40
+    assert sorted(i["data"]["reg_records"][0]["id"] for i in row[1]["search_response"]) == \
+        sorted("q%d-0" % d for d in range(1, 41))
