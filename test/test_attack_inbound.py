@@ -396,3 +396,26 @@ def test_eight_sessions_racing_one_transactions_parts(env):
     assert row[0] == "completed" and row[2] == 40
     assert sorted(i["data"]["reg_records"][0]["id"] for i in row[1]["search_response"]) == \
         sorted("q%d-0" % d for d in range(1, 41))
+
+
+# ---------------------------------------------------------------- one source's messages on another's route
+def test_another_sources_transaction_or_code_refused(env):
+    """Two sources of the same registry (same receiver_id, no key): a
+    callback for A's transaction, or a notification for A's subscription
+    code, delivered to B's route is refused and stores nothing under either."""
+    from test_inbound import _refused
+    a = _src(env, None, receiver_id="reg.same")
+    b = _src(env, None, receiver_id="reg.same")
+    txn = _search_async(env, a)
+    with closing(env.connect()) as conn:
+        cur = conn.cursor()
+        cur.execute("SELECT dci_subscribe(%s, 'REGISTER')", (a,))
+        sub = cur.fetchone()[0]
+        granted = {"transaction_id": sub, "subscribe_response": [{"subscriptions": [{"code": "A-ONLY"}]}]}
+        assert _receive(cur, a, _envelope(action="on-subscribe", sender_id="reg.same", message=granted))[0] == 200
+        _refused(cur, env, b, _envelope(txn=txn, sender_id="reg.same"), 404, "err.transaction_id.invalid")
+        _refused(cur, env, b, _envelope(action="on-subscribe", sender_id="reg.same", message=granted), 404,
+                 "err.transaction_id.invalid")
+        _refused(cur, env, b, _envelope(action="notify", sender_id="reg.same", message={"subscription_code": "A-ONLY"}),
+                 404, "err.subscription_code.invalid")
+        assert _sub_state(env, b, "A-ONLY") is None and _txn(env, a, txn)[2] == 0
