@@ -419,3 +419,32 @@ def test_another_sources_transaction_or_code_refused(env):
         _refused(cur, env, b, _envelope(action="notify", sender_id="reg.same", message={"subscription_code": "A-ONLY"}),
                  404, "err.subscription_code.invalid")
         assert _sub_state(env, b, "A-ONLY") is None and _txn(env, a, txn)[2] == 0
+
+
+# ---------------------------------------------------------------- the callback token and the trust columns
+def test_trust_change_does_not_open_the_callback_route(env):
+    """The callback token is never sent anywhere (the registry presents it),
+    so the columns that say where secrets go do not bind it: an UPDATE of
+    base_url, ca_cert or verify_ssl (a CA rotation) keeps it, and callbacks
+    without it stay refused instead of silently becoming unauthenticated.
+    The outbound secrets are still dropped."""
+    from test_inbound import _refused
+    token = "cb-trust-token-9Kp"
+    src = _src(env, None, callback_token=token)
+    txn = _search_async(env, src)
+    with closing(env.connect()) as conn:
+        cur = conn.cursor()
+        for change in ("base_url = base_url || '/v2'", "ca_cert = %s" % "'%s'" % env.ca_pem(),
+                       "verify_ssl = false"):
+            cur.execute("UPDATE dci_data_source SET %s WHERE code = %%s" % change, (src,))
+            assert env.query("SELECT callback_token_set, client_secret_set FROM dci_data_source WHERE code = %s",
+                             (src,)) == [(True, False)], change
+            cur.execute("UPDATE dci_data_source SET client_secret = 'again' WHERE code = %s", (src,))
+            _refused(cur, env, src, _envelope(txn=txn), 401, "err.request.unauthorized")
+        st, resp = _receive(cur, src, _envelope(txn=txn), {"authorization": "Bearer " + token})
+        assert st == 200, resp
+        rows = env.query("SELECT step FROM dci_test_connection(%s)", (src,))
+        assert "callbacks" not in [r[0] for r in rows]
+        # '' still removes it, as before
+        cur.execute("UPDATE dci_data_source SET callback_token = '' WHERE code = %s", (src,))
+        assert env.query("SELECT callback_token_set FROM dci_data_source WHERE code = %s", (src,)) == [(False,)]
