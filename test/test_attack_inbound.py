@@ -448,3 +448,38 @@ def test_trust_change_does_not_open_the_callback_route(env):
         # '' still removes it, as before
         cur.execute("UPDATE dci_data_source SET callback_token = '' WHERE code = %s", (src,))
         assert env.query("SELECT callback_token_set FROM dci_data_source WHERE code = %s", (src,)) == [(False,)]
+
+
+# ---------------------------------------------------------------- what is stored is what was verified
+def test_signed_body_spellings_store_what_was_verified(env):
+    """With a registry key: a BOM before the body is refused; whitespace
+    before it is not a change; a key spelled with \\u escapes is the same
+    key for the signature and for what is stored, also as a duplicate (the
+    last counts for both: a smuggled earlier "message" is neither verified
+    nor stored)."""
+    from test_inbound import _pem, _refused, _sign_ed25519
+    src = _src(env, None)
+    txn = _search_async(env, src)
+    env.query("UPDATE dci_data_source SET registry_public_key = %s WHERE code = %s", (_pem("ed25519_public.pem"), src))
+    with closing(env.connect()) as conn:
+        cur = conn.cursor()
+
+        def signed(v):
+            e = _envelope(txn=txn, message={"transaction_id": txn, "search_response": [], "v": v})
+            e["total"] = 1
+            return e, _sign_ed25519(e)
+        e, sig = signed("bom")
+        _refused(cur, env, src, "\ufeff" + json.dumps(dict(e, signature=sig)), 400, "err.request.bad")
+        e, sig = signed("ws")
+        assert _receive(cur, src, " \r\n\t" + json.dumps(dict(e, signature=sig)))[0] == 200
+        e, sig = signed("escaped")
+        smuggled = json.dumps(dict(e["message"], v="smuggled", search_response=[{"data": {"reg_records": [1]}}]))
+        raw = '{"\\u0068eader": %s, "message": %s, "\\u006dessage": %s, "sign\\u0061ture": %s}' % (
+            json.dumps(e["header"]), smuggled, json.dumps(e["message"]), json.dumps(sig))
+        assert _receive(cur, src, raw)[0] == 200
+        raw = '{"header": %s, "\\u006dessage": %s, "message": %s, "signature": %s}' % (
+            json.dumps(e["header"]), json.dumps(e["message"]), smuggled, json.dumps(sig))
+        _refused(cur, env, src, raw, 401, "err.signature.invalid")
+        assert sorted(r[0] for r in env.query(
+            "SELECT i.message->>'v' FROM dci_inbox i JOIN dci_data_source s ON s.id = i.source_id "
+            "WHERE s.code = %s", (src,))) == ["escaped", "ws"]
