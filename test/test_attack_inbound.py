@@ -483,3 +483,26 @@ def test_signed_body_spellings_store_what_was_verified(env):
         assert sorted(r[0] for r in env.query(
             "SELECT i.message->>'v' FROM dci_inbox i JOIN dci_data_source s ON s.id = i.source_id "
             "WHERE s.code = %s", (src,))) == ["escaped", "ws"]
+
+
+def test_token_change_takes_effect_in_open_sessions(env):
+    """Revoking a leaked callback token works at once in the HTTP workers'
+    pooled connections: a session that accepted the old token refuses it
+    after another session set a new one, removed it, or switched the source
+    off; likewise a registry key set meanwhile is required at once."""
+    from test_inbound import _pem
+    src = _src(env, None, callback_token="old-token-1")
+    txn = _search_async(env, src)
+    _worker_role(env.cluster)
+    with closing(env.cluster.connect(user=WORKER_ROLE)) as pooled:
+        cur = pooled.cursor()
+        assert _receive(cur, src, _envelope(txn=txn, action="on-search"), {"authorization": "Bearer old-token-1"})[0] == 200
+        env.query("UPDATE dci_data_source SET callback_token = 'new-token-2' WHERE code = %s", (src,))
+        assert _receive(cur, src, _envelope(txn=txn), {"authorization": "Bearer old-token-1"})[0] == 401
+        assert _receive(cur, src, _envelope(txn=txn), {"authorization": "Bearer new-token-2"})[0] == 200
+        env.query("UPDATE dci_data_source SET registry_public_key = %s WHERE code = %s",
+                  (_pem("ed25519_public.pem"), src))
+        st, resp = _receive(cur, src, _envelope(txn=txn), {"authorization": "Bearer new-token-2"})
+        assert (st, resp["message"]["error"]["code"]) == (401, "err.signature.missing"), resp
+        env.query("UPDATE dci_data_source SET active = false WHERE code = %s", (src,))
+        assert _receive(cur, src, _envelope(txn=txn), {"authorization": "Bearer new-token-2"})[0] == 503
