@@ -896,7 +896,8 @@ dci_receive(PG_FUNCTION_ARGS)
 
 /* the state and result of a transaction; false when there is none */
 static bool
-read_transaction(DciSource *src, const char *txn, char **state, Jsonb **result, bool *is_search)
+read_transaction(DciSource *src, const char *txn, char **state, Jsonb **result, bool *is_search,
+				 MemoryContext into)
 {
 	DciPrivilegedState priv;
 	Oid			types[2] = {INT4OID, TEXTOID};
@@ -907,7 +908,13 @@ read_transaction(DciSource *src, const char *txn, char **state, Jsonb **result, 
 	v[1] = CStringGetTextDatum(txn);
 	dci_spi_begin_privileged(&priv);
 	/* not read-only: each check takes a fresh snapshot (READ COMMITTED) */
-	if (spi_run(psprintf("SELECT state, CASE WHEN action OPERATOR(pg_catalog.=) 'search' THEN "
+	/*
+	 * The result only once the transaction is over: the checks of a long
+	 * wait would otherwise each copy a partial answer (up to
+	 * max_response_bytes) into the transaction's memory.
+	 */
+	if (spi_run(psprintf("SELECT state, CASE WHEN state OPERATOR(pg_catalog.<>) ALL ('{completed,failed}'::pg_catalog.text[]) THEN NULL "
+						 "WHEN action OPERATOR(pg_catalog.=) 'search' THEN "
 						 "CASE WHEN pg_catalog.jsonb_array_length(response OPERATOR(pg_catalog.->) 'search_response') OPERATOR(pg_catalog.>) 1 "
 						 "THEN pg_catalog.jsonb_set(response OPERATOR(pg_catalog.#>) '{search_response,0}', '{data,reg_records}', "
 						 "pg_catalog.jsonb_path_query_array(response, '$.search_response[*].data.reg_records[*]')) "
@@ -927,11 +934,11 @@ read_transaction(DciSource *src, const char *txn, char **state, Jsonb **result, 
 		*state = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
 		*result = isnull ? NULL : DatumGetJsonbPCopy(d);
-		/* out of SPI's memory, which SPI_finish frees */
-		*state = MemoryContextStrdup(CurTransactionContext, *state);
+		/* out of SPI's memory, which SPI_finish frees; the caller's context (per check) */
+		*state = MemoryContextStrdup(into, *state);
 		if (*result)
 		{
-			Jsonb	   *copy = MemoryContextAlloc(CurTransactionContext, VARSIZE(*result));
+			Jsonb	   *copy = MemoryContextAlloc(into, VARSIZE(*result));
 
 			memcpy(copy, *result, VARSIZE(*result));
 			*result = copy;
@@ -952,6 +959,7 @@ dci_await(PG_FUNCTION_ARGS)
 	int32		timeout_ms;
 	TimestampTz deadline;
 	long		step = 10;
+	MemoryContext check_cxt;
 
 	if (PG_ARGISNULL(1) || PG_ARGISNULL(2))
 		ereport(ERROR,
@@ -970,6 +978,7 @@ dci_await(PG_FUNCTION_ARGS)
 				 errmsg("dci_await needs READ COMMITTED"),
 				 errdetail("Under REPEATABLE READ or SERIALIZABLE the transaction's snapshot never shows a callback that arrives while it waits.")));
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+	check_cxt = AllocSetContextCreate(CurrentMemoryContext, "dci_await check", ALLOCSET_SMALL_SIZES);
 	for (;;)
 	{
 		char	   *state;
@@ -977,7 +986,8 @@ dci_await(PG_FUNCTION_ARGS)
 		bool		is_search = false;
 		long		left;
 
-		if (!read_transaction(src, txn, &state, &result, &is_search))
+		MemoryContextReset(check_cxt);
+		if (!read_transaction(src, txn, &state, &result, &is_search, check_cxt))
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("transaction \"%s\" is not an asynchronous request sent to data source \"%s\"",

@@ -506,3 +506,37 @@ def test_token_change_takes_effect_in_open_sessions(env):
         assert (st, resp["message"]["error"]["code"]) == (401, "err.signature.missing"), resp
         env.query("UPDATE dci_data_source SET active = false WHERE code = %s", (src,))
         assert _receive(cur, src, _envelope(txn=txn), {"authorization": "Bearer new-token-2"})[0] == 503
+
+
+# ---------------------------------------------------------------- dci_await's memory
+def _hwm_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmHWM for %d" % pid)
+
+
+def test_await_of_an_open_transaction_does_not_accumulate_memory(env):
+    """A registry sends a large first part and never the rest: a session
+    awaiting the transaction checks it again and again; each check must not
+    keep a copy of the partial answer (it did, in the transaction's memory,
+    until the wait ended: ~3 MB per check)."""
+    src = _src(env, None)
+    txn = _search_async(env, src)
+    big = [{"data": {"reg_records": [{"id": "r%d" % i, "pad": "x" * 1000} for i in range(3000)]}}]
+    e = _envelope(txn=txn, message={"transaction_id": txn, "search_response": big})
+    e["header"].update(total_count=2, completed_count=1)
+    with closing(env.connect()) as conn:
+        assert _receive(conn.cursor(), src, e)[0] == 200
+    with closing(env.connect()) as conn:
+        cur = conn.cursor()
+        cur.execute("SELECT pg_backend_pid()")
+        pid = cur.fetchone()[0]
+        cur.execute("SELECT dci_await(%s, %s, 0)", (src, txn))        # warm: one check
+        assert cur.fetchone()[0] is None
+        before = _hwm_kb(pid)
+        cur.execute("SELECT dci_await(%s, %s, 6000)", (src, txn))     # some 35 checks
+        assert cur.fetchone()[0] is None
+        grown = _hwm_kb(pid) - before
+    assert grown < 30 * 1024, "dci_await grew by %d kB" % grown
