@@ -540,3 +540,41 @@ def test_await_of_an_open_transaction_does_not_accumulate_memory(env):
         assert cur.fetchone()[0] is None
         grown = _hwm_kb(pid) - before
     assert grown < 30 * 1024, "dci_await grew by %d kB" % grown
+
+
+def test_outcome_writer_does_not_hold_a_slot_behind_a_row_lock(env):
+    """The ACK's record waits for nobody: while a callback's transaction
+    (an Odoo request still processing) holds the transaction's row, the
+    outcome worker gives up instead of holding a background worker slot
+    until that commits (enough of those and every asynchronous call is
+    refused with 53400, parallel queries get no workers)."""
+    import threading, time
+    src = _src(env, None)
+    env.mock.fault("/registry/search", "slow", count=1, delay=1.5)
+    got = {}
+    t = threading.Thread(target=lambda: got.setdefault("txn", _search_async(env, src)))
+    t.start()
+    holder = env.connect(autocommit=False)
+    try:
+        cur = holder.cursor()
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            cur.execute("SELECT t.id FROM dci_transaction t JOIN dci_data_source s ON s.id = t.source_id "
+                        "WHERE s.code = %s FOR UPDATE", (src,))
+            if cur.fetchall():
+                break
+            holder.rollback()
+            time.sleep(0.02)
+        t.join()
+        assert "txn" in got
+
+        def writers():
+            return env.query("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'dci_client transaction writer'")[0][0]
+        deadline = time.time() + 15
+        while writers() and time.time() < deadline:
+            time.sleep(0.1)
+        assert writers() == 0, "the outcome worker is still waiting for the row lock"
+    finally:
+        holder.rollback()
+        holder.close()
+    assert _txn(env, src, got["txn"])[0] in ("sent", "acked")
