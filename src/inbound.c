@@ -28,6 +28,7 @@
 #include "miscadmin.h"
 #include "storage/latch.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
@@ -131,10 +132,21 @@ parse_jsonb(Datum cstr)
 	return DirectFunctionCall1(jsonb_in, cstr);
 }
 
+/*
+ * Without an offset a message_ts is UTC, not the caller's session TimeZone;
+ * the setting is restored when the subtransaction ends, either way.
+ */
 static Datum
 parse_timestamptz(Datum cstr)
 {
-	return DirectFunctionCall3(timestamptz_in, cstr, ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+	int			nest = NewGUCNestLevel();
+	Datum		d;
+
+	(void) set_config_option("TimeZone", "UTC", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	d = DirectFunctionCall3(timestamptz_in, cstr, ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+	AtEOXact_GUC(true, nest);
+	return d;
 }
 
 static char *

@@ -578,3 +578,29 @@ def test_outcome_writer_does_not_hold_a_slot_behind_a_row_lock(env):
         holder.rollback()
         holder.close()
     assert _txn(env, src, got["txn"])[0] in ("sent", "acked")
+
+
+# ---------------------------------------------------------------- message_ts
+def test_message_ts_without_offset_is_utc_whatever_the_session_timezone(env):
+    """A message_ts without an offset is read as UTC, not in the HTTP
+    worker's session TimeZone (Odoo's workers need not run in UTC): the same
+    fresh message is accepted under any TimeZone; with an offset it is read
+    as written."""
+    import time
+    src = _src(env, None)
+    naive = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+    with closing(env.connect()) as conn:
+        cur = conn.cursor()
+        for tz in ("Pacific/Kiritimati", "Etc/GMT+12", "UTC"):
+            cur.execute("SET TimeZone = %s", (tz,))
+            txn = _search_async(env, src)
+            st, resp = _receive(cur, src, _envelope(txn=txn, ts=naive))
+            assert st == 200, (tz, resp)
+            st, resp = _receive(cur, src, _envelope(txn=_search_async(env, src), ts=naive + "+05:00"))
+            assert (st, resp["message"]["error"]["code"]) == (400, "err.message_ts.expired"), (tz, resp)
+        cur.execute("SHOW TimeZone")
+        assert cur.fetchone()[0] == "UTC"
+        cur.execute("SET TimeZone = 'Pacific/Kiritimati'")
+        _receive(cur, src, _envelope(txn=_search_async(env, src), ts=naive))
+        cur.execute("SHOW TimeZone")
+        assert cur.fetchone()[0] == "Pacific/Kiritimati"        # the session's own setting is left as it was
