@@ -604,3 +604,30 @@ def test_message_ts_without_offset_is_utc_whatever_the_session_timezone(env):
         _receive(cur, src, _envelope(txn=_search_async(env, src), ts=naive))
         cur.execute("SHOW TimeZone")
         assert cur.fetchone()[0] == "Pacific/Kiritimati"        # the session's own setting is left as it was
+
+
+def test_notify_payload_carries_no_secret_and_is_public(env):
+    """What any connected role sees on LISTEN dci_client (it needs no grant,
+    README "NOTIFY"): the documented keys only, never the callback token in
+    any spelling, nor the message itself."""
+    import base64, hashlib, select
+    token = "cb-notify-token-Zz3"
+    src = _src(env, None, callback_token=token)
+    txn = _search_async(env, src)
+    env.query("DROP ROLE IF EXISTS dci_nobody")
+    env.query("CREATE ROLE dci_nobody LOGIN")
+    try:
+        with closing(env.cluster.connect(user="dci_nobody")) as listener, closing(env.connect()) as conn:
+            listener.cursor().execute("LISTEN dci_client")
+            e = _envelope(txn=txn, message={"transaction_id": txn, "search_response": _records(1, "private")})
+            assert _receive(conn.cursor(), src, e, {"authorization": "Bearer " + token})[0] == 200
+            select.select([listener], [], [], 5)
+            listener.poll()
+            assert len(listener.notifies) == 1
+            payload = listener.notifies[0].payload
+            assert set(json.loads(payload)) == {"source", "action", "transaction_id", "inbox_id"}
+            for needle in (token, hashlib.sha256(token.encode()).hexdigest(), base64.b64encode(token.encode()).decode(),
+                           "private"):
+                assert needle not in payload
+    finally:
+        env.query("DROP ROLE IF EXISTS dci_nobody")
