@@ -42,16 +42,16 @@ FIELD_MAP = {
     "dci_dialect": "dialect",
     "dci_registry_jwks_url": "registry_jwks_url",
 }
-# columns newer than some installed extensions: written only where they exist
-# (a non-default value where they do not is an error, never silently dropped)
-OPTIONAL_COLUMNS = {"dialect": "dci", "registry_jwks_url": None}
 # write-only secrets: handed to the extension, never stored by Odoo
 SECRET_MAP = {
     "oauth2_client_secret": "client_secret",
     "bearer_token": "bearer_token",
     "dci_callback_token": "callback_token",
 }
-# columns whose value depends on the extension's checks (e.g. registry_type)
+# the fields computed from what the extension holds: recomputed after a
+# secret is written (never the value just assigned: it would be readable back)
+SECRET_VIEW_FIELDS = ("oauth2_client_secret_display", "dci_callback_token", "dci_client_secret_set",
+                      "dci_bearer_token_set", "dci_callback_token_set")
 BOOLEAN_FIELDS = ("verify_ssl", "active")
 
 
@@ -102,17 +102,6 @@ class DCIDataSource(models.Model):
                 secrets[column] = ""                   # emptied in the form: remove it
             elif v != self._SECRET_MASK:
                 secrets[column] = v
-        cr = self.env.cr
-        for column, default in OPTIONAL_COLUMNS.items():
-            if column in cols and not sql.has_column(cr, "dci_data_source", column):
-                if cols[column] not in (default, None):
-                    raise UserError(_("The installed dci_client has no column %s: upgrade the extension "
-                                      "(ALTER EXTENSION dci_client UPDATE) to use it.") % column)
-                del cols[column]
-        if "callback_token" in secrets and not sql.has_column(cr, "dci_data_source", "callback_token"):
-            if secrets["callback_token"]:
-                raise UserError(_("The installed dci_client has no callback token: upgrade the extension."))
-            del secrets["callback_token"]
         return cols, secrets
 
     @api.model_create_multi
@@ -147,11 +136,19 @@ class DCIDataSource(models.Model):
                     code = cols.get("code") or code
                 sql.write_secrets(cr, code, secrets)
             rest = {k: v for k, v in vals.items() if k not in SECRET_MAP}
+            if any(f in vals for f in SECRET_MAP):
+                self._dci_forget_secret_views()
             if rest:
                 return super().write(rest)
             if any(f in vals for f in SECRET_MAP):
                 self._validate_fields(["oauth2_client_secret", "bearer_token"])
             return True
+
+    def _dci_forget_secret_views(self):
+        """Drop the cached values of the fields shown for secrets: an
+        assignment leaves the value assigned in Odoo's cache (and the form
+        would read the secret back); recomputed, they are the mask."""
+        self.invalidate_recordset([f for f in SECRET_VIEW_FIELDS if f in self._fields])
 
     def unlink(self):
         codes = [rec.code for rec in self]
@@ -167,10 +164,8 @@ class DCIDataSource(models.Model):
             return self.env.cr.fetchone()
 
     def _dci_secret_flags(self):
-        has_cb = sql.has_column(self.env.cr, "dci_data_source", "callback_token_set")
-        row = self._dci_row("client_secret_set", "bearer_token_set",
-                            "callback_token_set" if has_cb else "false") if self.code else None
-        return row or (False, False, False)
+        row = self._dci_row("client_secret_set", "bearer_token_set", "callback_token_set") if self.code else None
+        return tuple(bool(x) for x in row) if row else (False, False, False)
 
     # ------------------------------------------------------------ the secrets in the form
     @api.depends("code")
@@ -183,6 +178,7 @@ class DCIDataSource(models.Model):
             value = record.oauth2_client_secret_display
             if value != self._SECRET_MASK:
                 record.write({"oauth2_client_secret": value or False})
+            record._dci_forget_secret_views()
 
     @api.depends("code")
     def _compute_dci_secrets_set(self):
@@ -199,6 +195,7 @@ class DCIDataSource(models.Model):
         for record in self:
             if record.dci_callback_token != self._SECRET_MASK:
                 record.write({"dci_callback_token": record.dci_callback_token or False})
+            record._dci_forget_secret_views()
 
     # ------------------------------------------------------------ constraints that ask the extension
     @api.constrains("auth_type", "oauth2_token_url", "oauth2_client_id", "oauth2_client_secret")
