@@ -161,6 +161,7 @@ def post_init_hook(env):
     if not version:
         raise UserError(_("The dci_client extension is not installed in this database: as a superuser run "
                           "CREATE EXTENSION dci_client CASCADE; then install this addon again."))
+    sql.require_extension(cr)
     left = apply_grants(cr)
     env["ir.config_parameter"].sudo().set_param("spp_dci_client_sql.missing_grants", "\n".join(left) or False)
     done, failed = migrate_sources(cr)

@@ -70,9 +70,6 @@ def receive(env, source, body, headers, kind=None):
         return 400, _nack("err.request.bad", "the body is not UTF-8")
     if "\x00" in text:
         return 400, _nack("err.request.bad", "the body holds a NUL character")
-    if not sql.has_function(cr, "dci_receive"):
-        _logger.error("dci_receive is missing: upgrade dci_client to receive callbacks")
-        return 503, _nack("err.service.unavailable", "callbacks are not available")
     try:
         before = sql.fetch_one(cr, "SELECT coalesce(max(id), 0) FROM dci_inbox")
         with sql.dci_errors(cr):

@@ -110,14 +110,26 @@ def jsonb(value):
 
 
 # ---------------------------------------------------------------- the catalog
+# what the addon calls: an older dci_client lacks some (ALTER EXTENSION ... UPDATE)
+REQUIRED_FUNCTIONS = ("dci_send", "dci_search_batch", "dci_receive", "dci_txn_status_async",
+                      "dci_disability_details", "dci_disabled", "dci_enrolled", "dci_enrollment_updates",
+                      "dci_test_connection", "dci_get_token")
+REQUIRED_COLUMNS = ("dialect", "registry_jwks_url", "callback_token", "callback_token_set", "batch_size",
+                    "max_concurrency", "signature_format")
+
+
 def has_function(cr, name):
-    """Whether a function of that name exists where the extension lives
-    (the guard for functions newer than the installed extension)."""
-    cr.execute("""SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_proc p
-                                   JOIN pg_catalog.pg_depend d ON d.objid = p.oid AND d.deptype = 'e'
-                                   JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid
-                                  WHERE e.extname = 'dci_client' AND p.proname = %s)""", (name,))
-    return cr.fetchone()[0]
+    """Whether a function of that name belongs to the extension."""
+    return not missing_functions(cr, (name,))
+
+
+def missing_functions(cr, names):
+    cr.execute("""SELECT n FROM unnest(%s::text[]) AS n
+                   WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_proc p
+                                       JOIN pg_catalog.pg_depend d ON d.objid = p.oid AND d.deptype = 'e'
+                                       JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid
+                                      WHERE e.extname = 'dci_client' AND p.proname = n)""", (list(names),))
+    return [r[0] for r in cr.fetchall()]
 
 
 def has_column(cr, table, column):
@@ -133,11 +145,15 @@ def extension_version(cr):
     return row[0] if row else None
 
 
-def require_function(cr, name):
-    if not has_function(cr, name):
-        raise UserError(_("This needs the dci_client function %s, which the installed extension "
-                          "(version %s) lacks: install a newer dci_client and run "
-                          "ALTER EXTENSION dci_client UPDATE.") % (name, extension_version(cr)))
+def require_extension(cr):
+    """The installed dci_client has everything the addon calls (checked once,
+    at install: not before every call)."""
+    missing = missing_functions(cr, REQUIRED_FUNCTIONS) + [
+        "dci_data_source." + c for c in REQUIRED_COLUMNS if not has_column(cr, "dci_data_source", c)]
+    if missing:
+        raise UserError(_("The installed dci_client (version %s) lacks %s: install a newer dci_client and run "
+                          "ALTER EXTENSION dci_client UPDATE, then install this addon again.")
+                        % (extension_version(cr), ", ".join(missing)))
 
 
 # ---------------------------------------------------------------- secrets
