@@ -4,10 +4,7 @@ _inherit as Odoo's registry does, over the upstream OpenSPP2 classes of
 test/support/odoo_upstream.py), against the session's PostgreSQL with the
 extension and the bundled mock registry.  Upstream methods that would send
 HTTP themselves raise, so every test also proves the override took over.
-
-Tests that need a function or column the installed extension does not have
-yet skip through requires_sql(), whose only condition is "missing from the
-catalog"."""
+Nothing here skips: every function and column the addon uses exists."""
 import ast
 import csv
 import inspect
@@ -25,7 +22,7 @@ import pytest
 
 from support import odoo_orm
 from support.env import CLIENT_ID, CLIENT_SECRET
-from support.util import code, remember, secret
+from support.util import code, legacy, remember, secret
 
 ADDON = os.path.join(odoo_orm.ROOT, "odoo", "spp_dci_client_sql")
 addon = odoo_orm.install()
@@ -43,22 +40,6 @@ from odoo.addons.spp_dci_client_sql.services import sql as sql_mod  # noqa: E402
 UserError, ValidationError = odoo_orm.UserError, odoo_orm.ValidationError
 SEARCH = "/registry/sync/search"
 CIVIL, DR, IBR = "ns:org:RegistryType:Civil", "ns:org:RegistryType:DR", "ns:org:RegistryType:IBR"
-
-
-def requires_sql(env, *names):
-    """Skip unless every name is in the catalog: a function of the extension,
-    or 'table.column'.  (Guards the tests written ahead of the extension.)"""
-    with closing(env.connect()) as conn:
-        cur = conn.cursor()
-        for name in names:
-            if "." in name:
-                table, column = name.split(".", 1)
-                cur.execute("SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(%s) "
-                            "AND attname = %s AND NOT attisdropped)", (table, column))
-            else:
-                cur.execute("SELECT EXISTS (SELECT 1 FROM pg_proc WHERE proname = %s)", (name,))
-            if not cur.fetchone()[0]:
-                pytest.skip("%s is missing from the catalog" % name)
 
 
 @pytest.fixture
@@ -248,8 +229,6 @@ def test_form_fields_of_the_extension(env, oenv):
 
 
 def test_form_fields_newer_columns(env, oenv):
-    requires_sql(env, "dci_data_source.dialect", "dci_data_source.registry_jwks_url",
-                 "dci_data_source.callback_token")
     c = code("formnew")
     token = remember(secret("Zq9-cbtok-"))
     rec = oenv["spp.dci.data.source"].create(none_vals(env, c, dci_dialect="opencrvs",
@@ -275,20 +254,23 @@ def test_lookups_ask_the_extension(env, oenv):
 
 # ---------------------------------------------------------------- migration
 def _plain_rows(env, oenv, n=2):
-    """Rows as spp_dci_client kept them: secrets and a cached token in plain text."""
+    """Rows as spp_dci_client kept them: secrets and a cached token in plain text
+    (legacy(): on disk in Odoo's table by construction, see support/util.py).
+    The first row's client is known to the mock, so its migrated secret works."""
     oenv["spp.dci.data.source"]                                 # the table exists (registry built)
     rows = []
     for i in range(n):
         c = code("mig")
-        s, t, tok = remember(secret("Zq9-migsec-")), remember(secret("Zq9-migbear-")), remember(secret("Zq9-migtok-"))
+        s, t, tok = legacy("Zq9-migsec-"), legacy("Zq9-migbear-"), legacy("Zq9-migtok-")
+        client_id = "legacy-" + c
+        env.mock.add_client(client_id, s)
         oenv.cr.execute("""INSERT INTO spp_dci_data_source (name, code, registry_type, base_url, auth_type,
                                oauth2_token_url, oauth2_client_id, oauth2_client_secret, bearer_token,
                                _oauth2_access_token, _oauth2_token_expires_at, our_sender_id, verify_ssl, active,
                                timeout, search_endpoint, oauth2_credential_location)
                            VALUES (%s, %s, %s, %s, 'oauth2', %s, %s, %s, %s, %s, now(), 'openspp.test', true, true,
                                    20, '/registry/sync/search', 'body') RETURNING id""",
-                        (c.upper(), c, CIVIL, env.mock.http_url + "/", env.mock.token_url, CLIENT_ID,
-                         CLIENT_SECRET if i == 0 else s, t, tok))
+                        (c.upper(), c, CIVIL, env.mock.http_url + "/", env.mock.token_url, client_id, s, t, tok))
         rows.append((oenv.cr.fetchone()[0], c, s, t, tok))
     return rows
 
@@ -296,7 +278,7 @@ def _plain_rows(env, oenv, n=2):
 def test_migration_hook_moves_plaintext_secrets(env, oenv):
     rows = _plain_rows(env, oenv)
     bad = code("migbad")
-    bad_secret = remember(secret("Zq9-migbad-"))
+    bad_secret = legacy("Zq9-migbad-")
     oenv.cr.execute("""INSERT INTO spp_dci_data_source (name, code, base_url, auth_type, oauth2_client_secret,
                            active, verify_ssl) VALUES ('B', %s, 'ftp://nowhere.example', 'basic', %s, true, true)
                        RETURNING id""", (bad, bad_secret))
@@ -312,7 +294,7 @@ def test_migration_hook_moves_plaintext_secrets(env, oenv):
         # a row the extension refuses is left as it was, and said so
         assert odoo_row(oenv, bad_id, "oauth2_client_secret") == (bad_secret,)
         assert sql_row(oenv, bad, "id") is None
-    # the migrated secret works: the first row's is the mock's
+    # the migrated secret works: the mock knows the first row's client
     rec = oenv["spp.dci.data.source"].browse([rows[0][0]])
     tok = rec.get_oauth2_token()
     assert tok and remember(tok)
@@ -397,19 +379,71 @@ def test_searches_for_each_auth_type(env, oenv):
 
 
 def test_make_request_for_each_auth_type(env, oenv):
-    requires_sql(env, "dci_send")
+    """_make_request answers as upstream's did: the registry's whole answer
+    ({signature, header, message}), which every upstream caller reads as
+    response["message"][...]."""
     sources, bearer = _auth_sources(env, oenv)
     for kind, rec in sources.items():
         client = DCIClient(rec, oenv)
         answer = client._make_request(SEARCH, _envelope(client))
-        assert answer["message"]["search_response"][0]["status"] == "succ", answer
-        auth = last_search(env, kind)["headers"].get("authorization")
+        assert set(answer) == {"signature", "header", "message"}, answer
+        assert answer["header"]["action"] == "on-search" and answer["header"]["status"] == "succ", answer
+        item = answer["message"]["search_response"][0]
+        assert item["status"] == "succ" and item["data"]["reg_records"][0]["identifier"][0][
+            "identifier_value"] == "847951632", answer
+        sent = last_search(env, kind)
+        auth = sent["headers"].get("authorization")
         assert (auth is None) if kind == "none" else auth.startswith("Bearer "), (kind, auth)
         if kind == "bearer":
             assert auth == "Bearer " + bearer
-    # the upstream search paths that build their own envelope now reach dci_send too
+        # the extension's envelope around upstream's message
+        body = json.loads(sent["body"])
+        assert body["message"]["transaction_id"] == "t-847951632" and body["header"]["action"] == "search", body
+    # upstream's own callers of _make_request (not overridden): their envelopes, their reading
     client = DCIClient(sources["oauth2"], oenv)
-    assert client.txn_status("ref-1", attribute_type="reference_id") is not None
+    expr = {"query": {"birth_date": {"ge": "2019-01-01"}}}
+    answer = client.search_by_expression(expr)
+    assert answer["message"]["search_response"][0]["status"] == "succ", answer
+    assert json.loads(last_search(env)["body"])["message"]["search_request"][0]["search_criteria"][
+        "query"] == expr
+    answer = client.search_by_id_opencrvs("BRN", "BRN-2019-0042", event_type="birth")
+    rec = answer["message"]["search_response"][0]["data"]["reg_records"][0]
+    assert rec["birth_date"] == "2019-03-14", answer
+    sent = json.loads(last_search(env)["body"])["message"]["search_request"][0]
+    assert sent["locale"] == "eng" and sent["consent"]["id"] == "consent-openspp", sent
+    # an asynchronous endpoint: the ACK as upstream read it (message.correlation_id / transaction_id)
+    ack = client.search_by_expression(expr, async_mode=True)
+    assert ack["message"]["ack_status"] == "ACK", ack
+    # upstream spells the action txn_status (dci_send: txn-status); its endpoint acknowledges
+    ack = client._make_request("/registry/txn/status", client._build_envelope("txn_status", {
+        "transaction_id": "t-status-1", "txnstatus_request": {"reference_id": "r-1", "txn_type": "search",
+                                                              "attribute_type": "transaction_id",
+                                                              "attribute_value": ack["message"].get(
+                                                                  "correlation_id") or "t-x"}}))
+    assert ack["message"]["ack_status"] == "ACK", ack
+    e = user_error(client._make_request, SEARCH, client._build_envelope("on-search", {}))
+    assert isinstance(e, ValidationError), e
+    assert not [v for v in env.mock.stats()["dci_validation"] if not v["ok"]], [
+        v for v in env.mock.stats()["dci_validation"] if not v["ok"]][:3]
+
+
+def test_txn_status_by_reference_id(env, oenv):
+    """txn_status(ref, "reference_id") asks dci_txn_status with reference_ids."""
+    rec = oenv["spp.dci.data.source"].create(vals(env, code("txnref")))
+    client = DCIClient(rec, oenv)
+    txn = client.search_async("idtype-value", "UIN:847951632")["message"]["transaction_id"]
+    ref = json.loads(env.mock.stats()["last_request"]["/registry/search"]["body"])["message"][
+        "search_request"][0]["reference_id"]
+    status = client.txn_status(ref, attribute_type="reference_id")["message"]["txnstatus_response"]
+    assert status["txn_status"] == "succ", status
+    asked = json.loads(env.mock.stats()["last_request"]["/registry/sync/txn/status"]["body"])["message"][
+        "txnstatus_request"]
+    assert asked["attribute_type"] == "reference_id_list" and asked["attribute_value"] == [ref], asked
+    assert client.txn_status(txn)["message"]["txnstatus_response"]["txn_status"] == "succ"
+    e = user_error(client.txn_status, "no-such-ref", attribute_type="reference_id")
+    assert e.pgcode == "DC007", str(e)
+    assert client.txn_status_async(txn)["message"]["ack_status"] == "ACK"
+    assert not [v for v in env.mock.stats()["dci_validation"] if not v["ok"]]
 
 
 def test_failing_call_keeps_the_odoo_transaction(env, oenv):
@@ -507,7 +541,6 @@ def test_callback_hostile_bodies(env, oenv):
 
 
 def test_callback_through_the_controller(env, oenv):
-    requires_sql(env, "dci_receive", "dci_inbox.message", "dci_data_source.callback_token")
     c = code("cb")
     token = remember(secret("Zq9-cb-"))
     oenv["spp.dci.data.source"].create(vals(env, c, dci_callback_token=token))
@@ -650,7 +683,7 @@ def test_migration_of_a_hostile_row(env, oenv, caplog):
     the row stays as it was, the warning names the source, not the token."""
     oenv["spp.dci.data.source"]
     c = code("mighost")
-    bad = remember(secret("Zq9-mighost-")) + "\r\nX-Evil: 1"
+    bad = legacy("Zq9-mighost-") + "\r\nX-Evil: 1"
     oenv.cr.execute("""INSERT INTO spp_dci_data_source (name, code, base_url, auth_type, bearer_token, active,
                            verify_ssl, our_sender_id) VALUES ('H', %s, %s, 'bearer', %s, true, true, 'openspp.test')
                        RETURNING id""", (c, env.mock.http_url, bad))
@@ -707,34 +740,67 @@ def test_denied_read_does_not_poison_the_transaction(env, oenv):
     oenv.cr.execute("RESET ROLE")
 
 
+def _violations(env, prefix="/registry/sync/"):
+    return [v for v in env.mock.stats()["dci_validation"] if not v["ok"] and v["path"].startswith(prefix)]
+
+
 def test_dr_and_ibr_domain_endpoints(env, oenv):
-    requires_sql(env, "dci_send")
+    """DRService / IBRService's domain calls go through the extension's named
+    functions (dci_disability_details, dci_disabled, dci_enrolled,
+    dci_enrollment_updates), whose requests the strict mock finds valid."""
     d, i = code("drdom"), code("ibrdom")
     oenv["spp.dci.data.source"].create(vals(env, d, registry_type=DR))
     ibr = oenv["spp.dci.data.source"].create(vals(env, i, registry_type=IBR))
-    details = DRService(oenv, d).get_disability_details("UIN", "847951632")
-    assert details and details[0]["has_disability"] is True and details[0]["disability_status"] == "Approved"
+    before = len(_violations(env))
+    dr = DRService(oenv, d)
+    details = dr.get_disability_details("UIN", "847951632")
+    assert len(details) == 1 and details[0]["has_disability"] is True, details
+    assert details[0]["disability_types"] == ["Physical and movement related functions"], details
+    assert details[0]["disability_details"][0]["impairment_level"] == "Severe impairment or difficulty"
     sent = json.loads(env.mock.stats()["last_request"]["/registry/sync/get-disability-details"]["body"])
-    assert sent["message"]["disabled_criteria"]["query"]["member.member_identifier"] == {"eq": "847951632"}
-    assert DRService(oenv, d).get_disability_details("UIN", "NOTFOUND") == []
-    enrolled = IBRService(ibr, oenv).get_enrolled("847951632")
-    assert enrolled and enrolled[0]["enrolled_status"] == "yes", enrolled
+    crit = sent["message"]["disabled_criteria"]
+    assert crit["query_type"] == "expression" and crit["query"]["member.member_identifier"] == {
+        "eq": "847951632"}, crit
+    assert sent["header"]["action"] == "search" and sent["header"]["total_count"] == 1, sent["header"]
+    e = user_error(dr.get_disability_details, "UIN", "RJCT")          # the registry rejects the member
+    assert e.pgcode == "DC007" and str(e).startswith("Failed to get disability status:"), str(e)
+    assert dr.is_disabled("UIN", "847951632") is True
+    assert dr.is_disabled("UIN", "ABLE") is False
+    svc = IBRService(ibr, oenv)
+    assert svc.get_enrolled("847951632")["enrolled_status"] == "yes"
+    assert svc.get_enrolled("NEW", programme_identifier="AD234")["enrolled_status"] == "no"
+    sent = json.loads(env.mock.stats()["last_request"]["/registry/sync/enrolled"]["body"])
+    assert sent["message"]["enrolled_criteria"]["response_entity"] == "Member", sent
+    receipts = svc.enrollment_updates([{"identifier": [{"identifier_type": "UIN", "identifier_value": "847951632"}],
+                                        "programme": "AD234", "enrolment_date": "2026-01-05"}])
+    assert [r["status"] for r in receipts] == ["succ"], receipts
+    assert _violations(env)[before:] == [], _violations(env)[before:]
 
 
 def test_mock_domain_endpoints_answer(env, oenv):
-    """The mock's DR/IBR endpoints the guarded test above uses (through dci_request)."""
+    """The strict mock's DR/IBR endpoints answer the extension's named
+    functions as the specs have it, and find nothing to fault in what they send."""
     c = code("mockdom")
     oenv["spp.dci.data.source"].create(vals(env, c, registry_type=DR))
-    body = {"header": {"action": "search"}, "message": {"transaction_id": "t-1", "disabled_criteria": {
-        "query_type": "expression", "query": {"member.member_identifier": {"eq": "847951632"}}}}}
-    oenv.cr.execute("SELECT status, body FROM dci_request(%s, 'POST', '/registry/sync/get-disability-details', %s)",
+    before = len(_violations(env))
+    who = psycopg2.extras.Json({"member.member_identifier": {"eq": "847951632"}})
+    oenv.cr.execute("SELECT dci_disability_details(%s, %s)", (c, who))
+    item = oenv.cr.fetchone()[0]
+    assert item["status"] == "succ" and item["data"]["reg_records"][0]["disability_details"][0][
+        "impairment_type"] == "Physical and movement related functions", item
+    assert item["pagination"]["total_count"] == 1                    # the registry's "1" made a number
+    oenv.cr.execute("SELECT dci_disabled(%s, %s) ->> 'disabled_status'", (c, who))
+    assert oenv.cr.fetchone() == ("yes",)
+    oenv.cr.execute("SELECT dci_disability_support(%s, %s)", (c, who))
+    support = oenv.cr.fetchone()[0]
+    assert support["status"] == "succ" and support["data"]["reg_records"], support
+    oenv.cr.execute("SELECT dci_enrolled(%s, %s, response_entity => 'Member') ->> 'enrolled_status'",
+                    (c, psycopg2.extras.Json({"person_identifier": {"eq": "847951632"}})))
+    assert oenv.cr.fetchone() == ("yes",)
+    assert _violations(env)[before:] == [], _violations(env)[before:]
+    # a request the strict mock does fault (a hand-built envelope without a header) is seen as one
+    body = {"message": {"transaction_id": "t-1", "disabled_criteria": {"query": {}}}}
+    oenv.cr.execute("SELECT status FROM dci_request(%s, 'POST', '/registry/sync/disabled', %s)",
                     (c, psycopg2.extras.Json(body)))
-    status, text = oenv.cr.fetchone()
-    rec = json.loads(text)["message"]["search_response"][0]["data"]["reg_records"][0]
-    assert status == 200 and rec["disability_status"] == "Approved", text
-    body = {"header": {"action": "search"}, "message": {"transaction_id": "t-2", "enrolled_criteria": {
-        "query_type": "expression", "query": {"person_identifier": {"eq": "847951632"}}}}}
-    oenv.cr.execute("SELECT status, body FROM dci_request(%s, 'POST', '/registry/sync/enrolled', %s)",
-                    (c, psycopg2.extras.Json(body)))
-    status, text = oenv.cr.fetchone()
-    assert status == 200 and json.loads(text)["message"]["enrolled_response"][0]["enrolled_status"] == "yes", text
+    assert oenv.cr.fetchone() == (400,)
+    assert len(_violations(env)) == before + 1
