@@ -556,8 +556,10 @@ def test_callback_through_the_controller(env, oenv):
         "identifiers": [{"type": "UIN", "value": "123456789"}]}}
     body = json.dumps(envelope).encode()
     path = "/dci/callback/%s/notify" % c
+    cookie = remember(secret("Zq9-session-"))
     r = odoo_orm.dispatch(oenv, DCICallbackController, path, body,
-                          [("Content-Type", "application/json"), ("Authorization", "Bearer " + token)])
+                          [("Content-Type", "application/json"), ("Authorization", "Bearer " + token),
+                           ("Cookie", "session_id=" + cookie)])
     assert 200 <= r.status_code < 300, (r.status_code, r.data)
     events = oenv["spp.dci.crvs.event"].search([("identifier_value", "=", "123456789")])
     assert len(events) == 1 and events.event_type == "death" and events.state == "processed", events
@@ -571,7 +573,12 @@ def test_callback_through_the_controller(env, oenv):
     r = odoo_orm.dispatch(oenv, DCICallbackController, path, b"{not json",
                           [("Authorization", "Bearer " + token)])
     assert r.status_code == 400, (r.status_code, r.data)
-    no_secret_in_statements(oenv, token)
+    # a replay of the accepted message: refused, processed once
+    r = odoo_orm.dispatch(oenv, DCICallbackController, path, body,
+                          [("Content-Type", "application/json"), ("Authorization", "Bearer " + token)])
+    assert r.status_code == 409, (r.status_code, r.data)
+    assert len(oenv["spp.dci.crvs.event"].search([("identifier_value", "=", "123456789")])) == 1
+    no_secret_in_statements(oenv, token, cookie)
 
 
 def test_fastapi_routes_replaced(oenv, monkeypatch):
@@ -700,14 +707,23 @@ def test_migration_of_a_hostile_row(env, oenv, caplog):
 
 
 def test_callback_refused_before_sql_leaves_nothing(env, oenv):
-    """Headers a sender controls are bounded and cleaned before they reach SQL."""
+    """Headers a sender controls are bounded and cleaned before they reach SQL:
+    only what dci_receive reads goes there (never a Cookie: an Odoo session id
+    in the statement text), the bearer token only as its SHA-256, another
+    Authorization scheme not at all."""
+    import hashlib
     from odoo.addons.spp_dci_client_sql.services import callbacks
-    hdrs = [("Long", "y" * 100000), ("Bad\x00Name", "x"), ("ok", "a\x00b"), (b"raw", "x")] + \
-        [("X-%d" % i, "v") for i in range(500)]
+    hdrs = [("Content-Type", "application/json; " + "y" * 100000), ("Bad\x00Name", "x"), ("ok", "a\x00b"),
+            (b"raw", "x"), ("Cookie", "session_id=Zq9-odoo-session"), ("Proxy-Authorization", "Basic Zq9-proxy"),
+            ("Authorization", "Bearer  Zq9-cb-token")] + [("X-%d" % i, "v") for i in range(500)]
     clean = callbacks.clean_headers(hdrs)
-    assert len(clean) == callbacks.MAX_HEADERS and all(k == k.lower() for k in clean)
-    assert "bad\x00name" not in clean and "ok" not in clean and b"raw" not in clean
-    assert len(clean["long"]) == callbacks.MAX_HEADER_VALUE
+    assert set(clean) == {"content-type", "authorization"}, clean
+    assert len(clean["content-type"]) == callbacks.MAX_HEADER_VALUE
+    assert clean["authorization"] == "Bearer sha256:" + hashlib.sha256(b"Zq9-cb-token").hexdigest()
+    assert "Zq9" not in json.dumps(clean)
+    assert callbacks.clean_headers([("authorization", "Basic Zq9-basic")]) == {}
+    # more headers than MAX_HEADERS: the rest are not looked at
+    assert callbacks.clean_headers([("X-%d" % i, "v") for i in range(500)] + [("Authorization", "Bearer t")]) == {}
 
 
 def test_callback_processing_of_hostile_shapes(env, oenv):

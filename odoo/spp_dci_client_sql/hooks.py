@@ -29,15 +29,18 @@ _logger = logging.getLogger(__name__)
 # Odoo connects with one role for every worker, so the grants go to that
 # role (current_user); the groups decide who may use them inside Odoo.
 GRANTS = {
-    # runtime: the services' calls
+    # runtime: the services' calls (DCIClient, CRVS/DR/IBR), the request log
     "spp_dci_client_sql.group_dci_user": {
         "functions": ["dci_request", "dci_test_connection", "dci_search", "dci_search_records",
-                      "dci_search_by_id", "dci_search_async", "dci_txn_status", "dci_subscribe",
-                      "dci_unsubscribe", "dci_search_batch", "dci_search_by_ids", "dci_send",
+                      "dci_search_by_id", "dci_search_async", "dci_txn_status", "dci_txn_status_async",
+                      "dci_subscribe", "dci_unsubscribe", "dci_search_batch", "dci_search_by_ids", "dci_send",
+                      "dci_disability_support", "dci_disability_details", "dci_disabled", "dci_enrolled",
+                      "dci_enrollment_updates", "dci_await",
                       "dci_token_status_entries", "dci_source_stats_entries", "dci_source_stats_items",
                       "dci_batch_progress_entries"],
         "tables": {"dci_data_source": "SELECT", "dci_request_log": "SELECT", "dci_token_status": "SELECT",
-                   "dci_source_stats": "SELECT", "dci_batch_progress": "SELECT"},
+                   "dci_source_stats": "SELECT", "dci_batch_progress": "SELECT", "dci_transaction": "SELECT",
+                   "dci_subscription": "SELECT"},
     },
     # administration: sources and their secrets, tokens for get_headers()
     "spp_dci_client_sql.group_dci_admin": {
@@ -45,10 +48,12 @@ GRANTS = {
         "tables": {"dci_data_source": "SELECT, INSERT, UPDATE, DELETE",
                    "dci_signing_key": "SELECT, INSERT, UPDATE, DELETE"},
     },
-    # HTTP workers receiving callbacks
+    # HTTP workers receiving callbacks: dci_receive, then the processing reads
+    # what it stored (dci_inbox joined to its source)
     "spp_dci_client_sql.group_dci_callback": {
-        "functions": ["dci_receive", "dci_await"],
-        "tables": {"dci_inbox": "SELECT", "dci_transaction": "SELECT", "dci_subscription": "SELECT"},
+        "functions": ["dci_receive"],
+        "tables": {"dci_inbox": "SELECT", "dci_transaction": "SELECT", "dci_subscription": "SELECT",
+                   "dci_data_source": "SELECT"},
     },
 }
 SECRET_FIELDS = (("oauth2_client_secret", "client_secret"), ("bearer_token", "bearer_token"))

@@ -37,21 +37,37 @@ def _nack(code, text):
     return {"message": {"ack_status": "NACK", "error": {"code": code, "message": text}}}
 
 
+# The headers handed to dci_receive: what it reads (authorization) and the
+# body's type.  psycopg2 writes parameters into the statement text, which
+# pg_stat_activity shows and the server log keeps when the statement fails:
+# a browser's Cookie (an Odoo session), a proxy's credentials or any other
+# header a sender sets must not land there.
+FORWARDED_HEADERS = ("authorization", "content-type")
+
+
 def clean_headers(headers):
-    """Lower-cased names, string values, bounded (a hostile sender cannot make
-    the call fail on the header object)."""
+    """Lower-cased names, string values, bounded, only FORWARDED_HEADERS; the
+    Authorization header only as the SHA-256 of a Bearer token (dci_receive
+    compares that as well), so the token is not in the statement text either;
+    another scheme is dropped (dci_receive takes Bearer only)."""
     out = {}
+    seen = 0
     for name, value in headers or ():
+        seen += 1
+        if seen > MAX_HEADERS:
+            break
         if not isinstance(name, str) or not isinstance(value, str):
             continue
-        if len(out) >= MAX_HEADERS or len(name) > 256 or "\x00" in name or "\x00" in value:
+        if len(name) > 256 or "\x00" in name or "\x00" in value:
             continue
-        value = value[:MAX_HEADER_VALUE]
-        if name.lower() == "authorization" and value[:7].lower() == "bearer ":
-            # the token's SHA-256, which dci_receive compares as well: psycopg2
-            # puts parameters into the statement text, and the token must not be there
+        name = name.lower()
+        if name not in FORWARDED_HEADERS:
+            continue
+        if name == "authorization":
+            if value[:7].lower() != "bearer ":
+                continue
             value = "Bearer sha256:" + hashlib.sha256(value[7:].lstrip(" ").encode()).hexdigest()
-        out[name.lower()] = value
+        out[name] = value[:MAX_HEADER_VALUE]
     return out
 
 
