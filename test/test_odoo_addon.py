@@ -240,6 +240,28 @@ def test_form_fields_newer_columns(env, oenv):
     no_secret_in_statements(oenv, token)
 
 
+def test_form_secret_fields_never_read_back(env, oenv):
+    """What the form sends: the secret in oauth2_client_secret_display (create
+    and write), the callback token in dci_callback_token; each is written
+    through, Odoo's columns stay empty and every read gives the mask."""
+    c = code("formsec")
+    sec, sec2, tok = remember(secret("Zq9-disp-")), remember(secret("Zq9-disp2-")), remember(secret("Zq9-cbt-"))
+    v = vals(env, c, oauth2_client_secret_display=sec, dci_callback_token=tok)
+    del v["oauth2_client_secret"]
+    rec = oenv["spp.dci.data.source"].create(v)
+    assert sql_row(oenv, c, "client_secret_set", "callback_token_set") == (True, True)
+    assert rec.oauth2_client_secret_display == rec._SECRET_MASK and rec.dci_callback_token == rec._SECRET_MASK
+    rec.write({"oauth2_client_secret_display": sec2})
+    assert rec.oauth2_client_secret_display == rec._SECRET_MASK
+    rec.oauth2_client_secret_display = rec._SECRET_MASK                       # the mask sent back: unchanged
+    assert sql_row(oenv, c, "client_secret_set") == (True,)
+    oenv.cr.execute("SELECT row_to_json(s)::text FROM spp_dci_data_source s WHERE id = %s", (rec.id,))
+    row = oenv.cr.fetchone()[0]
+    for x in (sec, sec2, tok):
+        assert x not in row and x not in repr(oenv.cache), x
+    no_secret_in_statements(oenv, sec, sec2, tok)
+
+
 def test_lookups_ask_the_extension(env, oenv):
     c = code("look")
     rec = oenv["spp.dci.data.source"].create(vals(env, c))
