@@ -842,3 +842,38 @@ def test_mock_domain_endpoints_answer(env, oenv):
                     (c, psycopg2.extras.Json(body)))
     assert oenv.cr.fetchone() == (400,)
     assert len(_violations(env)) == before + 1
+
+
+def test_hostile_inputs_keep_the_transaction(env, oenv):
+    """What a caller (or a registrant's data) may hand the services: each is a
+    UserError (ValidationError) OpenSPP can show, never a raw database error,
+    and the Odoo transaction goes on."""
+    rec = oenv["spp.dci.data.source"].create(vals(env, code("hostin")))
+    client = DCIClient(rec, oenv)
+    oenv.cr.execute("CREATE TEMP TABLE odoo_work (v text)")
+    oenv.cr.execute("INSERT INTO odoo_work VALUES ('kept')")
+    calls = [
+        lambda: client.search("idtype-value", "UIN:\x00x"),                     # NUL: jsonb cannot hold it
+        lambda: client.search("idtype-value", "UIN:\ud800"),                    # a lone surrogate
+        lambda: client.search("no-such-type", "x"),
+        lambda: client.search("idtype-value", "UIN:1", page_size=5000),
+        lambda: client._make_request("/../admin", _envelope(client)),
+        lambda: client._make_request("https://evil.example/x", _envelope(client)),
+        lambda: client.send("/registry/sync/search", "search", {"transaction_id": 5}),
+        lambda: client.subscribe("REGISTER", filter_query={"type": "x" * 10, "value": "\x00"}),
+        lambda: client.txn_status("t" * 200),
+        lambda: client.search_by_ids([("UIN", "\x00")]),
+        lambda: DRService(oenv, oenv["spp.dci.data.source"].create(
+            vals(env, code("hostdr"), registry_type=DR)).code).get_disability_details("UIN", "\x00"),
+    ]
+    for i, call in enumerate(calls):
+        try:
+            call()
+        except UserError:
+            pass
+        except Exception as e:          # noqa: BLE001
+            raise AssertionError("call %d raised %s: %s" % (i, type(e).__name__, e))
+        else:
+            raise AssertionError("call %d succeeded" % i)
+        oenv.cr.execute("SELECT v FROM odoo_work")
+        assert oenv.cr.fetchall() == [("kept",)], i

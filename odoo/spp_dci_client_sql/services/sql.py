@@ -49,6 +49,12 @@ OPENSPP_MESSAGES = {
 }
 
 
+# values PostgreSQL cannot take in a call's arguments: untranslatable
+# character (NUL, lone surrogate in JSON), invalid text, out of range, too
+# long, nesting too deep / too complex
+BAD_INPUT = {"22P05", "22P02", "22003", "22001", "22025", "54000", "54001"}
+
+
 def user_message(pgcode, primary=""):
     """The first paragraph of the UserError for a SQLSTATE (None: not ours)."""
     if pgcode == "DC003":
@@ -58,6 +64,10 @@ def user_message(pgcode, primary=""):
         elif "resolve" in low or "dns" in low:
             pgcode = "DC003-dns"
     text = OPENSPP_MESSAGES.get(pgcode)
+    if text is None and pgcode in BAD_INPUT:
+        # a value PostgreSQL cannot take (a NUL or lone surrogate in a query,
+        # a number out of range, nesting too deep): bad input, as 22023
+        text = OPENSPP_MESSAGES["22023"]
     return _(text) if text else None
 
 
