@@ -877,3 +877,34 @@ def test_hostile_inputs_keep_the_transaction(env, oenv):
             raise AssertionError("call %d succeeded" % i)
         oenv.cr.execute("SELECT v FROM odoo_work")
         assert oenv.cr.fetchall() == [("kept",)], i
+
+
+def test_unauthenticated_callback_is_stored_not_processed(env, oenv):
+    """A source with neither callback token nor registry key: dci_receive
+    accepts (and stores) a notification, but the addon does not act on it
+    (anyone could have sent a death notification) unless the system
+    parameter allows it."""
+    c = code("cbnone")
+    oenv["spp.dci.data.source"].create(vals(env, c))
+    oenv.cr.execute("INSERT INTO dci_subscription (source_id, code, reg_event_type, state) "
+                    "SELECT id, %s, 'DEATH', 'active' FROM dci_data_source WHERE code = %s", ("S-" + c, c))
+
+    def notify(n):
+        now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+        return json.dumps({"signature": "", "header": {
+            "version": "1.0.0", "message_id": "m%d-%s" % (n, c), "message_ts": now, "action": "notify",
+            "sender_id": "mock-registry", "receiver_id": "openspp.example.org", "total_count": 1,
+            "is_msg_encrypted": False}, "message": {
+            "transaction_id": "t-%s" % c, "subscription_code": "S-" + c, "event_type": "DEATH",
+            "event_date": "2025-12-01", "identifiers": [{"type": "UIN", "value": "UNAUTH-" + c}]}}).encode()
+    path = "/dci/callback/%s/notify" % c
+    r = odoo_orm.dispatch(oenv, DCICallbackController, path, notify(1), [("Content-Type", "application/json")])
+    assert r.status_code == 200, (r.status_code, r.data)
+    oenv.cr.execute("SELECT verified FROM dci_inbox i JOIN dci_data_source d ON d.id = i.source_id "
+                    "WHERE d.code = %s", (c,))
+    assert oenv.cr.fetchall() == [("none",)]
+    assert not oenv["spp.dci.crvs.event"].search([("identifier_value", "=", "UNAUTH-" + c)])
+    oenv["ir.config_parameter"].sudo().set_param("spp_dci_client_sql.process_unverified_callbacks", "1")
+    r = odoo_orm.dispatch(oenv, DCICallbackController, path, notify(2), [("Content-Type", "application/json")])
+    assert r.status_code == 200, (r.status_code, r.data)
+    assert len(oenv["spp.dci.crvs.event"].search([("identifier_value", "=", "UNAUTH-" + c)])) == 1

@@ -16,6 +16,9 @@ from .registries import _first_record, extract_disability
 
 _logger = logging.getLogger(__name__)
 
+# system parameter: "1" processes callbacks dci_receive accepted without a
+# token or signature (a source with neither); default: stored, not processed
+UNVERIFIED_PARAM = "spp_dci_client_sql.process_unverified_callbacks"
 MAX_BODY = 16 * 1024 * 1024          # dci_client.max_response_bytes' default
 MAX_HEADERS = 100
 MAX_HEADER_VALUE = 8192
@@ -112,7 +115,21 @@ def process_stored(env, source, after_id, kind=None):
                  FROM dci_inbox i JOIN dci_data_source d ON d.id = i.source_id
                 WHERE i.id > %s AND d.code = %s ORDER BY i.id""", (after_id, source))
     done = []
+    allow_unverified = None
     for inbox_id, action, txn, corr, verified, header, message, registry_type in rows:
+        if verified not in ("signature", "token"):
+            # stored by dci_receive with neither a callback token nor a registry
+            # key to check: anyone who can reach Odoo could have sent it (a
+            # death notification, a disability status); not acted on unless
+            # the administrator says so
+            if allow_unverified is None:
+                allow_unverified = env["ir.config_parameter"].sudo().get_param(UNVERIFIED_PARAM) in ("1", "True",
+                                                                                                   "true")
+            if not allow_unverified:
+                _logger.warning("callback %s of %s is not authenticated (set the source's callback token or "
+                                "registry key): stored in dci_inbox, not processed", inbox_id, source)
+                done.append((action, None))
+                continue
         which = kind or {"ns:org:RegistryType:Civil": "crvs", "ns:org:RegistryType:CRVS": "crvs",
                          "ns:org:RegistryType:DR": "dr", "ns:org:RegistryType:IBR": "ibr"}.get(registry_type)
         try:
