@@ -22,7 +22,7 @@ import pytest
 
 from support import odoo_orm
 from support.env import CLIENT_ID, CLIENT_SECRET
-from support.util import code, legacy, remember, secret
+from support.util import LEGACY_PLAINTEXT as LEGACY_KEYS, code, legacy, remember, secret
 
 ADDON = os.path.join(odoo_orm.ROOT, "odoo", "spp_dci_client_sql")
 addon = odoo_orm.install()
@@ -328,6 +328,50 @@ def test_migration_hook_moves_plaintext_secrets(env, oenv):
         cur.execute("SELECT coalesce(string_agg(query, ' '), '') FROM pg_stat_activity")
         seen = cur.fetchone()[0]
     assert not [s for s in everything if s in seen]
+
+
+def test_migration_of_signing_keys(env, oenv, tmp_path):
+    """spp_dci's signing keys (PEM private keys in plain text in Odoo's table)
+    move into dci_signing_key, encrypted; the source keeps signing with its
+    key (the registry receives a signature); Odoo's private_key is blanked."""
+    import subprocess
+    key = str(tmp_path / "k.pem")
+    subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", key], check=True, capture_output=True)
+    priv = open(key).read()
+    pub = subprocess.run(["openssl", "pkey", "-in", key, "-pubout"], check=True, capture_output=True,
+                         text=True).stdout
+    LEGACY_KEYS.add(remember(priv.strip().splitlines()[1]))     # pre-migration plain text: see support/util.py
+    oenv["spp.dci.data.source"]
+    kid = code("sk")
+    oenv.cr.execute("INSERT INTO spp_dci_signing_key (name, key_id, algorithm, private_key, public_key, state) "
+                    "VALUES ('K', %s, 'ed25519', %s, %s, 'active') RETURNING id", (kid, priv, pub))
+    okey = oenv.cr.fetchone()[0]
+    c = code("migsig")
+    oenv.cr.execute("""INSERT INTO spp_dci_data_source (name, code, registry_type, base_url, auth_type, our_sender_id,
+                           verify_ssl, active, signing_key_id) VALUES ('S', %s, %s, %s, 'none', 'openspp.test', true,
+                           true, %s) RETURNING id""", (c, CIVIL, env.mock.http_url + "/open", okey))
+    rid = oenv.cr.fetchone()[0]
+    oenv.cr.statements.clear()
+    for _round in range(2):                                      # idempotent
+        addon.post_init_hook(oenv)
+        oenv.cr.execute("SELECT state, algorithm, kid_format, private_key_set, private_key FROM dci_signing_key "
+                        "WHERE key_id = %s", (kid,))
+        assert oenv.cr.fetchone() == ("active", "ed25519", "openspp", True, None)
+        oenv.cr.execute("SELECT private_key FROM spp_dci_signing_key WHERE id = %s", (okey,))
+        assert oenv.cr.fetchone() == (None,)
+    oenv.cr.execute("SELECT k.key_id FROM dci_data_source d JOIN dci_signing_key k ON k.id = d.signing_key_id "
+                    "WHERE d.code = %s", (c,))
+    assert oenv.cr.fetchone() == (kid,)
+    rec = oenv["spp.dci.data.source"].browse([rid])
+    DCIClient(rec, oenv).search_by_id("UIN", "847951632")
+    sent = json.loads(last_search(env, "none")["body"])
+    assert sent["signature"] and kid in sent["signature"], sent["signature"][:200]
+    no_secret_in_statements(oenv, priv.strip().splitlines()[1])
+    # a key only Odoo holds cannot be chosen (it could not sign)
+    oenv.cr.execute("INSERT INTO spp_dci_signing_key (name, key_id, state) VALUES ('N', %s, 'draft') RETURNING id",
+                    (code("odooonly"),))
+    e = user_error(rec.write, {"signing_key_id": oenv.cr.fetchone()[0]})
+    assert "is not in dci_client" in str(e), str(e)
 
 
 def test_grants_hook_lists_what_it_cannot_grant(env, oenv):

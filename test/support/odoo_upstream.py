@@ -86,10 +86,14 @@ class FastapiEndpoint(models.Model):
 
 
 class SigningKey(models.Model):
+    """spp_dci/models/signing_key.py: the PEM private key in plain text."""
     _name = "spp.dci.signing.key"
     name = fields.Char()
     key_id = fields.Char()
-    state = fields.Char()
+    algorithm = fields.Selection(default="ed25519")
+    private_key = fields.Text(groups="base.group_system")
+    public_key = fields.Text()
+    state = fields.Char(default="draft")
 
 
 # ---------------------------------------------------------------- spp_dci_client/services/errors.py

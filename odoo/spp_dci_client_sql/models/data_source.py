@@ -93,6 +93,8 @@ class DCIDataSource(models.Model):
         cols = {FIELD_MAP[k]: _sql_value(k, v) for k, v in vals.items() if k in FIELD_MAP}
         if "timeout" in vals:
             cols["timeout_ms"] = int(vals["timeout"] * 1000) if vals["timeout"] else None
+        if "signing_key_id" in vals:
+            cols["signing_key_id"] = self._dci_signing_key(vals["signing_key_id"])
         secrets = {}
         for field, column in SECRET_MAP.items():
             if field not in vals:
@@ -103,6 +105,22 @@ class DCIDataSource(models.Model):
             elif v != self._SECRET_MASK:
                 secrets[column] = v
         return cols, secrets
+
+    def _dci_signing_key(self, odoo_key_id):
+        """dci_signing_key.id of an spp.dci.signing.key (same key_id), or None.
+        The extension signs with its own copy (the install hook moves the keys
+        in); a key only Odoo holds cannot sign and is refused, never dropped."""
+        if not odoo_key_id:
+            return None
+        cr = self.env.cr
+        cr.execute("SELECT k.id, o.key_id FROM spp_dci_signing_key o LEFT JOIN dci_signing_key k ON k.key_id = o.key_id "
+                   "WHERE o.id = %s", (int(odoo_key_id),))
+        row = cr.fetchone()
+        if not row or row[0] is None:
+            raise UserError(_("Signing key %s is not in dci_client: run the addon's migration "
+                              "(hooks.migrate_signing_keys) or import it into dci_signing_key.")
+                            % (row[1] if row else odoo_key_id))
+        return row[0]
 
     @api.model_create_multi
     def create(self, vals_list):
