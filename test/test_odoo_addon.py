@@ -952,3 +952,38 @@ def test_unauthenticated_callback_is_stored_not_processed(env, oenv):
     r = odoo_orm.dispatch(oenv, DCICallbackController, path, notify(2), [("Content-Type", "application/json")])
     assert r.status_code == 200, (r.status_code, r.data)
     assert len(oenv["spp.dci.crvs.event"].search([("identifier_value", "=", "UNAUTH-" + c)])) == 1
+
+
+def test_signing_key_model_writes_through(env, oenv, tmp_path):
+    """spp.dci.signing.key after the install: the private key (as
+    action_generate_key writes it) goes to dci_signing_key, never into
+    Odoo's table or a statement; activation asks the extension; a source
+    choosing the key signs with it."""
+    import subprocess
+    key = str(tmp_path / "k.pem")
+    subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", key], check=True, capture_output=True)
+    priv = open(key).read()
+    remember(priv.strip().splitlines()[1])
+    pub = subprocess.run(["openssl", "pkey", "-in", key, "-pubout"], check=True, capture_output=True,
+                         text=True).stdout
+    Key = oenv["spp.dci.signing.key"]
+    kid = code("odk")
+    k = Key.create({"name": "K", "key_id": kid, "algorithm": "ed25519"})
+    e = user_error(k.action_activate)                                     # no key pair yet
+    assert "without generating keypair" in str(e)
+    k.write({"private_key": priv, "public_key": pub})                     # what action_generate_key writes
+    oenv.cr.execute("SELECT private_key FROM spp_dci_signing_key WHERE id = %s", (k.id,))
+    assert oenv.cr.fetchone() == (None,)
+    assert k.dci_private_key_set is True and k.private_key is False
+    k.action_activate()
+    oenv.cr.execute("SELECT state, private_key_set, kid_format FROM dci_signing_key WHERE key_id = %s", (kid,))
+    assert oenv.cr.fetchone() == ("active", True, "openspp")
+    rec = oenv["spp.dci.data.source"].create(none_vals(env, code("odks"), signing_key_id=k.id))
+    DCIClient(rec, oenv).search_by_id("UIN", "847951632")
+    sent = json.loads(last_search(env, "none")["body"])
+    assert kid in sent["signature"], sent["signature"][:200]
+    # revoked in Odoo: revoked in the extension, the source no longer signs (DC001, not unsigned)
+    k.write({"state": "revoked"})
+    e = user_error(DCIClient(rec, oenv).search_by_id, "UIN", "847951632")
+    assert e.pgcode == "DC001", str(e)
+    no_secret_in_statements(oenv, priv.strip().splitlines()[1])

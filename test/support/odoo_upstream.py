@@ -94,6 +94,19 @@ class SigningKey(models.Model):
     private_key = fields.Text(groups="base.group_system")
     public_key = fields.Text()
     state = fields.Char(default="draft")
+    activated_date = fields.Datetime()
+
+    @api.constrains("state", "private_key", "public_key")
+    def _check_keys_present(self):
+        for record in self:
+            if record.state == "active" and (not record.private_key or not record.public_key):
+                raise ValidationError(_("Cannot activate key without generating key pair. Please generate keys first."))
+
+    def action_activate(self):
+        self.ensure_one()
+        if not self.private_key or not self.public_key:
+            raise UserError(_("Cannot activate key without generating keypair. Please generate keys first."))
+        self.write({"state": "active", "activated_date": fields.Datetime.now()})
 
 
 # ---------------------------------------------------------------- spp_dci_client/services/errors.py

@@ -177,13 +177,19 @@ def require_extension(cr):
 SECRET_COLUMNS = ("client_secret", "bearer_token", "client_key", "callback_token")
 
 
-def write_secrets(cr, code, secrets):
-    """secrets: {column: value}; '' removes the stored secret, as in SQL."""
+# the write-only columns of each table, and the column that names its row
+SECRET_TABLES = {"dci_data_source": ("code", SECRET_COLUMNS), "dci_signing_key": ("key_id", ("private_key",))}
+
+
+def write_secrets(cr, code, secrets, table="dci_data_source"):
+    """secrets: {column: value}; '' removes the stored secret, as in SQL.
+    code: the row's code (dci_data_source) or key_id (dci_signing_key)."""
     secrets = {c: v for c, v in secrets.items() if v is not None}
     if not secrets:
         return
+    key_column, allowed = SECRET_TABLES[table]
     for column in secrets:
-        if column not in SECRET_COLUMNS:
+        if column not in allowed:
             raise ValueError("not a secret column: %r" % column)
     buf = io.StringIO()
     writer = csv.writer(buf, quoting=csv.QUOTE_ALL, lineterminator="\n")
@@ -199,8 +205,10 @@ def write_secrets(cr, code, secrets):
         cr.copy_expert("COPY pg_temp.dci_odoo_secret_in (code, col, value) FROM STDIN WITH (FORMAT csv)", buf)
         for column in secrets:
             # column comes from SECRET_COLUMNS (checked above), never from input
-            cr.execute("UPDATE dci_data_source d SET %s = s.value "
+            cr.execute("UPDATE %s d SET %s = s.value "
                        "FROM pg_temp.dci_odoo_secret_in s "
-                       "WHERE s.code = d.code AND s.col = %%s AND d.code = %%s" % column, (column, code))
+                       "WHERE s.code = d.%s AND s.col = %%s AND d.%s = %%s"
+                       % (table, column, key_column, key_column), (column, code))
+        # (table, key_column and column come from SECRET_TABLES, never from input)
         # on failure the savepoint takes the rows away with it
         cr.execute("DELETE FROM pg_temp.dci_odoo_secret_in")
