@@ -987,3 +987,15 @@ def test_signing_key_model_writes_through(env, oenv, tmp_path):
     e = user_error(DCIClient(rec, oenv).search_by_id, "UIN", "847951632")
     assert e.pgcode == "DC001", str(e)
     no_secret_in_statements(oenv, priv.strip().splitlines()[1])
+
+
+def test_callback_for_an_unknown_source_runs_no_failing_statement(env, oenv):
+    """An unknown source in the URL: 404 before dci_receive, so no statement
+    fails (a failing one is logged with its text: the sender's body)."""
+    body = json.dumps({"header": {}, "message": {"x": "Zq9-body-" + "y" * 1000}}).encode()
+    oenv.cr.statements.clear()
+    r = odoo_orm.dispatch(oenv, DCICallbackController, "/dci/callback/no_such_src/on-search", body,
+                          [("Content-Type", "application/json")])
+    assert r.status_code == 404 and r.json()["message"]["ack_status"] == "NACK", (r.status_code, r.data)
+    assert not [st for st in oenv.cr.statements if "Zq9-body-" in st], oenv.cr.statements
+    oenv.cr.execute("SELECT 1")

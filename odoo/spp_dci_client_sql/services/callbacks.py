@@ -90,7 +90,14 @@ def receive(env, source, body, headers, kind=None):
     if "\x00" in text:
         return 400, _nack("err.request.bad", "the body holds a NUL character")
     try:
-        before = sql.fetch_one(cr, "SELECT coalesce(max(id), 0) FROM dci_inbox")
+        # an unknown source is answered here: dci_receive would raise (DC001),
+        # and a failing statement is written to the server log with its text,
+        # the sender's whole body (up to 16 MB a request, from anyone)
+        (known, before), = sql.fetch_all(
+            cr, "SELECT EXISTS (SELECT 1 FROM dci_data_source WHERE code = %s), "
+                "coalesce((SELECT max(id) FROM dci_inbox), 0)", (source,))
+        if not known:
+            return 404, _nack("err.request.refused", "the message was not accepted")
         with sql.dci_errors(cr):
             cr.execute("SELECT http_status, response FROM dci_receive(%s, %s, %s)",
                        (source, text, sql.jsonb(clean_headers(headers))))
