@@ -999,3 +999,21 @@ def test_callback_for_an_unknown_source_runs_no_failing_statement(env, oenv):
     assert r.status_code == 404 and r.json()["message"]["ack_status"] == "NACK", (r.status_code, r.data)
     assert not [st for st in oenv.cr.statements if "Zq9-body-" in st], oenv.cr.statements
     oenv.cr.execute("SELECT 1")
+
+
+def test_ibr_callback_correlation_id_is_no_pattern(env, oenv):
+    """An IBR on-search whose correlation_id is "%" completes no pending
+    duplication check (upstream's ilike would take it as a pattern); the
+    real one completes its own."""
+    from odoo.addons.spp_dci_client_sql.services import callbacks
+    c = code("ibrcorr")
+    oenv["spp.dci.data.source"].create(vals(env, c, registry_type=IBR))
+    Check = oenv["spp.dci.duplication.check"]
+    mine = Check.create({"state": "checking", "notes": "correlation: corr-123-abc"})
+    other = Check.create({"state": "checking", "notes": "correlation: corr-999-xyz"})
+    msg = {"search_response": [{"status": "succ", "data": {"reg_records": [{"programs": [{"name": "CG"}]}]}}]}
+    assert callbacks._process(oenv, c, "ibr", "on-search", {}, msg, "%") == ("duplication_check", None)
+    assert callbacks._process(oenv, c, "ibr", "on-search", {}, msg, "corr_123%") == ("duplication_check", None)
+    assert callbacks._process(oenv, c, "ibr", "on-search", {}, msg, "corr-123-abc") == ("duplication_check", mine.id)
+    oenv.invalidate()
+    assert mine.state == "completed" and mine.result == "confirmed_match" and other.state == "checking"

@@ -327,7 +327,7 @@ class MetaModel(type):
             MODEL_CLASSES.append(cls)
 
 
-_DOMAIN_OPS = {"=": "=", "!=": "<>", "like": "LIKE", "ilike": "ILIKE", ">": ">", "<": "<", ">=": ">=", "<=": "<="}
+_DOMAIN_OPS = {"=": "=", "!=": "<>", "like": "LIKE", "ilike": "ILIKE", "=like": "LIKE", "=ilike": "ILIKE", ">": ">", "<": "<", ">=": ">=", "<=": "<="}
 
 
 class BaseModel(metaclass=MetaModel):

@@ -218,8 +218,12 @@ def _dr_on_search(env, header, message):
 def _ibr_on_search(env, message, correlation_id):
     if not correlation_id:
         return None
+    # upstream matches ("notes", "ilike", correlation_id): the registry's value
+    # as a LIKE pattern, so "%" would complete whichever check is pending;
+    # matched literally here
+    pattern = "%" + str(correlation_id).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
     check = env["spp.dci.duplication.check"].sudo().search(
-        [("state", "=", "checking"), ("notes", "ilike", correlation_id)], limit=1)
+        [("state", "=", "checking"), ("notes", "=ilike", pattern)], limit=1)
     if not check:
         return None
     records, programs = [], []
