@@ -170,6 +170,12 @@ def test_overrides_have_upstream_signatures():
         assert same_signature(mine, upstream), name
     for name in ("_check_oauth2_fields", "_check_bearer_token"):
         assert getattr(ds_mod.DCIDataSource, name)._constrains, name        # still constraints
+    from odoo.addons.spp_dci_client_sql.models import signing_key as sk_mod
+    up_key = __import__("support.odoo_upstream", fromlist=["SigningKey"]).SigningKey
+    for name in ("create", "write", "_check_keys_present", "action_activate"):
+        mine = getattr(sk_mod.DCISigningKey, name)
+        assert same_signature(mine, getattr(up_key, name, None) or getattr(odoo_orm.BaseModel, name)), name
+    assert sk_mod.DCISigningKey._check_keys_present._constrains
 
 
 # ---------------------------------------------------------------- sources: create / write / unlink
