@@ -515,6 +515,9 @@ def test_txn_status_by_reference_id(env, oenv):
     e = user_error(client.txn_status, "no-such-ref", attribute_type="reference_id")
     assert e.pgcode == "DC007", str(e)
     assert client.txn_status_async(txn)["message"]["ack_status"] == "ACK"
+    e = user_error(client.search_async, "idtype-value", "UIN:1", callback_url="https://elsewhere.example/cb")
+    assert isinstance(e, ValidationError) and "callback URI" in str(e), str(e)
+    assert client.search_async("idtype-value", "UIN:1", callback_url=rec.our_callback_uri)["message"]["ack_status"]
     assert not [v for v in env.mock.stats()["dci_validation"] if not v["ok"]]
 
 

@@ -188,11 +188,16 @@ def search_async(self, query_type: str, query_value: str, record_type: str = "PE
                  page_size: int = 10, registry_type: str | None = None, registry_event_type: str | None = None,
                  callback_url: str | None = None) -> dict:
     """An async search through dci_search_async (the answer comes to the
-    source's callback_uri); an ACK with the transaction id.  A callback_url
-    other than the source's goes through _make_request (dci_send)."""
+    source's callback_uri, recorded in dci_transaction); an ACK with the
+    transaction id.  A callback_url other than the source's is refused."""
     if callback_url and callback_url != (self.data_source.our_callback_uri or None):
-        return original(DCIClient, "search_async")(self, query_type, query_value, record_type, page, page_size,
-                                                   registry_type, registry_event_type, callback_url)
+        # the extension sends its own header (sender_uri = the source's
+        # callback_uri) and records the transaction for dci_receive: another
+        # URL would be ignored by the envelope, or get a callback dci_receive
+        # cannot match; said, not silently dropped
+        raise ValidationError("Callbacks go to the data source's callback URI (%s): set our_callback_uri to %s "
+                              "instead of passing callback_url." % (self.data_source.our_callback_uri or "unset",
+                                                                    callback_url))
     query = self._parse_query(query_type, query_value)
     txn = sql.fetch_one(self.env.cr, "SELECT dci_search_async(%s, %s, %s, %s, %s, %s, %s)",
                         (_source(self), _qt(query_type), sql.jsonb(query), registry_type or None, page_size, page,
