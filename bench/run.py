@@ -679,6 +679,8 @@ def main():
     ap.add_argument("--pgbench-rounds", type=int, help="pgbench runs per client count (median); default 3, quick 1")
     ap.add_argument("--batch", action="store_true",
                     help="only the bulk verification part (section 7; no nginx)")
+    ap.add_argument("--inbound", action="store_true",
+                    help="only the inbound benchmark (bench/inbound.py: dci_search_async, dci_receive; no nginx)")
     ap.add_argument("--batch-rss", type=int, help="lookups for the batch RSS run; default 100000, quick 20000")
     ap.add_argument("--batch-sequential", type=int,
                     help="sequential dci_search_by_id calls for the baseline; default 100, quick 40")
@@ -693,6 +695,9 @@ def main():
                               ("batch_rss", 100000, 20000), ("batch_sequential", 100, 40)):
         if getattr(args, name) is None:
             setattr(args, name, quick if q else full)
+    if args.inbound:
+        import inbound
+        return inbound.main(args)
     if args.batch:
         return batch_only(args)
     args.clients = (1, 2, 4)

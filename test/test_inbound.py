@@ -946,7 +946,7 @@ def test_callbacks_verified_through_the_jwks_and_its_rotation(env, rx):
     env.mock._ctl("/jwks", {"keys": [{"kid": "reg|k1|ed25519", "private_pem": k1}], "sign_pem": k1,
                             "sign_kid": "reg|k1|ed25519"})
     _callbacks(env, sign="jwks", hold=True)
-    # the registry is "reg" (the callbacks' header.sender_id): a key named reg|… signs only for it
+    # the kids name the registry as its callbacks' header.sender_id does
     src = _src(env, rx, receiver_id="reg")
     with closing(env.connect()) as conn:
         cur = conn.cursor()
@@ -980,6 +980,6 @@ def test_callbacks_verified_through_the_jwks_and_its_rotation(env, rx):
     env.mock._ctl("/jwks", {"sign_pem": stranger, "sign_kid": "reg|k9|ed25519"})
     before = _count(env, "dci_inbox", src)
     body = env.mock._ctl("/callbacks/notify", {"uri": rx.url + src, "code": "none", "sender_id": "reg",
-                                                        "receiver_id": "openspp.test"})
+                                                 "receiver_id": "openspp.test"})
     assert _count(env, "dci_inbox", src) == before
     assert body["status"] == 401 and body["response"]["message"]["error"]["code"] == "err.signature.invalid", body

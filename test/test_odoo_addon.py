@@ -4,10 +4,7 @@ _inherit as Odoo's registry does, over the upstream OpenSPP2 classes of
 test/support/odoo_upstream.py), against the session's PostgreSQL with the
 extension and the bundled mock registry.  Upstream methods that would send
 HTTP themselves raise, so every test also proves the override took over.
-
-Tests that need a function or column the installed extension does not have
-yet skip through requires_sql(), whose only condition is "missing from the
-catalog"."""
+Nothing here skips: every function and column the addon uses exists."""
 import ast
 import csv
 import inspect
@@ -25,7 +22,7 @@ import pytest
 
 from support import odoo_orm
 from support.env import CLIENT_ID, CLIENT_SECRET
-from support.util import code, remember, secret
+from support.util import LEGACY_PLAINTEXT as LEGACY_KEYS, code, legacy, remember, secret
 
 ADDON = os.path.join(odoo_orm.ROOT, "odoo", "spp_dci_client_sql")
 addon = odoo_orm.install()
@@ -43,22 +40,6 @@ from odoo.addons.spp_dci_client_sql.services import sql as sql_mod  # noqa: E402
 UserError, ValidationError = odoo_orm.UserError, odoo_orm.ValidationError
 SEARCH = "/registry/sync/search"
 CIVIL, DR, IBR = "ns:org:RegistryType:Civil", "ns:org:RegistryType:DR", "ns:org:RegistryType:IBR"
-
-
-def requires_sql(env, *names):
-    """Skip unless every name is in the catalog: a function of the extension,
-    or 'table.column'.  (Guards the tests written ahead of the extension.)"""
-    with closing(env.connect()) as conn:
-        cur = conn.cursor()
-        for name in names:
-            if "." in name:
-                table, column = name.split(".", 1)
-                cur.execute("SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(%s) "
-                            "AND attname = %s AND NOT attisdropped)", (table, column))
-            else:
-                cur.execute("SELECT EXISTS (SELECT 1 FROM pg_proc WHERE proname = %s)", (name,))
-            if not cur.fetchone()[0]:
-                pytest.skip("%s is missing from the catalog" % name)
 
 
 @pytest.fixture
@@ -189,6 +170,12 @@ def test_overrides_have_upstream_signatures():
         assert same_signature(mine, upstream), name
     for name in ("_check_oauth2_fields", "_check_bearer_token"):
         assert getattr(ds_mod.DCIDataSource, name)._constrains, name        # still constraints
+    from odoo.addons.spp_dci_client_sql.models import signing_key as sk_mod
+    up_key = __import__("support.odoo_upstream", fromlist=["SigningKey"]).SigningKey
+    for name in ("create", "write", "_check_keys_present", "action_activate"):
+        mine = getattr(sk_mod.DCISigningKey, name)
+        assert same_signature(mine, getattr(up_key, name, None) or getattr(odoo_orm.BaseModel, name)), name
+    assert sk_mod.DCISigningKey._check_keys_present._constrains
 
 
 # ---------------------------------------------------------------- sources: create / write / unlink
@@ -248,8 +235,6 @@ def test_form_fields_of_the_extension(env, oenv):
 
 
 def test_form_fields_newer_columns(env, oenv):
-    requires_sql(env, "dci_data_source.dialect", "dci_data_source.registry_jwks_url",
-                 "dci_data_source.callback_token")
     c = code("formnew")
     token = remember(secret("Zq9-cbtok-"))
     rec = oenv["spp.dci.data.source"].create(none_vals(env, c, dci_dialect="opencrvs",
@@ -259,6 +244,28 @@ def test_form_fields_newer_columns(env, oenv):
         "opencrvs", "https://registry.example/jwks.json", True)
     assert rec.dci_callback_token == rec._SECRET_MASK and rec.dci_callback_token_set
     no_secret_in_statements(oenv, token)
+
+
+def test_form_secret_fields_never_read_back(env, oenv):
+    """What the form sends: the secret in oauth2_client_secret_display (create
+    and write), the callback token in dci_callback_token; each is written
+    through, Odoo's columns stay empty and every read gives the mask."""
+    c = code("formsec")
+    sec, sec2, tok = remember(secret("Zq9-disp-")), remember(secret("Zq9-disp2-")), remember(secret("Zq9-cbt-"))
+    v = vals(env, c, oauth2_client_secret_display=sec, dci_callback_token=tok)
+    del v["oauth2_client_secret"]
+    rec = oenv["spp.dci.data.source"].create(v)
+    assert sql_row(oenv, c, "client_secret_set", "callback_token_set") == (True, True)
+    assert rec.oauth2_client_secret_display == rec._SECRET_MASK and rec.dci_callback_token == rec._SECRET_MASK
+    rec.write({"oauth2_client_secret_display": sec2})
+    assert rec.oauth2_client_secret_display == rec._SECRET_MASK
+    rec.oauth2_client_secret_display = rec._SECRET_MASK                       # the mask sent back: unchanged
+    assert sql_row(oenv, c, "client_secret_set") == (True,)
+    oenv.cr.execute("SELECT row_to_json(s)::text FROM spp_dci_data_source s WHERE id = %s", (rec.id,))
+    row = oenv.cr.fetchone()[0]
+    for x in (sec, sec2, tok):
+        assert x not in row and x not in repr(oenv.cache), x
+    no_secret_in_statements(oenv, sec, sec2, tok)
 
 
 def test_lookups_ask_the_extension(env, oenv):
@@ -275,20 +282,23 @@ def test_lookups_ask_the_extension(env, oenv):
 
 # ---------------------------------------------------------------- migration
 def _plain_rows(env, oenv, n=2):
-    """Rows as spp_dci_client kept them: secrets and a cached token in plain text."""
+    """Rows as spp_dci_client kept them: secrets and a cached token in plain text
+    (legacy(): on disk in Odoo's table by construction, see support/util.py).
+    The first row's client is known to the mock, so its migrated secret works."""
     oenv["spp.dci.data.source"]                                 # the table exists (registry built)
     rows = []
     for i in range(n):
         c = code("mig")
-        s, t, tok = remember(secret("Zq9-migsec-")), remember(secret("Zq9-migbear-")), remember(secret("Zq9-migtok-"))
+        s, t, tok = legacy("Zq9-migsec-"), legacy("Zq9-migbear-"), legacy("Zq9-migtok-")
+        client_id = "legacy-" + c
+        env.mock.add_client(client_id, s)
         oenv.cr.execute("""INSERT INTO spp_dci_data_source (name, code, registry_type, base_url, auth_type,
                                oauth2_token_url, oauth2_client_id, oauth2_client_secret, bearer_token,
                                _oauth2_access_token, _oauth2_token_expires_at, our_sender_id, verify_ssl, active,
                                timeout, search_endpoint, oauth2_credential_location)
                            VALUES (%s, %s, %s, %s, 'oauth2', %s, %s, %s, %s, %s, now(), 'openspp.test', true, true,
                                    20, '/registry/sync/search', 'body') RETURNING id""",
-                        (c.upper(), c, CIVIL, env.mock.http_url + "/", env.mock.token_url, CLIENT_ID,
-                         CLIENT_SECRET if i == 0 else s, t, tok))
+                        (c.upper(), c, CIVIL, env.mock.http_url + "/", env.mock.token_url, client_id, s, t, tok))
         rows.append((oenv.cr.fetchone()[0], c, s, t, tok))
     return rows
 
@@ -296,7 +306,7 @@ def _plain_rows(env, oenv, n=2):
 def test_migration_hook_moves_plaintext_secrets(env, oenv):
     rows = _plain_rows(env, oenv)
     bad = code("migbad")
-    bad_secret = remember(secret("Zq9-migbad-"))
+    bad_secret = legacy("Zq9-migbad-")
     oenv.cr.execute("""INSERT INTO spp_dci_data_source (name, code, base_url, auth_type, oauth2_client_secret,
                            active, verify_ssl) VALUES ('B', %s, 'ftp://nowhere.example', 'basic', %s, true, true)
                        RETURNING id""", (bad, bad_secret))
@@ -312,7 +322,7 @@ def test_migration_hook_moves_plaintext_secrets(env, oenv):
         # a row the extension refuses is left as it was, and said so
         assert odoo_row(oenv, bad_id, "oauth2_client_secret") == (bad_secret,)
         assert sql_row(oenv, bad, "id") is None
-    # the migrated secret works: the first row's is the mock's
+    # the migrated secret works: the mock knows the first row's client
     rec = oenv["spp.dci.data.source"].browse([rows[0][0]])
     tok = rec.get_oauth2_token()
     assert tok and remember(tok)
@@ -324,6 +334,50 @@ def test_migration_hook_moves_plaintext_secrets(env, oenv):
         cur.execute("SELECT coalesce(string_agg(query, ' '), '') FROM pg_stat_activity")
         seen = cur.fetchone()[0]
     assert not [s for s in everything if s in seen]
+
+
+def test_migration_of_signing_keys(env, oenv, tmp_path):
+    """spp_dci's signing keys (PEM private keys in plain text in Odoo's table)
+    move into dci_signing_key, encrypted; the source keeps signing with its
+    key (the registry receives a signature); Odoo's private_key is blanked."""
+    import subprocess
+    key = str(tmp_path / "k.pem")
+    subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", key], check=True, capture_output=True)
+    priv = open(key).read()
+    pub = subprocess.run(["openssl", "pkey", "-in", key, "-pubout"], check=True, capture_output=True,
+                         text=True).stdout
+    LEGACY_KEYS.add(remember(priv.strip().splitlines()[1]))     # pre-migration plain text: see support/util.py
+    oenv["spp.dci.data.source"]
+    kid = code("sk")
+    oenv.cr.execute("INSERT INTO spp_dci_signing_key (name, key_id, algorithm, private_key, public_key, state) "
+                    "VALUES ('K', %s, 'ed25519', %s, %s, 'active') RETURNING id", (kid, priv, pub))
+    okey = oenv.cr.fetchone()[0]
+    c = code("migsig")
+    oenv.cr.execute("""INSERT INTO spp_dci_data_source (name, code, registry_type, base_url, auth_type, our_sender_id,
+                           verify_ssl, active, signing_key_id) VALUES ('S', %s, %s, %s, 'none', 'openspp.test', true,
+                           true, %s) RETURNING id""", (c, CIVIL, env.mock.http_url + "/open", okey))
+    rid = oenv.cr.fetchone()[0]
+    oenv.cr.statements.clear()
+    for _round in range(2):                                      # idempotent
+        addon.post_init_hook(oenv)
+        oenv.cr.execute("SELECT state, algorithm, kid_format, private_key_set, private_key FROM dci_signing_key "
+                        "WHERE key_id = %s", (kid,))
+        assert oenv.cr.fetchone() == ("active", "ed25519", "openspp", True, None)
+        oenv.cr.execute("SELECT private_key FROM spp_dci_signing_key WHERE id = %s", (okey,))
+        assert oenv.cr.fetchone() == (None,)
+    oenv.cr.execute("SELECT k.key_id FROM dci_data_source d JOIN dci_signing_key k ON k.id = d.signing_key_id "
+                    "WHERE d.code = %s", (c,))
+    assert oenv.cr.fetchone() == (kid,)
+    rec = oenv["spp.dci.data.source"].browse([rid])
+    DCIClient(rec, oenv).search_by_id("UIN", "847951632")
+    sent = json.loads(last_search(env, "none")["body"])
+    assert sent["signature"] and kid in sent["signature"], sent["signature"][:200]
+    no_secret_in_statements(oenv, priv.strip().splitlines()[1])
+    # a key only Odoo holds cannot be chosen (it could not sign)
+    oenv.cr.execute("INSERT INTO spp_dci_signing_key (name, key_id, state) VALUES ('N', %s, 'draft') RETURNING id",
+                    (code("odooonly"),))
+    e = user_error(rec.write, {"signing_key_id": oenv.cr.fetchone()[0]})
+    assert "is not in dci_client" in str(e), str(e)
 
 
 def test_grants_hook_lists_what_it_cannot_grant(env, oenv):
@@ -397,19 +451,74 @@ def test_searches_for_each_auth_type(env, oenv):
 
 
 def test_make_request_for_each_auth_type(env, oenv):
-    requires_sql(env, "dci_send")
+    """_make_request answers as upstream's did: the registry's whole answer
+    ({signature, header, message}), which every upstream caller reads as
+    response["message"][...]."""
     sources, bearer = _auth_sources(env, oenv)
     for kind, rec in sources.items():
         client = DCIClient(rec, oenv)
         answer = client._make_request(SEARCH, _envelope(client))
-        assert answer["message"]["search_response"][0]["status"] == "succ", answer
-        auth = last_search(env, kind)["headers"].get("authorization")
+        assert set(answer) == {"signature", "header", "message"}, answer
+        assert answer["header"]["action"] == "on-search" and answer["header"]["status"] == "succ", answer
+        item = answer["message"]["search_response"][0]
+        assert item["status"] == "succ" and item["data"]["reg_records"][0]["identifier"][0][
+            "identifier_value"] == "847951632", answer
+        sent = last_search(env, kind)
+        auth = sent["headers"].get("authorization")
         assert (auth is None) if kind == "none" else auth.startswith("Bearer "), (kind, auth)
         if kind == "bearer":
             assert auth == "Bearer " + bearer
-    # the upstream search paths that build their own envelope now reach dci_send too
+        # the extension's envelope around upstream's message
+        body = json.loads(sent["body"])
+        assert body["message"]["transaction_id"] == "t-847951632" and body["header"]["action"] == "search", body
+    # upstream's own callers of _make_request (not overridden): their envelopes, their reading
     client = DCIClient(sources["oauth2"], oenv)
-    assert client.txn_status("ref-1", attribute_type="reference_id") is not None
+    expr = {"query": {"birth_date": {"ge": "2019-01-01"}}}
+    answer = client.search_by_expression(expr)
+    assert answer["message"]["search_response"][0]["status"] == "succ", answer
+    assert json.loads(last_search(env)["body"])["message"]["search_request"][0]["search_criteria"][
+        "query"] == expr
+    answer = client.search_by_id_opencrvs("BRN", "BRN-2019-0042", event_type="birth")
+    rec = answer["message"]["search_response"][0]["data"]["reg_records"][0]
+    assert rec["birth_date"] == "2019-03-14", answer
+    sent = json.loads(last_search(env)["body"])["message"]["search_request"][0]
+    assert sent["locale"] == "eng" and sent["consent"]["id"] == "consent-openspp", sent
+    # an asynchronous endpoint: the ACK as upstream read it (message.correlation_id / transaction_id)
+    ack = client.search_by_expression(expr, async_mode=True)
+    assert ack["message"]["ack_status"] == "ACK", ack
+    # upstream spells the action txn_status (dci_send: txn-status); its endpoint acknowledges
+    ack = client._make_request("/registry/txn/status", client._build_envelope("txn_status", {
+        "transaction_id": "t-status-1", "txnstatus_request": {"reference_id": "r-1", "txn_type": "search",
+                                                              "attribute_type": "transaction_id",
+                                                              "attribute_value": ack["message"].get(
+                                                                  "correlation_id") or "t-x"}}))
+    assert ack["message"]["ack_status"] == "ACK", ack
+    e = user_error(client._make_request, SEARCH, client._build_envelope("on-search", {}))
+    assert isinstance(e, ValidationError), e
+    assert not [v for v in env.mock.stats()["dci_validation"] if not v["ok"]], [
+        v for v in env.mock.stats()["dci_validation"] if not v["ok"]][:3]
+
+
+def test_txn_status_by_reference_id(env, oenv):
+    """txn_status(ref, "reference_id") asks dci_txn_status with reference_ids."""
+    rec = oenv["spp.dci.data.source"].create(vals(env, code("txnref")))
+    client = DCIClient(rec, oenv)
+    txn = client.search_async("idtype-value", "UIN:847951632")["message"]["transaction_id"]
+    ref = json.loads(env.mock.stats()["last_request"]["/registry/search"]["body"])["message"][
+        "search_request"][0]["reference_id"]
+    status = client.txn_status(ref, attribute_type="reference_id")["message"]["txnstatus_response"]
+    assert status["txn_status"] == "succ", status
+    asked = json.loads(env.mock.stats()["last_request"]["/registry/sync/txn/status"]["body"])["message"][
+        "txnstatus_request"]
+    assert asked["attribute_type"] == "reference_id_list" and asked["attribute_value"] == [ref], asked
+    assert client.txn_status(txn)["message"]["txnstatus_response"]["txn_status"] == "succ"
+    e = user_error(client.txn_status, "no-such-ref", attribute_type="reference_id")
+    assert e.pgcode == "DC007", str(e)
+    assert client.txn_status_async(txn)["message"]["ack_status"] == "ACK"
+    e = user_error(client.search_async, "idtype-value", "UIN:1", callback_url="https://elsewhere.example/cb")
+    assert isinstance(e, ValidationError) and "callback URI" in str(e), str(e)
+    assert client.search_async("idtype-value", "UIN:1", callback_url=rec.our_callback_uri)["message"]["ack_status"]
+    assert not [v for v in env.mock.stats()["dci_validation"] if not v["ok"]]
 
 
 def test_failing_call_keeps_the_odoo_transaction(env, oenv):
@@ -507,7 +616,6 @@ def test_callback_hostile_bodies(env, oenv):
 
 
 def test_callback_through_the_controller(env, oenv):
-    requires_sql(env, "dci_receive", "dci_inbox.message", "dci_data_source.callback_token")
     c = code("cb")
     token = remember(secret("Zq9-cb-"))
     oenv["spp.dci.data.source"].create(vals(env, c, dci_callback_token=token))
@@ -523,8 +631,10 @@ def test_callback_through_the_controller(env, oenv):
         "identifiers": [{"type": "UIN", "value": "123456789"}]}}
     body = json.dumps(envelope).encode()
     path = "/dci/callback/%s/notify" % c
+    cookie = remember(secret("Zq9-session-"))
     r = odoo_orm.dispatch(oenv, DCICallbackController, path, body,
-                          [("Content-Type", "application/json"), ("Authorization", "Bearer " + token)])
+                          [("Content-Type", "application/json"), ("Authorization", "Bearer " + token),
+                           ("Cookie", "session_id=" + cookie)])
     assert 200 <= r.status_code < 300, (r.status_code, r.data)
     events = oenv["spp.dci.crvs.event"].search([("identifier_value", "=", "123456789")])
     assert len(events) == 1 and events.event_type == "death" and events.state == "processed", events
@@ -538,7 +648,12 @@ def test_callback_through_the_controller(env, oenv):
     r = odoo_orm.dispatch(oenv, DCICallbackController, path, b"{not json",
                           [("Authorization", "Bearer " + token)])
     assert r.status_code == 400, (r.status_code, r.data)
-    no_secret_in_statements(oenv, token)
+    # a replay of the accepted message: refused, processed once
+    r = odoo_orm.dispatch(oenv, DCICallbackController, path, body,
+                          [("Content-Type", "application/json"), ("Authorization", "Bearer " + token)])
+    assert r.status_code == 409, (r.status_code, r.data)
+    assert len(oenv["spp.dci.crvs.event"].search([("identifier_value", "=", "123456789")])) == 1
+    no_secret_in_statements(oenv, token, cookie)
 
 
 def test_fastapi_routes_replaced(oenv, monkeypatch):
@@ -650,7 +765,7 @@ def test_migration_of_a_hostile_row(env, oenv, caplog):
     the row stays as it was, the warning names the source, not the token."""
     oenv["spp.dci.data.source"]
     c = code("mighost")
-    bad = remember(secret("Zq9-mighost-")) + "\r\nX-Evil: 1"
+    bad = legacy("Zq9-mighost-") + "\r\nX-Evil: 1"
     oenv.cr.execute("""INSERT INTO spp_dci_data_source (name, code, base_url, auth_type, bearer_token, active,
                            verify_ssl, our_sender_id) VALUES ('H', %s, %s, 'bearer', %s, true, true, 'openspp.test')
                        RETURNING id""", (c, env.mock.http_url, bad))
@@ -667,14 +782,23 @@ def test_migration_of_a_hostile_row(env, oenv, caplog):
 
 
 def test_callback_refused_before_sql_leaves_nothing(env, oenv):
-    """Headers a sender controls are bounded and cleaned before they reach SQL."""
+    """Headers a sender controls are bounded and cleaned before they reach SQL:
+    only what dci_receive reads goes there (never a Cookie: an Odoo session id
+    in the statement text), the bearer token only as its SHA-256, another
+    Authorization scheme not at all."""
+    import hashlib
     from odoo.addons.spp_dci_client_sql.services import callbacks
-    hdrs = [("Long", "y" * 100000), ("Bad\x00Name", "x"), ("ok", "a\x00b"), (b"raw", "x")] + \
-        [("X-%d" % i, "v") for i in range(500)]
+    hdrs = [("Content-Type", "application/json; " + "y" * 100000), ("Bad\x00Name", "x"), ("ok", "a\x00b"),
+            (b"raw", "x"), ("Cookie", "session_id=Zq9-odoo-session"), ("Proxy-Authorization", "Basic Zq9-proxy"),
+            ("Authorization", "Bearer  Zq9-cb-token")] + [("X-%d" % i, "v") for i in range(500)]
     clean = callbacks.clean_headers(hdrs)
-    assert len(clean) == callbacks.MAX_HEADERS and all(k == k.lower() for k in clean)
-    assert "bad\x00name" not in clean and "ok" not in clean and b"raw" not in clean
-    assert len(clean["long"]) == callbacks.MAX_HEADER_VALUE
+    assert set(clean) == {"content-type", "authorization"}, clean
+    assert len(clean["content-type"]) == callbacks.MAX_HEADER_VALUE
+    assert clean["authorization"] == "Bearer sha256:" + hashlib.sha256(b"Zq9-cb-token").hexdigest()
+    assert "Zq9" not in json.dumps(clean)
+    assert callbacks.clean_headers([("authorization", "Basic Zq9-basic")]) == {}
+    # more headers than MAX_HEADERS: the rest are not looked at
+    assert callbacks.clean_headers([("X-%d" % i, "v") for i in range(500)] + [("Authorization", "Bearer t")]) == {}
 
 
 def test_callback_processing_of_hostile_shapes(env, oenv):
@@ -707,34 +831,198 @@ def test_denied_read_does_not_poison_the_transaction(env, oenv):
     oenv.cr.execute("RESET ROLE")
 
 
+def _violations(env, prefix="/registry/sync/"):
+    return [v for v in env.mock.stats()["dci_validation"] if not v["ok"] and v["path"].startswith(prefix)]
+
+
 def test_dr_and_ibr_domain_endpoints(env, oenv):
-    requires_sql(env, "dci_send")
+    """DRService / IBRService's domain calls go through the extension's named
+    functions (dci_disability_details, dci_disabled, dci_enrolled,
+    dci_enrollment_updates), whose requests the strict mock finds valid."""
     d, i = code("drdom"), code("ibrdom")
     oenv["spp.dci.data.source"].create(vals(env, d, registry_type=DR))
     ibr = oenv["spp.dci.data.source"].create(vals(env, i, registry_type=IBR))
-    details = DRService(oenv, d).get_disability_details("UIN", "847951632")
-    assert details and details[0]["has_disability"] is True and details[0]["disability_status"] == "Approved"
+    before = len(_violations(env))
+    dr = DRService(oenv, d)
+    details = dr.get_disability_details("UIN", "847951632")
+    assert len(details) == 1 and details[0]["has_disability"] is True, details
+    assert details[0]["disability_types"] == ["Physical and movement related functions"], details
+    assert details[0]["disability_details"][0]["impairment_level"] == "Severe impairment or difficulty"
     sent = json.loads(env.mock.stats()["last_request"]["/registry/sync/get-disability-details"]["body"])
-    assert sent["message"]["disabled_criteria"]["query"]["member.member_identifier"] == {"eq": "847951632"}
-    assert DRService(oenv, d).get_disability_details("UIN", "NOTFOUND") == []
-    enrolled = IBRService(ibr, oenv).get_enrolled("847951632")
-    assert enrolled and enrolled[0]["enrolled_status"] == "yes", enrolled
+    crit = sent["message"]["disabled_criteria"]
+    assert crit["query_type"] == "expression" and crit["query"]["member.member_identifier"] == {
+        "eq": "847951632"}, crit
+    assert sent["header"]["action"] == "search" and sent["header"]["total_count"] == 1, sent["header"]
+    e = user_error(dr.get_disability_details, "UIN", "RJCT")          # the registry rejects the member
+    assert e.pgcode == "DC007" and str(e).startswith("Failed to get disability status:"), str(e)
+    assert dr.is_disabled("UIN", "847951632") is True
+    assert dr.is_disabled("UIN", "ABLE") is False
+    svc = IBRService(ibr, oenv)
+    assert svc.get_enrolled("847951632")["enrolled_status"] == "yes"
+    assert svc.get_enrolled("NEW", programme_identifier="AD234")["enrolled_status"] == "no"
+    sent = json.loads(env.mock.stats()["last_request"]["/registry/sync/enrolled"]["body"])
+    assert sent["message"]["enrolled_criteria"]["response_entity"] == "Member", sent
+    receipts = svc.enrollment_updates([{"identifier": [{"identifier_type": "UIN", "identifier_value": "847951632"}],
+                                        "programme": "AD234", "enrolment_date": "2026-01-05"}])
+    assert [r["status"] for r in receipts] == ["succ"], receipts
+    assert _violations(env)[before:] == [], _violations(env)[before:]
 
 
 def test_mock_domain_endpoints_answer(env, oenv):
-    """The mock's DR/IBR endpoints the guarded test above uses (through dci_request)."""
+    """The strict mock's DR/IBR endpoints answer the extension's named
+    functions as the specs have it, and find nothing to fault in what they send."""
     c = code("mockdom")
     oenv["spp.dci.data.source"].create(vals(env, c, registry_type=DR))
-    body = {"header": {"action": "search"}, "message": {"transaction_id": "t-1", "disabled_criteria": {
-        "query_type": "expression", "query": {"member.member_identifier": {"eq": "847951632"}}}}}
-    oenv.cr.execute("SELECT status, body FROM dci_request(%s, 'POST', '/registry/sync/get-disability-details', %s)",
+    before = len(_violations(env))
+    who = psycopg2.extras.Json({"member.member_identifier": {"eq": "847951632"}})
+    oenv.cr.execute("SELECT dci_disability_details(%s, %s)", (c, who))
+    item = oenv.cr.fetchone()[0]
+    assert item["status"] == "succ" and item["data"]["reg_records"][0]["disability_details"][0][
+        "impairment_type"] == "Physical and movement related functions", item
+    assert item["pagination"]["total_count"] == 1                    # the registry's "1" made a number
+    oenv.cr.execute("SELECT dci_disabled(%s, %s) ->> 'disabled_status'", (c, who))
+    assert oenv.cr.fetchone() == ("yes",)
+    oenv.cr.execute("SELECT dci_disability_support(%s, %s)", (c, who))
+    support = oenv.cr.fetchone()[0]
+    assert support["status"] == "succ" and support["data"]["reg_records"], support
+    oenv.cr.execute("SELECT dci_enrolled(%s, %s, response_entity => 'Member') ->> 'enrolled_status'",
+                    (c, psycopg2.extras.Json({"person_identifier": {"eq": "847951632"}})))
+    assert oenv.cr.fetchone() == ("yes",)
+    assert _violations(env)[before:] == [], _violations(env)[before:]
+    # a request the strict mock does fault (a hand-built envelope without a header) is seen as one
+    body = {"message": {"transaction_id": "t-1", "disabled_criteria": {"query": {}}}}
+    oenv.cr.execute("SELECT status FROM dci_request(%s, 'POST', '/registry/sync/disabled', %s)",
                     (c, psycopg2.extras.Json(body)))
-    status, text = oenv.cr.fetchone()
-    rec = json.loads(text)["message"]["search_response"][0]["data"]["reg_records"][0]
-    assert status == 200 and rec["disability_status"] == "Approved", text
-    body = {"header": {"action": "search"}, "message": {"transaction_id": "t-2", "enrolled_criteria": {
-        "query_type": "expression", "query": {"person_identifier": {"eq": "847951632"}}}}}
-    oenv.cr.execute("SELECT status, body FROM dci_request(%s, 'POST', '/registry/sync/enrolled', %s)",
-                    (c, psycopg2.extras.Json(body)))
-    status, text = oenv.cr.fetchone()
-    assert status == 200 and json.loads(text)["message"]["enrolled_response"][0]["enrolled_status"] == "yes", text
+    assert oenv.cr.fetchone() == (400,)
+    assert len(_violations(env)) == before + 1
+
+
+def test_hostile_inputs_keep_the_transaction(env, oenv):
+    """What a caller (or a registrant's data) may hand the services: each is a
+    UserError (ValidationError) OpenSPP can show, never a raw database error,
+    and the Odoo transaction goes on."""
+    rec = oenv["spp.dci.data.source"].create(vals(env, code("hostin")))
+    client = DCIClient(rec, oenv)
+    oenv.cr.execute("CREATE TEMP TABLE odoo_work (v text)")
+    oenv.cr.execute("INSERT INTO odoo_work VALUES ('kept')")
+    calls = [
+        lambda: client.search("idtype-value", "UIN:\x00x"),                     # NUL: jsonb cannot hold it
+        lambda: client.search("idtype-value", "UIN:\ud800"),                    # a lone surrogate
+        lambda: client.search("no-such-type", "x"),
+        lambda: client.search("idtype-value", "UIN:1", page_size=5000),
+        lambda: client._make_request("/../admin", _envelope(client)),
+        lambda: client._make_request("https://evil.example/x", _envelope(client)),
+        lambda: client.send("/registry/sync/search", "search", {"transaction_id": 5}),
+        lambda: client.subscribe("REGISTER", filter_query={"type": "x" * 10, "value": "\x00"}),
+        lambda: client.txn_status("t" * 200),
+        lambda: client.search_by_ids([("UIN", "\x00")]),
+        lambda: DRService(oenv, oenv["spp.dci.data.source"].create(
+            vals(env, code("hostdr"), registry_type=DR)).code).get_disability_details("UIN", "\x00"),
+    ]
+    for i, call in enumerate(calls):
+        try:
+            call()
+        except UserError:
+            pass
+        except Exception as e:          # noqa: BLE001
+            raise AssertionError("call %d raised %s: %s" % (i, type(e).__name__, e))
+        else:
+            raise AssertionError("call %d succeeded" % i)
+        oenv.cr.execute("SELECT v FROM odoo_work")
+        assert oenv.cr.fetchall() == [("kept",)], i
+
+
+def test_unauthenticated_callback_is_stored_not_processed(env, oenv):
+    """A source with neither callback token nor registry key: dci_receive
+    accepts (and stores) a notification, but the addon does not act on it
+    (anyone could have sent a death notification) unless the system
+    parameter allows it."""
+    c = code("cbnone")
+    oenv["spp.dci.data.source"].create(vals(env, c))
+    oenv.cr.execute("INSERT INTO dci_subscription (source_id, code, reg_event_type, state) "
+                    "SELECT id, %s, 'DEATH', 'active' FROM dci_data_source WHERE code = %s", ("S-" + c, c))
+
+    def notify(n):
+        now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+        return json.dumps({"signature": "", "header": {
+            "version": "1.0.0", "message_id": "m%d-%s" % (n, c), "message_ts": now, "action": "notify",
+            "sender_id": "mock-registry", "receiver_id": "openspp.example.org", "total_count": 1,
+            "is_msg_encrypted": False}, "message": {
+            "transaction_id": "t-%s" % c, "subscription_code": "S-" + c, "event_type": "DEATH",
+            "event_date": "2025-12-01", "identifiers": [{"type": "UIN", "value": "UNAUTH-" + c}]}}).encode()
+    path = "/dci/callback/%s/notify" % c
+    r = odoo_orm.dispatch(oenv, DCICallbackController, path, notify(1), [("Content-Type", "application/json")])
+    assert r.status_code == 200, (r.status_code, r.data)
+    oenv.cr.execute("SELECT verified FROM dci_inbox i JOIN dci_data_source d ON d.id = i.source_id "
+                    "WHERE d.code = %s", (c,))
+    assert oenv.cr.fetchall() == [("none",)]
+    assert not oenv["spp.dci.crvs.event"].search([("identifier_value", "=", "UNAUTH-" + c)])
+    oenv["ir.config_parameter"].sudo().set_param("spp_dci_client_sql.process_unverified_callbacks", "1")
+    r = odoo_orm.dispatch(oenv, DCICallbackController, path, notify(2), [("Content-Type", "application/json")])
+    assert r.status_code == 200, (r.status_code, r.data)
+    assert len(oenv["spp.dci.crvs.event"].search([("identifier_value", "=", "UNAUTH-" + c)])) == 1
+
+
+def test_signing_key_model_writes_through(env, oenv, tmp_path):
+    """spp.dci.signing.key after the install: the private key (as
+    action_generate_key writes it) goes to dci_signing_key, never into
+    Odoo's table or a statement; activation asks the extension; a source
+    choosing the key signs with it."""
+    import subprocess
+    key = str(tmp_path / "k.pem")
+    subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", key], check=True, capture_output=True)
+    priv = open(key).read()
+    remember(priv.strip().splitlines()[1])
+    pub = subprocess.run(["openssl", "pkey", "-in", key, "-pubout"], check=True, capture_output=True,
+                         text=True).stdout
+    Key = oenv["spp.dci.signing.key"]
+    kid = code("odk")
+    k = Key.create({"name": "K", "key_id": kid, "algorithm": "ed25519"})
+    e = user_error(k.action_activate)                                     # no key pair yet
+    assert "without generating keypair" in str(e)
+    k.write({"private_key": priv, "public_key": pub})                     # what action_generate_key writes
+    oenv.cr.execute("SELECT private_key FROM spp_dci_signing_key WHERE id = %s", (k.id,))
+    assert oenv.cr.fetchone() == (None,)
+    assert k.dci_private_key_set is True and k.private_key is False
+    k.action_activate()
+    oenv.cr.execute("SELECT state, private_key_set, kid_format FROM dci_signing_key WHERE key_id = %s", (kid,))
+    assert oenv.cr.fetchone() == ("active", True, "openspp")
+    rec = oenv["spp.dci.data.source"].create(none_vals(env, code("odks"), signing_key_id=k.id))
+    DCIClient(rec, oenv).search_by_id("UIN", "847951632")
+    sent = json.loads(last_search(env, "none")["body"])
+    assert kid in sent["signature"], sent["signature"][:200]
+    # revoked in Odoo: revoked in the extension, the source no longer signs (DC001, not unsigned)
+    k.write({"state": "revoked"})
+    e = user_error(DCIClient(rec, oenv).search_by_id, "UIN", "847951632")
+    assert e.pgcode == "DC001", str(e)
+    no_secret_in_statements(oenv, priv.strip().splitlines()[1])
+
+
+def test_callback_for_an_unknown_source_runs_no_failing_statement(env, oenv):
+    """An unknown source in the URL: 404 before dci_receive, so no statement
+    fails (a failing one is logged with its text: the sender's body)."""
+    body = json.dumps({"header": {}, "message": {"x": "Zq9-body-" + "y" * 1000}}).encode()
+    oenv.cr.statements.clear()
+    r = odoo_orm.dispatch(oenv, DCICallbackController, "/dci/callback/no_such_src/on-search", body,
+                          [("Content-Type", "application/json")])
+    assert r.status_code == 404 and r.json()["message"]["ack_status"] == "NACK", (r.status_code, r.data)
+    assert not [st for st in oenv.cr.statements if "Zq9-body-" in st], oenv.cr.statements
+    oenv.cr.execute("SELECT 1")
+
+
+def test_ibr_callback_correlation_id_is_no_pattern(env, oenv):
+    """An IBR on-search whose correlation_id is "%" completes no pending
+    duplication check (upstream's ilike would take it as a pattern); the
+    real one completes its own."""
+    from odoo.addons.spp_dci_client_sql.services import callbacks
+    c = code("ibrcorr")
+    oenv["spp.dci.data.source"].create(vals(env, c, registry_type=IBR))
+    Check = oenv["spp.dci.duplication.check"]
+    mine = Check.create({"state": "checking", "notes": "correlation: corr-123-abc"})
+    other = Check.create({"state": "checking", "notes": "correlation: corr-999-xyz"})
+    msg = {"search_response": [{"status": "succ", "data": {"reg_records": [{"programs": [{"name": "CG"}]}]}}]}
+    assert callbacks._process(oenv, c, "ibr", "on-search", {}, msg, "%") == ("duplication_check", None)
+    assert callbacks._process(oenv, c, "ibr", "on-search", {}, msg, "corr_123%") == ("duplication_check", None)
+    assert callbacks._process(oenv, c, "ibr", "on-search", {}, msg, "corr-123-abc") == ("duplication_check", mine.id)
+    oenv.invalidate()
+    assert mine.state == "completed" and mine.result == "confirmed_match" and other.state == "checking"

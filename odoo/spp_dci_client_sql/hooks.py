@@ -6,7 +6,9 @@ post_init_hook (after the addon's tables and views exist):
 2. grants Odoo's database role what the addon's groups use (GRANTS) where
    this role may grant it, and lists what is still missing otherwise
    (system parameter spp_dci_client_sql.missing_grants and a WARNING);
-3. migrates every existing source: the row of dci_data_source, and its
+3. migrates every signing key of spp_dci (its plain-text PEM private key
+   into dci_signing_key, blanked in Odoo), then every existing source: the
+   row of dci_data_source (with the signing key it used), and its
    plain-text oauth2_client_secret / bearer_token moved into the extension
    (encrypted) with the Odoo columns blanked, the cached token dropped.
    Idempotent.  No secret is ever in the text of a statement: the values
@@ -29,15 +31,18 @@ _logger = logging.getLogger(__name__)
 # Odoo connects with one role for every worker, so the grants go to that
 # role (current_user); the groups decide who may use them inside Odoo.
 GRANTS = {
-    # runtime: the services' calls
+    # runtime: the services' calls (DCIClient, CRVS/DR/IBR), the request log
     "spp_dci_client_sql.group_dci_user": {
         "functions": ["dci_request", "dci_test_connection", "dci_search", "dci_search_records",
-                      "dci_search_by_id", "dci_search_async", "dci_txn_status", "dci_subscribe",
-                      "dci_unsubscribe", "dci_search_batch", "dci_search_by_ids", "dci_send",
+                      "dci_search_by_id", "dci_search_async", "dci_txn_status", "dci_txn_status_async",
+                      "dci_subscribe", "dci_unsubscribe", "dci_search_batch", "dci_search_by_ids", "dci_send",
+                      "dci_disability_support", "dci_disability_details", "dci_disabled", "dci_enrolled",
+                      "dci_enrollment_updates", "dci_await",
                       "dci_token_status_entries", "dci_source_stats_entries", "dci_source_stats_items",
                       "dci_batch_progress_entries"],
         "tables": {"dci_data_source": "SELECT", "dci_request_log": "SELECT", "dci_token_status": "SELECT",
-                   "dci_source_stats": "SELECT", "dci_batch_progress": "SELECT"},
+                   "dci_source_stats": "SELECT", "dci_batch_progress": "SELECT", "dci_transaction": "SELECT",
+                   "dci_subscription": "SELECT"},
     },
     # administration: sources and their secrets, tokens for get_headers()
     "spp_dci_client_sql.group_dci_admin": {
@@ -45,10 +50,12 @@ GRANTS = {
         "tables": {"dci_data_source": "SELECT, INSERT, UPDATE, DELETE",
                    "dci_signing_key": "SELECT, INSERT, UPDATE, DELETE"},
     },
-    # HTTP workers receiving callbacks
+    # HTTP workers receiving callbacks: dci_receive, then the processing reads
+    # what it stored (dci_inbox joined to its source)
     "spp_dci_client_sql.group_dci_callback": {
-        "functions": ["dci_receive", "dci_await"],
-        "tables": {"dci_inbox": "SELECT", "dci_transaction": "SELECT", "dci_subscription": "SELECT"},
+        "functions": ["dci_receive"],
+        "tables": {"dci_inbox": "SELECT", "dci_transaction": "SELECT", "dci_subscription": "SELECT",
+                   "dci_data_source": "SELECT"},
     },
 }
 SECRET_FIELDS = (("oauth2_client_secret", "client_secret"), ("bearer_token", "bearer_token"))
@@ -101,6 +108,49 @@ def apply_grants(cr):
     return left
 
 
+def migrate_signing_keys(cr):
+    """Every spp_dci_signing_key (spp_dci: PEM private keys in plain text in
+    Odoo's table) into dci_signing_key: the private key moved column to
+    column (encrypted by the extension) and blanked in Odoo's table; the
+    algorithm spelled the extension's way (rs256 -> rsa-sha256); kid_format
+    'openspp' (the kids OpenSPP's registries look for:
+    {sender_id}|{key_id}|{algorithm}).  A key_id the extension holds already
+    is left alone.  Returns (migrated key_ids, {key_id: SQLSTATE} left as they were)."""
+    cr.execute("SELECT to_regclass('spp_dci_signing_key') IS NOT NULL")
+    if not cr.fetchone()[0] or not all(sql.has_column(cr, "spp_dci_signing_key", c)
+                                       for c in ("key_id", "algorithm", "public_key", "private_key", "state")):
+        return [], {}
+    cr.execute("SELECT id, key_id FROM spp_dci_signing_key ORDER BY id")
+    done, failed = [], {}
+    for rid, key_id in cr.fetchall():
+        try:
+            with cr.savepoint(flush=False):
+                # draft first: an active key needs its private key, which follows
+                cr.execute("""
+                    INSERT INTO dci_signing_key (key_id, algorithm, public_key, state, kid_format)
+                    SELECT s.key_id, CASE s.algorithm WHEN 'rs256' THEN 'rsa-sha256' ELSE s.algorithm END,
+                           s.public_key, 'draft', 'openspp'
+                      FROM spp_dci_signing_key s
+                     WHERE s.id = %s AND NOT EXISTS (SELECT 1 FROM dci_signing_key k WHERE k.key_id = s.key_id)
+                    RETURNING id""", (rid,))
+                if cr.fetchone() is not None:
+                    cr.execute("UPDATE dci_signing_key k SET private_key = s.private_key FROM spp_dci_signing_key s "
+                               "WHERE s.id = %s AND k.key_id = s.key_id AND coalesce(s.private_key, '') <> ''",
+                               (rid,))
+                    cr.execute("UPDATE dci_signing_key k SET state = s.state FROM spp_dci_signing_key s "
+                               "WHERE s.id = %s AND k.key_id = s.key_id AND s.state IN ('active', 'revoked')",
+                               (rid,))
+                cr.execute("UPDATE spp_dci_signing_key SET private_key = NULL WHERE id = %s "
+                           "AND EXISTS (SELECT 1 FROM dci_signing_key k WHERE k.key_id = spp_dci_signing_key.key_id "
+                           "AND k.private_key_set)", (rid,))
+            done.append(key_id)
+        except psycopg2.Error as e:
+            failed[key_id] = e.pgcode
+            _logger.warning("dci_client: signing key %s not migrated (SQLSTATE %s: %s); its Odoo row is unchanged",
+                            key_id, e.pgcode, e.diag.message_primary if e.diag else "")
+    return done, failed
+
+
 def migrate_sources(cr):
     """Every spp_dci_data_source row into dci_data_source, its plain-text
     secrets moved in (encrypted by the extension) and blanked in Odoo's table.
@@ -109,7 +159,7 @@ def migrate_sources(cr):
     if not cr.fetchone()[0]:
         return [], {}
     have = {c for c in ("oauth2_client_secret", "bearer_token", "timeout", "oauth2_scope", "notes", "receiver_id",
-                        "search_endpoint", "oauth2_credential_location") + CACHE_FIELDS
+                        "search_endpoint", "oauth2_credential_location", "signing_key_id") + CACHE_FIELDS
             if sql.has_column(cr, "spp_dci_data_source", c)}
 
     def col(name, default="NULL"):
@@ -143,6 +193,12 @@ def migrate_sources(cr):
                         cr.execute("UPDATE dci_data_source d SET %s = s.%s FROM spp_dci_data_source s "
                                    "WHERE s.id = %%s AND d.code = s.code AND coalesce(s.%s, '') <> ''"
                                    % (column, field, field), (rid,))
+                if "signing_key_id" in have:
+                    # the key the source signed with, as migrated by migrate_signing_keys
+                    cr.execute("""UPDATE dci_data_source d SET signing_key_id = k.id
+                                    FROM spp_dci_data_source s JOIN spp_dci_signing_key o ON o.id = s.signing_key_id
+                                    JOIN dci_signing_key k ON k.key_id = o.key_id
+                                   WHERE s.id = %s AND d.code = s.code AND d.signing_key_id IS NULL""", (rid,))
                 blank = [f for f, _c in SECRET_FIELDS if f in have] + [f for f in CACHE_FIELDS if f in have]
                 if blank:
                     cr.execute("UPDATE spp_dci_data_source SET %s WHERE id = %%s"
@@ -161,8 +217,13 @@ def post_init_hook(env):
     if not version:
         raise UserError(_("The dci_client extension is not installed in this database: as a superuser run "
                           "CREATE EXTENSION dci_client CASCADE; then install this addon again."))
+    sql.require_extension(cr)
     left = apply_grants(cr)
     env["ir.config_parameter"].sudo().set_param("spp_dci_client_sql.missing_grants", "\n".join(left) or False)
+    keys_done, keys_failed = migrate_signing_keys(cr)
+    if keys_done or keys_failed:
+        _logger.info("dci_client: %d signing key(s) migrated, %d left unchanged %s", len(keys_done),
+                     len(keys_failed), sorted(keys_failed))
     done, failed = migrate_sources(cr)
     _logger.info("dci_client %s: %d data source(s) migrated, %d left unchanged %s", version, len(done),
                  len(failed), sorted(failed))

@@ -327,7 +327,7 @@ class MetaModel(type):
             MODEL_CLASSES.append(cls)
 
 
-_DOMAIN_OPS = {"=": "=", "!=": "<>", "like": "LIKE", "ilike": "ILIKE", ">": ">", "<": "<", ">=": ">=", "<=": "<="}
+_DOMAIN_OPS = {"=": "=", "!=": "<>", "like": "LIKE", "ilike": "ILIKE", "=like": "LIKE", "=ilike": "ILIKE", ">": ">", "<": "<", ">=": ">=", "<=": "<="}
 
 
 class BaseModel(metaclass=MetaModel):
@@ -434,6 +434,12 @@ class BaseModel(metaclass=MetaModel):
                 self.env.cache[(rec._name, rec.id, field.name)] = value
             if field.inverse:
                 getattr(self, field.inverse)()
+
+    def invalidate_recordset(self, fnames=None, flush=True):
+        """Odoo 17+: drop these records' cached values (of fnames, or all)."""
+        for key in [k for k in self.env.cache if k[0] == self._name and k[1] in self._ids
+                    and (fnames is None or k[2] in fnames)]:
+            del self.env.cache[key]
 
     def _computing(self):
         return type(self)(self.env(context=dict(self.env.context, _computing=True)), self._ids)

@@ -86,10 +86,27 @@ class FastapiEndpoint(models.Model):
 
 
 class SigningKey(models.Model):
+    """spp_dci/models/signing_key.py: the PEM private key in plain text."""
     _name = "spp.dci.signing.key"
     name = fields.Char()
     key_id = fields.Char()
-    state = fields.Char()
+    algorithm = fields.Selection(default="ed25519")
+    private_key = fields.Text(groups="base.group_system")
+    public_key = fields.Text()
+    state = fields.Char(default="draft")
+    activated_date = fields.Datetime()
+
+    @api.constrains("state", "private_key", "public_key")
+    def _check_keys_present(self):
+        for record in self:
+            if record.state == "active" and (not record.private_key or not record.public_key):
+                raise ValidationError(_("Cannot activate key without generating key pair. Please generate keys first."))
+
+    def action_activate(self):
+        self.ensure_one()
+        if not self.private_key or not self.public_key:
+            raise UserError(_("Cannot activate key without generating keypair. Please generate keys first."))
+        self.write({"state": "active", "activated_date": fields.Datetime.now()})
 
 
 # ---------------------------------------------------------------- spp_dci_client/services/errors.py
@@ -270,6 +287,48 @@ class DCIClient:
         return method(query_type=QueryType.IDTYPE_VALUE, query_value="%s:%s" % (identifier_type, identifier_value),
                       record_type=record_type, page=page, page_size=page_size,
                       registry_event_type=registry_event_type)
+
+    def search_by_expression(self, expression, record_type="PERSON", page=1, page_size=10, registry_type=None,
+                             registry_event_type=None, async_mode=False, use_opencrvs_format=False):
+        """Upstream builds its own envelope and calls _make_request (the addon
+        does not override this: _make_request must answer in upstream's shape)."""
+        if use_opencrvs_format:
+            envelope = self._build_search_envelope_opencrvs(
+                {"type": "ns:org:QueryType:expression", "value": {"expression": {"query": expression}}},
+                "expression", registry_event_type, page, page_size)
+        else:
+            envelope = self._build_envelope("search", {"transaction_id": str(uuid.uuid4()), "search_request": [
+                {"reference_id": str(uuid.uuid4()), "timestamp": _now(), "search_criteria": {
+                    "version": "1.0.0", "reg_type": registry_type or self.data_source.registry_type,
+                    "query_type": "expression", "query": expression,
+                    "pagination": {"page_size": page_size, "page_number": page}}}]})
+        if async_mode:
+            return self._make_request("/registry/search", envelope)
+        return self._make_request(self.data_source.search_endpoint or "/registry/sync/search", envelope)
+
+    def search_by_id_opencrvs(self, identifier_type, identifier_value, event_type="birth", page=1, page_size=10,
+                              async_mode=False):
+        envelope = self._build_search_envelope_opencrvs({"type": identifier_type, "value": identifier_value},
+                                                        "idtype-value", event_type, page, page_size)
+        if async_mode:
+            return self._make_request("/registry/search", envelope)
+        return self._make_request(self.data_source.search_endpoint or "/registry/sync/search", envelope)
+
+    def _build_search_envelope_opencrvs(self, query, query_type, event_type, page, page_size):
+        now = _now()
+        item = {"reference_id": str(uuid.uuid4()), "timestamp": now, "search_criteria": {
+            "version": "1.0.0", "reg_type": RegistryType.CRVS.value, "reg_event_type": (event_type or "birth").lower(),
+            "query_type": query_type, "query": query,
+            "sort": [{"attribute_name": "createdAt", "sort_order": "asc"}],
+            "pagination": {"page_size": page_size, "page_number": page}},
+            "consent": {"id": "consent-openspp", "ts": now, "purpose": {
+                "text": "Social protection program verification", "code": "SPP",
+                "refUri": self.data_source.our_callback_uri or "http://openspp.org"}},
+            "locale": "eng"}
+        header = {"version": "1.0.0", "message_id": str(uuid.uuid4()), "message_ts": now, "action": "search",
+                  "sender_id": self.data_source.our_sender_id, "sender_uri": self.data_source.our_callback_uri or "",
+                  "receiver_id": self.data_source.receiver_id or self.data_source.base_url, "total_count": 1}
+        return {"header": header, "message": {"transaction_id": str(uuid.uuid4()), "search_request": [item]}}
 
     def _parse_query(self, query_type, query_value):
         if query_type == QueryType.IDTYPE_VALUE:

@@ -1,1 +1,1 @@
-from . import data_source, request_log, fastapi_endpoint
+from . import data_source, request_log, fastapi_endpoint, signing_key

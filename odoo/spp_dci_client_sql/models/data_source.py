@@ -42,16 +42,16 @@ FIELD_MAP = {
     "dci_dialect": "dialect",
     "dci_registry_jwks_url": "registry_jwks_url",
 }
-# columns newer than some installed extensions: written only where they exist
-# (a non-default value where they do not is an error, never silently dropped)
-OPTIONAL_COLUMNS = {"dialect": "dci", "registry_jwks_url": None}
 # write-only secrets: handed to the extension, never stored by Odoo
 SECRET_MAP = {
     "oauth2_client_secret": "client_secret",
     "bearer_token": "bearer_token",
     "dci_callback_token": "callback_token",
 }
-# columns whose value depends on the extension's checks (e.g. registry_type)
+# the fields computed from what the extension holds: recomputed after a
+# secret is written (never the value just assigned: it would be readable back)
+SECRET_VIEW_FIELDS = ("oauth2_client_secret_display", "dci_callback_token", "dci_client_secret_set",
+                      "dci_bearer_token_set", "dci_callback_token_set")
 BOOLEAN_FIELDS = ("verify_ssl", "active")
 
 
@@ -93,6 +93,8 @@ class DCIDataSource(models.Model):
         cols = {FIELD_MAP[k]: _sql_value(k, v) for k, v in vals.items() if k in FIELD_MAP}
         if "timeout" in vals:
             cols["timeout_ms"] = int(vals["timeout"] * 1000) if vals["timeout"] else None
+        if "signing_key_id" in vals:
+            cols["signing_key_id"] = self._dci_signing_key(vals["signing_key_id"])
         secrets = {}
         for field, column in SECRET_MAP.items():
             if field not in vals:
@@ -102,18 +104,23 @@ class DCIDataSource(models.Model):
                 secrets[column] = ""                   # emptied in the form: remove it
             elif v != self._SECRET_MASK:
                 secrets[column] = v
-        cr = self.env.cr
-        for column, default in OPTIONAL_COLUMNS.items():
-            if column in cols and not sql.has_column(cr, "dci_data_source", column):
-                if cols[column] not in (default, None):
-                    raise UserError(_("The installed dci_client has no column %s: upgrade the extension "
-                                      "(ALTER EXTENSION dci_client UPDATE) to use it.") % column)
-                del cols[column]
-        if "callback_token" in secrets and not sql.has_column(cr, "dci_data_source", "callback_token"):
-            if secrets["callback_token"]:
-                raise UserError(_("The installed dci_client has no callback token: upgrade the extension."))
-            del secrets["callback_token"]
         return cols, secrets
+
+    def _dci_signing_key(self, odoo_key_id):
+        """dci_signing_key.id of an spp.dci.signing.key (same key_id), or None.
+        The extension signs with its own copy (the install hook moves the keys
+        in); a key only Odoo holds cannot sign and is refused, never dropped."""
+        if not odoo_key_id:
+            return None
+        cr = self.env.cr
+        cr.execute("SELECT k.id, o.key_id FROM spp_dci_signing_key o LEFT JOIN dci_signing_key k ON k.key_id = o.key_id "
+                   "WHERE o.id = %s", (int(odoo_key_id),))
+        row = cr.fetchone()
+        if not row or row[0] is None:
+            raise UserError(_("Signing key %s is not in dci_client: run the addon's migration "
+                              "(hooks.migrate_signing_keys) or import it into dci_signing_key.")
+                            % (row[1] if row else odoo_key_id))
+        return row[0]
 
     @api.model_create_multi
     def create(self, vals_list):
@@ -147,11 +154,19 @@ class DCIDataSource(models.Model):
                     code = cols.get("code") or code
                 sql.write_secrets(cr, code, secrets)
             rest = {k: v for k, v in vals.items() if k not in SECRET_MAP}
+            if any(f in vals for f in SECRET_MAP):
+                self._dci_forget_secret_views()
             if rest:
                 return super().write(rest)
             if any(f in vals for f in SECRET_MAP):
                 self._validate_fields(["oauth2_client_secret", "bearer_token"])
             return True
+
+    def _dci_forget_secret_views(self):
+        """Drop the cached values of the fields shown for secrets: an
+        assignment leaves the value assigned in Odoo's cache (and the form
+        would read the secret back); recomputed, they are the mask."""
+        self.invalidate_recordset([f for f in SECRET_VIEW_FIELDS if f in self._fields])
 
     def unlink(self):
         codes = [rec.code for rec in self]
@@ -167,10 +182,8 @@ class DCIDataSource(models.Model):
             return self.env.cr.fetchone()
 
     def _dci_secret_flags(self):
-        has_cb = sql.has_column(self.env.cr, "dci_data_source", "callback_token_set")
-        row = self._dci_row("client_secret_set", "bearer_token_set",
-                            "callback_token_set" if has_cb else "false") if self.code else None
-        return row or (False, False, False)
+        row = self._dci_row("client_secret_set", "bearer_token_set", "callback_token_set") if self.code else None
+        return tuple(bool(x) for x in row) if row else (False, False, False)
 
     # ------------------------------------------------------------ the secrets in the form
     @api.depends("code")
@@ -183,6 +196,7 @@ class DCIDataSource(models.Model):
             value = record.oauth2_client_secret_display
             if value != self._SECRET_MASK:
                 record.write({"oauth2_client_secret": value or False})
+            record._dci_forget_secret_views()
 
     @api.depends("code")
     def _compute_dci_secrets_set(self):
@@ -199,6 +213,7 @@ class DCIDataSource(models.Model):
         for record in self:
             if record.dci_callback_token != self._SECRET_MASK:
                 record.write({"dci_callback_token": record.dci_callback_token or False})
+            record._dci_forget_secret_views()
 
     # ------------------------------------------------------------ constraints that ask the extension
     @api.constrains("auth_type", "oauth2_token_url", "oauth2_client_id", "oauth2_client_secret")

@@ -16,6 +16,9 @@ from .registries import _first_record, extract_disability
 
 _logger = logging.getLogger(__name__)
 
+# system parameter: "1" processes callbacks dci_receive accepted without a
+# token or signature (a source with neither); default: stored, not processed
+UNVERIFIED_PARAM = "spp_dci_client_sql.process_unverified_callbacks"
 MAX_BODY = 16 * 1024 * 1024          # dci_client.max_response_bytes' default
 MAX_HEADERS = 100
 MAX_HEADER_VALUE = 8192
@@ -37,21 +40,37 @@ def _nack(code, text):
     return {"message": {"ack_status": "NACK", "error": {"code": code, "message": text}}}
 
 
+# The headers handed to dci_receive: what it reads (authorization) and the
+# body's type.  psycopg2 writes parameters into the statement text, which
+# pg_stat_activity shows and the server log keeps when the statement fails:
+# a browser's Cookie (an Odoo session), a proxy's credentials or any other
+# header a sender sets must not land there.
+FORWARDED_HEADERS = ("authorization", "content-type")
+
+
 def clean_headers(headers):
-    """Lower-cased names, string values, bounded (a hostile sender cannot make
-    the call fail on the header object)."""
+    """Lower-cased names, string values, bounded, only FORWARDED_HEADERS; the
+    Authorization header only as the SHA-256 of a Bearer token (dci_receive
+    compares that as well), so the token is not in the statement text either;
+    another scheme is dropped (dci_receive takes Bearer only)."""
     out = {}
+    seen = 0
     for name, value in headers or ():
+        seen += 1
+        if seen > MAX_HEADERS:
+            break
         if not isinstance(name, str) or not isinstance(value, str):
             continue
-        if len(out) >= MAX_HEADERS or len(name) > 256 or "\x00" in name or "\x00" in value:
+        if len(name) > 256 or "\x00" in name or "\x00" in value:
             continue
-        value = value[:MAX_HEADER_VALUE]
-        if name.lower() == "authorization" and value[:7].lower() == "bearer ":
-            # the token's SHA-256, which dci_receive compares as well: psycopg2
-            # puts parameters into the statement text, and the token must not be there
+        name = name.lower()
+        if name not in FORWARDED_HEADERS:
+            continue
+        if name == "authorization":
+            if value[:7].lower() != "bearer ":
+                continue
             value = "Bearer sha256:" + hashlib.sha256(value[7:].lstrip(" ").encode()).hexdigest()
-        out[name.lower()] = value
+        out[name] = value[:MAX_HEADER_VALUE]
     return out
 
 
@@ -70,11 +89,15 @@ def receive(env, source, body, headers, kind=None):
         return 400, _nack("err.request.bad", "the body is not UTF-8")
     if "\x00" in text:
         return 400, _nack("err.request.bad", "the body holds a NUL character")
-    if not sql.has_function(cr, "dci_receive"):
-        _logger.error("dci_receive is missing: upgrade dci_client to receive callbacks")
-        return 503, _nack("err.service.unavailable", "callbacks are not available")
     try:
-        before = sql.fetch_one(cr, "SELECT coalesce(max(id), 0) FROM dci_inbox")
+        # an unknown source is answered here: dci_receive would raise (DC001),
+        # and a failing statement is written to the server log with its text,
+        # the sender's whole body (up to 16 MB a request, from anyone)
+        (known, before), = sql.fetch_all(
+            cr, "SELECT EXISTS (SELECT 1 FROM dci_data_source WHERE code = %s), "
+                "coalesce((SELECT max(id) FROM dci_inbox), 0)", (source,))
+        if not known:
+            return 404, _nack("err.request.refused", "the message was not accepted")
         with sql.dci_errors(cr):
             cr.execute("SELECT http_status, response FROM dci_receive(%s, %s, %s)",
                        (source, text, sql.jsonb(clean_headers(headers))))
@@ -99,7 +122,21 @@ def process_stored(env, source, after_id, kind=None):
                  FROM dci_inbox i JOIN dci_data_source d ON d.id = i.source_id
                 WHERE i.id > %s AND d.code = %s ORDER BY i.id""", (after_id, source))
     done = []
+    allow_unverified = None
     for inbox_id, action, txn, corr, verified, header, message, registry_type in rows:
+        if verified not in ("signature", "token"):
+            # stored by dci_receive with neither a callback token nor a registry
+            # key to check: anyone who can reach Odoo could have sent it (a
+            # death notification, a disability status); not acted on unless
+            # the administrator says so
+            if allow_unverified is None:
+                allow_unverified = env["ir.config_parameter"].sudo().get_param(UNVERIFIED_PARAM) in ("1", "True",
+                                                                                                   "true")
+            if not allow_unverified:
+                _logger.warning("callback %s of %s is not authenticated (set the source's callback token or "
+                                "registry key): stored in dci_inbox, not processed", inbox_id, source)
+                done.append((action, None))
+                continue
         which = kind or {"ns:org:RegistryType:Civil": "crvs", "ns:org:RegistryType:CRVS": "crvs",
                          "ns:org:RegistryType:DR": "dr", "ns:org:RegistryType:IBR": "ibr"}.get(registry_type)
         try:
@@ -181,8 +218,12 @@ def _dr_on_search(env, header, message):
 def _ibr_on_search(env, message, correlation_id):
     if not correlation_id:
         return None
+    # upstream matches ("notes", "ilike", correlation_id): the registry's value
+    # as a LIKE pattern, so "%" would complete whichever check is pending;
+    # matched literally here
+    pattern = "%" + str(correlation_id).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
     check = env["spp.dci.duplication.check"].sudo().search(
-        [("state", "=", "checking"), ("notes", "ilike", correlation_id)], limit=1)
+        [("state", "=", "checking"), ("notes", "=ilike", pattern)], limit=1)
     if not check:
         return None
     records, programs = [], []

@@ -101,17 +101,55 @@ def _ack(transaction_id):
 
 
 # ---------------------------------------------------------------- the transport
+# upstream's header actions -> dci_send's (upstream writes txn_status)
+SEND_ACTIONS = {"search": "search", "txn_status": "txn-status", "txn-status": "txn-status",
+                "subscribe": "subscribe", "unsubscribe": "unsubscribe", "notify": "notify"}
+
+
+def _answer_status(message):
+    """The header status of an answer whose message dci_send returned: its
+    *_response items all succ -> succ, some rejected -> part (dci_send fails
+    with DC007 when every one is)."""
+    statuses = []
+    for key, value in message.items() if isinstance(message, dict) else ():
+        if key.endswith("_response") and isinstance(value, list):
+            statuses += [v.get("status") for v in value if isinstance(v, dict)]
+    return "part" if "rjct" in statuses else "succ"
+
+
+def answer_envelope(action, message):
+    """The registry's whole answer as upstream's _make_request returned it
+    ({signature, header, message}: callers read response["message"][...]),
+    from the message dci_send returned.  The header is rebuilt (dci_send
+    verified the real one and returns the message only): action on-<action>,
+    status from the items, total_count the number of items."""
+    message = message if isinstance(message, dict) else {}
+    items = sum(len(v) for k, v in message.items() if k.endswith("_response") and isinstance(v, list))
+    header = {"version": "1.0.0", "action": "on-" + action.replace("_", "-"),
+              "status": _answer_status(message), "total_count": items or 1, "completed_count": items or 1,
+              "is_msg_encrypted": False}
+    if message.get("ack_status"):              # an acknowledgement (async endpoint): as it came
+        return {"message": message}
+    return {"signature": "", "header": header, "message": message}
+
+
 @_override(DCIClient, "_make_request")
 def _make_request(self, endpoint: str, envelope: dict, _retry_auth: bool = True) -> dict:
-    """POST a DCI message to endpoint through dci_send; the registry's answer
-    (a dict).  The extension renews the token on a 401 itself (_retry_auth
-    is kept for the signature only)."""
-    cr = self.env.cr
-    sql.require_function(cr, "dci_send")
-    header = envelope.get("header") or {}
-    action = header.get("action") or "search"
-    return sql.fetch_one(cr, "SELECT dci_send(%s, %s, %s, %s)",
-                         (_source(self), endpoint, action, sql.jsonb(envelope.get("message") or {})))
+    """POST the message of upstream's envelope to endpoint through dci_send;
+    the registry's whole answer ({signature, header, message}, or the ACK
+    {message: {ack_status, correlation_id, ...}} of an asynchronous endpoint),
+    as upstream returned it.  The extension builds its own header (sender,
+    receiver, message_id, dialect), signs with the source's key, renews the
+    token on a 401 itself (_retry_auth is kept for the signature only) and
+    verifies the answer; a refusal is its SQLSTATE's UserError."""
+    header = (envelope or {}).get("header") or {}
+    upstream_action = header.get("action") or "search"
+    action = SEND_ACTIONS.get(upstream_action)
+    if action is None:
+        raise ValidationError("DCI action %r cannot be sent to a registry" % upstream_action)
+    message = sql.fetch_one(self.env.cr, "SELECT dci_send(%s, %s, %s, %s)",
+                            (_source(self), endpoint, action, sql.jsonb((envelope or {}).get("message") or {})))
+    return answer_envelope(action, message)
 
 
 @_override(DCIClient, "_sign_request")
@@ -150,11 +188,16 @@ def search_async(self, query_type: str, query_value: str, record_type: str = "PE
                  page_size: int = 10, registry_type: str | None = None, registry_event_type: str | None = None,
                  callback_url: str | None = None) -> dict:
     """An async search through dci_search_async (the answer comes to the
-    source's callback_uri); an ACK with the transaction id.  A callback_url
-    other than the source's goes through _make_request (dci_send)."""
+    source's callback_uri, recorded in dci_transaction); an ACK with the
+    transaction id.  A callback_url other than the source's is refused."""
     if callback_url and callback_url != (self.data_source.our_callback_uri or None):
-        return original(DCIClient, "search_async")(self, query_type, query_value, record_type, page, page_size,
-                                                   registry_type, registry_event_type, callback_url)
+        # the extension sends its own header (sender_uri = the source's
+        # callback_uri) and records the transaction for dci_receive: another
+        # URL would be ignored by the envelope, or get a callback dci_receive
+        # cannot match; said, not silently dropped
+        raise ValidationError("Callbacks go to the data source's callback URI (%s): set our_callback_uri to %s "
+                              "instead of passing callback_url." % (self.data_source.our_callback_uri or "unset",
+                                                                    callback_url))
     query = self._parse_query(query_type, query_value)
     txn = sql.fetch_one(self.env.cr, "SELECT dci_search_async(%s, %s, %s, %s, %s, %s, %s)",
                         (_source(self), _qt(query_type), sql.jsonb(query), registry_type or None, page_size, page,
@@ -212,26 +255,38 @@ def unsubscribe(self, subscription_codes: list[str]) -> dict:
 
 @_override(DCIClient, "txn_status")
 def txn_status(self, attribute_value: str, attribute_type: str = "transaction_id") -> dict:
-    """dci_txn_status for a transaction id ({"message": {"txnstatus_response":
-    ...}}); a reference id goes through _make_request (dci_send)."""
+    """dci_txn_status: by transaction id, or by reference id (reference_ids);
+    {"message": {"transaction_id", "txnstatus_response"}}, the shape of
+    upstream's answer."""
     if not attribute_value:
         raise ValidationError("attribute_value is required")
     if attribute_type not in ("transaction_id", "reference_id"):
         raise ValidationError("attribute_type must be 'transaction_id' or 'reference_id'")
-    if attribute_type != "transaction_id":
-        return original(DCIClient, "txn_status")(self, attribute_value, attribute_type)
-    resp = sql.fetch_one(self.env.cr, "SELECT dci_txn_status(%s, %s)", (_source(self), attribute_value))
-    return {"message": {"txnstatus_response": resp}}
+    if attribute_type == "transaction_id":
+        resp = sql.fetch_one(self.env.cr, "SELECT dci_txn_status(%s, %s)", (_source(self), attribute_value))
+    else:
+        resp = sql.fetch_one(self.env.cr, "SELECT dci_txn_status(%s, NULL, reference_ids => %s::text[])",
+                             (_source(self), [attribute_value]))
+    return {"message": {"transaction_id": attribute_value if attribute_type == "transaction_id" else None,
+                        "txnstatus_response": resp}}
+
+
+def txn_status_async(self, transaction_id, txn_type="search"):
+    """dci_txn_status_async: the answer comes as txn-on-status to the
+    source's callback_uri; an ACK with the transaction id sent."""
+    return _ack(sql.fetch_one(self.env.cr, "SELECT dci_txn_status_async(%s, %s, %s)",
+                              (_source(self), transaction_id, txn_type)))
+
+
+DCIClient.txn_status_async = txn_status_async
 
 
 def send(self, endpoint, action, message):
     """Any DCI endpoint of the registry (e.g. the DR's
     /registry/sync/get-disability-details, the IBR's /registry/sync/enrolled):
-    the registry's answer."""
-    cr = self.env.cr
-    sql.require_function(cr, "dci_send")
-    return sql.fetch_one(cr, "SELECT dci_send(%s, %s, %s, %s)", (_source(self), endpoint, action,
-                                                                  sql.jsonb(message)))
+    the answer's message, as dci_send returns it."""
+    return sql.fetch_one(self.env.cr, "SELECT dci_send(%s, %s, %s, %s)",
+                         (_source(self), endpoint, action, sql.jsonb(message)))
 
 
 DCIClient.send = send

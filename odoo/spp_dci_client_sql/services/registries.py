@@ -10,14 +10,15 @@ original runs where this addon is not installed):
   (dci_search); the first registry record, or None / False.
 - DR `get_disability_status(partner)`: the DR spec's record
   (`disability_status`, `disability_details`, `disability_level`) read by
-  `extract_disability` below; `get_disability_details` (new) asks the DR's
-  `/registry/sync/get-disability-details` through dci_send.
+  `extract_disability` below; new: `get_disability_details` (the DR's
+  `/registry/sync/get-disability-details`, dci_disability_details) and
+  `is_disabled` (`/registry/sync/disabled`, dci_disabled).
 - IBR `check_duplication(partner)`: ALL of the partner's identifiers in one
   `dci_search_batch` call (one envelope of many items), instead of one HTTP
-  request per identifier; `get_enrolled` (new): `/registry/sync/enrolled`.
+  request per identifier; new: `get_enrolled` (`/registry/sync/enrolled`,
+  dci_enrolled) and `enrollment_updates` (dci_enrollment_updates).
 """
 import logging
-import uuid
 from datetime import date, datetime
 
 from odoo import _
@@ -27,6 +28,7 @@ from odoo.addons.spp_dci_client_crvs.services.crvs_service import CRVSService
 from odoo.addons.spp_dci_client_dr.services.dr_service import DRService
 from odoo.addons.spp_dci_client_ibr.services.ibr_service import IBRService
 
+from . import sql
 from .client import _override
 
 _logger = logging.getLogger(__name__)
@@ -102,10 +104,6 @@ def extract_disability(record):
     }
 
 
-def _message(criteria_key, criteria):
-    return {"transaction_id": str(uuid.uuid4()), criteria_key: criteria}
-
-
 # ---------------------------------------------------------------- CRVS
 @_override(CRVSService, "verify_birth")
 def verify_birth(self, identifier_type: str, identifier_value: str) -> dict | None:
@@ -159,27 +157,50 @@ def _extract_disability_data(self, record_data: dict) -> dict:
     return extract_disability(record_data)
 
 
+def _member_query(identifier_type, identifier_value):
+    """The DR spec's member query (expression) for one identifier."""
+    query = {"member.member_identifier": {"eq": identifier_value}}
+    if identifier_type:
+        query["member.member_identifier_type"] = {"eq": identifier_type}
+    return query
+
+
+def _records(item):
+    data = (item or {}).get("data") if isinstance(item, dict) else None
+    recs = data.get("reg_records") if isinstance(data, dict) else None
+    return [r for r in ([recs] if isinstance(recs, dict) else recs or []) if isinstance(r, dict)]
+
+
 def get_disability_details(self, identifier_type, identifier_value):
-    """/registry/sync/get-disability-details (DR spec) for one member: the
-    parsed records (extract_disability), [] when none."""
-    criteria = {"query_type": "expression",
-                "query": {"member.member_identifier": {"eq": identifier_value},
-                          "member.member_identifier_type": {"eq": identifier_type}}}
+    """DR /registry/sync/get-disability-details (dci_disability_details) for
+    one member: its records parsed per the DR spec (extract_disability),
+    [] when the registry holds none."""
+    if not identifier_value:
+        raise ValidationError("identifier_value is required")
     try:
-        answer = self.client.send("/registry/sync/get-disability-details", "search",
-                                  _message("disabled_criteria", criteria))
+        item = sql.fetch_one(self.env.cr, "SELECT dci_disability_details(%s, %s)",
+                             (self.data_source.code, sql.jsonb(_member_query(identifier_type,
+                                                                                    identifier_value))))
     except UserError as e:
         raise _wrapped(_("Failed to get disability status: %s"), e) from e
-    out = []
-    for item in ((answer or {}).get("message") or {}).get("search_response") or []:
-        data = item.get("data") or {}
-        recs = data.get("reg_records") if isinstance(data, dict) else None
-        for rec in ([recs] if isinstance(recs, dict) else recs or []):
-            if isinstance(rec, dict):
-                out.append(extract_disability(rec))
-    return out
+    return [extract_disability(rec) for rec in _records(item)]
 
 
+def is_disabled(self, identifier_type, identifier_value):
+    """DR /registry/sync/disabled (dci_disabled): whether the registry says
+    the member is disabled (disabled_status yes)."""
+    if not identifier_value:
+        raise ValidationError("identifier_value is required")
+    try:
+        item = sql.fetch_one(self.env.cr, "SELECT dci_disabled(%s, %s)",
+                             (self.data_source.code, sql.jsonb(_member_query(identifier_type,
+                                                                                    identifier_value))))
+    except UserError as e:
+        raise _wrapped(_("Failed to get disability status: %s"), e) from e
+    return str((item or {}).get("disabled_status") or "").lower() == "yes"
+
+
+DRService.is_disabled = is_disabled
 DRService.get_disability_details = get_disability_details
 
 
@@ -221,14 +242,29 @@ def check_duplication(self, partner) -> dict:
     return {"is_duplicate": bool(matches), "matched_programs": sorted(programs), "raw_response": raw}
 
 
-def get_enrolled(self, identifier_value, programme_identifier=None):
-    """/registry/sync/enrolled (IBR spec): the enrolled_response items."""
+def get_enrolled(self, identifier_value, programme_identifier=None, response_entity="Member"):
+    """IBR /registry/sync/enrolled (dci_enrolled): the enrolled_response
+    item ({enrolled_status: yes / no, ...}) for a person, in one programme
+    or any."""
+    if not identifier_value:
+        raise ValidationError("identifier_value is required")
     query = {"person_identifier": {"eq": identifier_value}}
     if programme_identifier:
         query["programme_identifier.program.programme_identifier"] = {"eq": programme_identifier}
-    criteria = {"query_type": "expression", "response_entity": "Member", "query": query}
-    answer = self.client.send("/registry/sync/enrolled", "search", _message("enrolled_criteria", criteria))
-    return ((answer or {}).get("message") or {}).get("enrolled_response") or []
+    return sql.fetch_one(self.env.cr, "SELECT dci_enrolled(%s, %s, 'expression', %s)",
+                         (self.data_source.code, sql.jsonb(query), response_entity or None))
 
 
+def enrollment_updates(self, beneficiaries):
+    """IBR /registry/sync/enrollment/updates (dci_enrollment_updates): tell
+    the registry who was enrolled; the enrolled_response items (one receipt
+    per beneficiary)."""
+    if not beneficiaries:
+        raise ValidationError("beneficiaries are required")
+    answer = sql.fetch_one(self.env.cr, "SELECT dci_enrollment_updates(%s, %s)",
+                           (self.data_source.code, sql.jsonb(list(beneficiaries))))
+    return (answer or {}).get("enrolled_response") or []
+
+
+IBRService.enrollment_updates = enrollment_updates
 IBRService.get_enrolled = get_enrolled

@@ -49,6 +49,12 @@ OPENSPP_MESSAGES = {
 }
 
 
+# values PostgreSQL cannot take in a call's arguments: untranslatable
+# character (NUL, lone surrogate in JSON), invalid text, out of range, too
+# long, nesting too deep / too complex
+BAD_INPUT = {"22P05", "22P02", "22003", "22001", "22025", "54000", "54001"}
+
+
 def user_message(pgcode, primary=""):
     """The first paragraph of the UserError for a SQLSTATE (None: not ours)."""
     if pgcode == "DC003":
@@ -58,6 +64,10 @@ def user_message(pgcode, primary=""):
         elif "resolve" in low or "dns" in low:
             pgcode = "DC003-dns"
     text = OPENSPP_MESSAGES.get(pgcode)
+    if text is None and pgcode in BAD_INPUT:
+        # a value PostgreSQL cannot take (a NUL or lone surrogate in a query,
+        # a number out of range, nesting too deep): bad input, as 22023
+        text = OPENSPP_MESSAGES["22023"]
     return _(text) if text else None
 
 
@@ -110,14 +120,26 @@ def jsonb(value):
 
 
 # ---------------------------------------------------------------- the catalog
+# what the addon calls: an older dci_client lacks some (ALTER EXTENSION ... UPDATE)
+REQUIRED_FUNCTIONS = ("dci_send", "dci_search_batch", "dci_receive", "dci_txn_status_async",
+                      "dci_disability_details", "dci_disabled", "dci_enrolled", "dci_enrollment_updates",
+                      "dci_test_connection", "dci_get_token")
+REQUIRED_COLUMNS = ("dialect", "registry_jwks_url", "callback_token", "callback_token_set", "batch_size",
+                    "max_concurrency", "signature_format")
+
+
 def has_function(cr, name):
-    """Whether a function of that name exists where the extension lives
-    (the guard for functions newer than the installed extension)."""
-    cr.execute("""SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_proc p
-                                   JOIN pg_catalog.pg_depend d ON d.objid = p.oid AND d.deptype = 'e'
-                                   JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid
-                                  WHERE e.extname = 'dci_client' AND p.proname = %s)""", (name,))
-    return cr.fetchone()[0]
+    """Whether a function of that name belongs to the extension."""
+    return not missing_functions(cr, (name,))
+
+
+def missing_functions(cr, names):
+    cr.execute("""SELECT n FROM unnest(%s::text[]) AS n
+                   WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_proc p
+                                       JOIN pg_catalog.pg_depend d ON d.objid = p.oid AND d.deptype = 'e'
+                                       JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid
+                                      WHERE e.extname = 'dci_client' AND p.proname = n)""", (list(names),))
+    return [r[0] for r in cr.fetchall()]
 
 
 def has_column(cr, table, column):
@@ -133,11 +155,15 @@ def extension_version(cr):
     return row[0] if row else None
 
 
-def require_function(cr, name):
-    if not has_function(cr, name):
-        raise UserError(_("This needs the dci_client function %s, which the installed extension "
-                          "(version %s) lacks: install a newer dci_client and run "
-                          "ALTER EXTENSION dci_client UPDATE.") % (name, extension_version(cr)))
+def require_extension(cr):
+    """The installed dci_client has everything the addon calls (checked once,
+    at install: not before every call)."""
+    missing = missing_functions(cr, REQUIRED_FUNCTIONS) + [
+        "dci_data_source." + c for c in REQUIRED_COLUMNS if not has_column(cr, "dci_data_source", c)]
+    if missing:
+        raise UserError(_("The installed dci_client (version %s) lacks %s: install a newer dci_client and run "
+                          "ALTER EXTENSION dci_client UPDATE, then install this addon again.")
+                        % (extension_version(cr), ", ".join(missing)))
 
 
 # ---------------------------------------------------------------- secrets
@@ -151,13 +177,19 @@ def require_function(cr, name):
 SECRET_COLUMNS = ("client_secret", "bearer_token", "client_key", "callback_token")
 
 
-def write_secrets(cr, code, secrets):
-    """secrets: {column: value}; '' removes the stored secret, as in SQL."""
+# the write-only columns of each table, and the column that names its row
+SECRET_TABLES = {"dci_data_source": ("code", SECRET_COLUMNS), "dci_signing_key": ("key_id", ("private_key",))}
+
+
+def write_secrets(cr, code, secrets, table="dci_data_source"):
+    """secrets: {column: value}; '' removes the stored secret, as in SQL.
+    code: the row's code (dci_data_source) or key_id (dci_signing_key)."""
     secrets = {c: v for c, v in secrets.items() if v is not None}
     if not secrets:
         return
+    key_column, allowed = SECRET_TABLES[table]
     for column in secrets:
-        if column not in SECRET_COLUMNS:
+        if column not in allowed:
             raise ValueError("not a secret column: %r" % column)
     buf = io.StringIO()
     writer = csv.writer(buf, quoting=csv.QUOTE_ALL, lineterminator="\n")
@@ -173,8 +205,10 @@ def write_secrets(cr, code, secrets):
         cr.copy_expert("COPY pg_temp.dci_odoo_secret_in (code, col, value) FROM STDIN WITH (FORMAT csv)", buf)
         for column in secrets:
             # column comes from SECRET_COLUMNS (checked above), never from input
-            cr.execute("UPDATE dci_data_source d SET %s = s.value "
+            cr.execute("UPDATE %s d SET %s = s.value "
                        "FROM pg_temp.dci_odoo_secret_in s "
-                       "WHERE s.code = d.code AND s.col = %%s AND d.code = %%s" % column, (column, code))
+                       "WHERE s.code = d.%s AND s.col = %%s AND d.%s = %%s"
+                       % (table, column, key_column, key_column), (column, code))
+        # (table, key_column and column come from SECRET_TABLES, never from input)
         # on failure the savepoint takes the rows away with it
         cr.execute("DELETE FROM pg_temp.dci_odoo_secret_in")

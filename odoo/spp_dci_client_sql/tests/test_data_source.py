@@ -17,6 +17,14 @@ class TestDataSource(DCISQLCase):
         self.assertEqual(self.sql_row(code, "client_secret", "client_secret_set"), (None, True))
         self.assertEqual(rec.oauth2_client_secret_display, rec._SECRET_MASK)
 
+    def test_secrets_read_back_as_the_mask(self):
+        rec = self.Source.create(self.source_vals(self.new_code()))
+        rec.dci_callback_token = "Zq9-odoo-callback-token"
+        rec.oauth2_client_secret_display = "Zq9-odoo-new-secret"
+        self.assertEqual(rec.dci_callback_token, rec._SECRET_MASK)
+        self.assertEqual(rec.oauth2_client_secret_display, rec._SECRET_MASK)
+        self.assertTrue(rec.dci_callback_token_set)
+
     def test_oauth2_without_secret_is_refused(self):
         with self.assertRaises(ValidationError):
             self.Source.create(self.source_vals(self.new_code(), oauth2_client_secret=False))
