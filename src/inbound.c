@@ -928,6 +928,8 @@ read_transaction(DciSource *src, const char *txn, char **state, Jsonb **result, 
 	if (spi_run(psprintf("SELECT state, CASE WHEN state OPERATOR(pg_catalog.<>) ALL ('{completed,failed}'::pg_catalog.text[]) THEN NULL "
 						 "WHEN action OPERATOR(pg_catalog.=) 'search' THEN "
 						 "CASE WHEN pg_catalog.jsonb_array_length(response OPERATOR(pg_catalog.->) 'search_response') OPERATOR(pg_catalog.>) 1 "
+						 /* the records of every part into the first item's data, when it is an object */
+						 "AND pg_catalog.jsonb_typeof(response OPERATOR(pg_catalog.#>) '{search_response,0,data}') OPERATOR(pg_catalog.=) 'object' "
 						 "THEN pg_catalog.jsonb_set(response OPERATOR(pg_catalog.#>) '{search_response,0}', '{data,reg_records}', "
 						 "pg_catalog.jsonb_path_query_array(response, '$.search_response[*].data.reg_records[*]')) "
 						 "ELSE response OPERATOR(pg_catalog.#>) '{search_response,0}' END "

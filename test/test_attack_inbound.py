@@ -631,3 +631,21 @@ def test_notify_payload_carries_no_secret_and_is_public(env):
                 assert needle not in payload
     finally:
         env.query("DROP ROLE IF EXISTS dci_nobody")
+
+
+def test_await_of_parts_whose_data_is_no_object(env):
+    """Parts whose data is an array, a string or missing: dci_await of the
+    completed transaction answers (the first item as it came), never one of
+    jsonb_set's errors (22P02 "path element is not an integer")."""
+    src = _src(env, None)
+    for data in ([], "text", None, [{"reg_records": [1]}]):
+        txn = _search_async(env, src)
+        with closing(env.connect()) as conn:
+            cur = conn.cursor()
+            for p in (1, 2):
+                item = {"status": "succ"} if data is None else {"status": "succ", "data": data}
+                e = _envelope(txn=txn, message={"transaction_id": txn, "search_response": [item]})
+                e["header"].update(total_count=2, completed_count=p)
+                assert _receive(cur, src, e)[0] == 200
+            cur.execute("SELECT dci_await(%s, %s, 0)", (src, txn))
+            assert cur.fetchone()[0]["status"] == "succ", data
