@@ -18,6 +18,7 @@
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
 
+#include "access/detoast.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "commands/async.h"
@@ -27,6 +28,7 @@
 #include "miscadmin.h"
 #include "storage/latch.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
@@ -50,6 +52,12 @@
 /* deeper JSON is refused before PostgreSQL's parser sees it */
 #define INBOUND_MAX_DEPTH 64
 #define INBOUND_ID_MAX	  128
+/*
+ * NOTIFY refuses a payload of BLCKSZ - NAMEDATALEN - 128 bytes or more; the
+ * rest of ours is at most ~1 kB (a transaction_id of INBOUND_ID_MAX bytes,
+ * each escaped as \u00xx).
+ */
+#define NOTIFY_MAX_CODE (BLCKSZ - NAMEDATALEN - 128 - 1024)
 
 typedef struct Refusal
 {
@@ -124,10 +132,21 @@ parse_jsonb(Datum cstr)
 	return DirectFunctionCall1(jsonb_in, cstr);
 }
 
+/*
+ * Without an offset a message_ts is UTC, not the caller's session TimeZone;
+ * the setting is restored when the subtransaction ends, either way.
+ */
 static Datum
 parse_timestamptz(Datum cstr)
 {
-	return DirectFunctionCall3(timestamptz_in, cstr, ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+	int			nest = NewGUCNestLevel();
+	Datum		d;
+
+	(void) set_config_option("TimeZone", "UTC", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	d = DirectFunctionCall3(timestamptz_in, cstr, ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+	AtEOXact_GUC(true, nest);
+	return d;
 }
 
 static char *
@@ -295,6 +314,15 @@ spi_run(const char *sql, int n, Oid *types, Datum *values, const char *nulls, in
 	return (int) SPI_processed;
 }
 
+/* the registry refused the whole request (header.status rjct) */
+static bool
+rejected(JsonbContainer *hdr)
+{
+	char	   *status = jstr(hdr, "status");
+
+	return status && strcmp(status, "rjct") == 0;
+}
+
 /* is this number of the header below that one (both present) */
 static bool
 part_of_more(JsonbContainer *hdr)
@@ -305,9 +333,12 @@ part_of_more(JsonbContainer *hdr)
 	return done >= 0 && total >= 0 && done < total;
 }
 
-/* the transaction the callback answers: update it; false when unknown */
+/*
+ * the transaction the callback answers: update it; false when unknown (or
+ * too large); *settled when it was answered in full before (left as it is)
+ */
 static bool
-store_callback(Inbound *in, Refusal *r)
+store_callback(Inbound *in, Refusal *r, bool *settled)
 {
 	char	   *t = ext_table("dci_transaction");
 	Oid			types[5] = {INT4OID, TEXTOID, TEXTOID, JSONBOID, TEXTOID};
@@ -315,17 +346,56 @@ store_callback(Inbound *in, Refusal *r)
 	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
 	const char *key = parts_key[in->action];
 	const char *state;
-	char	   *status = jstr(in->hdr, "status");
-
 	if (part_of_more(in->hdr))
 		state = NULL;			/* more parts to come */
-	else if (status && strcmp(status, "rjct") == 0)
+	else if (rejected(in->hdr))
 		state = "failed";
 	else
 		state = "completed";
 	v[0] = Int32GetDatum(in->src->id);
 	v[1] = CStringGetTextDatum(in->transaction_id);
 	v[2] = CStringGetTextDatum(answered[in->action]);
+	/*
+	 * Locked first (a concurrent part of the same transaction waits): a
+	 * transaction a callback already ended is settled, or a hostile registry
+	 * could append to or overwrite what dci_await returned (or reactivate
+	 * subscriptions); and the parts together stay within max_response_bytes,
+	 * as one synchronous answer.
+	 */
+	if (spi_run(psprintf("SELECT completed_at IS NOT NULL, response FROM %s "
+						 "WHERE source_id OPERATOR(pg_catalog.=) $1 AND transaction_id OPERATOR(pg_catalog.=) $2 "
+						 "AND action OPERATOR(pg_catalog.=) $3 FOR UPDATE", t),
+				3, types, v, nulls, SPI_OK_SELECT) == 0)
+	{
+		refuse(r, 404, "err.transaction_id.invalid",
+			   "transaction_id is not a %s this system sent to this registry", answered[in->action]);
+		return false;
+	}
+	else
+	{
+		bool		isnull;
+		bool		closed = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		Datum		so_far = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+		Size		size = (isnull ? 0 : toast_raw_datum_size(so_far)) + VARSIZE(in->message);
+
+		/*
+		 * Settled: another full answer (a retry with a new message_id, or a
+		 * hostile overwrite) is acknowledged and kept in the inbox but
+		 * changes nothing; a late part of a multi-part answer (parts may
+		 * arrive out of order) is still appended.
+		 */
+		if (closed && (key == NULL || state != NULL))
+		{
+			*settled = true;
+			return true;
+		}
+		if (!isnull && key && size > (Size) dci_max_response_bytes)
+		{
+			refuse(r, 413, "err.request.too_large",
+				   "the parts of the answer together are larger than %d bytes", dci_max_response_bytes);
+			return false;
+		}
+	}
 	v[3] = JsonbPGetDatum(in->message);
 	v[4] = state ? CStringGetTextDatum(state) : (Datum) 0;
 	if (!state)
@@ -406,10 +476,13 @@ store_subscriptions(Inbound *in)
 			else
 				nulls[3] = 'n';
 			v[4] = CStringGetTextDatum(in->transaction_id);
-			spi_run(psprintf("INSERT INTO %s (source_id, code, reg_event_type, filter, state, transaction_id) "
+			spi_run(psprintf("INSERT INTO %s AS cur (source_id, code, reg_event_type, filter, state, transaction_id) "
 							 "VALUES ($1, $2, $3, $4::pg_catalog.jsonb, 'active', $5) "
 							 "ON CONFLICT (source_id, code) DO UPDATE SET state = 'active', "
-							 "updated_at = pg_catalog.now(), transaction_id = EXCLUDED.transaction_id", t),
+							 "updated_at = pg_catalog.now(), transaction_id = EXCLUDED.transaction_id "
+							 /* a cancelled code is revived by a new subscribe only, not by its old one */
+							 "WHERE cur.state OPERATOR(pg_catalog.<>) 'cancelled' "
+							 "OR COALESCE(cur.transaction_id, '') OPERATOR(pg_catalog.<>) EXCLUDED.transaction_id", t),
 					5, types, v, nulls, SPI_OK_INSERT);
 		}
 	}
@@ -500,8 +573,14 @@ purge_old(void)
 	if (last_purge_at != 0 && !TimestampDifferenceExceeds(last_purge_at, now, 3600 * 1000))
 		return;
 	last_purge_at = now;
+	/*
+	 * The inbox is the replay record: a row goes only when its message would
+	 * be stale anyway, i.e. kept at least callback_max_age_s plus the clock
+	 * skew (a message_ts that far ahead is still fresh that long after).
+	 */
 	spi_run(psprintf("DELETE FROM %s WHERE received_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) "
-					 "pg_catalog.make_interval(days => %d))", ext_table("dci_inbox"), dci_inbox_retention_days),
+					 "pg_catalog.make_interval(secs => %d))", ext_table("dci_inbox"),
+					 Max(dci_inbox_retention_days * 86400, dci_callback_max_age_s + dci_callback_clock_skew_s + 60)),
 			0, NULL, NULL, NULL, SPI_OK_DELETE);
 	spi_run(psprintf("UPDATE %s SET state = 'expired' WHERE state OPERATOR(pg_catalog.=) ANY ('{sent,acked}'::pg_catalog.text[]) "
 					 "AND sent_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(days => %d))",
@@ -540,14 +619,18 @@ store(Inbound *in, Refusal *r, int64 *inbox_id)
 	*inbox_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	if (answered[in->action] != NULL)
 	{
+		bool		settled = false;
+
 		if (in->transaction_id == NULL)
 		{
 			refuse(r, 404, "err.transaction_id.invalid", "the message has no transaction_id");
 			return false;
 		}
-		if (!store_callback(in, r))
+		if (!store_callback(in, r, &settled))
 			return false;
-		if (strcmp(actions[in->action], "on-subscribe") == 0)
+		if (settled || rejected(in->hdr))
+			;					/* the subscriptions stay as they are */
+		else if (strcmp(actions[in->action], "on-subscribe") == 0)
 			store_subscriptions(in);
 		else if (strcmp(actions[in->action], "on-unsubscribe") == 0)
 			cancel_subscriptions(in);
@@ -566,7 +649,16 @@ announce(Inbound *in, int64 inbox_id)
 
 	initStringInfo(&p);
 	appendStringInfoChar(&p, '{');
-	dci_append_str(&p, "source", in->src->code, &first);
+	/* the code is unbounded, the payload not: a code too long is null (source_id names it) */
+	if (strlen(in->src->code) < NOTIFY_MAX_CODE)
+		dci_append_str(&p, "source", in->src->code, &first);
+	else
+	{
+		dci_append_key(&p, "source", &first);
+		appendStringInfoString(&p, "null");
+		dci_append_key(&p, "source_id", &first);
+		appendStringInfo(&p, "%d", in->src->id);
+	}
 	dci_append_str(&p, "action", actions[in->action], &first);
 	dci_append_key(&p, "transaction_id", &first);
 	if (in->transaction_id)
@@ -580,6 +672,23 @@ announce(Inbound *in, int64 inbox_id)
 }
 
 /* ---- the checks ---- */
+
+/* key absent, or an array of objects */
+static bool
+list_of_objects(JsonbContainer *msg, const char *key)
+{
+	JsonbValue *v = dci_jget(msg, key);
+	JsonbContainer *items = jarray(msg, key);
+
+	if (v == NULL)
+		return true;
+	if (items == NULL)
+		return false;
+	for (int i = 0; i < (int) JsonContainerSize(items); i++)
+		if (jitem(items, i) == NULL)
+			return false;
+	return true;
+}
 
 static void
 receive(DciSource *src, const char *raw, size_t len, Jsonb *headers, Refusal *r,
@@ -688,6 +797,13 @@ receive(DciSource *src, const char *raw, size_t len, Jsonb *headers, Refusal *r,
 	if (ts > now && TimestampDifferenceExceeds(now, ts, dci_callback_clock_skew_s * 1000))
 		REFUSE(400, "err.message_ts.future", "message_ts is in the future");
 
+	/*
+	 * The answer's list, when there is one, is an array of objects: the
+	 * parts are appended to it and dci_await reads its items as objects.
+	 */
+	if (parts_key[in.action] && !list_of_objects(in.msg, parts_key[in.action]))
+		REFUSE(400, "err.request.invalid", "message.%s must be an array of objects", parts_key[in.action]);
+
 	in.transaction_id = jstr(in.msg, "transaction_id");
 	if (in.transaction_id && strlen(in.transaction_id) > INBOUND_ID_MAX)
 		in.transaction_id = NULL;
@@ -792,7 +908,8 @@ dci_receive(PG_FUNCTION_ARGS)
 
 /* the state and result of a transaction; false when there is none */
 static bool
-read_transaction(DciSource *src, const char *txn, char **state, Jsonb **result, bool *is_search)
+read_transaction(DciSource *src, const char *txn, char **state, Jsonb **result, bool *is_search,
+				 MemoryContext into)
 {
 	DciPrivilegedState priv;
 	Oid			types[2] = {INT4OID, TEXTOID};
@@ -803,8 +920,16 @@ read_transaction(DciSource *src, const char *txn, char **state, Jsonb **result, 
 	v[1] = CStringGetTextDatum(txn);
 	dci_spi_begin_privileged(&priv);
 	/* not read-only: each check takes a fresh snapshot (READ COMMITTED) */
-	if (spi_run(psprintf("SELECT state, CASE WHEN action OPERATOR(pg_catalog.=) 'search' THEN "
+	/*
+	 * The result only once the transaction is over: the checks of a long
+	 * wait would otherwise each copy a partial answer (up to
+	 * max_response_bytes) into the transaction's memory.
+	 */
+	if (spi_run(psprintf("SELECT state, CASE WHEN state OPERATOR(pg_catalog.<>) ALL ('{completed,failed}'::pg_catalog.text[]) THEN NULL "
+						 "WHEN action OPERATOR(pg_catalog.=) 'search' THEN "
 						 "CASE WHEN pg_catalog.jsonb_array_length(response OPERATOR(pg_catalog.->) 'search_response') OPERATOR(pg_catalog.>) 1 "
+						 /* the records of every part into the first item's data, when it is an object */
+						 "AND pg_catalog.jsonb_typeof(response OPERATOR(pg_catalog.#>) '{search_response,0,data}') OPERATOR(pg_catalog.=) 'object' "
 						 "THEN pg_catalog.jsonb_set(response OPERATOR(pg_catalog.#>) '{search_response,0}', '{data,reg_records}', "
 						 "pg_catalog.jsonb_path_query_array(response, '$.search_response[*].data.reg_records[*]')) "
 						 "ELSE response OPERATOR(pg_catalog.#>) '{search_response,0}' END "
@@ -823,11 +948,11 @@ read_transaction(DciSource *src, const char *txn, char **state, Jsonb **result, 
 		*state = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
 		*result = isnull ? NULL : DatumGetJsonbPCopy(d);
-		/* out of SPI's memory, which SPI_finish frees */
-		*state = MemoryContextStrdup(CurTransactionContext, *state);
+		/* out of SPI's memory, which SPI_finish frees; the caller's context (per check) */
+		*state = MemoryContextStrdup(into, *state);
 		if (*result)
 		{
-			Jsonb	   *copy = MemoryContextAlloc(CurTransactionContext, VARSIZE(*result));
+			Jsonb	   *copy = MemoryContextAlloc(into, VARSIZE(*result));
 
 			memcpy(copy, *result, VARSIZE(*result));
 			*result = copy;
@@ -848,6 +973,7 @@ dci_await(PG_FUNCTION_ARGS)
 	int32		timeout_ms;
 	TimestampTz deadline;
 	long		step = 10;
+	MemoryContext check_cxt;
 
 	if (PG_ARGISNULL(1) || PG_ARGISNULL(2))
 		ereport(ERROR,
@@ -866,6 +992,7 @@ dci_await(PG_FUNCTION_ARGS)
 				 errmsg("dci_await needs READ COMMITTED"),
 				 errdetail("Under REPEATABLE READ or SERIALIZABLE the transaction's snapshot never shows a callback that arrives while it waits.")));
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+	check_cxt = AllocSetContextCreate(CurrentMemoryContext, "dci_await check", ALLOCSET_SMALL_SIZES);
 	for (;;)
 	{
 		char	   *state;
@@ -873,7 +1000,8 @@ dci_await(PG_FUNCTION_ARGS)
 		bool		is_search = false;
 		long		left;
 
-		if (!read_transaction(src, txn, &state, &result, &is_search))
+		MemoryContextReset(check_cxt);
+		if (!read_transaction(src, txn, &state, &result, &is_search, check_cxt))
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("transaction \"%s\" is not an asynchronous request sent to data source \"%s\"",

@@ -430,13 +430,42 @@ validate_signing_key(RowEdit *e)
 }
 
 /*
+ * The stored ciphertext of an inbound secret (callback_token: presented to
+ * us, never sent), encrypted again under the row's new binding; NULL when
+ * there is none or it cannot be decrypted (then it is removed, as before).
+ */
+static bytea *
+rebind_secret(RowEdit *e, const SecretColumn *col, const char *table, int32 row_id,
+			  const char *old_binding, const char *binding)
+{
+	bool		isnull;
+	Datum		d = heap_getattr(e->oldtuple, attnum(e, col->encrypted), e->tupdesc, &isnull);
+	DciError	err;
+	char	   *plain;
+	bytea	   *ct;
+
+	if (isnull)
+		return NULL;
+	memset(&err, 0, sizeof(err));
+	plain = dci_secret_decrypt(DatumGetByteaPP(d), table, col->plain, row_id, old_binding,
+							   "the row", &err);
+	if (plain == NULL)
+		return NULL;
+	ct = dci_secret_encrypt(plain, table, col->plain, row_id, binding);
+	dci_secret_free(plain);
+	return ct;
+}
+
+/*
  * Encrypt the write-only columns: a non-NULL value is encrypted into its
  * companion and the column set to NULL; '' removes the stored secret; NULL
- * keeps it, unless the origin or trust changed (then it is removed).
+ * keeps it, unless the origin or trust changed (then it is removed, but
+ * callback_token, which goes nowhere, is kept: re-encrypted under the new
+ * binding, or a CA rotation would open the callback route unauthenticated).
  */
 static void
 process_secrets(RowEdit *e, const SecretColumn *cols, int ncols, int32 row_id,
-				const char *binding, bool trust_changed)
+				const char *binding, bool trust_changed, const char *old_binding)
 {
 	const char *table = RelationGetRelationName(e->rel);
 
@@ -461,7 +490,13 @@ process_secrets(RowEdit *e, const SecretColumn *cols, int ncols, int32 row_id,
 			set_new(e, cols[i].plain, (Datum) 0, true);
 		}
 		else if (trust_changed && !column_changed(e, cols[i].encrypted))
-			set_new(e, cols[i].encrypted, (Datum) 0, true);
+		{
+			bytea	   *ct = NULL;
+
+			if (old_binding && strcmp(cols[i].plain, "callback_token") == 0)
+				ct = rebind_secret(e, &cols[i], table, row_id, old_binding, binding);
+			set_new(e, cols[i].encrypted, PointerGetDatum(ct), ct == NULL);
+		}
 	}
 }
 
@@ -524,6 +559,25 @@ finish_edit(RowEdit *e)
 	return PointerGetDatum(result);
 }
 
+/* the binding of the row before the UPDATE (what its secrets were encrypted for) */
+static char *
+old_binding(RowEdit *e)
+{
+	const char *names[] = {"base_url", "auth_url", "credential_location", "ca_cert"};
+	char	   *v[lengthof(names)];
+	bool		isnull;
+	Datum		verify;
+
+	for (int i = 0; i < lengthof(names); i++)
+	{
+		Datum		d = heap_getattr(e->oldtuple, attnum(e, names[i]), e->tupdesc, &isnull);
+
+		v[i] = isnull ? NULL : TextDatumGetCString(d);
+	}
+	verify = heap_getattr(e->oldtuple, attnum(e, "verify_ssl"), e->tupdesc, &isnull);
+	return dci_secret_binding(v[0], v[1], v[2], isnull ? true : DatumGetBool(verify), v[3]);
+}
+
 PG_FUNCTION_INFO_V1(dci_data_source_trigger);
 
 Datum
@@ -558,7 +612,8 @@ dci_data_source_trigger(PG_FUNCTION_ARGS)
 		for (int i = 0; i < lengthof(source_secrets); i++)
 			if (SPI_fnumber(e->tupdesc, source_secrets[i].plain) > 0)
 				present[n++] = source_secrets[i];
-		process_secrets(e, present, n, id, binding, trust_changed);
+		process_secrets(e, present, n, id, binding, trust_changed,
+						trust_changed ? old_binding(e) : NULL);
 	}
 	return finish_edit(e);
 }
@@ -578,7 +633,7 @@ dci_signing_key_trigger(PG_FUNCTION_ARGS)
 		changed = column_changed(e, "key_id") || column_changed(e, "algorithm");
 	binding = dci_secret_binding(get_new_text(e, "key_id"), get_new_text(e, "algorithm"),
 								 NULL, true, NULL);
-	process_secrets(e, signing_key_secrets, lengthof(signing_key_secrets), id, binding, changed);
+	process_secrets(e, signing_key_secrets, lengthof(signing_key_secrets), id, binding, changed, NULL);
 	return finish_edit(e);
 }
 

@@ -52,6 +52,9 @@
 #define TXN_FIELD_MAX 128
 #define TXN_SLOT_WAIT_MS 10000
 #define TXN_FILTER_MAX 16384
+/* the outcome worker tries a row locked by a callback this often, this far apart */
+#define TXN_OUTCOME_TRIES 20
+#define TXN_OUTCOME_PAUSE_MS 100
 
 typedef enum TxnPhase
 {
@@ -407,12 +410,38 @@ dci_txn_outcome_main(Datum arg)
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 	v[0] = CStringGetTextDatum(o.acked ? "acked" : "failed");
 	v[1] = arg;
-	begin_xact("recording a dci_client transaction's acknowledgement");
-	if (SPI_execute_with_args(psprintf("UPDATE %s SET state = $1 WHERE id OPERATOR(pg_catalog.=) $2 "
-									   "AND state OPERATOR(pg_catalog.=) 'sent'",
-									   txn_table("dci_transaction")),
-							  2, types, v, NULL, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "could not update dci_transaction");
-	end_xact();
+	/*
+	 * Waiting for nobody: a callback's transaction still open (its HTTP
+	 * request still being processed) holds the row, and a worker waiting
+	 * behind it would hold its slot as long.  Locked rows are skipped and
+	 * tried again for a short while; then the row stays 'sent' (the
+	 * callback moves it on anyway).
+	 */
+	for (int attempt = 0; attempt < TXN_OUTCOME_TRIES && !txn_got_sigterm; attempt++)
+	{
+		char	   *t;
+		uint64		moved;
+		bool		still_sent;
+
+		begin_xact("recording a dci_client transaction's acknowledgement");
+		t = txn_table("dci_transaction");
+		if (SPI_execute_with_args(psprintf("UPDATE %s SET state = $1 WHERE id OPERATOR(pg_catalog.=) ("
+										   "SELECT id FROM %s WHERE id OPERATOR(pg_catalog.=) $2 "
+										   "AND state OPERATOR(pg_catalog.=) 'sent' FOR UPDATE SKIP LOCKED)", t, t),
+								  2, types, v, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "could not update dci_transaction");
+		moved = SPI_processed;
+		if (SPI_execute_with_args(psprintf("SELECT 1 FROM %s WHERE id OPERATOR(pg_catalog.=) $1 "
+										   "AND state OPERATOR(pg_catalog.=) 'sent'", t),
+								  1, types + 1, v + 1, NULL, true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not read dci_transaction");
+		still_sent = SPI_processed > 0;
+		end_xact();
+		if (moved > 0 || !still_sent)
+			break;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, TXN_OUTCOME_PAUSE_MS,
+						 PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
 	proc_exit(0);
 }

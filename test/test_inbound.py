@@ -425,9 +425,10 @@ def test_callback_token(env, rx):
         cur.execute("SELECT public.dci_reencrypt_secrets()")
         st, resp = _receive(cur, src, _envelope(txn=txn), {"authorization": "Bearer cb-token-Zq81"})
         assert st == 200, resp
-        # an UPDATE that moves base_url drops it, as every secret
+        # an UPDATE that moves base_url keeps it (it is never sent; test_attack_inbound.py), unlike the others
         cur.execute("UPDATE dci_data_source SET base_url = 'http://127.0.0.1:1' WHERE code = %s", (src,))
-        assert env.query("SELECT callback_token_set FROM dci_data_source WHERE code = %s", (src,)) == [(False,)]
+        assert env.query("SELECT callback_token_set, client_secret_set FROM dci_data_source WHERE code = %s",
+                         (src,)) == [(True, False)]
         cur.execute("UPDATE dci_data_source SET callback_token = 'again-1234' WHERE code = %s", (src,))
         expect_error(cur, "23514", "UPDATE dci_data_source SET callback_token = 'a\nb' WHERE code = %s", (src,))
         cur.execute("SELECT dci_clear_secret(%s, 'callback_token')", (src,))
