@@ -307,7 +307,7 @@ def test_worker_pool_threads(env):
                        (src, "POST", "/echo", Json({"worker": n, "i": i}), Json({"X-Worker": str(n)})))
             status, headers, body, elapsed = cr.fetchone()
             assert status == 200 and json.loads(json.loads(body)["body"]) == {"worker": n, "i": i}
-            assert rec.get_oauth2_token()
+            assert rec._get_oauth2_token()
             assert svc.verify_birth("BRN", "BRN-%d-%d" % (n, i))["birth_date"]
             cr.execute("SELECT dci_search(%s, 'idtype-value', %s)", (src, Json({"type": "UIN", "value": "1"})))
             assert cr.fetchone()[0]["status"] == "succ"
@@ -427,7 +427,7 @@ def test_neutralised_copy_calls_nothing(env):
         # production itself is untouched
         oenv = odoo_env(env, dbname=prod)
         try:
-            assert source(oenv, "crvs").get_oauth2_token()
+            assert source(oenv, "crvs")._get_oauth2_token()
         finally:
             oenv.cr.close()
     finally:

@@ -138,7 +138,7 @@ class DCIDataSource(models.Model):
     code = fields.Char(required=True)
     registry_type = fields.Selection()
     base_url = fields.Char(required=True)
-    auth_type = fields.Selection(default="oauth2", required=True)
+    auth_type = fields.Selection(default="oauth2", required=True)        # none, bearer, oauth2
     bearer_token = fields.Char(groups="base.group_system")
     oauth2_token_url = fields.Char()
     oauth2_client_id = fields.Char()
@@ -162,8 +162,8 @@ class DCIDataSource(models.Model):
     state = fields.Selection(default="draft")
     last_test_date = fields.Datetime(readonly=True)
     last_error = fields.Text(readonly=True)
-    _oauth2_access_token = fields.Char()
-    _oauth2_token_expires_at = fields.Datetime()
+    _oauth2_access_token = fields.Char(groups="base.group_system")
+    _oauth2_token_expires_at = fields.Datetime(groups="base.group_system")
 
     @api.depends("oauth2_client_secret")
     def _compute_oauth2_client_secret_display(self):
@@ -177,6 +177,30 @@ class DCIDataSource(models.Model):
                 record.oauth2_client_secret = value
             elif not value:
                 record.oauth2_client_secret = False
+
+    @api.model
+    def _apply_secret_display(self, vals):
+        """Newest upstream: what the form sends in the display field becomes
+        oauth2_client_secret in vals, before the write (the inverse would see
+        the recomputed mask); the mask itself keeps the stored secret."""
+        if "oauth2_client_secret_display" not in vals:
+            return
+        value = vals.pop("oauth2_client_secret_display")
+        if value == self._SECRET_MASK:
+            return
+        vals["oauth2_client_secret"] = value or False
+
+    @api.model_create_multi
+    def create(self, vals_list):
+        if isinstance(vals_list, dict):
+            vals_list = [vals_list]
+        for v in vals_list:
+            self._apply_secret_display(v)
+        return super().create(vals_list)
+
+    def write(self, vals):
+        self._apply_secret_display(vals)
+        return super().write(vals)
 
     @api.constrains("code")
     def _check_code_unique(self):
@@ -219,17 +243,22 @@ class DCIDataSource(models.Model):
             if record.auth_type != "none" and not record.our_sender_id:
                 raise ValidationError(_("Sender ID is required for authenticated connections."))
 
-    def clear_oauth2_token_cache(self):
+    # Newest upstream: the credential methods are private (underscore: not
+    # callable over RPC); the public get_oauth2_token / get_headers /
+    # clear_oauth2_token_cache are gone (its test asserts they are absent).
+    def _clear_oauth2_token_cache(self):
         self.ensure_one()
-        self.write({"_oauth2_access_token": False, "_oauth2_token_expires_at": False})
+        self.sudo().write({"_oauth2_access_token": False, "_oauth2_token_expires_at": False})
 
-    def get_oauth2_token(self, force_refresh=False):
-        raise UpstreamHTTPCalled("spp.dci.data.source.get_oauth2_token (httpx)")
+    def _get_oauth2_token(self, force_refresh=False):
+        raise UpstreamHTTPCalled("spp.dci.data.source._get_oauth2_token (httpx)")
 
-    def get_headers(self, force_refresh_token=False):
-        raise UpstreamHTTPCalled("spp.dci.data.source.get_headers (reads the plain-text secret)")
+    def _get_headers(self, force_refresh_token=False):
+        raise UpstreamHTTPCalled("spp.dci.data.source._get_headers (reads the plain-text secret)")
 
     def test_connection(self):
+        self.ensure_one()
+        self.check_access("write")          # a read-only user must not trigger a credentialed call
         raise UpstreamHTTPCalled("spp.dci.data.source.test_connection (httpx)")
 
     def action_test_connection(self):
@@ -371,7 +400,8 @@ class DCIClient:
         return {"signature": "", "header": header, "message": message}
 
     def _make_request(self, endpoint, envelope, _retry_auth=True):
-        raise UpstreamHTTPCalled("DCIClient._make_request (httpx, get_headers)")
+        self.data_source._get_headers()
+        raise UpstreamHTTPCalled("DCIClient._make_request (httpx, _get_headers)")
 
     def _log_outgoing_call(self, url, endpoint, envelope, response_data, status_code, duration_ms, status,
                            error_detail):
@@ -412,6 +442,25 @@ class CRVSService:
 
     def check_death(self, identifier_type, identifier_value):
         raise UpstreamHTTPCalled("CRVSService.check_death (search_by_id_opencrvs -> httpx)")
+
+    def _extract_birth_data(self, record_data):
+        """Upstream's birth_data: identifier (the BRN), birth_date, person_name,
+        mother_name, father_name, place_of_birth, when the record has them."""
+        out = {}
+        for ident in record_data.get("identifiers") or []:
+            if isinstance(ident, dict) and ident.get("type") == "BRN":
+                out.update(identifier_type="BRN", identifier_value=ident.get("value"))
+                break
+        if "birth_date" in record_data or "birthdate" in record_data:
+            out["birth_date"] = record_data.get("birth_date", record_data.get("birthdate"))
+        if "name" in record_data:
+            out["person_name"] = record_data["name"]
+        elif "given_name" in record_data and "family_name" in record_data:
+            out["person_name"] = "%s %s" % (record_data["given_name"], record_data["family_name"])
+        for key in ("mother_name", "father_name", "place_of_birth"):
+            if key in record_data:
+                out[key] = record_data[key]
+        return out
 
     def process_notification(self, notification_data):
         if not notification_data:

@@ -49,7 +49,7 @@ class TestDataSource(DCISQLCase):
 
         code = self.new_code()
         rec = self.Source.create(self.source_vals(code))
-        self.assertTrue(rec.get_oauth2_token())
+        self.assertTrue(rec._get_oauth2_token())
         action = rec.test_connection()
         self.assertEqual(action["params"]["type"], "success", action)
         self.assertIn("authorized: ok", rec.dci_test_steps)
