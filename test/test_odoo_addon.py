@@ -149,6 +149,61 @@ def test_addon_files_well_formed():
         importlib.import_module("odoo.addons.spp_dci_client_sql.tests." + m)
 
 
+# The form of spp_dci_client's view_spp_dci_data_source_form, reduced to the
+# nodes the addon's inherited view locates (written from reading
+# spp_dci_client/views/data_source_views.xml): the newest shows the masked
+# oauth2_client_secret_display, an older one oauth2_client_secret.
+UPSTREAM_FORM = """<form><sheet><group string="Authentication"><group>
+  <field name="auth_type"/><field name="oauth2_client_id"/><field name="%s" widget="password"/>
+  <field name="oauth2_scope"/></group></group>
+  <group string="API Endpoints (Optional Overrides)" name="api_endpoints"><group>
+  <field name="search_endpoint"/></group></group>
+  <notebook><page string="Connection Status" name="connection_status"><group/></page>
+  <page string="Notes" name="notes"><field name="notes"/></page></notebook></sheet></form>"""
+
+
+def _locate(arch, spec):
+    """The node an inherited view's spec locates in arch, as Odoo's
+    locate_node does: <xpath expr> (the //tag[@a='v' or @a='w'] form), or a
+    node matched by tag and its name attribute; None when nothing matches
+    (Odoo refuses to install the view)."""
+    import re
+    if spec.tag == "xpath":
+        m = re.fullmatch(r"//(\w+)\[(.+)\]", spec.get("expr"))
+        assert m, spec.get("expr")
+        alts = [re.fullmatch(r"@(\w+)='([^']*)'", a.strip()) for a in m.group(2).split(" or ")]
+        assert all(alts), spec.get("expr")
+        for node in arch.iter(m.group(1)):
+            if any(node.get(a.group(1)) == a.group(2) for a in alts):
+                return node
+        return None
+    for node in arch.iter(spec.tag):
+        if node.get("name") == spec.get("name"):
+            return node
+    return None
+
+
+def test_form_view_inherits_what_upstream_has():
+    """Every spec of the addon's form view finds its node in upstream's form,
+    the newest (oauth2_client_secret_display) and the older
+    (oauth2_client_secret): else Odoo refuses to install the addon."""
+    tree = ET.parse(os.path.join(ADDON, "views", "data_source_views.xml"))
+    record = [r for r in tree.getroot() if r.get("id") == "view_spp_dci_data_source_form_sql"][0]
+    assert record.find("field[@name='inherit_id']").get("ref") == "spp_dci_client.view_spp_dci_data_source_form"
+    specs = list(record.find("field[@name='arch']"))
+    assert specs
+    for secret_field in ("oauth2_client_secret_display", "oauth2_client_secret"):
+        arch = ET.fromstring(UPSTREAM_FORM % secret_field)
+        for spec in specs:
+            node = _locate(arch, spec)
+            assert node is not None, (secret_field, ET.tostring(spec)[:120])
+        # the replaced field is the secret's, which the addon shows masked
+        assert [n.get("name") for n in arch.iter("field")
+                if _locate(arch, specs[0]) is n] == [secret_field]
+        replacement = [f.get("name") for f in specs[0].iter("field")]
+        assert "oauth2_client_secret_display" in replacement and "oauth2_client_secret" not in replacement
+
+
 def test_overrides_have_upstream_signatures():
     up_client = {name: fn for (cls, name), fn in client_mod._ORIGINAL.items()}
     assert {"_make_request", "_sign_request", "search", "search_async", "subscribe", "unsubscribe",
