@@ -648,7 +648,9 @@ def test_crvs_verification(env, oenv):
     oenv["spp.dci.data.source"].create(vals(env, c))
     svc = CRVSService(oenv, c)
     record = svc.verify_birth("BRN", "BRN-2019-0042")
-    assert record["birth_date"] == "2019-03-14" and record["name"]["given_name"] == "Amina", record
+    # upstream's shape (CRVSService._extract_birth_data), what its callers read
+    assert record["birth_date"] == "2019-03-14" and record["person_name"]["given_name"] == "Amina", record
+    assert record["raw_data"]["identifier"] == [{"identifier_type": "BRN", "identifier_value": "BRN-2019-0042"}]
     sent = json.loads(env.mock.stats()["last_request"][SEARCH]["body"])
     assert sent["message"]["search_request"][0]["search_criteria"]["query"] == {"type": "BRN",
                                                                                  "value": "BRN-2019-0042"}

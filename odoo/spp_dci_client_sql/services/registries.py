@@ -7,7 +7,8 @@ methods are replaced like DCIClient's (same names and signatures; the
 original runs where this addon is not installed):
 
 - CRVS `verify_birth` / `check_death`: one search through the client
-  (dci_search); the first registry record, or None / False.
+  (dci_search); upstream's birth data of the first registry record (its
+  _extract_birth_data, the record as raw_data), or None / False.
 - DR `get_disability_status(partner)`: the DR spec's record
   (`disability_status`, `disability_details`, `disability_level`) read by
   `extract_disability` below; new: `get_disability_details` (the DR's
@@ -107,7 +108,9 @@ def extract_disability(record):
 # ---------------------------------------------------------------- CRVS
 @_override(CRVSService, "verify_birth")
 def verify_birth(self, identifier_type: str, identifier_value: str) -> dict | None:
-    """The CRVS's birth record for an identifier, or None."""
+    """The CRVS's birth record for an identifier in upstream's shape (its
+    _extract_birth_data: birth_date, person_name, mother_name, ...), with
+    the registry's record as raw_data; None when there is none."""
     if not identifier_type or not identifier_value:
         raise ValidationError("identifier_type and identifier_value are required")
     try:
@@ -115,7 +118,10 @@ def verify_birth(self, identifier_type: str, identifier_value: str) -> dict | No
                                             page=1, page_size=1)
     except UserError as e:
         raise _wrapped(_("Failed to verify birth record: %s"), e) from e
-    return _first_record(response)
+    record = _first_record(response)
+    if record is None:
+        return None
+    return dict(self._extract_birth_data(record), raw_data=record)
 
 
 @_override(CRVSService, "check_death")
