@@ -1117,3 +1117,37 @@ def test_ibr_callback_correlation_id_is_no_pattern(env, oenv):
     assert callbacks._process(oenv, c, "ibr", "on-search", {}, msg, "corr-123-abc") == ("duplication_check", mine.id)
     oenv.invalidate()
     assert mine.state == "completed" and mine.result == "confirmed_match" and other.state == "checking"
+
+
+def test_dr_callback_takes_every_record_and_namespace_ids(env, oenv):
+    """A DR on-search: every record of every succ item updates its partner's
+    disability status (upstream's callback does; the first record only would
+    drop the rest), a partner found by an ID type's namespace URI as
+    upstream does (matched literally: '%' finds nobody), last_sync_date and
+    synced_by set as upstream sets them."""
+    from odoo.addons.spp_dci_client_sql.services import callbacks
+    c = code("drall")
+    oenv["spp.dci.data.source"].create(vals(env, c, registry_type=DR))
+    p1 = partner(oenv, "P1", ("UIN", "U-%s" % c))
+    drn = oenv["spp.id.type"].create({"code": "DRN_%s" % c, "name": "DRN",
+                                      "namespace_uri": "urn:openspp:id:drnum-%s" % c})
+    p2 = oenv["res.partner"].create({"name": "P2"})
+    oenv["spp.registry.id"].create({"partner_id": p2.id, "id_type_id": drn.id, "value": "D-%s" % c})
+    p3 = partner(oenv, "P3", ("NID", "N-%s" % c))
+    rec = {"disability_status": "Approved", "disability_details": [{"impairment_type": "Mobility"}]}
+    msg = {"search_response": [
+        {"status": "succ", "data": {"reg_records": [
+            dict(rec, identifier=[{"identifier_type": "UIN", "identifier_value": "U-%s" % c}]),
+            dict(rec, identifier=[{"identifier_type": "drnum-%s" % c, "identifier_value": "D-%s" % c}])]}},
+        {"status": "succ", "data": {"reg_records": [
+            dict(rec, identifier=[{"identifier_type": "%", "identifier_value": "N-%s" % c}])]}},
+        {"status": "rjct", "data": {"reg_records": [
+            dict(rec, identifier=[{"identifier_type": "NID", "identifier_value": "N-%s" % c}])]}}]}
+    kind, touched = callbacks._process(oenv, c, "dr", "on-search", {"sender_id": "dr-reg"}, msg, None)
+    assert kind == "disability_status" and len(touched) == 2, touched
+    Status = oenv["spp.dci.disability.status"]
+    for p in (p1, p2):
+        st = Status.search([("partner_id", "=", p.id)])
+        assert len(st) == 1 and st.has_disability and json.loads(st.disability_types) == ["Mobility"], p
+        assert st.source_registry == "dr-reg" and st.last_sync_date and st.synced_by.id == oenv.uid
+    assert not Status.search([("partner_id", "=", p3.id)])

@@ -486,7 +486,10 @@ class DisabilityStatus(models.Model):
     assessment_date = fields.Date()
     source_registry = fields.Char()
     raw_data = fields.Text()
-    state = fields.Char()
+    state = fields.Char(default="synced")
+    error_message = fields.Text()
+    last_sync_date = fields.Datetime(default=lambda self: fields.Datetime.now())
+    synced_by = fields.Many2one("res.users")
     active = fields.Boolean(default=True)
 
 

@@ -12,7 +12,7 @@ import logging
 from odoo.exceptions import UserError
 
 from . import sql
-from .registries import _first_record, extract_disability
+from .registries import extract_disability
 
 _logger = logging.getLogger(__name__)
 
@@ -180,39 +180,61 @@ def _crvs_event(env, source, header, message):
         "state": "received"}).id
 
 
+def _like_literal(text):
+    """text as a LIKE pattern matching itself (no wildcard from a sender)."""
+    return str(text).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def _partner(env, record):
+    """The partner an identifier of the record names: by ID type code, or
+    (as upstream's DR callback) by an ID type whose namespace URI contains
+    the type given, matched literally."""
+    RegistryId = env["spp.registry.id"].sudo()
     for i in _dicts(record.get("identifier") or record.get("identifiers")):
         t = i.get("identifier_type") or i.get("type")
         v = i.get("identifier_value") or i.get("value")
-        if t and v:
-            reg = env["spp.registry.id"].sudo().search([("id_type_id.code", "=", t), ("value", "=", v)], limit=1)
-            if reg:
-                return reg.partner_id
+        if not (t and v and isinstance(t, str) and isinstance(v, str)):
+            continue
+        reg = RegistryId.search([("id_type_id.code", "=", t), ("value", "=", v)], limit=1)
+        if not reg and not t.startswith("urn:"):
+            reg = RegistryId.search([("id_type_id.namespace_uri", "=ilike", "%" + _like_literal(t) + "%"),
+                                     ("value", "=", v)], limit=1)
+        if reg:
+            return reg.partner_id
     return None
 
 
 def _dr_on_search(env, header, message):
+    """Every record of every succ item (as upstream's DR callback): the
+    disability status of the partner it identifies, created or updated."""
+    from odoo import fields
     Status = env["spp.dci.disability.status"].sudo()
     touched = []
     for item in _dicts(message.get("search_response")):
         if item.get("status") != "succ":
             continue
-        record = _first_record({"message": {"search_response": [item]}})
-        partner = _partner(env, record) if record else None
-        if not partner:
-            continue
-        ex = extract_disability(record)
-        vals = {"partner_id": partner.id, "has_disability": ex["has_disability"],
-                "disability_types": json.dumps(ex["disability_types"]),
-                "functional_scores": json.dumps({}), "assessment_date": ex["assessment_date"],
-                "source_registry": header.get("sender_id"), "raw_data": json.dumps(record), "state": "synced"}
-        existing = Status.search([("partner_id", "=", partner.id)], limit=1)
-        if existing:
-            existing.write(vals)
-            touched.append(existing.id)
-        else:
-            touched.append(Status.create(vals).id)
+        for record in _records_of(item):
+            partner = _partner(env, record)
+            if not partner:
+                continue
+            ex = extract_disability(record)
+            vals = {"partner_id": partner.id, "has_disability": ex["has_disability"],
+                    "disability_types": json.dumps(ex["disability_types"]),
+                    "functional_scores": json.dumps({}), "assessment_date": ex["assessment_date"],
+                    "source_registry": header.get("sender_id"), "raw_data": json.dumps(record), "state": "synced",
+                    "last_sync_date": fields.Datetime.now(), "synced_by": env.user.id}
+            existing = Status.search([("partner_id", "=", partner.id), ("active", "=", True)], limit=1)
+            if existing:
+                existing.write(vals)
+                touched.append(existing.id)
+            else:
+                touched.append(Status.create(vals).id)
     return touched
+
+
+def _records_of(item):
+    data = item.get("data")
+    return _dicts(data.get("reg_records")) if isinstance(data, dict) else []
 
 
 def _ibr_on_search(env, message, correlation_id):
