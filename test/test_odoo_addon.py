@@ -1151,3 +1151,78 @@ def test_dr_callback_takes_every_record_and_namespace_ids(env, oenv):
         assert len(st) == 1 and st.has_disability and json.loads(st.disability_types) == ["Mobility"], p
         assert st.source_registry == "dr-reg" and st.last_sync_date and st.synced_by.id == oenv.uid
     assert not Status.search([("partner_id", "=", p3.id)])
+
+
+def test_everything_as_odoos_role_with_the_readme_grants(env, oenv):
+    """Odoo's database role, not a superuser, owning (here: granted) only
+    Odoo's own tables and holding exactly what hooks.GRANTS lists (what the
+    README's "Groups and grants" tells the DBA): a source created with its
+    secret, headers, a search, a CRVS verification, an IBR check, the
+    connection test, a callback through the controller, the request log,
+    the migration hook on a plain-text row, unlink — none needs more."""
+    role = code("odoo_rt")
+    cr = oenv.cr
+    cr.execute('CREATE ROLE "%s" NOSUPERUSER' % role)
+    cr.execute('GRANT USAGE ON SCHEMA public TO "%s"' % role)
+    for model in oenv.registry.models.values():                   # Odoo's tables (Odoo owns them)
+        cr.execute("SELECT to_regclass(%s) IS NOT NULL", (model._table,))
+        if cr.fetchone()[0]:
+            cr.execute('GRANT ALL ON %s TO "%s"' % (model._table, role))
+            cr.execute("SELECT pg_get_serial_sequence(%s, 'id')", (model._table,))
+            seq = cr.fetchone()
+            if seq and seq[0]:
+                cr.execute('GRANT ALL ON SEQUENCE %s TO "%s"' % (seq[0], role))
+    cr.execute('SET ROLE "%s"' % role)
+    needed = hooks.missing_grants(cr)
+    cr.execute("RESET ROLE")
+    for stmt in needed:                                           # the DBA runs what the hook lists
+        cr.execute(stmt % {"role": '"%s"' % role})
+    c, cb = code("rt"), code("rtcb")
+    token = remember(secret("Zq9-rtcb-"))
+    mig = code("rtmig")
+    oenv.cr.execute("""INSERT INTO spp_dci_data_source (name, code, registry_type, base_url, auth_type,
+                           oauth2_token_url, oauth2_client_id, oauth2_client_secret, our_sender_id, active,
+                           verify_ssl, timeout) VALUES ('M', %s, %s, %s, 'oauth2', %s, %s, %s, 'openspp.test',
+                           true, true, 20) RETURNING id""", (mig, CIVIL, env.mock.http_url, env.mock.token_url,
+                                                            CLIENT_ID, legacy("Zq9-rtmig-")))
+    mig_id = oenv.cr.fetchone()[0]
+    cr.execute('SET ROLE "%s"' % role)
+    try:
+        cr.execute("SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user")
+        assert cr.fetchone() == (role, False)
+        assert hooks.missing_grants(cr) == []
+        addon.post_init_hook(oenv)                                 # migration as that role
+        assert sql_row(oenv, mig, "client_secret_set") == (True,)
+        assert odoo_row(oenv, mig_id, "oauth2_client_secret") == (None,)
+        Source = oenv["spp.dci.data.source"]
+        rec = Source.create(vals(env, c))
+        Source.create(vals(env, cb, dci_callback_token=token))
+        assert rec.dci_client_secret_set and rec._get_headers()["Authorization"].startswith("Bearer ")
+        answer = DCIClient(rec, oenv).search_by_id("UIN", "847951632")
+        assert answer["message"]["search_response"][0]["status"] == "succ"
+        assert CRVSService(oenv, c).verify_birth("BRN", "BRN-2019-0042")["birth_date"] == "2019-03-14"
+        p = partner(oenv, "RT", ("UIN", "847951632"), ("BRN", "BRN-2019-0042"))
+        ibr = Source.create(vals(env, code("rtibr"), registry_type=IBR))
+        assert len(IBRService(ibr, oenv).check_duplication(p)["raw_response"]) == 2
+        assert rec.test_connection()["params"]["type"] == "success"
+        oenv["spp.dci.request.log"].search([("source", "=", c)])      # readable (rows come asynchronously)
+        cr.execute("RESET ROLE")
+        cr.execute("INSERT INTO dci_subscription (source_id, code, reg_event_type, state) "
+                   "SELECT id, %s, 'DEATH', 'active' FROM dci_data_source WHERE code = %s", ("S-" + cb, cb))
+        cr.execute('SET ROLE "%s"' % role)
+        now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+        body = json.dumps({"signature": "", "header": {
+            "version": "1.0.0", "message_id": "m-" + cb, "message_ts": now, "action": "notify",
+            "sender_id": "mock-registry", "receiver_id": "openspp.example.org", "total_count": 1,
+            "is_msg_encrypted": False}, "message": {
+            "transaction_id": "t-" + cb, "subscription_code": "S-" + cb, "event_type": "DEATH",
+            "event_date": "2025-12-01", "identifiers": [{"type": "UIN", "value": "RT-" + cb}]}}).encode()
+        r = odoo_orm.dispatch(oenv(su=True), DCICallbackController, "/dci/callback/%s/notify" % cb, body,
+                              [("Content-Type", "application/json"), ("Authorization", "Bearer " + token)])
+        assert 200 <= r.status_code < 300, (r.status_code, r.data)
+        assert oenv["spp.dci.crvs.event"].search([("identifier_value", "=", "RT-" + cb)])
+        rec.unlink()
+        assert sql_row(oenv, c, "id") is None
+    finally:
+        cr.execute("RESET ROLE")
+    no_secret_in_statements(oenv, token)
