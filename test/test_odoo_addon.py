@@ -1226,3 +1226,53 @@ def test_everything_as_odoos_role_with_the_readme_grants(env, oenv):
     finally:
         cr.execute("RESET ROLE")
     no_secret_in_statements(oenv, token)
+
+
+def test_callback_for_an_inactive_source_runs_no_failing_statement(env, oenv, monkeypatch):
+    """A source switched off (or neutralised): dci_receive answers 503 for
+    it without raising, so no statement carrying the sender's body fails (a
+    failing one is logged with its text) and nothing is processed."""
+    c = code("cboff")
+    oenv["spp.dci.data.source"].create(vals(env, c, dci_callback_token=remember(secret("Zq9-off-"))))
+    oenv.cr.execute("UPDATE dci_data_source SET active = false WHERE code = %s", (c,))
+    failed = []
+    real = sql_mod.dci_errors
+
+    import contextlib
+
+    @contextlib.contextmanager
+    def watching(cr):
+        try:
+            with real(cr):
+                yield
+        except Exception as e:
+            failed.append(e)
+            raise
+    monkeypatch.setattr(sql_mod, "dci_errors", watching)
+    body = json.dumps({"header": {}, "message": {"x": "Zq9-offbody-" + "y" * 100}}).encode()
+    r = odoo_orm.dispatch(oenv, DCICallbackController, "/dci/callback/%s/on-search" % c, body,
+                          [("Content-Type", "application/json")])
+    assert r.status_code == 503 and r.json()["message"]["ack_status"] == "ERR", (r.status_code, r.data)
+    assert not failed, failed
+    oenv.cr.execute("SELECT count(*) FROM dci_inbox i JOIN dci_data_source d ON d.id = i.source_id WHERE d.code = %s",
+                    (c,))
+    assert oenv.cr.fetchone() == (0,)
+
+
+def test_callback_chunked_body_read_bounded(env, oenv, monkeypatch):
+    """A body without Content-Length (chunked) larger than the limit: 413
+    after reading at most one byte over it (get_data() would have read it
+    all into the worker's memory); under the limit it still goes through."""
+    from io import BytesIO
+    from odoo.addons.spp_dci_client_sql.services import callbacks
+    monkeypatch.setattr(callbacks, "MAX_BODY", 4096)
+    huge = BytesIO(b'{"header": {}, "message": {"x": "' + b"y" * 200000 + b'"}}')
+    r = odoo_orm.dispatch(oenv, DCICallbackController, "/dci/callback/any_src/on-search", huge,
+                          [("Content-Type", "application/json")])
+    assert r.status_code == 413 and r.json()["message"]["ack_status"] == "NACK", (r.status_code, r.data)
+    assert huge.tell() <= 4097, huge.tell()
+    small = BytesIO(b'{"header": {}, "message": {}}')
+    r = odoo_orm.dispatch(oenv, DCICallbackController, "/dci/callback/no_such_src/on-search", small,
+                          [("Content-Type", "application/json")])
+    assert r.status_code == 404, (r.status_code, r.data)         # read whole, then refused as unknown
+    oenv.cr.execute("SELECT 1")

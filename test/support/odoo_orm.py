@@ -655,12 +655,16 @@ request = _RequestProxy()
 
 
 class HTTPRequest:
+    """body: bytes, or a file-like object (a chunked body: no content_length)."""
+
     def __init__(self, body, headers):
-        self._body = body
+        import io
+        self.stream = body if hasattr(body, "read") else io.BytesIO(body or b"")
+        self.content_length = None if hasattr(body, "read") else len(body or b"")
         self.headers = _Headers(headers)
 
     def get_data(self, cache=True, as_text=False, parse_form_data=False):
-        return self._body
+        return self.stream.read()
 
 
 class _Headers:

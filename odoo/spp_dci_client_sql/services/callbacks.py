@@ -36,6 +36,19 @@ def _dicts(value):
     return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
+def read_bounded(stream, limit):
+    """The request body from a file-like stream, at most limit + 1 bytes
+    (more than limit: too large, the rest is never read)."""
+    chunks, size = [], 0
+    while size <= limit:
+        chunk = stream.read(min(65536, limit + 1 - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
 def _nack(code, text):
     return {"message": {"ack_status": "NACK", "error": {"code": code, "message": text}}}
 
