@@ -1276,3 +1276,39 @@ def test_callback_chunked_body_read_bounded(env, oenv, monkeypatch):
                           [("Content-Type", "application/json")])
     assert r.status_code == 404, (r.status_code, r.data)         # read whole, then refused as unknown
     oenv.cr.execute("SELECT 1")
+
+
+def test_migration_gives_sources_their_registrys_callback_key(env, oenv, tmp_path, caplog):
+    """Upstream verified callbacks with its sender registries (spp.dci.crvs/
+    dr/ibr.sender: a PEM public key or a JWKS URL per registry sender_id).
+    The install hook puts that key on the source whose receiver_id is the
+    sender (PEM preferred, else the JWKS URL), so dci_receive verifies the
+    same callbacks: else they arrive unauthenticated and are never
+    processed.  Idempotent; a source with a key of its own is left alone; a
+    source left with neither token nor key is named in a WARNING."""
+    import subprocess
+    key = str(tmp_path / "reg.pem")
+    subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", key], check=True, capture_output=True)
+    pub = subprocess.run(["openssl", "pkey", "-in", key, "-pubout"], check=True, capture_output=True,
+                         text=True).stdout
+    Source = oenv["spp.dci.data.source"]
+    crvs, dr, own, none = code("rkcrvs"), code("rkdr"), code("rkown"), code("rknone")
+    Source.create(none_vals(env, crvs, receiver_id="crvs.gov." + crvs))
+    Source.create(none_vals(env, dr, registry_type=DR, receiver_id="dr.gov." + dr))
+    Source.create(none_vals(env, own, receiver_id="crvs.gov." + own, dci_registry_jwks_url="https://own.example/j"))
+    Source.create(none_vals(env, none, receiver_id="nobody." + none))
+    oenv["spp.dci.crvs.sender"].create({"name": "C", "sender_id": "crvs.gov." + crvs, "public_key": pub,
+                                        "jwks_url": "https://crvs.example/jwks.json", "algorithm": "ed25519"})
+    oenv["spp.dci.crvs.sender"].create({"name": "O", "sender_id": "crvs.gov." + own, "public_key": pub})
+    oenv["spp.dci.dr.sender"].create({"name": "D", "sender_id": "dr.gov." + dr,
+                                      "jwks_url": "https://dr.example/.well-known/jwks.json"})
+    oenv["spp.dci.ibr.sender"].create({"name": "I", "sender_id": "dr.gov." + dr, "public_key": pub})  # other kind
+    for _round in range(2):
+        with caplog.at_level("WARNING"):
+            addon.post_init_hook(oenv)
+        assert sql_row(oenv, crvs, "registry_public_key IS NOT NULL", "registry_jwks_url") == (True, None)
+        assert sql_row(oenv, dr, "registry_public_key", "registry_jwks_url") == (
+            None, "https://dr.example/.well-known/jwks.json")
+        assert sql_row(oenv, own, "registry_public_key", "registry_jwks_url") == (None, "https://own.example/j")
+        assert sql_row(oenv, none, "registry_public_key", "registry_jwks_url") == (None, None)
+    assert "take callbacks with neither" in caplog.text and none in caplog.text

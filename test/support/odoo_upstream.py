@@ -476,6 +476,39 @@ class CRVSService:
         return event.id
 
 
+class CRVSSenderRegistry(models.Model):
+    """spp_dci_client_crvs/models/crvs_sender.py: the public key (PEM) or
+    JWKS URL of a trusted registry, by the sender_id of its callbacks (the
+    upstream routers verify callbacks with it); DR and IBR have the same."""
+    _name = "spp.dci.crvs.sender"
+    name = fields.Char()
+    sender_id = fields.Char()
+    public_key = fields.Text()
+    jwks_url = fields.Char()
+    algorithm = fields.Selection()
+    active = fields.Boolean(default=True)
+
+
+class DRSenderRegistry(models.Model):
+    _name = "spp.dci.dr.sender"
+    name = fields.Char()
+    sender_id = fields.Char()
+    public_key = fields.Text()
+    jwks_url = fields.Char()
+    algorithm = fields.Selection()
+    active = fields.Boolean(default=True)
+
+
+class IBRSenderRegistry(models.Model):
+    _name = "spp.dci.ibr.sender"
+    name = fields.Char()
+    sender_id = fields.Char()
+    public_key = fields.Text()
+    jwks_url = fields.Char()
+    algorithm = fields.Selection()
+    active = fields.Boolean(default=True)
+
+
 # ---------------------------------------------------------------- spp_dci_client_dr
 class DisabilityStatus(models.Model):
     _name = "spp.dci.disability.status"

@@ -213,7 +213,7 @@ def search_batch(self, query_type, queries, registry_type=None, registry_event_t
     rows = sql.fetch_all(
         self.env.cr,
         "SELECT ord, reference_id, status, records, total_count, reason_code, reason_message "
-        "FROM dci_search_batch(%s, %s, %s, %s, %s, %s, %s)",
+        "FROM dci_search_batch(%s, %s, %s, %s, %s, %s, %s) ORDER BY ord",   # zipped with the queries
         (_source(self), _qt(query_type), sql.jsonb(list(queries)), registry_type or None,
          sql.jsonb(_options(registry_event_type)), batch_size, concurrency))
     keys = ("ord", "reference_id", "status", "records", "total_count", "reason_code", "reason_message")
