@@ -1312,3 +1312,26 @@ def test_migration_gives_sources_their_registrys_callback_key(env, oenv, tmp_pat
         assert sql_row(oenv, own, "registry_public_key", "registry_jwks_url") == (None, "https://own.example/j")
         assert sql_row(oenv, none, "registry_public_key", "registry_jwks_url") == (None, None)
     assert "take callbacks with neither" in caplog.text and none in caplog.text
+
+
+def test_reinstall_after_uninstall_takes_odoos_configuration(env, oenv):
+    """Uninstalled, the addon no longer writes through: spp_dci_client alone
+    edits the record (a new base URL, a new secret in its plain-text column).
+    Installed again, the hook makes the extension's row what Odoo's form
+    shows (not the stale row it left) and moves the new secret in."""
+    c = code("reinst")
+    rec = oenv["spp.dci.data.source"].create(vals(env, c, timeout=12))
+    addon.uninstall_hook(oenv)
+    new_secret = legacy("Zq9-reinst-")
+    env.mock.add_client("legacy-" + c, new_secret)
+    oenv.cr.execute("""UPDATE spp_dci_data_source SET base_url = %s, timeout = 7, oauth2_client_id = %s,
+                              oauth2_client_secret = %s, notes = 'edited while uninstalled' WHERE id = %s""",
+                    (env.mock.http_url + "/open", "legacy-" + c, new_secret, rec.id))
+    addon.post_init_hook(oenv)
+    assert sql_row(oenv, c, "base_url", "timeout_ms", "client_id", "notes", "client_secret_set") == (
+        env.mock.http_url + "/open", 7000, "legacy-" + c, "edited while uninstalled", True)
+    assert odoo_row(oenv, rec.id, "oauth2_client_secret") == (None,)
+    oenv.cr.execute("SELECT dci_get_token(%s, true) IS NOT NULL", (c,))      # the new secret is the one in use
+    assert oenv.cr.fetchone() == (True,)
+    addon.post_init_hook(oenv)                                                 # again: nothing changes
+    assert sql_row(oenv, c, "base_url", "client_secret_set") == (env.mock.http_url + "/open", True)

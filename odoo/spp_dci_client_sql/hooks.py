@@ -61,6 +61,10 @@ GRANTS = {
     },
 }
 SECRET_FIELDS = (("oauth2_client_secret", "client_secret"), ("bearer_token", "bearer_token"))
+# the dci_data_source columns migrate_sources takes from Odoo's record
+SYNCED_COLUMNS = ("name", "registry_type", "base_url", "auth_type", "auth_url", "client_id", "scope",
+                  "credential_location", "verify_ssl", "sender_id", "callback_uri", "receiver_id", "search_endpoint",
+                  "active", "notes", "timeout_ms")
 CACHE_FIELDS = ("_oauth2_access_token", "_oauth2_token_expires_at")
 
 
@@ -185,9 +189,14 @@ def migrate_sources(cr):
                            coalesce(NULLIF(%s, ''), '/registry/sync/search'), coalesce(s.active, true), %s,
                            CASE WHEN %s > 0 THEN %s * 1000 END
                       FROM spp_dci_data_source s
-                     WHERE s.id = %%s AND NOT EXISTS (SELECT 1 FROM dci_data_source d WHERE d.code = s.code)"""
+                     WHERE s.id = %%s
+                    -- a row the extension has already (the addon installed
+                    -- before, then uninstalled while Odoo's record changed):
+                    -- Odoo's configuration is the one its form shows
+                    ON CONFLICT (code) DO UPDATE SET %s"""
                            % (col("oauth2_scope"), col("oauth2_credential_location"), col("receiver_id"),
-                              col("search_endpoint"), col("notes"), col("timeout", "0"), col("timeout", "0")),
+                              col("search_endpoint"), col("notes"), col("timeout", "0"), col("timeout", "0"),
+                              ", ".join("%s = EXCLUDED.%s" % (c, c) for c in SYNCED_COLUMNS)),
                            (rid,))
                 for field, column in SECRET_FIELDS:
                     if field in have:
