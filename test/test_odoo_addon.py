@@ -1335,3 +1335,18 @@ def test_reinstall_after_uninstall_takes_odoos_configuration(env, oenv):
     assert oenv.cr.fetchone() == (True,)
     addon.post_init_hook(oenv)                                                 # again: nothing changes
     assert sql_row(oenv, c, "base_url", "client_secret_set") == (env.mock.http_url + "/open", True)
+
+
+def test_callback_hostile_source_codes(env, oenv):
+    """The source code in the URL is the sender's: a NUL (%00), a lone
+    surrogate, a huge or upper-case one is answered 404 like an unknown
+    source — no psycopg2 ValueError escaping as a 500 with a traceback, no
+    statement run for it — and the transaction goes on."""
+    body = json.dumps({"header": {}, "message": {}}).encode()
+    for src in ("a\x00b", "x\udcff", "y" * 100000, "Crvs", "crvs;drop", "1abc"):
+        oenv.cr.statements.clear()
+        r = odoo_orm.dispatch(oenv, DCICallbackController, "/dci/callback/%s/on-search" % src, body,
+                              [("Content-Type", "application/json")])
+        assert r.status_code == 404 and r.json()["message"]["ack_status"] == "NACK", (src[:20], r.status_code)
+        assert not oenv.cr.statements, oenv.cr.statements
+    oenv.cr.execute("SELECT 1")

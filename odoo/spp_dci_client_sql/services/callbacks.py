@@ -8,6 +8,7 @@ request body parsed again."""
 import hashlib
 import json
 import logging
+import re
 
 from odoo.exceptions import UserError
 
@@ -20,6 +21,8 @@ _logger = logging.getLogger(__name__)
 # token or signature (a source with neither); default: stored, not processed
 UNVERIFIED_PARAM = "spp_dci_client_sql.process_unverified_callbacks"
 MAX_BODY = 16 * 1024 * 1024          # dci_client.max_response_bytes' default
+# what dci_data_source.code may be (its CHECK), bounded: the URL's code is the sender's
+SOURCE_CODE = re.compile(r"[a-z][a-z0-9_]{0,1023}")
 MAX_HEADERS = 100
 MAX_HEADER_VALUE = 8192
 
@@ -92,6 +95,10 @@ def receive(env, source, body, headers, kind=None):
     body: the raw bytes; headers: (name, value) pairs.  kind: 'crvs', 'dr',
     'ibr' or None (from the source's registry_type)."""
     cr = env.cr
+    if not isinstance(source, str) or not SOURCE_CODE.fullmatch(source):
+        # no such source can exist; a NUL would even make psycopg2 raise
+        # ValueError (a 500 with a traceback) before any SQL
+        return 404, _nack("err.request.refused", "the message was not accepted")
     if body is None:
         body = b""
     if len(body) > MAX_BODY:
