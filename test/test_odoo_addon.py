@@ -1007,6 +1007,14 @@ def test_hostile_inputs_keep_the_transaction(env, oenv):
         lambda: client.subscribe("REGISTER", filter_query={"type": "x" * 10, "value": "\x00"}),
         lambda: client.txn_status("t" * 200),
         lambda: client.search_by_ids([("UIN", "\x00")]),
+        # NUL in a text argument: psycopg2 raises ValueError before sending
+        lambda: client.txn_status("t\x00x"),
+        lambda: client.txn_status("t\x00x", attribute_type="reference_id"),
+        lambda: client.unsubscribe(["S\x00"]),
+        lambda: client.search("idtype-value", "UIN:1", registry_type="ns:org:RegistryType:\x00"),
+        lambda: client._make_request("/registry/sync/search\x00", _envelope(client)),
+        lambda: oenv["spp.dci.data.source"].get_by_code("a\x00"),
+        lambda: rec.write({"notes": "n\x00"}),
         lambda: DRService(oenv, oenv["spp.dci.data.source"].create(
             vals(env, code("hostdr"), registry_type=DR)).code).get_disability_details("UIN", "\x00"),
     ]
