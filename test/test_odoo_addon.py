@@ -1358,3 +1358,22 @@ def test_callback_hostile_source_codes(env, oenv):
         assert r.status_code == 404 and r.json()["message"]["ack_status"] == "NACK", (src[:20], r.status_code)
         assert not oenv.cr.statements, oenv.cr.statements
     oenv.cr.execute("SELECT 1")
+
+
+def test_ibr_enrollment_status_reads_spec_answers(env, oenv):
+    """IBRService.search_beneficiary / get_enrollment_status (not replaced)
+    parse the search answer through _parse_search_response, which iterated
+    `data` as a list: on a spec answer (data.reg_records, what dci_search
+    returns) every person came back "not enrolled".  Replaced: both shapes."""
+    c = code("ibrenr")
+    ibr = oenv["spp.dci.data.source"].create(vals(env, c, registry_type=IBR))
+    svc = IBRService(ibr, oenv)
+    status = svc.get_enrollment_status("UIN", "847951632")
+    assert status["enrolled"] is True and status["programs"] == ["Child Grant"], status
+    found = svc.search_beneficiary("UIN", "847951632")
+    assert found[0]["raw_data"]["identifier"][0]["identifier_value"] == "847951632", found
+    # upstream's own shape (data a list of records) still parses
+    legacy_shape = {"message": {"search_response": [{"reference_id": "r1", "data": [{"name": "X",
+                                                                                     "programs": ["P"]}]}]}}
+    assert [(m["name"], m["programs"]) for m in svc._parse_search_response(legacy_shape)] == [("X", ["P"])]
+    assert svc._parse_search_response({"message": {"search_response": [{"data": "junk"}, "junk"]}}) == []

@@ -576,6 +576,38 @@ class IBRService:
     def check_duplication(self, partner):
         raise UpstreamHTTPCalled("IBRService.check_duplication (one search_by_id -> httpx per identifier)")
 
+    def search_beneficiary(self, identifier_type, identifier_value):
+        try:
+            response = self.client.search_by_id(identifier_type=identifier_type, identifier_value=identifier_value,
+                                                record_type="PERSON", page=1, page_size=10)
+            return self._parse_search_response(response)
+        except Exception as e:
+            raise UserError("Failed to search for beneficiary %s:%s: %s" % (identifier_type, identifier_value, e)) \
+                from e
+
+    def get_enrollment_status(self, identifier_type, identifier_value):
+        matches = self.search_beneficiary(identifier_type, identifier_value)
+        programs = set()
+        for m in matches:
+            programs.update(m.get("programs", []))
+        return {"enrolled": bool(matches), "programs": sorted(programs),
+                "beneficiary_info": matches[0] if matches else None}
+
+    def _parse_search_response(self, response):
+        """Upstream iterates each item's `data` as a list of records (a
+        spec answer's data is an object holding reg_records: iterating it
+        gives its keys, and the parse error makes the answer [])."""
+        matches = []
+        try:
+            for item in (response.get("message", {}) or {}).get("search_response", []):
+                for record in item.get("data", []):
+                    matches.append({"reference_id": item.get("reference_id"), "name": self._extract_name(record),
+                                    "identifiers": self._extract_identifiers(record),
+                                    "programs": self._extract_programs(record), "raw_data": record})
+        except Exception:
+            return []
+        return matches
+
     def _get_partner_identifiers(self, partner):
         out = []
         for registry_id in partner.reg_ids:
@@ -585,7 +617,7 @@ class IBRService:
 
     def _extract_name(self, record):
         for field in ["name", "full_name"]:
-            if field in record and record[field] and isinstance(record[field], str):
+            if field in record and record[field]:
                 return record[field]
         given, family = record.get("given_name", ""), record.get("family_name", "")
         return ("%s %s" % (given, family)).strip() or None
