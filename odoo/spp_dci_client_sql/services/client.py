@@ -9,7 +9,7 @@ one server).  What changes when it is installed:
 - `_make_request(endpoint, envelope, _retry_auth=True)` sends through
   `dci_send(source, endpoint, action, message)`: the extension builds its own
   envelope (header, signature), authenticates, retries, verifies the answer's
-  signature and raises a documented SQLSTATE; httpx and `get_headers()` are
+  signature and raises a documented SQLSTATE; httpx and `_get_headers()` are
   not used.  `_sign_request` no longer signs in Python (the extension does,
   with `dci_signing_key`), and `_log_outgoing_call` records nothing: every call
   is in `dci_request_log` (model spp.dci.request.log), rollback or not.
