@@ -234,7 +234,7 @@ def test_overrides_have_upstream_signatures():
         assert getattr(ds_mod.DCIDataSource, name)._constrains, name        # still constraints
     from odoo.addons.spp_dci_client_sql.models import signing_key as sk_mod
     up_key = __import__("support.odoo_upstream", fromlist=["SigningKey"]).SigningKey
-    for name in ("create", "write", "_check_keys_present", "action_activate"):
+    for name in ("create", "write", "_check_keys_present", "action_activate", "get_signer"):
         mine = getattr(sk_mod.DCISigningKey, name)
         assert same_signature(mine, getattr(up_key, name, None) or getattr(odoo_orm.BaseModel, name)), name
     assert sk_mod.DCISigningKey._check_keys_present._constrains
@@ -1377,3 +1377,36 @@ def test_ibr_enrollment_status_reads_spec_answers(env, oenv):
                                                                                      "programs": ["P"]}]}]}}
     assert [(m["name"], m["programs"]) for m in svc._parse_search_response(legacy_shape)] == [("X", ["P"])]
     assert svc._parse_search_response({"message": {"search_response": [{"data": "junk"}, "junk"]}}) == []
+
+
+def test_openspp_dci_server_answers_still_signed(env, oenv, tmp_path):
+    """spp_dci_server signs OpenSPP's own DCI answers (search, async,
+    callbacks) with env["spp.dci.signing.key"].get_active_key().get_signer()
+    .sign(header, message); upstream's get_signer reads the private key from
+    Odoo's row, which the addon keeps empty: every answer went out unsigned
+    ("No private key available for signing", caught by the routers).  The
+    signer now signs through dci_sign with the extension's key; the
+    signature verifies with the key's public half and names its kid."""
+    import subprocess
+    key = str(tmp_path / "srv.pem")
+    subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", key], check=True, capture_output=True)
+    priv = open(key).read()
+    remember(priv.strip().splitlines()[1])
+    pub = subprocess.run(["openssl", "pkey", "-in", key, "-pubout"], check=True, capture_output=True,
+                         text=True).stdout
+    Key = oenv["spp.dci.signing.key"]
+    kid = code("srvk")
+    k = Key.create({"name": "S", "key_id": kid, "algorithm": "ed25519", "private_key": priv, "public_key": pub})
+    e = user_error(k.get_signer)                                     # draft: upstream's refusal kept
+    assert "activate it first" in str(e)
+    k.action_activate()
+    header = {"version": "1.0.0", "message_id": "m-1", "message_ts": "2026-12-01T00:00:00.000Z",
+              "action": "on-search", "sender_id": "openspp.example.org", "receiver_id": "reg",
+              "total_count": 1, "is_msg_encrypted": False}
+    message = {"transaction_id": "t-1", "search_response": []}
+    signature = Key.get_active_key().get_signer().sign(header, message)
+    assert signature and kid in signature, signature
+    oenv.cr.execute("SELECT dci_verify(%s, %s)", (psycopg2.extras.Json(
+        {"signature": signature, "header": header, "message": message}), pub))
+    assert oenv.cr.fetchone() == (True,)
+    no_secret_in_statements(oenv, priv.strip().splitlines()[1])

@@ -55,7 +55,8 @@ GRANTS = {
     # HTTP workers receiving callbacks: dci_receive, then the processing reads
     # what it stored (dci_inbox joined to its source)
     "spp_dci_client_sql.group_dci_callback": {
-        "functions": ["dci_receive"],
+        # dci_sign: spp_dci_server's answers, signed through spp.dci.signing.key.get_signer()
+        "functions": ["dci_receive", "dci_sign"],
         "tables": {"dci_inbox": "SELECT", "dci_transaction": "SELECT", "dci_subscription": "SELECT",
                    "dci_data_source": "SELECT"},
     },

@@ -108,6 +108,21 @@ class SigningKey(models.Model):
             raise UserError(_("Cannot activate key without generating keypair. Please generate keys first."))
         self.write({"state": "active", "activated_date": fields.Datetime.now()})
 
+    @api.model
+    def get_active_key(self, algorithm=None):
+        domain = [("state", "=", "active")] + ([("algorithm", "=", algorithm)] if algorithm else [])
+        return self.search(domain, order="activated_date desc, id desc", limit=1)
+
+    def get_signer(self):
+        """What spp_dci_server's search/async/callback routers sign their
+        answers with: a DCISigner over the private key read from Odoo's row."""
+        self.ensure_one()
+        if self.state != "active":
+            raise UserError(_("Cannot use key in %s state for signing. Please activate it first.") % self.state)
+        if not self.private_key:
+            raise UserError(_("No private key available for signing."))
+        raise UpstreamHTTPCalled("spp.dci.signing.key.get_signer (DCISigner over the plain-text private key)")
+
 
 # ---------------------------------------------------------------- spp_dci_client/services/errors.py
 HTTP_ERROR_MESSAGES = {
