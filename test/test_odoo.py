@@ -287,15 +287,15 @@ def test_worker_pool_threads(env):
                 # Odoo retries a request whose transaction hit a serialization
                 # failure (REPEATABLE READ): dci_test_connection updates the
                 # source's row, so concurrent tests of one source conflict
-                for attempt in range(5):
+                for attempt in range(20):
                     try:
                         one_transaction(cr, rec, svc, dci, n, i)
                         break
                     except psycopg2.Error as e:
-                        if e.pgcode != "40001" or attempt == 4:
+                        if e.pgcode != "40001" or attempt == 19:
                             raise
                         cr.rollback()
-                        time.sleep(0.05 * (attempt + 1))
+                        time.sleep(0.05 * (attempt % 5 + 1) + 0.01 * n)
                 results.append((n, i))
         except Exception as e:  # noqa: BLE001 - reported by the main thread
             errors.append("worker %d: %r" % (n, e))

@@ -1410,3 +1410,17 @@ def test_openspp_dci_server_answers_still_signed(env, oenv, tmp_path):
         {"signature": signature, "header": header, "message": message}), pub))
     assert oenv.cr.fetchone() == (True,)
     no_secret_in_statements(oenv, priv.strip().splitlines()[1])
+
+
+def test_crvs_fallback_event_is_processed(env, oenv):
+    """A CRVS notification for a source CRVSService will not take (not a
+    Civil registry): the event is created directly and, as upstream's
+    fallback does, processed."""
+    from odoo.addons.spp_dci_client_sql.services import callbacks
+    c = code("crvsfb")
+    oenv["spp.dci.data.source"].create(vals(env, c, registry_type="ns:org:RegistryType:Social"))
+    msg = {"event_type": "DEATH", "event_date": "2025-12-01", "identifiers": [{"type": "UIN", "value": "FB-" + c}]}
+    kind, event_id = callbacks._process(oenv, c, "crvs", "notify", {"sender_id": "x"}, msg, None)
+    assert kind == "crvs_event" and event_id
+    ev = oenv["spp.dci.crvs.event"].browse(event_id)
+    assert ev.event_type == "death" and ev.state == "processed", (ev.event_type, ev.state)

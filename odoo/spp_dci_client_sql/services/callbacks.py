@@ -193,11 +193,17 @@ def _crvs_event(env, source, header, message):
     if service is not None:
         return service.process_notification(data)
     ids = _dicts(message.get("identifiers")) or [{}]
-    return env["spp.dci.crvs.event"].sudo().create({
+    event = env["spp.dci.crvs.event"].sudo().create({
         "event_type": str(message.get("event_type") or "").lower(),
         "identifier_type": ids[0].get("type"), "identifier_value": ids[0].get("value"),
         "event_date": message.get("event_date"), "raw_data": json.dumps(data, indent=2),
-        "state": "received"}).id
+        "state": "received"})
+    try:                                # as upstream's fallback: processed when it can be, kept otherwise
+        with env.cr.savepoint(flush=False):
+            event.process_event()
+    except Exception as e:              # noqa: BLE001
+        _logger.error("processing CRVS event %s failed: %s", event.id, type(e).__name__)
+    return event.id
 
 
 def _like_literal(text):
