@@ -149,6 +149,61 @@ def test_addon_files_well_formed():
         importlib.import_module("odoo.addons.spp_dci_client_sql.tests." + m)
 
 
+# The form of spp_dci_client's view_spp_dci_data_source_form, reduced to the
+# nodes the addon's inherited view locates (written from reading
+# spp_dci_client/views/data_source_views.xml): the newest shows the masked
+# oauth2_client_secret_display, an older one oauth2_client_secret.
+UPSTREAM_FORM = """<form><sheet><group string="Authentication"><group>
+  <field name="auth_type"/><field name="oauth2_client_id"/><field name="%s" widget="password"/>
+  <field name="oauth2_scope"/></group></group>
+  <group string="API Endpoints (Optional Overrides)" name="api_endpoints"><group>
+  <field name="search_endpoint"/></group></group>
+  <notebook><page string="Connection Status" name="connection_status"><group/></page>
+  <page string="Notes" name="notes"><field name="notes"/></page></notebook></sheet></form>"""
+
+
+def _locate(arch, spec):
+    """The node an inherited view's spec locates in arch, as Odoo's
+    locate_node does: <xpath expr> (the //tag[@a='v' or @a='w'] form), or a
+    node matched by tag and its name attribute; None when nothing matches
+    (Odoo refuses to install the view)."""
+    import re
+    if spec.tag == "xpath":
+        m = re.fullmatch(r"//(\w+)\[(.+)\]", spec.get("expr"))
+        assert m, spec.get("expr")
+        alts = [re.fullmatch(r"@(\w+)='([^']*)'", a.strip()) for a in m.group(2).split(" or ")]
+        assert all(alts), spec.get("expr")
+        for node in arch.iter(m.group(1)):
+            if any(node.get(a.group(1)) == a.group(2) for a in alts):
+                return node
+        return None
+    for node in arch.iter(spec.tag):
+        if node.get("name") == spec.get("name"):
+            return node
+    return None
+
+
+def test_form_view_inherits_what_upstream_has():
+    """Every spec of the addon's form view finds its node in upstream's form,
+    the newest (oauth2_client_secret_display) and the older
+    (oauth2_client_secret): else Odoo refuses to install the addon."""
+    tree = ET.parse(os.path.join(ADDON, "views", "data_source_views.xml"))
+    record = [r for r in tree.getroot() if r.get("id") == "view_spp_dci_data_source_form_sql"][0]
+    assert record.find("field[@name='inherit_id']").get("ref") == "spp_dci_client.view_spp_dci_data_source_form"
+    specs = list(record.find("field[@name='arch']"))
+    assert specs
+    for secret_field in ("oauth2_client_secret_display", "oauth2_client_secret"):
+        arch = ET.fromstring(UPSTREAM_FORM % secret_field)
+        for spec in specs:
+            node = _locate(arch, spec)
+            assert node is not None, (secret_field, ET.tostring(spec)[:120])
+        # the replaced field is the secret's, which the addon shows masked
+        assert [n.get("name") for n in arch.iter("field")
+                if _locate(arch, specs[0]) is n] == [secret_field]
+        replacement = [f.get("name") for f in specs[0].iter("field")]
+        assert "oauth2_client_secret_display" in replacement and "oauth2_client_secret" not in replacement
+
+
 def test_overrides_have_upstream_signatures():
     up_client = {name: fn for (cls, name), fn in client_mod._ORIGINAL.items()}
     assert {"_make_request", "_sign_request", "search", "search_async", "subscribe", "unsubscribe",
@@ -161,18 +216,25 @@ def test_overrides_have_upstream_signatures():
         if upstream is not None:
             assert same_signature(mine.__wrapped__, upstream), (cls_name, name)
     up_model = __import__("support.odoo_upstream", fromlist=["DCIDataSource"]).DCIDataSource
-    for name in ("create", "write", "unlink", "get_oauth2_token", "clear_oauth2_token_cache", "get_headers",
+    for name in ("create", "write", "unlink", "_get_oauth2_token", "_clear_oauth2_token_cache", "_get_headers",
                  "test_connection", "get_by_code", "get_by_registry_type", "_check_oauth2_fields",
                  "_check_bearer_token", "_compute_oauth2_client_secret_display",
-                 "_inverse_oauth2_client_secret_display"):
+                 "_inverse_oauth2_client_secret_display", "_apply_secret_display"):
+        assert name in vars(ds_mod.DCIDataSource), name                    # overridden, not inherited
         mine = getattr(ds_mod.DCIDataSource, name)
         upstream = getattr(up_model, name, None) or getattr(odoo_orm.BaseModel, name)
         assert same_signature(mine, upstream), name
+    # newest upstream made the credential methods private (not callable over
+    # RPC: no user has a token minted and handed back); the addon must not
+    # bring the public names back (upstream's own test asserts they are gone)
+    for name in ("get_oauth2_token", "get_headers", "clear_oauth2_token_cache"):
+        assert not hasattr(up_model, name), name
+        assert name not in vars(ds_mod.DCIDataSource), name
     for name in ("_check_oauth2_fields", "_check_bearer_token"):
         assert getattr(ds_mod.DCIDataSource, name)._constrains, name        # still constraints
     from odoo.addons.spp_dci_client_sql.models import signing_key as sk_mod
     up_key = __import__("support.odoo_upstream", fromlist=["SigningKey"]).SigningKey
-    for name in ("create", "write", "_check_keys_present", "action_activate"):
+    for name in ("create", "write", "_check_keys_present", "action_activate", "get_signer"):
         mine = getattr(sk_mod.DCISigningKey, name)
         assert same_signature(mine, getattr(up_key, name, None) or getattr(odoo_orm.BaseModel, name)), name
     assert sk_mod.DCISigningKey._check_keys_present._constrains
@@ -268,6 +330,33 @@ def test_form_secret_fields_never_read_back(env, oenv):
     no_secret_in_statements(oenv, sec, sec2, tok)
 
 
+def test_credential_methods_private_and_test_connection_gated(env, oenv):
+    """Newest spp_dci_client: _get_oauth2_token / _get_headers /
+    _clear_oauth2_token_cache are private (Odoo refuses RPC to '_' names), and
+    test_connection asks for write access first.  Through the addon: no public
+    token-minting method on the model, the private ones answer from the
+    extension, and a user who may only read the source starts no
+    credentialed call (nothing reaches the registry)."""
+    c = code("priv")
+    rec = oenv["spp.dci.data.source"].create(vals(env, c))
+    for name in ("get_oauth2_token", "get_headers", "clear_oauth2_token_cache"):
+        assert not hasattr(rec, name), name
+    assert rec._get_headers()["Authorization"].startswith("Bearer ")
+    env.mock.reset()
+    oenv.registry.denied.add(("spp.dci.data.source", "write"))
+    try:
+        with pytest.raises(odoo_orm.AccessError):
+            rec.test_connection()
+        with pytest.raises(odoo_orm.AccessError):
+            rec.action_test_connection()
+    finally:
+        oenv.registry.denied.clear()
+    st = env.mock.stats()
+    assert st["token_requests"] == 0 and not st["last_request"], st
+    assert sql_row(oenv, c, "last_test_at") == (None,)
+    assert rec.test_connection()["params"]["type"] == "success"          # allowed: runs
+
+
 def test_lookups_ask_the_extension(env, oenv):
     c = code("look")
     rec = oenv["spp.dci.data.source"].create(vals(env, c))
@@ -324,7 +413,7 @@ def test_migration_hook_moves_plaintext_secrets(env, oenv):
         assert sql_row(oenv, bad, "id") is None
     # the migrated secret works: the mock knows the first row's client
     rec = oenv["spp.dci.data.source"].browse([rows[0][0]])
-    tok = rec.get_oauth2_token()
+    tok = rec._get_oauth2_token()
     assert tok and remember(tok)
     everything = [CLIENT_SECRET, bad_secret] + [x for r in rows for x in r[2:]]
     no_secret_in_statements(oenv, *everything)
@@ -432,14 +521,14 @@ def test_searches_for_each_auth_type(env, oenv):
         elif kind == "bearer":
             assert auth == "Bearer " + bearer
         else:
-            assert auth == "Bearer " + remember(rec.get_oauth2_token())
-            hdrs = rec.get_headers()
+            assert auth == "Bearer " + remember(rec._get_oauth2_token())
+            hdrs = rec._get_headers()
             assert hdrs["Authorization"] == auth and hdrs["Accept"] == "application/json"
-    assert sources["bearer"].get_headers()["Authorization"] == "Bearer " + bearer
-    assert "Authorization" not in sources["none"].get_headers()
-    e = user_error(sources["none"].get_oauth2_token)
+    assert sources["bearer"]._get_headers()["Authorization"] == "Bearer " + bearer
+    assert "Authorization" not in sources["none"]._get_headers()
+    e = user_error(sources["none"]._get_oauth2_token)
     assert "does not use OAuth2" in str(e)
-    sources["oauth2"].clear_oauth2_token_cache()
+    sources["oauth2"]._clear_oauth2_token_cache()
     # async, subscriptions, transaction status: the extension's functions
     client = DCIClient(sources["oauth2"], oenv)
     txn = client.search_async("idtype-value", "UIN:847951632")["message"]["transaction_id"]
@@ -559,7 +648,9 @@ def test_crvs_verification(env, oenv):
     oenv["spp.dci.data.source"].create(vals(env, c))
     svc = CRVSService(oenv, c)
     record = svc.verify_birth("BRN", "BRN-2019-0042")
-    assert record["birth_date"] == "2019-03-14" and record["name"]["given_name"] == "Amina", record
+    # upstream's shape (CRVSService._extract_birth_data), what its callers read
+    assert record["birth_date"] == "2019-03-14" and record["person_name"]["given_name"] == "Amina", record
+    assert record["raw_data"]["identifier"] == [{"identifier_type": "BRN", "identifier_value": "BRN-2019-0042"}]
     sent = json.loads(env.mock.stats()["last_request"][SEARCH]["body"])
     assert sent["message"]["search_request"][0]["search_criteria"]["query"] == {"type": "BRN",
                                                                                  "value": "BRN-2019-0042"}
@@ -916,6 +1007,14 @@ def test_hostile_inputs_keep_the_transaction(env, oenv):
         lambda: client.subscribe("REGISTER", filter_query={"type": "x" * 10, "value": "\x00"}),
         lambda: client.txn_status("t" * 200),
         lambda: client.search_by_ids([("UIN", "\x00")]),
+        # NUL in a text argument: psycopg2 raises ValueError before sending
+        lambda: client.txn_status("t\x00x"),
+        lambda: client.txn_status("t\x00x", attribute_type="reference_id"),
+        lambda: client.unsubscribe(["S\x00"]),
+        lambda: client.search("idtype-value", "UIN:1", registry_type="ns:org:RegistryType:\x00"),
+        lambda: client._make_request("/registry/sync/search\x00", _envelope(client)),
+        lambda: oenv["spp.dci.data.source"].get_by_code("a\x00"),
+        lambda: rec.write({"notes": "n\x00"}),
         lambda: DRService(oenv, oenv["spp.dci.data.source"].create(
             vals(env, code("hostdr"), registry_type=DR)).code).get_disability_details("UIN", "\x00"),
     ]
@@ -1026,3 +1125,302 @@ def test_ibr_callback_correlation_id_is_no_pattern(env, oenv):
     assert callbacks._process(oenv, c, "ibr", "on-search", {}, msg, "corr-123-abc") == ("duplication_check", mine.id)
     oenv.invalidate()
     assert mine.state == "completed" and mine.result == "confirmed_match" and other.state == "checking"
+
+
+def test_dr_callback_takes_every_record_and_namespace_ids(env, oenv):
+    """A DR on-search: every record of every succ item updates its partner's
+    disability status (upstream's callback does; the first record only would
+    drop the rest), a partner found by an ID type's namespace URI as
+    upstream does (matched literally: '%' finds nobody), last_sync_date and
+    synced_by set as upstream sets them."""
+    from odoo.addons.spp_dci_client_sql.services import callbacks
+    c = code("drall")
+    oenv["spp.dci.data.source"].create(vals(env, c, registry_type=DR))
+    p1 = partner(oenv, "P1", ("UIN", "U-%s" % c))
+    drn = oenv["spp.id.type"].create({"code": "DRN_%s" % c, "name": "DRN",
+                                      "namespace_uri": "urn:openspp:id:drnum-%s" % c})
+    p2 = oenv["res.partner"].create({"name": "P2"})
+    oenv["spp.registry.id"].create({"partner_id": p2.id, "id_type_id": drn.id, "value": "D-%s" % c})
+    p3 = partner(oenv, "P3", ("NID", "N-%s" % c))
+    rec = {"disability_status": "Approved", "disability_details": [{"impairment_type": "Mobility"}]}
+    msg = {"search_response": [
+        {"status": "succ", "data": {"reg_records": [
+            dict(rec, identifier=[{"identifier_type": "UIN", "identifier_value": "U-%s" % c}]),
+            dict(rec, identifier=[{"identifier_type": "drnum-%s" % c, "identifier_value": "D-%s" % c}])]}},
+        {"status": "succ", "data": {"reg_records": [
+            dict(rec, identifier=[{"identifier_type": "%", "identifier_value": "N-%s" % c}])]}},
+        {"status": "rjct", "data": {"reg_records": [
+            dict(rec, identifier=[{"identifier_type": "NID", "identifier_value": "N-%s" % c}])]}}]}
+    kind, touched = callbacks._process(oenv, c, "dr", "on-search", {"sender_id": "dr-reg"}, msg, None)
+    assert kind == "disability_status" and len(touched) == 2, touched
+    Status = oenv["spp.dci.disability.status"]
+    for p in (p1, p2):
+        st = Status.search([("partner_id", "=", p.id)])
+        assert len(st) == 1 and st.has_disability and json.loads(st.disability_types) == ["Mobility"], p
+        assert st.source_registry == "dr-reg" and st.last_sync_date and st.synced_by.id == oenv.uid
+    assert not Status.search([("partner_id", "=", p3.id)])
+
+
+def test_everything_as_odoos_role_with_the_readme_grants(env, oenv):
+    """Odoo's database role, not a superuser, owning (here: granted) only
+    Odoo's own tables and holding exactly what hooks.GRANTS lists (what the
+    README's "Groups and grants" tells the DBA): a source created with its
+    secret, headers, a search, a CRVS verification, an IBR check, the
+    connection test, a callback through the controller, the request log,
+    the migration hook on a plain-text row, unlink — none needs more."""
+    role = code("odoo_rt")
+    cr = oenv.cr
+    cr.execute('CREATE ROLE "%s" NOSUPERUSER' % role)
+    cr.execute('GRANT USAGE ON SCHEMA public TO "%s"' % role)
+    for model in oenv.registry.models.values():                   # Odoo's tables (Odoo owns them)
+        cr.execute("SELECT to_regclass(%s) IS NOT NULL", (model._table,))
+        if cr.fetchone()[0]:
+            cr.execute('GRANT ALL ON %s TO "%s"' % (model._table, role))
+            cr.execute("SELECT pg_get_serial_sequence(%s, 'id')", (model._table,))
+            seq = cr.fetchone()
+            if seq and seq[0]:
+                cr.execute('GRANT ALL ON SEQUENCE %s TO "%s"' % (seq[0], role))
+    cr.execute('SET ROLE "%s"' % role)
+    needed = hooks.missing_grants(cr)
+    cr.execute("RESET ROLE")
+    for stmt in needed:                                           # the DBA runs what the hook lists
+        cr.execute(stmt % {"role": '"%s"' % role})
+    c, cb = code("rt"), code("rtcb")
+    token = remember(secret("Zq9-rtcb-"))
+    mig = code("rtmig")
+    oenv.cr.execute("""INSERT INTO spp_dci_data_source (name, code, registry_type, base_url, auth_type,
+                           oauth2_token_url, oauth2_client_id, oauth2_client_secret, our_sender_id, active,
+                           verify_ssl, timeout) VALUES ('M', %s, %s, %s, 'oauth2', %s, %s, %s, 'openspp.test',
+                           true, true, 20) RETURNING id""", (mig, CIVIL, env.mock.http_url, env.mock.token_url,
+                                                            CLIENT_ID, legacy("Zq9-rtmig-")))
+    mig_id = oenv.cr.fetchone()[0]
+    cr.execute('SET ROLE "%s"' % role)
+    try:
+        cr.execute("SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user")
+        assert cr.fetchone() == (role, False)
+        assert hooks.missing_grants(cr) == []
+        addon.post_init_hook(oenv)                                 # migration as that role
+        assert sql_row(oenv, mig, "client_secret_set") == (True,)
+        assert odoo_row(oenv, mig_id, "oauth2_client_secret") == (None,)
+        Source = oenv["spp.dci.data.source"]
+        rec = Source.create(vals(env, c))
+        Source.create(vals(env, cb, dci_callback_token=token))
+        assert rec.dci_client_secret_set and rec._get_headers()["Authorization"].startswith("Bearer ")
+        answer = DCIClient(rec, oenv).search_by_id("UIN", "847951632")
+        assert answer["message"]["search_response"][0]["status"] == "succ"
+        assert CRVSService(oenv, c).verify_birth("BRN", "BRN-2019-0042")["birth_date"] == "2019-03-14"
+        p = partner(oenv, "RT", ("UIN", "847951632"), ("BRN", "BRN-2019-0042"))
+        ibr = Source.create(vals(env, code("rtibr"), registry_type=IBR))
+        assert len(IBRService(ibr, oenv).check_duplication(p)["raw_response"]) == 2
+        assert rec.test_connection()["params"]["type"] == "success"
+        oenv["spp.dci.request.log"].search([("source", "=", c)])      # readable (rows come asynchronously)
+        cr.execute("RESET ROLE")
+        cr.execute("INSERT INTO dci_subscription (source_id, code, reg_event_type, state) "
+                   "SELECT id, %s, 'DEATH', 'active' FROM dci_data_source WHERE code = %s", ("S-" + cb, cb))
+        cr.execute('SET ROLE "%s"' % role)
+        now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+        body = json.dumps({"signature": "", "header": {
+            "version": "1.0.0", "message_id": "m-" + cb, "message_ts": now, "action": "notify",
+            "sender_id": "mock-registry", "receiver_id": "openspp.example.org", "total_count": 1,
+            "is_msg_encrypted": False}, "message": {
+            "transaction_id": "t-" + cb, "subscription_code": "S-" + cb, "event_type": "DEATH",
+            "event_date": "2025-12-01", "identifiers": [{"type": "UIN", "value": "RT-" + cb}]}}).encode()
+        r = odoo_orm.dispatch(oenv(su=True), DCICallbackController, "/dci/callback/%s/notify" % cb, body,
+                              [("Content-Type", "application/json"), ("Authorization", "Bearer " + token)])
+        assert 200 <= r.status_code < 300, (r.status_code, r.data)
+        assert oenv["spp.dci.crvs.event"].search([("identifier_value", "=", "RT-" + cb)])
+        rec.unlink()
+        assert sql_row(oenv, c, "id") is None
+    finally:
+        cr.execute("RESET ROLE")
+    no_secret_in_statements(oenv, token)
+
+
+def test_callback_for_an_inactive_source_runs_no_failing_statement(env, oenv, monkeypatch):
+    """A source switched off (or neutralised): dci_receive answers 503 for
+    it without raising, so no statement carrying the sender's body fails (a
+    failing one is logged with its text) and nothing is processed."""
+    c = code("cboff")
+    oenv["spp.dci.data.source"].create(vals(env, c, dci_callback_token=remember(secret("Zq9-off-"))))
+    oenv.cr.execute("UPDATE dci_data_source SET active = false WHERE code = %s", (c,))
+    failed = []
+    real = sql_mod.dci_errors
+
+    import contextlib
+
+    @contextlib.contextmanager
+    def watching(cr):
+        try:
+            with real(cr):
+                yield
+        except Exception as e:
+            failed.append(e)
+            raise
+    monkeypatch.setattr(sql_mod, "dci_errors", watching)
+    body = json.dumps({"header": {}, "message": {"x": "Zq9-offbody-" + "y" * 100}}).encode()
+    r = odoo_orm.dispatch(oenv, DCICallbackController, "/dci/callback/%s/on-search" % c, body,
+                          [("Content-Type", "application/json")])
+    assert r.status_code == 503 and r.json()["message"]["ack_status"] == "ERR", (r.status_code, r.data)
+    assert not failed, failed
+    oenv.cr.execute("SELECT count(*) FROM dci_inbox i JOIN dci_data_source d ON d.id = i.source_id WHERE d.code = %s",
+                    (c,))
+    assert oenv.cr.fetchone() == (0,)
+
+
+def test_callback_chunked_body_read_bounded(env, oenv, monkeypatch):
+    """A body without Content-Length (chunked) larger than the limit: 413
+    after reading at most one byte over it (get_data() would have read it
+    all into the worker's memory); under the limit it still goes through."""
+    from io import BytesIO
+    from odoo.addons.spp_dci_client_sql.services import callbacks
+    monkeypatch.setattr(callbacks, "MAX_BODY", 4096)
+    huge = BytesIO(b'{"header": {}, "message": {"x": "' + b"y" * 200000 + b'"}}')
+    r = odoo_orm.dispatch(oenv, DCICallbackController, "/dci/callback/any_src/on-search", huge,
+                          [("Content-Type", "application/json")])
+    assert r.status_code == 413 and r.json()["message"]["ack_status"] == "NACK", (r.status_code, r.data)
+    assert huge.tell() <= 4097, huge.tell()
+    small = BytesIO(b'{"header": {}, "message": {}}')
+    r = odoo_orm.dispatch(oenv, DCICallbackController, "/dci/callback/no_such_src/on-search", small,
+                          [("Content-Type", "application/json")])
+    assert r.status_code == 404, (r.status_code, r.data)         # read whole, then refused as unknown
+    oenv.cr.execute("SELECT 1")
+
+
+def test_migration_gives_sources_their_registrys_callback_key(env, oenv, tmp_path, caplog):
+    """Upstream verified callbacks with its sender registries (spp.dci.crvs/
+    dr/ibr.sender: a PEM public key or a JWKS URL per registry sender_id).
+    The install hook puts that key on the source whose receiver_id is the
+    sender (PEM preferred, else the JWKS URL), so dci_receive verifies the
+    same callbacks: else they arrive unauthenticated and are never
+    processed.  Idempotent; a source with a key of its own is left alone; a
+    source left with neither token nor key is named in a WARNING."""
+    import subprocess
+    key = str(tmp_path / "reg.pem")
+    subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", key], check=True, capture_output=True)
+    pub = subprocess.run(["openssl", "pkey", "-in", key, "-pubout"], check=True, capture_output=True,
+                         text=True).stdout
+    Source = oenv["spp.dci.data.source"]
+    crvs, dr, own, none = code("rkcrvs"), code("rkdr"), code("rkown"), code("rknone")
+    Source.create(none_vals(env, crvs, receiver_id="crvs.gov." + crvs))
+    Source.create(none_vals(env, dr, registry_type=DR, receiver_id="dr.gov." + dr))
+    Source.create(none_vals(env, own, receiver_id="crvs.gov." + own, dci_registry_jwks_url="https://own.example/j"))
+    Source.create(none_vals(env, none, receiver_id="nobody." + none))
+    oenv["spp.dci.crvs.sender"].create({"name": "C", "sender_id": "crvs.gov." + crvs, "public_key": pub,
+                                        "jwks_url": "https://crvs.example/jwks.json", "algorithm": "ed25519"})
+    oenv["spp.dci.crvs.sender"].create({"name": "O", "sender_id": "crvs.gov." + own, "public_key": pub})
+    oenv["spp.dci.dr.sender"].create({"name": "D", "sender_id": "dr.gov." + dr,
+                                      "jwks_url": "https://dr.example/.well-known/jwks.json"})
+    oenv["spp.dci.ibr.sender"].create({"name": "I", "sender_id": "dr.gov." + dr, "public_key": pub})  # other kind
+    for _round in range(2):
+        with caplog.at_level("WARNING"):
+            addon.post_init_hook(oenv)
+        assert sql_row(oenv, crvs, "registry_public_key IS NOT NULL", "registry_jwks_url") == (True, None)
+        assert sql_row(oenv, dr, "registry_public_key", "registry_jwks_url") == (
+            None, "https://dr.example/.well-known/jwks.json")
+        assert sql_row(oenv, own, "registry_public_key", "registry_jwks_url") == (None, "https://own.example/j")
+        assert sql_row(oenv, none, "registry_public_key", "registry_jwks_url") == (None, None)
+    assert "take callbacks with neither" in caplog.text and none in caplog.text
+
+
+def test_reinstall_after_uninstall_takes_odoos_configuration(env, oenv):
+    """Uninstalled, the addon no longer writes through: spp_dci_client alone
+    edits the record (a new base URL, a new secret in its plain-text column).
+    Installed again, the hook makes the extension's row what Odoo's form
+    shows (not the stale row it left) and moves the new secret in."""
+    c = code("reinst")
+    rec = oenv["spp.dci.data.source"].create(vals(env, c, timeout=12))
+    addon.uninstall_hook(oenv)
+    new_secret = legacy("Zq9-reinst-")
+    env.mock.add_client("legacy-" + c, new_secret)
+    oenv.cr.execute("""UPDATE spp_dci_data_source SET base_url = %s, timeout = 7, oauth2_client_id = %s,
+                              oauth2_client_secret = %s, notes = 'edited while uninstalled' WHERE id = %s""",
+                    (env.mock.http_url + "/open", "legacy-" + c, new_secret, rec.id))
+    addon.post_init_hook(oenv)
+    assert sql_row(oenv, c, "base_url", "timeout_ms", "client_id", "notes", "client_secret_set") == (
+        env.mock.http_url + "/open", 7000, "legacy-" + c, "edited while uninstalled", True)
+    assert odoo_row(oenv, rec.id, "oauth2_client_secret") == (None,)
+    oenv.cr.execute("SELECT dci_get_token(%s, true) IS NOT NULL", (c,))      # the new secret is the one in use
+    assert oenv.cr.fetchone() == (True,)
+    addon.post_init_hook(oenv)                                                 # again: nothing changes
+    assert sql_row(oenv, c, "base_url", "client_secret_set") == (env.mock.http_url + "/open", True)
+
+
+def test_callback_hostile_source_codes(env, oenv):
+    """The source code in the URL is the sender's: a NUL (%00), a lone
+    surrogate, a huge or upper-case one is answered 404 like an unknown
+    source — no psycopg2 ValueError escaping as a 500 with a traceback, no
+    statement run for it — and the transaction goes on."""
+    body = json.dumps({"header": {}, "message": {}}).encode()
+    for src in ("a\x00b", "x\udcff", "y" * 100000, "Crvs", "crvs;drop", "1abc"):
+        oenv.cr.statements.clear()
+        r = odoo_orm.dispatch(oenv, DCICallbackController, "/dci/callback/%s/on-search" % src, body,
+                              [("Content-Type", "application/json")])
+        assert r.status_code == 404 and r.json()["message"]["ack_status"] == "NACK", (src[:20], r.status_code)
+        assert not oenv.cr.statements, oenv.cr.statements
+    oenv.cr.execute("SELECT 1")
+
+
+def test_ibr_enrollment_status_reads_spec_answers(env, oenv):
+    """IBRService.search_beneficiary / get_enrollment_status (not replaced)
+    parse the search answer through _parse_search_response, which iterated
+    `data` as a list: on a spec answer (data.reg_records, what dci_search
+    returns) every person came back "not enrolled".  Replaced: both shapes."""
+    c = code("ibrenr")
+    ibr = oenv["spp.dci.data.source"].create(vals(env, c, registry_type=IBR))
+    svc = IBRService(ibr, oenv)
+    status = svc.get_enrollment_status("UIN", "847951632")
+    assert status["enrolled"] is True and status["programs"] == ["Child Grant"], status
+    found = svc.search_beneficiary("UIN", "847951632")
+    assert found[0]["raw_data"]["identifier"][0]["identifier_value"] == "847951632", found
+    # upstream's own shape (data a list of records) still parses
+    legacy_shape = {"message": {"search_response": [{"reference_id": "r1", "data": [{"name": "X",
+                                                                                     "programs": ["P"]}]}]}}
+    assert [(m["name"], m["programs"]) for m in svc._parse_search_response(legacy_shape)] == [("X", ["P"])]
+    assert svc._parse_search_response({"message": {"search_response": [{"data": "junk"}, "junk"]}}) == []
+
+
+def test_openspp_dci_server_answers_still_signed(env, oenv, tmp_path):
+    """spp_dci_server signs OpenSPP's own DCI answers (search, async,
+    callbacks) with env["spp.dci.signing.key"].get_active_key().get_signer()
+    .sign(header, message); upstream's get_signer reads the private key from
+    Odoo's row, which the addon keeps empty: every answer went out unsigned
+    ("No private key available for signing", caught by the routers).  The
+    signer now signs through dci_sign with the extension's key; the
+    signature verifies with the key's public half and names its kid."""
+    import subprocess
+    key = str(tmp_path / "srv.pem")
+    subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", key], check=True, capture_output=True)
+    priv = open(key).read()
+    remember(priv.strip().splitlines()[1])
+    pub = subprocess.run(["openssl", "pkey", "-in", key, "-pubout"], check=True, capture_output=True,
+                         text=True).stdout
+    Key = oenv["spp.dci.signing.key"]
+    kid = code("srvk")
+    k = Key.create({"name": "S", "key_id": kid, "algorithm": "ed25519", "private_key": priv, "public_key": pub})
+    e = user_error(k.get_signer)                                     # draft: upstream's refusal kept
+    assert "activate it first" in str(e)
+    k.action_activate()
+    header = {"version": "1.0.0", "message_id": "m-1", "message_ts": "2026-12-01T00:00:00.000Z",
+              "action": "on-search", "sender_id": "openspp.example.org", "receiver_id": "reg",
+              "total_count": 1, "is_msg_encrypted": False}
+    message = {"transaction_id": "t-1", "search_response": []}
+    signature = Key.get_active_key().get_signer().sign(header, message)
+    assert signature and kid in signature, signature
+    oenv.cr.execute("SELECT dci_verify(%s, %s)", (psycopg2.extras.Json(
+        {"signature": signature, "header": header, "message": message}), pub))
+    assert oenv.cr.fetchone() == (True,)
+    no_secret_in_statements(oenv, priv.strip().splitlines()[1])
+
+
+def test_crvs_fallback_event_is_processed(env, oenv):
+    """A CRVS notification for a source CRVSService will not take (not a
+    Civil registry): the event is created directly and, as upstream's
+    fallback does, processed."""
+    from odoo.addons.spp_dci_client_sql.services import callbacks
+    c = code("crvsfb")
+    oenv["spp.dci.data.source"].create(vals(env, c, registry_type="ns:org:RegistryType:Social"))
+    msg = {"event_type": "DEATH", "event_date": "2025-12-01", "identifiers": [{"type": "UIN", "value": "FB-" + c}]}
+    kind, event_id = callbacks._process(oenv, c, "crvs", "notify", {"sender_id": "x"}, msg, None)
+    assert kind == "crvs_event" and event_id
+    ev = oenv["spp.dci.crvs.event"].browse(event_id)
+    assert ev.event_type == "death" and ev.state == "processed", (ev.event_type, ev.state)

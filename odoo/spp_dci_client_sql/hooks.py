@@ -10,7 +10,9 @@ post_init_hook (after the addon's tables and views exist):
    into dci_signing_key, blanked in Odoo), then every existing source: the
    row of dci_data_source (with the signing key it used), and its
    plain-text oauth2_client_secret / bearer_token moved into the extension
-   (encrypted) with the Odoo columns blanked, the cached token dropped.
+   (encrypted) with the Odoo columns blanked, the cached token dropped;
+   then the key each source's registry signed its callbacks with
+   (upstream's CRVS/DR/IBR sender registries) as its registry key.
    Idempotent.  No secret is ever in the text of a statement: the values
    move from column to column inside the database (UPDATE ... FROM).
 
@@ -53,12 +55,17 @@ GRANTS = {
     # HTTP workers receiving callbacks: dci_receive, then the processing reads
     # what it stored (dci_inbox joined to its source)
     "spp_dci_client_sql.group_dci_callback": {
-        "functions": ["dci_receive"],
+        # dci_sign: spp_dci_server's answers, signed through spp.dci.signing.key.get_signer()
+        "functions": ["dci_receive", "dci_sign"],
         "tables": {"dci_inbox": "SELECT", "dci_transaction": "SELECT", "dci_subscription": "SELECT",
                    "dci_data_source": "SELECT"},
     },
 }
 SECRET_FIELDS = (("oauth2_client_secret", "client_secret"), ("bearer_token", "bearer_token"))
+# the dci_data_source columns migrate_sources takes from Odoo's record
+SYNCED_COLUMNS = ("name", "registry_type", "base_url", "auth_type", "auth_url", "client_id", "scope",
+                  "credential_location", "verify_ssl", "sender_id", "callback_uri", "receiver_id", "search_endpoint",
+                  "active", "notes", "timeout_ms")
 CACHE_FIELDS = ("_oauth2_access_token", "_oauth2_token_expires_at")
 
 
@@ -183,9 +190,14 @@ def migrate_sources(cr):
                            coalesce(NULLIF(%s, ''), '/registry/sync/search'), coalesce(s.active, true), %s,
                            CASE WHEN %s > 0 THEN %s * 1000 END
                       FROM spp_dci_data_source s
-                     WHERE s.id = %%s AND NOT EXISTS (SELECT 1 FROM dci_data_source d WHERE d.code = s.code)"""
+                     WHERE s.id = %%s
+                    -- a row the extension has already (the addon installed
+                    -- before, then uninstalled while Odoo's record changed):
+                    -- Odoo's configuration is the one its form shows
+                    ON CONFLICT (code) DO UPDATE SET %s"""
                            % (col("oauth2_scope"), col("oauth2_credential_location"), col("receiver_id"),
-                              col("search_endpoint"), col("notes"), col("timeout", "0"), col("timeout", "0")),
+                              col("search_endpoint"), col("notes"), col("timeout", "0"), col("timeout", "0"),
+                              ", ".join("%s = EXCLUDED.%s" % (c, c) for c in SYNCED_COLUMNS)),
                            (rid,))
                 for field, column in SECRET_FIELDS:
                     if field in have:
@@ -211,6 +223,59 @@ def migrate_sources(cr):
     return done, failed
 
 
+# upstream's trusted-registry tables (spp_dci_client_crvs/_dr/_ibr senders):
+# the key each verified callbacks with, by registry kind
+SENDER_TABLES = (("spp_dci_crvs_sender", ("ns:org:RegistryType:Civil", "ns:org:RegistryType:CRVS")),
+                 ("spp_dci_dr_sender", ("ns:org:RegistryType:DR",)),
+                 ("spp_dci_ibr_sender", ("ns:org:RegistryType:IBR",)))
+
+
+def migrate_registry_keys(cr):
+    """The keys upstream verified callbacks with (its CRVS/DR/IBR sender
+    registries: a PEM public key or a JWKS URL per registry sender_id) onto
+    the matching sources, so that dci_receive verifies the same callbacks:
+    without them a migrated source has neither callback token nor registry
+    key, and its callbacks are stored but not processed.  A source matches
+    the active sender of its registry kind whose sender_id is its
+    receiver_id; the PEM is preferred (what upstream verified with), else
+    the JWKS URL; a source that has a registry key already is left alone.
+    Returns (codes given a key, {code: SQLSTATE} refused)."""
+    done, failed = [], {}
+    for table, reg_types in SENDER_TABLES:
+        cr.execute("SELECT to_regclass(%s) IS NOT NULL", (table,))
+        if not cr.fetchone()[0] or not all(sql.has_column(cr, table, c)
+                                           for c in ("sender_id", "public_key", "jwks_url", "active")):
+            continue
+        cr.execute("""SELECT d.code, s.id FROM dci_data_source d JOIN %s s ON s.sender_id = d.receiver_id
+                       WHERE d.registry_type = ANY(%%s) AND s.active
+                         AND d.registry_public_key IS NULL AND d.registry_jwks_url IS NULL
+                         AND (coalesce(s.public_key, '') <> '' OR coalesce(s.jwks_url, '') <> '')
+                       ORDER BY d.code""" % table, (list(reg_types),))
+        for code, sender in cr.fetchall():
+            try:
+                with cr.savepoint(flush=False):
+                    # column to column, as the secrets (a public key is no secret, but one path)
+                    cr.execute("""UPDATE dci_data_source d
+                                     SET registry_public_key = CASE WHEN coalesce(s.public_key, '') <> ''
+                                                                    THEN s.public_key END,
+                                         registry_jwks_url = CASE WHEN coalesce(s.public_key, '') = ''
+                                                                  THEN s.jwks_url END
+                                    FROM %s s WHERE s.id = %%s AND d.code = %%s""" % table, (sender, code))
+                done.append(code)
+            except psycopg2.Error as e:
+                failed[code] = e.pgcode
+                _logger.warning("dci_client: data source %s: its registry's key (%s) not taken (SQLSTATE %s: %s)",
+                                code, table, e.pgcode, e.diag.message_primary if e.diag else "")
+    cr.execute("""SELECT code FROM dci_data_source WHERE callback_uri IS NOT NULL AND NOT callback_token_set
+                     AND registry_public_key IS NULL AND registry_jwks_url IS NULL ORDER BY code""")
+    unverified = [r[0] for r in cr.fetchall()]
+    if unverified:
+        _logger.warning("dci_client: data source(s) %s take callbacks with neither callback token nor registry key: "
+                        "their callbacks are stored but not processed (set the Callback Token or the Registry "
+                        "JWKS URL)", ", ".join(unverified))
+    return done, failed
+
+
 def post_init_hook(env):
     cr = env.cr
     version = sql.extension_version(cr)
@@ -227,6 +292,10 @@ def post_init_hook(env):
     done, failed = migrate_sources(cr)
     _logger.info("dci_client %s: %d data source(s) migrated, %d left unchanged %s", version, len(done),
                  len(failed), sorted(failed))
+    keyed, refused = migrate_registry_keys(cr)
+    if keyed or refused:
+        _logger.info("dci_client: %d source(s) given their registry's callback key, %d refused %s", len(keyed),
+                     len(refused), sorted(refused))
 
 
 def uninstall_hook(env):

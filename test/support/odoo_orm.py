@@ -17,7 +17,8 @@ used in production; it is what test/test_odoo_addon.py imports.
   really overrides and super() reaches the upstream method); create (defaults,
   inverses, then constraints), write, unlink, browse, search (=, !=, in,
   not in, like, ilike, one dotted many2one step, active_test), ensure_one,
-  exists, sudo, constraints by @api.constrains, init() for _auto = False;
+  exists, sudo, check_access (denials set by a test), constraints by
+  @api.constrains, init() for _auto = False;
 - odoo.http: Controller, route, request (a thread-local proxy), and
   dispatch() to run a route with a raw body and headers;
 - odoo.tools.drop_view_if_exists, odoo.tests (TransactionCase, HttpCase,
@@ -392,6 +393,13 @@ class BaseModel(metaclass=MetaModel):
     def with_context(self, *a, **kw):
         return self
 
+    def check_access(self, operation):
+        """Odoo 18+: AccessError unless the user may do `operation` on these
+        records.  The stand-in has no ACLs: a test denies (model, operation)
+        pairs in env.registry.denied; a superuser env passes."""
+        if not self.env.su and (self._name, operation) in self.env.registry.denied:
+            raise AccessError("You are not allowed to %s %s records." % (operation, self._name))
+
     def exists(self):
         if not self._ids:
             return self
@@ -565,6 +573,7 @@ class Registry:
 
     def __init__(self, cr):
         self.models = {}
+        self.denied = set()                 # (model, operation) refused by check_access
         by_name = {}
         for cls in MODEL_CLASSES:
             inherit = cls.__dict__.get("_inherit")
@@ -646,12 +655,16 @@ request = _RequestProxy()
 
 
 class HTTPRequest:
+    """body: bytes, or a file-like object (a chunked body: no content_length)."""
+
     def __init__(self, body, headers):
-        self._body = body
+        import io
+        self.stream = body if hasattr(body, "read") else io.BytesIO(body or b"")
+        self.content_length = None if hasattr(body, "read") else len(body or b"")
         self.headers = _Headers(headers)
 
     def get_data(self, cache=True, as_text=False, parse_form_data=False):
-        return self._body
+        return self.stream.read()
 
 
 class _Headers:

@@ -108,6 +108,21 @@ class SigningKey(models.Model):
             raise UserError(_("Cannot activate key without generating keypair. Please generate keys first."))
         self.write({"state": "active", "activated_date": fields.Datetime.now()})
 
+    @api.model
+    def get_active_key(self, algorithm=None):
+        domain = [("state", "=", "active")] + ([("algorithm", "=", algorithm)] if algorithm else [])
+        return self.search(domain, order="activated_date desc, id desc", limit=1)
+
+    def get_signer(self):
+        """What spp_dci_server's search/async/callback routers sign their
+        answers with: a DCISigner over the private key read from Odoo's row."""
+        self.ensure_one()
+        if self.state != "active":
+            raise UserError(_("Cannot use key in %s state for signing. Please activate it first.") % self.state)
+        if not self.private_key:
+            raise UserError(_("No private key available for signing."))
+        raise UpstreamHTTPCalled("spp.dci.signing.key.get_signer (DCISigner over the plain-text private key)")
+
 
 # ---------------------------------------------------------------- spp_dci_client/services/errors.py
 HTTP_ERROR_MESSAGES = {
@@ -138,7 +153,7 @@ class DCIDataSource(models.Model):
     code = fields.Char(required=True)
     registry_type = fields.Selection()
     base_url = fields.Char(required=True)
-    auth_type = fields.Selection(default="oauth2", required=True)
+    auth_type = fields.Selection(default="oauth2", required=True)        # none, bearer, oauth2
     bearer_token = fields.Char(groups="base.group_system")
     oauth2_token_url = fields.Char()
     oauth2_client_id = fields.Char()
@@ -162,8 +177,8 @@ class DCIDataSource(models.Model):
     state = fields.Selection(default="draft")
     last_test_date = fields.Datetime(readonly=True)
     last_error = fields.Text(readonly=True)
-    _oauth2_access_token = fields.Char()
-    _oauth2_token_expires_at = fields.Datetime()
+    _oauth2_access_token = fields.Char(groups="base.group_system")
+    _oauth2_token_expires_at = fields.Datetime(groups="base.group_system")
 
     @api.depends("oauth2_client_secret")
     def _compute_oauth2_client_secret_display(self):
@@ -177,6 +192,30 @@ class DCIDataSource(models.Model):
                 record.oauth2_client_secret = value
             elif not value:
                 record.oauth2_client_secret = False
+
+    @api.model
+    def _apply_secret_display(self, vals):
+        """Newest upstream: what the form sends in the display field becomes
+        oauth2_client_secret in vals, before the write (the inverse would see
+        the recomputed mask); the mask itself keeps the stored secret."""
+        if "oauth2_client_secret_display" not in vals:
+            return
+        value = vals.pop("oauth2_client_secret_display")
+        if value == self._SECRET_MASK:
+            return
+        vals["oauth2_client_secret"] = value or False
+
+    @api.model_create_multi
+    def create(self, vals_list):
+        if isinstance(vals_list, dict):
+            vals_list = [vals_list]
+        for v in vals_list:
+            self._apply_secret_display(v)
+        return super().create(vals_list)
+
+    def write(self, vals):
+        self._apply_secret_display(vals)
+        return super().write(vals)
 
     @api.constrains("code")
     def _check_code_unique(self):
@@ -219,17 +258,22 @@ class DCIDataSource(models.Model):
             if record.auth_type != "none" and not record.our_sender_id:
                 raise ValidationError(_("Sender ID is required for authenticated connections."))
 
-    def clear_oauth2_token_cache(self):
+    # Newest upstream: the credential methods are private (underscore: not
+    # callable over RPC); the public get_oauth2_token / get_headers /
+    # clear_oauth2_token_cache are gone (its test asserts they are absent).
+    def _clear_oauth2_token_cache(self):
         self.ensure_one()
-        self.write({"_oauth2_access_token": False, "_oauth2_token_expires_at": False})
+        self.sudo().write({"_oauth2_access_token": False, "_oauth2_token_expires_at": False})
 
-    def get_oauth2_token(self, force_refresh=False):
-        raise UpstreamHTTPCalled("spp.dci.data.source.get_oauth2_token (httpx)")
+    def _get_oauth2_token(self, force_refresh=False):
+        raise UpstreamHTTPCalled("spp.dci.data.source._get_oauth2_token (httpx)")
 
-    def get_headers(self, force_refresh_token=False):
-        raise UpstreamHTTPCalled("spp.dci.data.source.get_headers (reads the plain-text secret)")
+    def _get_headers(self, force_refresh_token=False):
+        raise UpstreamHTTPCalled("spp.dci.data.source._get_headers (reads the plain-text secret)")
 
     def test_connection(self):
+        self.ensure_one()
+        self.check_access("write")          # a read-only user must not trigger a credentialed call
         raise UpstreamHTTPCalled("spp.dci.data.source.test_connection (httpx)")
 
     def action_test_connection(self):
@@ -371,7 +415,8 @@ class DCIClient:
         return {"signature": "", "header": header, "message": message}
 
     def _make_request(self, endpoint, envelope, _retry_auth=True):
-        raise UpstreamHTTPCalled("DCIClient._make_request (httpx, get_headers)")
+        self.data_source._get_headers()
+        raise UpstreamHTTPCalled("DCIClient._make_request (httpx, _get_headers)")
 
     def _log_outgoing_call(self, url, endpoint, envelope, response_data, status_code, duration_ms, status,
                            error_detail):
@@ -413,6 +458,25 @@ class CRVSService:
     def check_death(self, identifier_type, identifier_value):
         raise UpstreamHTTPCalled("CRVSService.check_death (search_by_id_opencrvs -> httpx)")
 
+    def _extract_birth_data(self, record_data):
+        """Upstream's birth_data: identifier (the BRN), birth_date, person_name,
+        mother_name, father_name, place_of_birth, when the record has them."""
+        out = {}
+        for ident in record_data.get("identifiers") or []:
+            if isinstance(ident, dict) and ident.get("type") == "BRN":
+                out.update(identifier_type="BRN", identifier_value=ident.get("value"))
+                break
+        if "birth_date" in record_data or "birthdate" in record_data:
+            out["birth_date"] = record_data.get("birth_date", record_data.get("birthdate"))
+        if "name" in record_data:
+            out["person_name"] = record_data["name"]
+        elif "given_name" in record_data and "family_name" in record_data:
+            out["person_name"] = "%s %s" % (record_data["given_name"], record_data["family_name"])
+        for key in ("mother_name", "father_name", "place_of_birth"):
+            if key in record_data:
+                out[key] = record_data[key]
+        return out
+
     def process_notification(self, notification_data):
         if not notification_data:
             raise ValidationError("notification_data is required")
@@ -427,6 +491,39 @@ class CRVSService:
         return event.id
 
 
+class CRVSSenderRegistry(models.Model):
+    """spp_dci_client_crvs/models/crvs_sender.py: the public key (PEM) or
+    JWKS URL of a trusted registry, by the sender_id of its callbacks (the
+    upstream routers verify callbacks with it); DR and IBR have the same."""
+    _name = "spp.dci.crvs.sender"
+    name = fields.Char()
+    sender_id = fields.Char()
+    public_key = fields.Text()
+    jwks_url = fields.Char()
+    algorithm = fields.Selection()
+    active = fields.Boolean(default=True)
+
+
+class DRSenderRegistry(models.Model):
+    _name = "spp.dci.dr.sender"
+    name = fields.Char()
+    sender_id = fields.Char()
+    public_key = fields.Text()
+    jwks_url = fields.Char()
+    algorithm = fields.Selection()
+    active = fields.Boolean(default=True)
+
+
+class IBRSenderRegistry(models.Model):
+    _name = "spp.dci.ibr.sender"
+    name = fields.Char()
+    sender_id = fields.Char()
+    public_key = fields.Text()
+    jwks_url = fields.Char()
+    algorithm = fields.Selection()
+    active = fields.Boolean(default=True)
+
+
 # ---------------------------------------------------------------- spp_dci_client_dr
 class DisabilityStatus(models.Model):
     _name = "spp.dci.disability.status"
@@ -437,7 +534,10 @@ class DisabilityStatus(models.Model):
     assessment_date = fields.Date()
     source_registry = fields.Char()
     raw_data = fields.Text()
-    state = fields.Char()
+    state = fields.Char(default="synced")
+    error_message = fields.Text()
+    last_sync_date = fields.Datetime(default=lambda self: fields.Datetime.now())
+    synced_by = fields.Many2one("res.users")
     active = fields.Boolean(default=True)
 
 
@@ -491,6 +591,38 @@ class IBRService:
     def check_duplication(self, partner):
         raise UpstreamHTTPCalled("IBRService.check_duplication (one search_by_id -> httpx per identifier)")
 
+    def search_beneficiary(self, identifier_type, identifier_value):
+        try:
+            response = self.client.search_by_id(identifier_type=identifier_type, identifier_value=identifier_value,
+                                                record_type="PERSON", page=1, page_size=10)
+            return self._parse_search_response(response)
+        except Exception as e:
+            raise UserError("Failed to search for beneficiary %s:%s: %s" % (identifier_type, identifier_value, e)) \
+                from e
+
+    def get_enrollment_status(self, identifier_type, identifier_value):
+        matches = self.search_beneficiary(identifier_type, identifier_value)
+        programs = set()
+        for m in matches:
+            programs.update(m.get("programs", []))
+        return {"enrolled": bool(matches), "programs": sorted(programs),
+                "beneficiary_info": matches[0] if matches else None}
+
+    def _parse_search_response(self, response):
+        """Upstream iterates each item's `data` as a list of records (a
+        spec answer's data is an object holding reg_records: iterating it
+        gives its keys, and the parse error makes the answer [])."""
+        matches = []
+        try:
+            for item in (response.get("message", {}) or {}).get("search_response", []):
+                for record in item.get("data", []):
+                    matches.append({"reference_id": item.get("reference_id"), "name": self._extract_name(record),
+                                    "identifiers": self._extract_identifiers(record),
+                                    "programs": self._extract_programs(record), "raw_data": record})
+        except Exception:
+            return []
+        return matches
+
     def _get_partner_identifiers(self, partner):
         out = []
         for registry_id in partner.reg_ids:
@@ -500,7 +632,7 @@ class IBRService:
 
     def _extract_name(self, record):
         for field in ["name", "full_name"]:
-            if field in record and record[field] and isinstance(record[field], str):
+            if field in record and record[field]:
                 return record[field]
         given, family = record.get("given_name", ""), record.get("family_name", "")
         return ("%s %s" % (given, family)).strip() or None

@@ -23,7 +23,12 @@ class DCICallbackController(http.Controller):
         if (getattr(hreq, "content_length", None) or 0) > callbacks.MAX_BODY:   # refused before it is read
             return request.make_json_response(callbacks._nack("err.request.too_large", "the message is too large"),
                                               status=413)
-        body = hreq.get_data(cache=False, as_text=False, parse_form_data=False)
+        # at most one byte over the limit is read: a chunked body has no
+        # Content-Length, and get_data() would read all of it into memory
+        body = callbacks.read_bounded(hreq.stream, callbacks.MAX_BODY)
+        if len(body) > callbacks.MAX_BODY:
+            return request.make_json_response(callbacks._nack("err.request.too_large", "the message is too large"),
+                                              status=413)
         env = request.env(su=True)
         status, answer = callbacks.receive(env, source, body, list(hreq.headers.items()))
         return request.make_json_response(answer, status=status)

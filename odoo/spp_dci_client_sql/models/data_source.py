@@ -13,9 +13,18 @@ import logging
 from odoo import _, api, fields, models
 from odoo.exceptions import UserError, ValidationError
 
+from odoo.addons.spp_dci_client.models.data_source import DCIDataSource as _Upstream
+
 from ..services import sql
 
 _logger = logging.getLogger(__name__)
+
+# spp_dci_client's newest data source has private credential methods
+# (_get_oauth2_token, _get_headers, _clear_oauth2_token_cache: not callable
+# over RPC, so no user can have a token minted and handed back); older ones
+# had them public.  The private ones are overridden always; the public names
+# exist here only where upstream still has them (never re-added).
+UPSTREAM_PUBLIC_TOKEN_METHODS = hasattr(_Upstream, "get_headers")
 
 # Odoo field -> dci_data_source column, values written through unchanged
 FIELD_MAP = {
@@ -122,6 +131,19 @@ class DCIDataSource(models.Model):
                             % (row[1] if row else odoo_key_id))
         return row[0]
 
+    @api.model
+    def _apply_secret_display(self, vals):
+        """The form's oauth2_client_secret_display as oauth2_client_secret in
+        vals (the mask: unchanged), before the write-through.  Newest upstream
+        does the same inside its create/write, after this addon's: the value
+        would reach Odoo's column in plain text and the extension never."""
+        if "oauth2_client_secret_display" not in vals:
+            return
+        value = vals.pop("oauth2_client_secret_display")
+        if value == self._SECRET_MASK:
+            return
+        vals["oauth2_client_secret"] = value or False
+
     @api.model_create_multi
     def create(self, vals_list):
         if isinstance(vals_list, dict):
@@ -130,6 +152,8 @@ class DCIDataSource(models.Model):
         odoo_vals = []
         with sql.dci_errors(cr):
             for vals in vals_list:
+                vals = dict(vals)
+                self._apply_secret_display(vals)
                 cols, secrets = self._dci_columns(vals)
                 cols.setdefault("timeout_ms", int(vals.get("timeout", 30) * 1000) if vals.get("timeout", 30) else None)
                 names = ", ".join(cols)
@@ -143,6 +167,7 @@ class DCIDataSource(models.Model):
 
     def write(self, vals):
         vals = dict(vals)
+        self._apply_secret_display(vals)
         cr = self.env.cr
         with sql.dci_errors(cr):
             for rec in self:
@@ -236,7 +261,7 @@ class DCIDataSource(models.Model):
                 raise ValidationError(_("Bearer Token is required when using Bearer Token authentication."))
 
     # ------------------------------------------------------------ what the extension does
-    def clear_oauth2_token_cache(self):
+    def _clear_oauth2_token_cache(self):
         """Drop the cached OAuth2 token: dci_client fetches a fresh one now
         (its cache is in memory, shared by every worker; nothing in Odoo)."""
         self.ensure_one()
@@ -244,7 +269,7 @@ class DCIDataSource(models.Model):
             sql.fetch_one(self.env.cr, "SELECT dci_get_token(%s, true) IS NOT NULL", (self.code,))
         _logger.info("Cleared OAuth2 token cache for data source: %s", self.code)
 
-    def get_oauth2_token(self, force_refresh=False):
+    def _get_oauth2_token(self, force_refresh=False):
         """A valid OAuth2 access token, from dci_client's shared cache or the
         token endpoint (one fetch at a time per source across workers)."""
         self.ensure_one()
@@ -252,13 +277,13 @@ class DCIDataSource(models.Model):
             raise UserError(_("This data source does not use OAuth2 authentication."))
         return sql.fetch_one(self.env.cr, "SELECT dci_get_token(%s, %s)", (self.code, bool(force_refresh)))
 
-    def get_headers(self, force_refresh_token=False):
+    def _get_headers(self, force_refresh_token=False):
         """HTTP headers with authentication, for code that still builds its own
         requests (the DCI calls of this addon need none: the extension adds them)."""
         self.ensure_one()
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self.auth_type == "oauth2":
-            headers["Authorization"] = "Bearer %s" % self.get_oauth2_token(force_refresh=force_refresh_token)
+            headers["Authorization"] = "Bearer %s" % self._get_oauth2_token(force_refresh=force_refresh_token)
         elif self.auth_type == "bearer":
             token = sql.fetch_one(self.env.cr, "SELECT dci_get_token(%s)", (self.code,))
             if not token:
@@ -268,11 +293,28 @@ class DCIDataSource(models.Model):
             raise UserError(_("Basic authentication is not yet implemented."))
         return headers
 
+    if UPSTREAM_PUBLIC_TOKEN_METHODS:
+        # older spp_dci_client: its public names, same signatures
+        def clear_oauth2_token_cache(self):
+            """Drop the cached OAuth2 token (older spp_dci_client's name)."""
+            return self._clear_oauth2_token_cache()
+
+        def get_oauth2_token(self, force_refresh=False):
+            """A valid OAuth2 access token (older spp_dci_client's name)."""
+            return self._get_oauth2_token(force_refresh=force_refresh)
+
+        def get_headers(self, force_refresh_token=False):
+            """Authenticated HTTP headers (older spp_dci_client's name)."""
+            return self._get_headers(force_refresh_token=force_refresh_token)
+
     def test_connection(self):
         """dci_test_connection: config, auth, reachable, authorized.  The
         extension records state / last_test_at / last_error on its row; they
         are copied here with the steps, and a notification is returned."""
         self.ensure_one()
+        # it uses the source's credentials and calls out: only for who may
+        # manage the source (newest upstream's gate), not any reader
+        self.check_access("write")
         rows = sql.fetch_all(self.env.cr, "SELECT step, ok, detail, elapsed_ms FROM dci_test_connection(%s)",
                              (self.code,))
         state, last_test_at, last_error = self._dci_row("state", "last_test_at", "last_error")

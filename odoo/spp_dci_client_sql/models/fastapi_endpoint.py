@@ -29,7 +29,15 @@ def build_router():
 
     def make(kind):
         async def endpoint(request: Request, env: Annotated[Environment, Depends(odoo_env)]):
-            body = await request.body()
+            # bounded as the Odoo route: a chunked body has no Content-Length
+            chunks, size = [], 0
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > callbacks.MAX_BODY:
+                    return JSONResponse(callbacks._nack("err.request.too_large", "the message is too large"),
+                                        status_code=413)
+                chunks.append(chunk)
+            body = b"".join(chunks)
             param = "spp_dci_client_sql.callback_source.%s" % kind
             source = env["ir.config_parameter"].sudo().get_param(param, DEFAULT_SOURCES[kind])
             status, answer = callbacks.receive(env, source, body, list(request.headers.items()), kind=kind)

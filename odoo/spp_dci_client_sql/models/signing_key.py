@@ -5,7 +5,9 @@ key is also a row of dci_signing_key (same key_id), which the extension signs
 with: the private key is written through to its write-only column (encrypted
 there) and never stored by Odoo; key_id, algorithm (rs256 -> rsa-sha256),
 public key and state are kept in step.  The checks that read the private key
-(_check_keys_present, action_activate) ask the extension (private_key_set).
+(_check_keys_present, action_activate) ask the extension (private_key_set),
+and get_signer (what spp_dci_server signs its answers with) signs through
+dci_sign.
 """
 from odoo import _, api, fields, models
 from odoo.exceptions import UserError, ValidationError
@@ -14,6 +16,18 @@ from ..services import sql
 
 ALGORITHMS = {"ed25519": "ed25519", "rs256": "rsa-sha256"}
 SYNCED = ("key_id", "algorithm", "public_key")
+
+
+class ExtensionSigner:
+    """spp_dci's DCISigner interface (sign(header, message) -> the DCI
+    signature field) over dci_sign and one dci_signing_key."""
+
+    def __init__(self, cr, key_id):
+        self.cr, self.key_id = cr, key_id
+
+    def sign(self, header, message):
+        return sql.fetch_one(self.cr, "SELECT dci_sign(%s, %s)",
+                             (sql.jsonb({"header": header, "message": message}), self.key_id))
 
 
 class DCISigningKey(models.Model):
@@ -94,6 +108,19 @@ class DCISigningKey(models.Model):
         for record in self:
             if record.state == "active" and (not record.public_key or not record._dci_private_key_flag()):
                 raise ValidationError(_("Cannot activate key without generating key pair. Please generate keys first."))
+
+    def get_signer(self):
+        """What spp_dci_server's routers sign OpenSPP's own DCI answers with
+        (`get_active_key().get_signer().sign(header, message)`).  Upstream
+        builds a DCISigner over the private key in Odoo's row, which this
+        addon keeps empty: the signer here asks dci_sign, with the
+        extension's copy of the key (it never leaves the extension)."""
+        self.ensure_one()
+        if self.state != "active":
+            raise UserError(_("Cannot use key in %s state for signing. Please activate it first.") % self.state)
+        if not self._dci_private_key_flag():
+            raise UserError(_("No private key available for signing."))
+        return ExtensionSigner(self.env.cr, self.key_id)
 
     def action_activate(self):
         """Activate the signing key for use (the private key: in dci_client)."""

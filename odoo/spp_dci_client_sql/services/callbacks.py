@@ -8,11 +8,12 @@ request body parsed again."""
 import hashlib
 import json
 import logging
+import re
 
 from odoo.exceptions import UserError
 
 from . import sql
-from .registries import _first_record, extract_disability
+from .registries import extract_disability
 
 _logger = logging.getLogger(__name__)
 
@@ -20,6 +21,8 @@ _logger = logging.getLogger(__name__)
 # token or signature (a source with neither); default: stored, not processed
 UNVERIFIED_PARAM = "spp_dci_client_sql.process_unverified_callbacks"
 MAX_BODY = 16 * 1024 * 1024          # dci_client.max_response_bytes' default
+# what dci_data_source.code may be (its CHECK), bounded: the URL's code is the sender's
+SOURCE_CODE = re.compile(r"[a-z][a-z0-9_]{0,1023}")
 MAX_HEADERS = 100
 MAX_HEADER_VALUE = 8192
 
@@ -34,6 +37,19 @@ def _dicts(value):
     if isinstance(value, dict):
         value = [value]
     return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def read_bounded(stream, limit):
+    """The request body from a file-like stream, at most limit + 1 bytes
+    (more than limit: too large, the rest is never read)."""
+    chunks, size = [], 0
+    while size <= limit:
+        chunk = stream.read(min(65536, limit + 1 - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def _nack(code, text):
@@ -79,6 +95,10 @@ def receive(env, source, body, headers, kind=None):
     body: the raw bytes; headers: (name, value) pairs.  kind: 'crvs', 'dr',
     'ibr' or None (from the source's registry_type)."""
     cr = env.cr
+    if not isinstance(source, str) or not SOURCE_CODE.fullmatch(source):
+        # no such source can exist; a NUL would even make psycopg2 raise
+        # ValueError (a 500 with a traceback) before any SQL
+        return 404, _nack("err.request.refused", "the message was not accepted")
     if body is None:
         body = b""
     if len(body) > MAX_BODY:
@@ -173,46 +193,74 @@ def _crvs_event(env, source, header, message):
     if service is not None:
         return service.process_notification(data)
     ids = _dicts(message.get("identifiers")) or [{}]
-    return env["spp.dci.crvs.event"].sudo().create({
+    event = env["spp.dci.crvs.event"].sudo().create({
         "event_type": str(message.get("event_type") or "").lower(),
         "identifier_type": ids[0].get("type"), "identifier_value": ids[0].get("value"),
         "event_date": message.get("event_date"), "raw_data": json.dumps(data, indent=2),
-        "state": "received"}).id
+        "state": "received"})
+    try:                                # as upstream's fallback: processed when it can be, kept otherwise
+        with env.cr.savepoint(flush=False):
+            event.process_event()
+    except Exception as e:              # noqa: BLE001
+        _logger.error("processing CRVS event %s failed: %s", event.id, type(e).__name__)
+    return event.id
+
+
+def _like_literal(text):
+    """text as a LIKE pattern matching itself (no wildcard from a sender)."""
+    return str(text).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def _partner(env, record):
+    """The partner an identifier of the record names: by ID type code, or
+    (as upstream's DR callback) by an ID type whose namespace URI contains
+    the type given, matched literally."""
+    RegistryId = env["spp.registry.id"].sudo()
     for i in _dicts(record.get("identifier") or record.get("identifiers")):
         t = i.get("identifier_type") or i.get("type")
         v = i.get("identifier_value") or i.get("value")
-        if t and v:
-            reg = env["spp.registry.id"].sudo().search([("id_type_id.code", "=", t), ("value", "=", v)], limit=1)
-            if reg:
-                return reg.partner_id
+        if not (t and v and isinstance(t, str) and isinstance(v, str)):
+            continue
+        reg = RegistryId.search([("id_type_id.code", "=", t), ("value", "=", v)], limit=1)
+        if not reg and not t.startswith("urn:"):
+            reg = RegistryId.search([("id_type_id.namespace_uri", "=ilike", "%" + _like_literal(t) + "%"),
+                                     ("value", "=", v)], limit=1)
+        if reg:
+            return reg.partner_id
     return None
 
 
 def _dr_on_search(env, header, message):
+    """Every record of every succ item (as upstream's DR callback): the
+    disability status of the partner it identifies, created or updated."""
+    from odoo import fields
     Status = env["spp.dci.disability.status"].sudo()
     touched = []
     for item in _dicts(message.get("search_response")):
         if item.get("status") != "succ":
             continue
-        record = _first_record({"message": {"search_response": [item]}})
-        partner = _partner(env, record) if record else None
-        if not partner:
-            continue
-        ex = extract_disability(record)
-        vals = {"partner_id": partner.id, "has_disability": ex["has_disability"],
-                "disability_types": json.dumps(ex["disability_types"]),
-                "functional_scores": json.dumps({}), "assessment_date": ex["assessment_date"],
-                "source_registry": header.get("sender_id"), "raw_data": json.dumps(record), "state": "synced"}
-        existing = Status.search([("partner_id", "=", partner.id)], limit=1)
-        if existing:
-            existing.write(vals)
-            touched.append(existing.id)
-        else:
-            touched.append(Status.create(vals).id)
+        for record in _records_of(item):
+            partner = _partner(env, record)
+            if not partner:
+                continue
+            ex = extract_disability(record)
+            vals = {"partner_id": partner.id, "has_disability": ex["has_disability"],
+                    "disability_types": json.dumps(ex["disability_types"]),
+                    "functional_scores": json.dumps({}), "assessment_date": ex["assessment_date"],
+                    "source_registry": header.get("sender_id"), "raw_data": json.dumps(record), "state": "synced",
+                    "last_sync_date": fields.Datetime.now(), "synced_by": env.user.id}
+            existing = Status.search([("partner_id", "=", partner.id), ("active", "=", True)], limit=1)
+            if existing:
+                existing.write(vals)
+                touched.append(existing.id)
+            else:
+                touched.append(Status.create(vals).id)
     return touched
+
+
+def _records_of(item):
+    data = item.get("data")
+    return _dicts(data.get("reg_records")) if isinstance(data, dict) else []
 
 
 def _ibr_on_search(env, message, correlation_id):

@@ -9,7 +9,7 @@ one server).  What changes when it is installed:
 - `_make_request(endpoint, envelope, _retry_auth=True)` sends through
   `dci_send(source, endpoint, action, message)`: the extension builds its own
   envelope (header, signature), authenticates, retries, verifies the answer's
-  signature and raises a documented SQLSTATE; httpx and `get_headers()` are
+  signature and raises a documented SQLSTATE; httpx and `_get_headers()` are
   not used.  `_sign_request` no longer signs in Python (the extension does,
   with `dci_signing_key`), and `_log_outgoing_call` records nothing: every call
   is in `dci_request_log` (model spp.dci.request.log), rollback or not.
@@ -213,7 +213,7 @@ def search_batch(self, query_type, queries, registry_type=None, registry_event_t
     rows = sql.fetch_all(
         self.env.cr,
         "SELECT ord, reference_id, status, records, total_count, reason_code, reason_message "
-        "FROM dci_search_batch(%s, %s, %s, %s, %s, %s, %s)",
+        "FROM dci_search_batch(%s, %s, %s, %s, %s, %s, %s) ORDER BY ord",   # zipped with the queries
         (_source(self), _qt(query_type), sql.jsonb(list(queries)), registry_type or None,
          sql.jsonb(_options(registry_event_type)), batch_size, concurrency))
     keys = ("ord", "reference_id", "status", "records", "total_count", "reason_code", "reason_message")

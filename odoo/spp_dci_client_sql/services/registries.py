@@ -7,7 +7,8 @@ methods are replaced like DCIClient's (same names and signatures; the
 original runs where this addon is not installed):
 
 - CRVS `verify_birth` / `check_death`: one search through the client
-  (dci_search); the first registry record, or None / False.
+  (dci_search); upstream's birth data of the first registry record (its
+  _extract_birth_data, the record as raw_data), or None / False.
 - DR `get_disability_status(partner)`: the DR spec's record
   (`disability_status`, `disability_details`, `disability_level`) read by
   `extract_disability` below; new: `get_disability_details` (the DR's
@@ -15,8 +16,11 @@ original runs where this addon is not installed):
   `is_disabled` (`/registry/sync/disabled`, dci_disabled).
 - IBR `check_duplication(partner)`: ALL of the partner's identifiers in one
   `dci_search_batch` call (one envelope of many items), instead of one HTTP
-  request per identifier; new: `get_enrolled` (`/registry/sync/enrolled`,
-  dci_enrolled) and `enrollment_updates` (dci_enrollment_updates).
+  request per identifier; `_parse_search_response` reads the spec's
+  data.reg_records (upstream: a list only), so search_beneficiary and
+  get_enrollment_status work on dci_search's answers; new: `get_enrolled`
+  (`/registry/sync/enrolled`, dci_enrolled) and `enrollment_updates`
+  (dci_enrollment_updates).
 """
 import logging
 from datetime import date, datetime
@@ -107,7 +111,9 @@ def extract_disability(record):
 # ---------------------------------------------------------------- CRVS
 @_override(CRVSService, "verify_birth")
 def verify_birth(self, identifier_type: str, identifier_value: str) -> dict | None:
-    """The CRVS's birth record for an identifier, or None."""
+    """The CRVS's birth record for an identifier in upstream's shape (its
+    _extract_birth_data: birth_date, person_name, mother_name, ...), with
+    the registry's record as raw_data; None when there is none."""
     if not identifier_type or not identifier_value:
         raise ValidationError("identifier_type and identifier_value are required")
     try:
@@ -115,7 +121,10 @@ def verify_birth(self, identifier_type: str, identifier_value: str) -> dict | No
                                             page=1, page_size=1)
     except UserError as e:
         raise _wrapped(_("Failed to verify birth record: %s"), e) from e
-    return _first_record(response)
+    record = _first_record(response)
+    if record is None:
+        return None
+    return dict(self._extract_birth_data(record), raw_data=record)
 
 
 @_override(CRVSService, "check_death")
@@ -240,6 +249,32 @@ def check_duplication(self, partner) -> dict:
                             "raw_data": record})
             programs.update(progs)
     return {"is_duplicate": bool(matches), "matched_programs": sorted(programs), "raw_response": raw}
+
+
+@_override(IBRService, "_parse_search_response")
+def _parse_search_response(self, response: dict) -> list[dict]:
+    """The matches of a search answer, as upstream's (reference_id, name,
+    identifiers, programs, raw_data), from each item's data.reg_records (the
+    spec's shape, what dci_search returns) or a list of records (upstream's);
+    anything else is no match.  Upstream iterated data as a list only: on a
+    spec answer search_beneficiary / get_enrollment_status found no one."""
+    message = (response or {}).get("message") if isinstance(response, dict) else None
+    items = message.get("search_response") if isinstance(message, dict) else None
+    matches = []
+    for item in _dicts(items):
+        data = item.get("data")
+        records = data if isinstance(data, list) else (data or {}).get("reg_records") if isinstance(data, dict) else []
+        for record in _dicts(records):
+            matches.append({"reference_id": item.get("reference_id"), "name": self._extract_name(record),
+                            "identifiers": self._extract_identifiers(record), "programs": _programs(self, record),
+                            "raw_data": record})
+    return matches
+
+
+def _dicts(value):
+    if isinstance(value, dict):
+        value = [value]
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
 def get_enrolled(self, identifier_value, programme_identifier=None, response_entity="Member"):

@@ -100,6 +100,14 @@ def dci_errors(cr):
         _logger.info("dci_client call failed: SQLSTATE %s: %s", e.pgcode,
                      e.diag.message_primary if e.diag else "")
         raise err from e
+    except ValueError as e:
+        # psycopg2 refuses a NUL in a text argument before sending anything:
+        # bad input, as PostgreSQL's 22P05 would be (not a server error)
+        if "NUL" not in str(e):
+            raise
+        err = UserError(user_message("22P05") + "\n\n" + _("A value contains a NUL character."))
+        err.pgcode = "22P05"
+        raise err from e
 
 
 def fetch_one(cr, sql, params=()):

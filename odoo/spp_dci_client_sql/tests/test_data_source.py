@@ -25,6 +25,25 @@ class TestDataSource(DCISQLCase):
         self.assertEqual(rec.oauth2_client_secret_display, rec._SECRET_MASK)
         self.assertTrue(rec.dci_callback_token_set)
 
+    def test_secret_from_the_form_display_field(self):
+        """The form sends only oauth2_client_secret_display (newest upstream
+        translates it in create/write): written through, never in Odoo's row."""
+        code = self.new_code()
+        vals = self.source_vals(code)
+        vals["oauth2_client_secret_display"] = vals.pop("oauth2_client_secret")
+        rec = self.Source.create(vals)
+        rec.write({"oauth2_client_secret_display": "Zq9-odoo-form-secret-2"})
+        self.env.cr.execute("SELECT oauth2_client_secret FROM spp_dci_data_source WHERE id = %s", (rec.id,))
+        self.assertEqual(self.env.cr.fetchone(), (None,))
+        self.assertEqual(self.sql_row(code, "client_secret_set"), (True,))
+
+    def test_no_public_token_methods(self):
+        """Newest upstream made them private (no RPC); the addon adds none back."""
+        from ..models.data_source import UPSTREAM_PUBLIC_TOKEN_METHODS
+        for name in ("get_oauth2_token", "get_headers"):
+            self.assertEqual(hasattr(self.Source, name), UPSTREAM_PUBLIC_TOKEN_METHODS, name)
+        self.assertTrue(hasattr(self.Source, "_get_headers"))
+
     def test_oauth2_without_secret_is_refused(self):
         with self.assertRaises(ValidationError):
             self.Source.create(self.source_vals(self.new_code(), oauth2_client_secret=False))
@@ -49,7 +68,7 @@ class TestDataSource(DCISQLCase):
 
         code = self.new_code()
         rec = self.Source.create(self.source_vals(code))
-        self.assertTrue(rec.get_oauth2_token())
+        self.assertTrue(rec._get_oauth2_token())
         action = rec.test_connection()
         self.assertEqual(action["params"]["type"], "success", action)
         self.assertIn("authorized: ok", rec.dci_test_steps)
