@@ -13,7 +13,7 @@ from contextlib import closing
 import psycopg2
 
 from support import harness
-from support.env import CLIENT_SECRET
+from support.env import CLIENT_ID, CLIENT_SECRET
 from support.util import code
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -409,3 +409,40 @@ def test_upgrade_stops_on_rows_0_2_refuses(env):
         db.execute("UPDATE dci_data_source SET callback_uri = 'https://openspp.example/cb' WHERE code = 'dr'")
         db.execute("ALTER EXTENSION dci_client UPDATE")
         assert db.execute("SELECT extversion FROM pg_extension WHERE extname = 'dci_client'") == [("0.2",)]
+
+
+def test_extension_in_its_own_schema_qualified_calls(env):
+    """README Security: installed in a superuser-owned schema and called
+    qualified, the extension works, and an overload the database owner plants
+    in public is never reached."""
+    owner, db = code("r_dbown"), code("ownschema")
+    admin = env.cluster.connect()
+    admin.cursor().execute("CREATE ROLE %s LOGIN" % owner)
+    admin.cursor().execute("CREATE DATABASE %s OWNER %s" % (db, owner))
+    try:
+        with closing(env.cluster.connect(dbname=db)) as conn:
+            cur = conn.cursor()
+            cur.execute("CREATE SCHEMA dci")
+            cur.execute("CREATE EXTENSION dci_client SCHEMA dci CASCADE")
+            cur.execute("SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'dci_client'")
+            assert cur.fetchone() == ("dci",)
+            cur.execute("INSERT INTO dci.dci_data_source (code, name, base_url, auth_type, auth_url, client_id, "
+                        "client_secret, sender_id) VALUES ('own', 'own', %s, 'oauth2', %s, %s, %s, 'openspp.test')",
+                        (env.mock.http_url, env.mock.token_url, CLIENT_ID, CLIENT_SECRET))
+        with closing(env.cluster.connect(dbname=db, user=owner)) as conn:
+            cur = conn.cursor()
+            cur.execute("CREATE TABLE public.planted_ran (at timestamptz)")
+            cur.execute("CREATE FUNCTION public.dci_request(text, text, text) RETURNS text LANGUAGE sql "
+                        "AS $$ INSERT INTO public.planted_ran VALUES (now()); SELECT 'planted' $$")
+        with closing(env.cluster.connect(dbname=db)) as conn:
+            cur = conn.cursor()
+            cur.execute("SELECT status FROM dci.dci_request('own', 'GET', '/echo')")
+            assert cur.fetchone() == (200,)
+            cur.execute("SELECT dci.dci_get_token('own') IS NOT NULL")
+            assert cur.fetchone() == (True,)
+            cur.execute("SELECT count(*) FROM public.planted_ran")
+            assert cur.fetchone() == (0,)
+    finally:
+        admin.cursor().execute("DROP DATABASE IF EXISTS %s WITH (FORCE)" % db)
+        admin.cursor().execute("DROP ROLE IF EXISTS %s" % owner)
+        admin.close()
