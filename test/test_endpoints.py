@@ -539,3 +539,40 @@ def test_signed_answers_of_domain_endpoints_are_verified(env):
         expect_error(cur, "DC008", "SELECT dci_disabled(%s, %s)", (bad, Json(QUERY)))
         expect_error(cur, "DC008", "SELECT dci_send(%s, %s, 'search', %s)",
                      (bad, DISABLED, Json({"disabled_criteria": {"query_type": "expression", "query": QUERY}})))
+
+
+def test_txn_status_async_by_reference_id_and_for_a_subscription(env):
+    """The asynchronous form (/registry/txn/status, answered by txn-on-status
+    through dci_receive) takes the same arguments: by reference id, and about a
+    subscribe transaction."""
+    from test_inbound import Receiver, _worker_role
+    _worker_role(env.cluster)
+    rx = Receiver(env.cluster)
+    try:
+        src = _src(env, "crvsasync", registry_type="ns:org:RegistryType:Civil")
+        env.query("UPDATE dci_data_source SET callback_uri = %s WHERE code = %s", (rx.url + src, src))
+        env.mock._ctl("/callbacks", {"enabled": True})
+        with closing(env.connect()) as conn:
+            cur = conn.cursor()
+            _one(cur, "SELECT dci_search_async(%s, 'idtype-value', %s)",
+                 (src, Json({"type": "UIN", "value": "847951632"})))
+            ref = _sent(env, "/registry/search")["message"]["search_request"][0]["reference_id"]
+            t1 = _one(cur, "SELECT dci_txn_status_async(%s, NULL, reference_ids => ARRAY[%s])", (src, ref))
+            t = _sent(env, "/registry/txn/status")["message"]["txnstatus_request"]
+            assert t["attribute_type"] == "reference_id_list" and t["attribute_value"] == [ref], t
+            st = _one(cur, "SELECT dci_await(%s, %s, 20000)", (src, t1))
+            assert st and st["txn_type"] == "search" and st["txn_status"] == "succ", st
+            sub = _one(cur, "SELECT dci_subscribe(%s, 'REGISTER')", (src,))
+            t2 = _one(cur, "SELECT dci_txn_status_async(%s, %s, 'subscribe')", (src, sub))
+            t = _sent(env, "/registry/txn/status")["message"]["txnstatus_request"]
+            assert t == dict(t, txn_type="subscribe", attribute_type="transaction_id", attribute_value=sub), t
+            st = _one(cur, "SELECT dci_await(%s, %s, 20000)", (src, t2))
+            assert st and st["txn_type"] == "subscribe" and st["subscription_codes"], st
+            expect_error(cur, "22023", "SELECT dci_txn_status_async(%s, %s, 'notify')", (src, sub))
+        states = env.query("SELECT t.transaction_id, t.state FROM dci_transaction t JOIN dci_data_source s "
+                           "ON s.id = t.source_id WHERE s.code = %s AND t.action = 'txn-status'", (src,))
+        assert sorted(states) == sorted([(t1, "completed"), (t2, "completed")]), states
+        _valid(env)
+    finally:
+        env.mock._ctl("/callbacks", {"enabled": False})
+        rx.close()
