@@ -1076,7 +1076,12 @@ dci_txn_group_main(Datum arg)
 	ItemResult *res;
 	TimestampTz last_work;
 
-	pqsignal(SIGTERM, txn_worker_sigterm);
+	/*
+	 * pg_terminate_backend ends it even while it waits for a lock: what it
+	 * took and did not report fails (group_exit), what is pending gets a new
+	 * writer.
+	 */
+	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(dbid, InvalidOid, 0);
 	/* runs as the bootstrap superuser: nothing from a user's schema may resolve */
@@ -1105,10 +1110,12 @@ dci_txn_group_main(Datum arg)
 	idx = MemoryContextAlloc(TopMemoryContext, sizeof(int) * TXN_QUEUE_SLOTS);
 	res = MemoryContextAlloc(TopMemoryContext, sizeof(ItemResult) * TXN_QUEUE_SLOTS);
 	last_work = GetCurrentTimestamp();
-	while (!txn_got_sigterm)
+	for (;;)
 	{
 		bool		deferred;
 		int			n;
+
+		CHECK_FOR_INTERRUPTS();
 
 		n = take_items(idx, TimestampDifferenceExceeds(last_work, GetCurrentTimestamp(), TXN_IDLE_EXIT_MS),
 					   &deferred);
