@@ -921,28 +921,114 @@ take_items(int *out, bool retire, bool *deferred)
 	return n;
 }
 
+/*
+ * The writer's statements, prepared once and kept: the plan cache re-plans
+ * them when the tables change.  A statement is prepared again when its
+ * table's qualified name changes (the extension's schema renamed, moved).
+ */
+typedef struct GroupPlan
+{
+	SPIPlanPtr	plan;
+	char	   *table;			/* in TopMemoryContext */
+} GroupPlan;
+
+static GroupPlan plan_insert, plan_subscription, plan_outcome, plan_still_sent;
+
+static SPIPlanPtr
+group_plan(GroupPlan *gp, const char *table, const char *sql, int nargs, Oid *types)
+{
+	if (gp->plan != NULL && strcmp(gp->table, table) == 0)
+		return gp->plan;
+	if (gp->plan != NULL)
+	{
+		SPI_freeplan(gp->plan);
+		pfree(gp->table);
+		gp->plan = NULL;
+	}
+	gp->plan = SPI_prepare(sql, nargs, types);
+	if (gp->plan == NULL || SPI_keepplan(gp->plan) != 0)
+		elog(ERROR, "could not prepare a statement on %s", table);
+	gp->table = MemoryContextStrdup(TopMemoryContext, table);
+	return gp->plan;
+}
+
+/* the tables of one group, found once (dci_subscription only when needed) */
+typedef struct GroupTables
+{
+	char	   *txn;
+	char	   *subscription;
+} GroupTables;
+
+/* insert_row with kept plans: the row id, 0 for a duplicate transaction_id */
+static int64
+group_insert(TxnShared *sh, GroupTables *gt)
+{
+	Oid			types[5] = {INT4OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		v[5];
+	int64		id = 0;
+	bool		isnull;
+	SPIPlanPtr	plan;
+
+	plan = group_plan(&plan_insert, gt->txn,
+					  psprintf("INSERT INTO %s (source_id, transaction_id, action, message_id, endpoint) "
+							   "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (source_id, transaction_id) DO NOTHING RETURNING id",
+							   gt->txn), 5, types);
+	v[0] = Int32GetDatum(sh->source_id);
+	v[1] = CStringGetTextDatum(sh->transaction_id);
+	v[2] = CStringGetTextDatum(sh->action);
+	v[3] = CStringGetTextDatum(sh->message_id);
+	v[4] = CStringGetTextDatum(sh->endpoint);
+	if (SPI_execute_plan(plan, v, NULL, false, 0) != SPI_OK_INSERT_RETURNING)
+		elog(ERROR, "could not insert into dci_transaction");
+	if (SPI_processed == 1)
+		id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (id != 0 && sh->subscription)
+	{
+		Oid			stypes[4] = {INT4OID, TEXTOID, TEXTOID, TEXTOID};
+		Datum		sv[4];
+
+		if (gt->subscription == NULL)
+			gt->subscription = txn_table("dci_subscription");
+		plan = group_plan(&plan_subscription, gt->subscription,
+						  psprintf("INSERT INTO %s (source_id, reg_event_type, filter, state, transaction_id) "
+								   "VALUES ($1, $2, $3::pg_catalog.jsonb, 'requested', $4)",
+								   gt->subscription), 4, stypes);
+		sv[0] = Int32GetDatum(sh->source_id);
+		sv[1] = CStringGetTextDatum(sh->sub_event);
+		sv[2] = CStringGetTextDatum(sh->sub_filter);
+		sv[3] = CStringGetTextDatum(sh->transaction_id);
+		if (SPI_execute_plan(plan, sv, NULL, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "could not insert into dci_subscription");
+	}
+	return id;
+}
+
 /* one outcome: 1 moved or no longer 'sent' (done), 0 locked by a callback (try again) */
 static int
-write_outcome(int64 row_id, bool acked, const char *t)
+write_outcome(int64 row_id, bool acked, GroupTables *gt)
 {
 	Oid			types[2] = {TEXTOID, INT8OID};
 	Datum		v[2];
-	uint64		moved;
+	SPIPlanPtr	plan;
+	const char *t = gt->txn;
 
 	v[0] = CStringGetTextDatum(acked ? "acked" : "failed");
 	v[1] = Int64GetDatum(row_id);
 	/* skip a row a callback's open transaction holds (see dci_txn_outcome_main) */
-	if (SPI_execute_with_args(psprintf("UPDATE %s SET state = $1 WHERE id OPERATOR(pg_catalog.=) ("
-									   "SELECT id FROM %s WHERE id OPERATOR(pg_catalog.=) $2 "
-									   "AND state OPERATOR(pg_catalog.=) 'sent' FOR UPDATE SKIP LOCKED)", t, t),
-							  2, types, v, NULL, false, 0) != SPI_OK_UPDATE)
+	plan = group_plan(&plan_outcome, t,
+					  psprintf("UPDATE %s SET state = $1 WHERE id OPERATOR(pg_catalog.=) ("
+							   "SELECT id FROM %s WHERE id OPERATOR(pg_catalog.=) $2 "
+							   "AND state OPERATOR(pg_catalog.=) 'sent' FOR UPDATE SKIP LOCKED)", t, t),
+					  2, types);
+	if (SPI_execute_plan(plan, v, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not update dci_transaction");
-	moved = SPI_processed;
-	if (moved > 0)
+	if (SPI_processed > 0)
 		return 1;
-	if (SPI_execute_with_args(psprintf("SELECT 1 FROM %s WHERE id OPERATOR(pg_catalog.=) $1 "
-									   "AND state OPERATOR(pg_catalog.=) 'sent'", t),
-							  1, types + 1, v + 1, NULL, true, 0) != SPI_OK_SELECT)
+	plan = group_plan(&plan_still_sent, t,
+					  psprintf("SELECT 1 FROM %s WHERE id OPERATOR(pg_catalog.=) $1 "
+							   "AND state OPERATOR(pg_catalog.=) 'sent'", t),
+					  1, types + 1);
+	if (SPI_execute_plan(plan, v + 1, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read dci_transaction");
 	return SPI_processed > 0 ? 0 : 1;
 }
@@ -956,7 +1042,7 @@ typedef struct ItemResult
 
 /* one request in a subtransaction of its own: its failure is its own */
 static void
-write_item(TxnItem *it, const char *t, ItemResult *res)
+write_item(TxnItem *it, GroupTables *gt, ItemResult *res)
 {
 	MemoryContext oldcxt = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
@@ -968,10 +1054,10 @@ write_item(TxnItem *it, const char *t, ItemResult *res)
 	{
 		/* the writer alone changes a taken item's request: read it in place */
 		if (it->outcome)
-			res->phase = write_outcome(it->req.row_id, it->acked, t) ? TXN_COMMITTED : TXN_STARTING;
+			res->phase = write_outcome(it->req.row_id, it->acked, gt) ? TXN_COMMITTED : TXN_STARTING;
 		else
 		{
-			res->row_id = insert_row(&it->req);
+			res->row_id = group_insert(&it->req, gt);
 			res->phase = res->row_id != 0 ? TXN_COMMITTED : TXN_DUPLICATE;
 		}
 		ReleaseCurrentSubTransaction();
@@ -1006,12 +1092,11 @@ write_group(int *idx, int n, ItemResult *res)
 
 	PG_TRY();
 	{
-		char	   *t;
-
+		GroupTables gt = {NULL, NULL};
 		bool		rows = false;
 
 		begin_xact("recording dci_client transactions");
-		t = txn_table("dci_transaction");
+		gt.txn = txn_table("dci_transaction");
 		for (int i = 0; i < n; i++)
 			rows = rows || !txn_queue->items[idx[i]].outcome;
 		/*
@@ -1023,7 +1108,7 @@ write_group(int *idx, int n, ItemResult *res)
 		if (!rows && SPI_execute("SET LOCAL synchronous_commit = off", false, 0) != SPI_OK_UTILITY)
 			elog(ERROR, "could not set synchronous_commit");
 		for (int i = 0; i < n; i++)
-			write_item(&txn_queue->items[idx[i]], t, &res[i]);
+			write_item(&txn_queue->items[idx[i]], &gt, &res[i]);
 		end_xact();
 	}
 	PG_CATCH();
