@@ -2,8 +2,8 @@
  * dci_client.c
  *		The module's entry: _PG_init defines the settings (settings.c),
  *		initialises libcurl and, when preloaded, wires the shared-memory
- *		hooks of the token cache, the request log, the statistics and the
- *		running batches.
+ *		hooks of the token cache, the request log, the statistics, the
+ *		running batches and the transaction writers (txn_record.c).
  */
 #include "dci_client.h"
 

@@ -792,7 +792,9 @@ def test_writer_terminated_while_senders_wait(env, rx):
         if kind == "ok":
             assert value == t and row is not None
         else:
-            assert value == "DC001", results
+            assert value == "DC001" and row is None, results      # rolled back, nothing sent
+    # what the terminated writer held failed; what was still queued went to a new writer
+    assert any(v == ("error", "DC001") for v in results.values()), results
     ok = sum(1 for k, _ in results.values() if k == "ok")
     assert env.mock.stats()["requests"].get("/registry/search", 0) - before == ok
     with closing(env.connect()) as conn:
@@ -835,6 +837,42 @@ def test_reused_transaction_id_in_a_group_refuses_only_it(env, rx):
     assert _count_txn(env, src, twice) == 1
     # one request for each recorded one (the first, the three good ones, one of the twins)
     assert env.mock.stats()["requests"].get("/registry/search", 0) - before == 5
+
+
+def test_sender_cancelled_while_the_writer_holds_its_row(env, rx):
+    """A sender cancelled while it waits for the writer: 57014, nothing sent;
+    the row, written once the writer goes on, stays 'sent' at worst; the next
+    call of that session works."""
+    src = _src(env, rx)
+    before = env.mock.stats()["requests"].get("/registry/search", 0)
+    t = "cancel-" + uuid.uuid4().hex
+    locker = env.connect(autocommit=False)
+    try:
+        locker.cursor().execute("LOCK TABLE dci_transaction IN SHARE MODE")
+        conn = env.connect()
+        pid = conn.get_backend_pid()
+        result = {}
+
+        def send():
+            try:
+                result["v"] = ("ok", _async(conn.cursor(), src, t))
+            except psycopg2.Error as e:
+                result["v"] = ("error", e.pgcode)
+        th = threading.Thread(target=send)
+        th.start()
+        _wait(lambda: _waiting_senders(env) == 1, "the sender waiting")
+        assert env.query("SELECT pg_cancel_backend(%s)", (pid,)) == [(True,)]
+        th.join(30)
+        assert result["v"] == ("error", "57014")
+    finally:
+        locker.rollback()
+        locker.close()
+    _wait(lambda: _count_txn(env, src, t) == 1, "the abandoned row written")
+    assert _txn(env, src, t)[0] == "sent"
+    assert env.mock.stats()["requests"].get("/registry/search", 0) == before
+    t2 = _async(conn.cursor(), src)
+    assert _txn(env, src, t2) is not None
+    conn.close()
 
 
 def _count_txn(env, src, txn):
