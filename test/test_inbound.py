@@ -875,6 +875,38 @@ def test_sender_cancelled_while_the_writer_holds_its_row(env, rx):
     conn.close()
 
 
+def test_writer_killed_crash_restart_then_calls_work(env):
+    """SIGKILL of the writer makes the postmaster restart every process (shared
+    memory initialised again): the next asynchronous calls are recorded."""
+    import signal
+    from support import harness
+    cl = harness.Cluster().start(preload=True)
+    try:
+        with closing(cl.connect()) as conn:
+            conn.cursor().execute("CREATE EXTENSION dci_client CASCADE")
+        src = code("inbcrash")
+        env.add_source(src, cluster=cl, callback_uri="https://openspp.example.org/cb")
+        with closing(cl.connect()) as conn:
+            _async(conn.cursor(), src)
+            cur = conn.cursor()
+            cur.execute("SELECT pid FROM pg_stat_activity WHERE backend_type = 'dci_client transaction writer'")
+            pids = [r[0] for r in cur.fetchall()]
+        assert pids
+        os.kill(pids[0], signal.SIGKILL)
+
+        def calls_again():
+            try:
+                with closing(cl.connect()) as conn:
+                    return [_async(conn.cursor(), src) for _ in range(3)]
+            except psycopg2.Error:
+                return None                      # still restarting
+        txns = _wait(calls_again, "calls after the crash restart")
+        for t in txns:
+            assert _txn(env, src, t, cluster=cl) is not None
+    finally:
+        cl.cleanup()
+
+
 def _count_txn(env, src, txn):
     return env.query("SELECT count(*) FROM dci_transaction t JOIN dci_data_source s ON s.id = t.source_id "
                      "WHERE s.code = %s AND t.transaction_id = %s", (src, txn))[0][0]
