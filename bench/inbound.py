@@ -2,8 +2,9 @@
 "Benchmarks"): on a throwaway preloaded cluster and the bundled mock registry,
 side by side in one run:
 
-  1. the sender: dci_search_async (its autonomous dci_transaction write: a
-     background worker commits the row before the request goes out) against
+  1. the sender: dci_search_async (its autonomous dci_transaction write: the
+     database's transaction writer commits the row before the request goes
+     out) against
      dci_search on the same registry, one call per round trip from Python;
   2. the receiver: dci_receive of on-search callbacks (token-authenticated,
      then Ed25519-signed), one callback per transaction and a commit each, as

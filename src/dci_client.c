@@ -2,8 +2,8 @@
  * dci_client.c
  *		The module's entry: _PG_init defines the settings (settings.c),
  *		initialises libcurl and, when preloaded, wires the shared-memory
- *		hooks of the token cache, the request log, the statistics and the
- *		running batches.
+ *		hooks of the token cache, the request log, the statistics, the
+ *		running batches and the transaction writers (txn_record.c).
  */
 #include "dci_client.h"
 
@@ -19,6 +19,7 @@
 #include "settings.h"
 #include "source_stats.h"
 #include "token_cache.h"
+#include "txn_record.h"
 
 PG_MODULE_MAGIC;
 
@@ -36,6 +37,7 @@ dci_shmem_request(void)
 	dci_request_log_shmem_request();
 	dci_stats_shmem_request();
 	dci_batch_slots_shmem_request();
+	dci_txn_record_shmem_request();
 }
 
 static void
@@ -47,6 +49,7 @@ dci_shmem_startup(void)
 	dci_request_log_shmem_startup();
 	dci_stats_shmem_startup();
 	dci_batch_slots_shmem_startup();
+	dci_txn_record_shmem_startup();
 }
 
 void

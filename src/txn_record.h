@@ -24,9 +24,13 @@ extern DciTxnRecord *dci_txn_record_begin(DciSource *src, const char *txn, const
 /*
  * The outcome of the request: acked or not (failed).  The writer moves the
  * row from 'sent' only, so a state a callback already set stays.  Never
- * raises (it runs in error paths too); does not wait: a short worker of
- * its own writes it.
+ * raises (it runs in error paths too); does not wait: the database's
+ * writer (preloaded) or a short worker of its own writes it.
  */
 extern void dci_txn_record_end(DciTxnRecord *rec, bool acked);
+
+/* shared memory of the persistent writers, from dci_client.c's hooks (preloaded) */
+extern void dci_txn_record_shmem_request(void);
+extern void dci_txn_record_shmem_startup(void);
 
 #endif /* DCI_TXN_RECORD_H */

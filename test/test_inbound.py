@@ -690,6 +690,251 @@ def test_eight_sessions_thousand_callbacks(env, rx):
 
 
 # ---------------------------------------------------------------- privileges
+# ---------------------------------------------------------------- the persistent transaction writer
+def _async(cur, src, txn=None):
+    opts = Json({"transaction_id": txn}) if txn else None
+    cur.execute("SELECT dci_search_async(%s, 'idtype-value', %s, options => %s)", (src, Json(UIN), opts))
+    return cur.fetchone()[0]
+
+
+def _writer_pids(env, dbname="postgres"):
+    return [r[0] for r in env.query(
+        "SELECT pid FROM pg_stat_activity WHERE backend_type = 'dci_client transaction writer' "
+        "AND datname = %s", (dbname,))]
+
+
+def _waiting_senders(env):
+    """Sessions inside dci_search_async waiting for the writer (an extension wait)."""
+    return env.query("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "
+                     "AND wait_event_type = 'Extension' AND query LIKE 'SELECT dci_search_async%%'")[0][0]
+
+
+def _senders(env, src, txns):
+    """One session per transaction id, each sending it; returns (threads,
+    results): results[i] is ("ok", id) or ("error", SQLSTATE) for txns[i]."""
+    results = {}
+
+    def send(i, t):
+        with closing(env.connect()) as conn:
+            try:
+                results[i] = ("ok", _async(conn.cursor(), src, t))
+            except psycopg2.Error as e:
+                results[i] = ("error", e.pgcode)
+    threads = [threading.Thread(target=send, args=(i, t)) for i, t in enumerate(txns)]
+    for th in threads:
+        th.start()
+    return threads, results
+
+
+def test_many_concurrent_async_senders_recorded_once(env, rx):
+    """8 sessions x 50 dci_search_async at once through the database's writer:
+    every request sent once and its row recorded once, all 'acked'."""
+    src = _src(env, rx)
+    before = env.mock.stats()["requests"].get("/registry/search", 0)
+    errors = []
+    txns = []
+
+    def session(k):
+        try:
+            with closing(env.connect()) as conn:
+                cur = conn.cursor()
+                for i in range(50):
+                    txns.append(_async(cur, src, "many-%d-%d-%s" % (k, i, uuid.uuid4().hex[:8])))
+        except Exception as e:              # noqa: BLE001 - reported below
+            errors.append(repr(e))
+    threads = [threading.Thread(target=session, args=(k,)) for k in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert errors == []
+    assert len(set(txns)) == 400
+    assert env.mock.stats()["requests"].get("/registry/search", 0) - before == 400
+    rows = env.query("SELECT t.transaction_id, count(*) FROM dci_transaction t JOIN dci_data_source s "
+                     "ON s.id = t.source_id WHERE s.code = %s GROUP BY 1", (src,))
+    assert sorted(r[0] for r in rows) == sorted(txns) and all(r[1] == 1 for r in rows)
+    _wait(lambda: env.query("SELECT count(*) FROM dci_transaction t JOIN dci_data_source s ON s.id = t.source_id "
+                            "WHERE s.code = %s AND t.state = 'acked'", (src,))[0][0] == 400, "400 acked")
+    # they went through the database's persistent writer
+    assert _writer_pids(env)
+
+
+def test_writer_terminated_while_senders_wait(env, rx):
+    """The writer is terminated while senders wait for it (it is held on a
+    table lock): each sender returns, with its row, or fails cleanly with
+    DC001 and nothing sent; the next call works."""
+    src = _src(env, rx)
+    with closing(env.connect()) as warm:
+        _async(warm.cursor(), src)               # the writer is up
+    before = env.mock.stats()["requests"].get("/registry/search", 0)
+    locker = env.connect(autocommit=False)
+    try:
+        locker.cursor().execute("LOCK TABLE dci_transaction IN SHARE MODE")   # holds every INSERT
+        txns = ["kill-%d-%s" % (i, uuid.uuid4().hex[:8]) for i in range(4)]
+        threads, results = _senders(env, src, txns)
+        _wait(lambda: _waiting_senders(env) == 4, "4 senders waiting")
+        pids = _wait(lambda: [r[0] for r in env.query(
+            "SELECT pid FROM pg_stat_activity WHERE backend_type = 'dci_client transaction writer' "
+            "AND datname = 'postgres' AND wait_event_type = 'Lock'")], "the writer waiting for the lock")
+        for pid in pids:
+            assert env.query("SELECT pg_terminate_backend(%s)", (pid,)) == [(True,)]
+        _wait(lambda: not [p for p in _writer_pids(env) if p in pids], "the writer gone")
+    finally:
+        locker.rollback()
+        locker.close()
+    for th in threads:
+        th.join(60)
+        assert not th.is_alive(), "a sender still waits"
+    assert len(results) == len(txns)
+    for i, (kind, value) in results.items():
+        t = txns[i]
+        row = _txn(env, src, t)
+        if kind == "ok":
+            assert value == t and row is not None
+        else:
+            assert value == "DC001" and row is None, results      # rolled back, nothing sent
+    # what the terminated writer held failed; what was still queued went to a new writer
+    assert any(v == ("error", "DC001") for v in results.values()), results
+    ok = sum(1 for k, _ in results.values() if k == "ok")
+    assert env.mock.stats()["requests"].get("/registry/search", 0) - before == ok
+    with closing(env.connect()) as conn:
+        t = _async(conn.cursor(), src)
+    assert _txn(env, src, t) is not None
+
+
+def test_reused_transaction_id_in_a_group_refuses_only_it(env, rx):
+    """Requests written in one transaction by the writer: a transaction_id used
+    before, and one given twice in the group, are refused (22023) alone; the
+    others are recorded and sent."""
+    src = _src(env, rx)
+    used = "used-" + uuid.uuid4().hex
+    twice = "twice-" + uuid.uuid4().hex
+    with closing(env.connect()) as conn:
+        _async(conn.cursor(), src, used)
+    before = env.mock.stats()["requests"].get("/registry/search", 0)
+    locker = env.connect(autocommit=False)
+    try:
+        locker.cursor().execute("LOCK TABLE dci_transaction IN SHARE MODE")
+        first, r0 = _senders(env, src, ["grp-first-" + uuid.uuid4().hex])    # the writer takes it, waits
+        _wait(lambda: _waiting_senders(env) == 1, "the first sender waiting")
+        _wait(lambda: env.query("SELECT count(*) FROM pg_stat_activity WHERE backend_type = "
+                                "'dci_client transaction writer' AND datname = 'postgres' "
+                                "AND wait_event_type = 'Lock'")[0][0] == 1, "the writer holding the first")
+        good = ["grp-%d-%s" % (i, uuid.uuid4().hex[:8]) for i in range(3)]
+        threads, results = _senders(env, src, good + [used])
+        twin, r2 = _senders(env, src, [twice, twice])
+        _wait(lambda: _waiting_senders(env) == 7, "7 senders waiting")
+    finally:
+        locker.rollback()
+        locker.close()
+    for th in first + threads + twin:
+        th.join(60)
+    assert r0[0][0] == "ok"
+    assert results[3] == ("error", "22023")
+    for i, t in enumerate(good):
+        assert results[i] == ("ok", t) and _txn(env, src, t) is not None
+    assert sorted(r2.values()) == [("error", "22023"), ("ok", twice)]
+    assert _count_txn(env, src, twice) == 1
+    # one request for each recorded one (the first, the three good ones, one of the twins)
+    assert env.mock.stats()["requests"].get("/registry/search", 0) - before == 5
+
+
+def test_sender_cancelled_while_the_writer_holds_its_row(env, rx):
+    """A sender cancelled while it waits for the writer: 57014, nothing sent;
+    the row, written once the writer goes on, stays 'sent' at worst; the next
+    call of that session works."""
+    src = _src(env, rx)
+    before = env.mock.stats()["requests"].get("/registry/search", 0)
+    t = "cancel-" + uuid.uuid4().hex
+    locker = env.connect(autocommit=False)
+    try:
+        locker.cursor().execute("LOCK TABLE dci_transaction IN SHARE MODE")
+        conn = env.connect()
+        pid = conn.get_backend_pid()
+        result = {}
+
+        def send():
+            try:
+                result["v"] = ("ok", _async(conn.cursor(), src, t))
+            except psycopg2.Error as e:
+                result["v"] = ("error", e.pgcode)
+        th = threading.Thread(target=send)
+        th.start()
+        _wait(lambda: _waiting_senders(env) == 1, "the sender waiting")
+        assert env.query("SELECT pg_cancel_backend(%s)", (pid,)) == [(True,)]
+        th.join(30)
+        assert result["v"] == ("error", "57014")
+    finally:
+        locker.rollback()
+        locker.close()
+    _wait(lambda: _count_txn(env, src, t) == 1, "the abandoned row written")
+    assert _txn(env, src, t)[0] == "sent"
+    assert env.mock.stats()["requests"].get("/registry/search", 0) == before
+    t2 = _async(conn.cursor(), src)
+    assert _txn(env, src, t2) is not None
+    conn.close()
+
+
+def test_writer_killed_crash_restart_then_calls_work(env):
+    """SIGKILL of the writer makes the postmaster restart every process (shared
+    memory initialised again): the next asynchronous calls are recorded."""
+    import signal
+    from support import harness
+    cl = harness.Cluster().start(preload=True)
+    try:
+        with closing(cl.connect()) as conn:
+            conn.cursor().execute("CREATE EXTENSION dci_client CASCADE")
+        src = code("inbcrash")
+        env.add_source(src, cluster=cl, callback_uri="https://openspp.example.org/cb")
+        with closing(cl.connect()) as conn:
+            _async(conn.cursor(), src)
+            cur = conn.cursor()
+            cur.execute("SELECT pid FROM pg_stat_activity WHERE backend_type = 'dci_client transaction writer'")
+            pids = [r[0] for r in cur.fetchall()]
+        assert pids
+        os.kill(pids[0], signal.SIGKILL)
+
+        def calls_again():
+            try:
+                with closing(cl.connect()) as conn:
+                    return [_async(conn.cursor(), src) for _ in range(3)]
+            except psycopg2.Error:
+                return None                      # still restarting
+        txns = _wait(calls_again, "calls after the crash restart")
+        for t in txns:
+            assert _txn(env, src, t, cluster=cl) is not None
+    finally:
+        cl.cleanup()
+
+
+def _count_txn(env, src, txn):
+    return env.query("SELECT count(*) FROM dci_transaction t JOIN dci_data_source s ON s.id = t.source_id "
+                     "WHERE s.code = %s AND t.transaction_id = %s", (src, txn))[0][0]
+
+
+def test_drop_database_after_its_writer_ran(env):
+    """The writer of a database leaves when idle: DROP DATABASE right after an
+    asynchronous call succeeds (it waits 5 s for other sessions, then fails)."""
+    db = code("txnwdrop")
+    admin = env.cluster.connect()
+    admin.cursor().execute("CREATE DATABASE %s" % db)
+    try:
+        with closing(env.cluster.connect(dbname=db)) as conn:
+            cur = conn.cursor()
+            cur.execute("CREATE EXTENSION dci_client CASCADE")
+            src = code("txnwdrop")
+            env.add_source(src, conn=conn, callback_uri="https://openspp.example.org/cb")
+            _async(cur, src)
+            cur.execute("SELECT count(*) FROM dci_transaction")
+            assert cur.fetchone()[0] == 1
+        assert _writer_pids(env, db)             # it ran, and is still there for a moment
+        admin.cursor().execute("DROP DATABASE %s" % db)
+        assert env.query("SELECT count(*) FROM pg_database WHERE datname = %s", (db,)) == [(0,)]
+    finally:
+        admin.cursor().execute("DROP DATABASE IF EXISTS %s WITH (FORCE)" % db)
+        admin.close()
+
+
 def test_worker_role_needs_only_execute(env, rx):
     src = _src(env, rx)
     with closing(env.cluster.connect(user=WORKER_ROLE)) as conn:
