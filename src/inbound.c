@@ -304,13 +304,49 @@ typedef struct Inbound
 	JsonbContainer *msg;
 } Inbound;
 
+/*
+ * The statements' plans, kept for the backend's life: parsing and planning
+ * them cost a callback more than storing it.  Every name in them is
+ * schema-qualified, so a plan the plan cache revalidates resolves the same.
+ */
+#define INBOUND_PLANS 32
+static struct
+{
+	char	   *sql;
+	SPIPlanPtr	plan;
+}			plans[INBOUND_PLANS];
+
 static int
 spi_run(const char *sql, int n, Oid *types, Datum *values, const char *nulls, int expect)
 {
-	int			rc = SPI_execute_with_args(sql, n, types, values, nulls, false, 0);
+	SPIPlanPtr	plan = NULL;
+	int			rc;
+	int			i;
 
+	for (i = 0; i < INBOUND_PLANS && plans[i].sql != NULL; i++)
+		if (strcmp(plans[i].sql, sql) == 0)
+		{
+			plan = plans[i].plan;
+			break;
+		}
+	if (plan == NULL)
+	{
+		plan = SPI_prepare(sql, n, types);
+		if (plan == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("dci_receive: could not prepare a statement: %s", SPI_result_code_string(SPI_result))));
+		if (i < INBOUND_PLANS && SPI_keepplan(plan) == 0)
+		{
+			plans[i].sql = MemoryContextStrdup(TopMemoryContext, sql);
+			plans[i].plan = plan;
+		}
+	}
+	rc = SPI_execute_plan(plan, values, nulls, false, 0);
 	if (rc != expect)
-		elog(ERROR, "dci_receive: SPI failed (%d): %s", rc, sql);
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("dci_receive: a statement failed: %s", SPI_result_code_string(rc))));
 	return (int) SPI_processed;
 }
 

@@ -407,25 +407,50 @@ dci_signature_for_source(DciSource *src, const char *hm_text, size_t len)
  * (DC008: the envelope names none that the set holds, or is not signed).
  * *owned receives what the caller must free.
  */
+/*
+ * Parsed registry_public_keys of the last few source loads, by the load's
+ * serial (a changed row is a new load): OpenSSL 3's PEM decoder costs more
+ * than the verification itself, and a registry answering or calling back
+ * many times would pay it every time.  Public keys only.
+ */
+#define REGISTRY_PEM_CACHE 8
+static struct
+{
+	uint64		serial;
+	DciSigKey  *key;
+}			pem_cache[REGISTRY_PEM_CACHE];
+static int	pem_cache_next = 0;
+
 static const DciSigKey *
 registry_key(DciSource *src, const char *body, size_t len, const char *what,
 			 DciSigKey **owned, DciError *err)
 {
 	char		msg[256] = "";
+	DciSigKey  *key;
+	int			slot;
 
 	*owned = NULL;
 	if (src->registry_jwks_url != NULL && *src->registry_jwks_url != '\0')
 		return dci_registry_key_for_envelope(src, body, len, what, err);
 	if (src->registry_public_key == NULL || *src->registry_public_key == '\0')
 		return NULL;
-	*owned = dci_sigkey_load(src->registry_public_key, false, msg, sizeof(msg));
-	if (*owned == NULL)
+	for (int i = 0; i < REGISTRY_PEM_CACHE; i++)
+		if (pem_cache[i].key != NULL && pem_cache[i].serial == src->serial)
+			return pem_cache[i].key;
+	key = dci_sigkey_load(src->registry_public_key, false, msg, sizeof(msg));
+	if (key == NULL)
 	{
 		dci_error_set(err, ERRCODE_DCI_CONFIG, "registry_public_key of data source \"%s\" is not usable", src->code);
 		dci_error_detail(err, "It is %s.", msg);
 		dci_error_hint(err, "Set it to the registry's Ed25519 or RSA public key (PEM), or to NULL.");
+		return NULL;
 	}
-	return *owned;
+	slot = pem_cache_next;
+	pem_cache_next = (pem_cache_next + 1) % REGISTRY_PEM_CACHE;
+	dci_sigkey_free(pem_cache[slot].key);
+	pem_cache[slot].serial = src->serial;
+	pem_cache[slot].key = key;
+	return key;
 }
 
 /* does the envelope text carry a non-empty "signature" */
