@@ -648,6 +648,25 @@ abandon_item(int idx)
 }
 
 /*
+ * The queue item this backend waits for, freed (or left to the writer) when
+ * the backend exits while waiting: pg_terminate_backend is a FATAL, which
+ * runs no PG_CATCH, and a slot left DONE or PENDING would stay taken for
+ * good.
+ */
+static int	waiting_item = -1;
+static bool sender_exit_hooked = false;
+
+static void
+sender_exit(int code, Datum arg)
+{
+	int			idx = waiting_item;
+
+	waiting_item = -1;
+	if (idx >= 0 && txn_queue != NULL)
+		abandon_item(idx);
+}
+
+/*
  * Write the row through this database's writer and wait for it.  Returns
  * the TxnPhase, or -1 when the request was not queued or no writer took it
  * (the caller then starts a worker of its own).
@@ -662,6 +681,11 @@ group_write(const TxnShared *req, int64 *row_id, char *error, size_t errlen)
 
 	if (txn_queue == NULL)
 		return -1;
+	if (!sender_exit_hooked)
+	{
+		before_shmem_exit(sender_exit, (Datum) 0);
+		sender_exit_hooked = true;
+	}
 
 	/* a free slot in the queue: wait for one, bounded */
 	give_up = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), TXN_SLOT_WAIT_MS);
@@ -691,6 +715,7 @@ group_write(const TxnShared *req, int64 *row_id, char *error, size_t errlen)
 				it->not_before = 0;
 				it->state = ITEM_PENDING;
 				idx = i;
+				waiting_item = i;
 				break;
 			}
 		if (idx >= 0)
@@ -734,6 +759,7 @@ group_write(const TxnShared *req, int64 *row_id, char *error, size_t errlen)
 				*row_id = it->req.row_id;
 				strlcpy(error, it->req.error, errlen);
 				it->state = ITEM_FREE;
+				waiting_item = -1;
 				LWLockRelease(txn_queue->lock);
 				break;
 			}
@@ -745,6 +771,7 @@ group_write(const TxnShared *req, int64 *row_id, char *error, size_t errlen)
 				if (w < 0 || TimestampDifferenceExceeds(queued_at, now, TXN_START_WAIT_MS))
 				{
 					it->state = ITEM_FREE;
+					waiting_item = -1;
 					fallback = true;
 				}
 				else
@@ -754,6 +781,7 @@ group_write(const TxnShared *req, int64 *row_id, char *error, size_t errlen)
 					 TimestampDifferenceExceeds(queued_at, now, TXN_WRITE_WAIT_MS))
 			{
 				it->state = ITEM_ABANDONED;
+				waiting_item = -1;
 				timed_out = true;
 			}
 			LWLockRelease(txn_queue->lock);
@@ -777,10 +805,12 @@ group_write(const TxnShared *req, int64 *row_id, char *error, size_t errlen)
 	}
 	PG_CATCH();
 	{
+		waiting_item = -1;
 		abandon_item(idx);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	waiting_item = -1;
 	return phase;
 }
 

@@ -649,3 +649,39 @@ def test_await_of_parts_whose_data_is_no_object(env):
                 assert _receive(cur, src, e)[0] == 200
             cur.execute("SELECT dci_await(%s, %s, 0)", (src, txn))
             assert cur.fetchone()[0]["status"] == "succ", data
+
+
+# ---------------------------------------------------------------- the writer's queue
+def test_terminated_senders_leak_no_queue_slot(env):
+    """Senders terminated (pg_terminate_backend: FATAL, no error handler runs)
+    while they wait for the writer must not keep their queue slot: after more
+    such senders than the queue has slots, the next call is written at once
+    (not refused with 53400 after waiting 10 s for a full queue)."""
+    import uuid
+    from test_inbound import _async, _senders, _wait
+    src = _src(env, None)
+    with closing(env.connect()) as warm:
+        _async(warm.cursor(), src)                  # the writer is up
+    waiting = ("SELECT pid FROM pg_stat_activity WHERE backend_type = 'client backend' "
+               "AND wait_event_type = 'Extension' AND query LIKE 'SELECT dci_search_async%%'")
+    for wave in range(3):
+        locker = env.connect(autocommit=False)
+        try:
+            locker.cursor().execute("LOCK TABLE dci_transaction IN SHARE MODE")   # holds every INSERT
+            txns = ["leak-%d-%d-%s" % (wave, i, uuid.uuid4().hex[:8]) for i in range(22)]
+            threads, _ = _senders(env, src, txns)
+            pids = _wait(lambda: (lambda p: p if len(p) == len(txns) else None)(
+                [r[0] for r in env.query(waiting)]), "the senders waiting")
+            for pid in pids:
+                env.query("SELECT pg_terminate_backend(%s)", (pid,))
+            _wait(lambda: not env.query(waiting), "the senders gone")
+        finally:
+            locker.rollback()
+            locker.close()
+        for th in threads:
+            th.join(60)
+    with closing(env.connect()) as conn:
+        cur = conn.cursor()
+        cur.execute("SET statement_timeout = '8s'")     # a full queue would wait 10 s, then 53400
+        t = _async(cur, src)
+    assert _txn(env, src, t) is not None
