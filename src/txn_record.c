@@ -880,13 +880,18 @@ group_exit(int code, Datum arg)
 	if (my_writer < 0 || txn_queue == NULL)
 		return;
 	LWLockAcquire(txn_queue->lock, LW_EXCLUSIVE);
-	for (int i = 0; i < TXN_QUEUE_SLOTS; i++)
+	/* retired (slot given up, maybe to a new writer of this database): nothing here is ours */
+	for (int i = 0; i < TXN_QUEUE_SLOTS && txn_queue->writers[my_writer].pid == MyProcPid; i++)
 	{
 		TxnItem    *it = &txn_queue->items[i];
 
 		if (it->req.dbid != MyDatabaseId || it->state == ITEM_FREE)
 			continue;
-		if (it->state == ITEM_ABANDONED || (it->state == ITEM_TAKEN && it->outcome))
+		/*
+		 * Outcomes, pending ones too: nobody waits for them, and after DROP
+		 * DATABASE no writer would ever take them (the row stays 'sent').
+		 */
+		if (it->state == ITEM_ABANDONED || it->outcome)
 			it->state = ITEM_FREE;
 		else if (it->state == ITEM_TAKEN)
 		{
@@ -895,7 +900,7 @@ group_exit(int code, Datum arg)
 			it->state = ITEM_DONE;
 			latches[n++] = it->req.sender_latch;
 		}
-		else if (it->state == ITEM_PENDING && !it->outcome)
+		else if (it->state == ITEM_PENDING)
 			latches[n++] = it->req.sender_latch;
 	}
 	if (txn_queue->writers[my_writer].pid == MyProcPid)
