@@ -521,6 +521,7 @@ typedef struct TxnItem
 	bool		outcome;		/* an outcome record: req.row_id, acked */
 	bool		acked;
 	int			tries;
+	TimestampTz queued_at;
 	TimestampTz not_before;		/* an outcome whose row was locked: try again then */
 	TxnShared	req;			/* its mutex is unused here: the queue's lock covers it */
 } TxnItem;
@@ -633,6 +634,32 @@ start_writer(void)
 	return RegisterDynamicBackgroundWorker(&worker, &handle);
 }
 
+/*
+ * With the lock held: a free queue item, or -1.  With none, an outcome
+ * queued TXN_WRITE_WAIT_MS ago and still not taken is given up (its
+ * database's writer never came, e.g. the database was dropped before it
+ * connected; the row stays 'sent'): nobody waits for it.
+ */
+static int
+free_item(TimestampTz now)
+{
+	int			stale = -1;
+
+	for (int i = 0; i < TXN_QUEUE_SLOTS; i++)
+	{
+		TxnItem    *it = &txn_queue->items[i];
+
+		if (it->state == ITEM_FREE)
+			return i;
+		if (stale < 0 && it->state == ITEM_PENDING && it->outcome &&
+			TimestampDifferenceExceeds(it->queued_at, now, TXN_WRITE_WAIT_MS))
+			stale = i;
+	}
+	if (stale >= 0)
+		txn_queue->items[stale].state = ITEM_FREE;
+	return stale;
+}
+
 /* the sender stops waiting (cancelled, or gave up): what the writer holds it frees itself */
 static void
 abandon_item(int idx)
@@ -704,20 +731,23 @@ group_write(const TxnShared *req, int64 *row_id, char *error, size_t errlen)
 			LWLockRelease(txn_queue->lock);
 			return -1;
 		}
-		for (int i = 0; i < TXN_QUEUE_SLOTS; i++)
-			if (txn_queue->items[i].state == ITEM_FREE)
+		{
+			int			i = free_item(now);
+
+			if (i >= 0)
 			{
 				TxnItem    *it = &txn_queue->items[i];
 
 				memcpy(&it->req, req, sizeof(TxnShared));
 				it->outcome = false;
 				it->tries = 0;
+				it->queued_at = now;
 				it->not_before = 0;
 				it->state = ITEM_PENDING;
 				idx = i;
 				waiting_item = i;
-				break;
 			}
+		}
 		if (idx >= 0)
 			wake = writer_wake(w, now, &start);
 		LWLockRelease(txn_queue->lock);
@@ -829,23 +859,20 @@ group_outcome(int64 row_id, bool acked)
 	now = GetCurrentTimestamp();
 	LWLockAcquire(txn_queue->lock, LW_EXCLUSIVE);
 	w = writer_slot(MyDatabaseId, true, now);
-	if (w >= 0)
-		for (int i = 0; i < TXN_QUEUE_SLOTS; i++)
-			if (txn_queue->items[i].state == ITEM_FREE)
-			{
-				TxnItem    *it = &txn_queue->items[i];
+	if (w >= 0 && (idx = free_item(now)) >= 0)
+	{
+		TxnItem    *it = &txn_queue->items[idx];
 
-				memset(&it->req, 0, offsetof(TxnShared, transaction_id));
-				it->req.dbid = MyDatabaseId;
-				it->req.row_id = row_id;
-				it->outcome = true;
-				it->acked = acked;
-				it->tries = 0;
-				it->not_before = 0;
-				it->state = ITEM_PENDING;
-				idx = i;
-				break;
-			}
+		memset(&it->req, 0, offsetof(TxnShared, transaction_id));
+		it->req.dbid = MyDatabaseId;
+		it->req.row_id = row_id;
+		it->outcome = true;
+		it->acked = acked;
+		it->tries = 0;
+		it->queued_at = now;
+		it->not_before = 0;
+		it->state = ITEM_PENDING;
+	}
 	if (idx >= 0)
 		wake = writer_wake(w, now, &start);
 	LWLockRelease(txn_queue->lock);
@@ -855,9 +882,22 @@ group_outcome(int64 row_id, bool acked)
 		SetLatch(wake);
 	else if (start && !start_writer())
 	{
-		/* the queued outcome would wait for a writer that is not coming */
-		abandon_item(idx);
-		return false;
+		/*
+		 * The queued outcome would wait for a writer that is not coming.
+		 * Only while it is still ours: since the lock was released a writer
+		 * may have come, recorded it, and the item may be another sender's.
+		 */
+		bool		withdrawn = false;
+
+		LWLockAcquire(txn_queue->lock, LW_EXCLUSIVE);
+		if (txn_queue->items[idx].state == ITEM_PENDING && txn_queue->items[idx].outcome &&
+			txn_queue->items[idx].req.row_id == row_id && txn_queue->items[idx].req.dbid == MyDatabaseId)
+		{
+			txn_queue->items[idx].state = ITEM_FREE;
+			withdrawn = true;
+		}
+		LWLockRelease(txn_queue->lock);
+		return !withdrawn;
 	}
 	return true;
 }
