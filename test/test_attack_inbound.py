@@ -787,3 +787,27 @@ def test_dropped_database_leaves_no_queued_outcome(env):
     finally:
         admin.cursor().execute("DROP DATABASE IF EXISTS %s WITH (FORCE)" % db)
         admin.close()
+
+
+def test_tiny_statement_timeouts_send_nothing_unrecorded(env):
+    """Senders cancelled by a tiny statement_timeout at every point of the
+    queue's state machine (queued, taken, done): a cancelled call sends
+    nothing, a successful one has its row, and the queue stays usable."""
+    import psycopg2
+    from test_inbound import _async
+    src = _src(env, None)
+    before = env.mock.stats()["requests"].get("/registry/search", 0)
+    ok = []
+    with closing(env.connect()) as conn:
+        cur = conn.cursor()
+        for i in range(40):
+            cur.execute("SET statement_timeout = %s", ("%dms" % (1 + i % 20),))
+            try:
+                ok.append(_async(cur, src))
+            except psycopg2.errors.QueryCanceled:
+                pass
+        cur.execute("RESET statement_timeout")
+        t = _async(cur, src)
+    assert env.mock.stats()["requests"].get("/registry/search", 0) - before == len(ok) + 1
+    for txn in ok + [t]:
+        assert _txn(env, src, txn) is not None
