@@ -521,6 +521,7 @@ typedef struct TxnItem
 	bool		outcome;		/* an outcome record: req.row_id, acked */
 	bool		acked;
 	int			tries;
+	TimestampTz queued_at;
 	TimestampTz not_before;		/* an outcome whose row was locked: try again then */
 	TxnShared	req;			/* its mutex is unused here: the queue's lock covers it */
 } TxnItem;
@@ -633,6 +634,32 @@ start_writer(void)
 	return RegisterDynamicBackgroundWorker(&worker, &handle);
 }
 
+/*
+ * With the lock held: a free queue item, or -1.  With none, an outcome
+ * queued TXN_WRITE_WAIT_MS ago and still not taken is given up (its
+ * database's writer never came, e.g. the database was dropped before it
+ * connected; the row stays 'sent'): nobody waits for it.
+ */
+static int
+free_item(TimestampTz now)
+{
+	int			stale = -1;
+
+	for (int i = 0; i < TXN_QUEUE_SLOTS; i++)
+	{
+		TxnItem    *it = &txn_queue->items[i];
+
+		if (it->state == ITEM_FREE)
+			return i;
+		if (stale < 0 && it->state == ITEM_PENDING && it->outcome &&
+			TimestampDifferenceExceeds(it->queued_at, now, TXN_WRITE_WAIT_MS))
+			stale = i;
+	}
+	if (stale >= 0)
+		txn_queue->items[stale].state = ITEM_FREE;
+	return stale;
+}
+
 /* the sender stops waiting (cancelled, or gave up): what the writer holds it frees itself */
 static void
 abandon_item(int idx)
@@ -645,6 +672,25 @@ abandon_item(int idx)
 	else if (it->state == ITEM_PENDING || it->state == ITEM_DONE)
 		it->state = ITEM_FREE;
 	LWLockRelease(txn_queue->lock);
+}
+
+/*
+ * The queue item this backend waits for, freed (or left to the writer) when
+ * the backend exits while waiting: pg_terminate_backend is a FATAL, which
+ * runs no PG_CATCH, and a slot left DONE or PENDING would stay taken for
+ * good.
+ */
+static int	waiting_item = -1;
+static bool sender_exit_hooked = false;
+
+static void
+sender_exit(int code, Datum arg)
+{
+	int			idx = waiting_item;
+
+	waiting_item = -1;
+	if (idx >= 0 && txn_queue != NULL)
+		abandon_item(idx);
 }
 
 /*
@@ -662,6 +708,11 @@ group_write(const TxnShared *req, int64 *row_id, char *error, size_t errlen)
 
 	if (txn_queue == NULL)
 		return -1;
+	if (!sender_exit_hooked)
+	{
+		before_shmem_exit(sender_exit, (Datum) 0);
+		sender_exit_hooked = true;
+	}
 
 	/* a free slot in the queue: wait for one, bounded */
 	give_up = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), TXN_SLOT_WAIT_MS);
@@ -680,19 +731,23 @@ group_write(const TxnShared *req, int64 *row_id, char *error, size_t errlen)
 			LWLockRelease(txn_queue->lock);
 			return -1;
 		}
-		for (int i = 0; i < TXN_QUEUE_SLOTS; i++)
-			if (txn_queue->items[i].state == ITEM_FREE)
+		{
+			int			i = free_item(now);
+
+			if (i >= 0)
 			{
 				TxnItem    *it = &txn_queue->items[i];
 
 				memcpy(&it->req, req, sizeof(TxnShared));
 				it->outcome = false;
 				it->tries = 0;
+				it->queued_at = now;
 				it->not_before = 0;
 				it->state = ITEM_PENDING;
 				idx = i;
-				break;
+				waiting_item = i;
 			}
+		}
 		if (idx >= 0)
 			wake = writer_wake(w, now, &start);
 		LWLockRelease(txn_queue->lock);
@@ -734,6 +789,7 @@ group_write(const TxnShared *req, int64 *row_id, char *error, size_t errlen)
 				*row_id = it->req.row_id;
 				strlcpy(error, it->req.error, errlen);
 				it->state = ITEM_FREE;
+				waiting_item = -1;
 				LWLockRelease(txn_queue->lock);
 				break;
 			}
@@ -745,6 +801,7 @@ group_write(const TxnShared *req, int64 *row_id, char *error, size_t errlen)
 				if (w < 0 || TimestampDifferenceExceeds(queued_at, now, TXN_START_WAIT_MS))
 				{
 					it->state = ITEM_FREE;
+					waiting_item = -1;
 					fallback = true;
 				}
 				else
@@ -754,6 +811,7 @@ group_write(const TxnShared *req, int64 *row_id, char *error, size_t errlen)
 					 TimestampDifferenceExceeds(queued_at, now, TXN_WRITE_WAIT_MS))
 			{
 				it->state = ITEM_ABANDONED;
+				waiting_item = -1;
 				timed_out = true;
 			}
 			LWLockRelease(txn_queue->lock);
@@ -777,10 +835,12 @@ group_write(const TxnShared *req, int64 *row_id, char *error, size_t errlen)
 	}
 	PG_CATCH();
 	{
+		waiting_item = -1;
 		abandon_item(idx);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	waiting_item = -1;
 	return phase;
 }
 
@@ -799,23 +859,20 @@ group_outcome(int64 row_id, bool acked)
 	now = GetCurrentTimestamp();
 	LWLockAcquire(txn_queue->lock, LW_EXCLUSIVE);
 	w = writer_slot(MyDatabaseId, true, now);
-	if (w >= 0)
-		for (int i = 0; i < TXN_QUEUE_SLOTS; i++)
-			if (txn_queue->items[i].state == ITEM_FREE)
-			{
-				TxnItem    *it = &txn_queue->items[i];
+	if (w >= 0 && (idx = free_item(now)) >= 0)
+	{
+		TxnItem    *it = &txn_queue->items[idx];
 
-				memset(&it->req, 0, offsetof(TxnShared, transaction_id));
-				it->req.dbid = MyDatabaseId;
-				it->req.row_id = row_id;
-				it->outcome = true;
-				it->acked = acked;
-				it->tries = 0;
-				it->not_before = 0;
-				it->state = ITEM_PENDING;
-				idx = i;
-				break;
-			}
+		memset(&it->req, 0, offsetof(TxnShared, transaction_id));
+		it->req.dbid = MyDatabaseId;
+		it->req.row_id = row_id;
+		it->outcome = true;
+		it->acked = acked;
+		it->tries = 0;
+		it->queued_at = now;
+		it->not_before = 0;
+		it->state = ITEM_PENDING;
+	}
 	if (idx >= 0)
 		wake = writer_wake(w, now, &start);
 	LWLockRelease(txn_queue->lock);
@@ -825,9 +882,22 @@ group_outcome(int64 row_id, bool acked)
 		SetLatch(wake);
 	else if (start && !start_writer())
 	{
-		/* the queued outcome would wait for a writer that is not coming */
-		abandon_item(idx);
-		return false;
+		/*
+		 * The queued outcome would wait for a writer that is not coming.
+		 * Only while it is still ours: since the lock was released a writer
+		 * may have come, recorded it, and the item may be another sender's.
+		 */
+		bool		withdrawn = false;
+
+		LWLockAcquire(txn_queue->lock, LW_EXCLUSIVE);
+		if (txn_queue->items[idx].state == ITEM_PENDING && txn_queue->items[idx].outcome &&
+			txn_queue->items[idx].req.row_id == row_id && txn_queue->items[idx].req.dbid == MyDatabaseId)
+		{
+			txn_queue->items[idx].state = ITEM_FREE;
+			withdrawn = true;
+		}
+		LWLockRelease(txn_queue->lock);
+		return !withdrawn;
 	}
 	return true;
 }
@@ -850,13 +920,18 @@ group_exit(int code, Datum arg)
 	if (my_writer < 0 || txn_queue == NULL)
 		return;
 	LWLockAcquire(txn_queue->lock, LW_EXCLUSIVE);
-	for (int i = 0; i < TXN_QUEUE_SLOTS; i++)
+	/* retired (slot given up, maybe to a new writer of this database): nothing here is ours */
+	for (int i = 0; i < TXN_QUEUE_SLOTS && txn_queue->writers[my_writer].pid == MyProcPid; i++)
 	{
 		TxnItem    *it = &txn_queue->items[i];
 
 		if (it->req.dbid != MyDatabaseId || it->state == ITEM_FREE)
 			continue;
-		if (it->state == ITEM_ABANDONED || (it->state == ITEM_TAKEN && it->outcome))
+		/*
+		 * Outcomes, pending ones too: nobody waits for them, and after DROP
+		 * DATABASE no writer would ever take them (the row stays 'sent').
+		 */
+		if (it->state == ITEM_ABANDONED || it->outcome)
 			it->state = ITEM_FREE;
 		else if (it->state == ITEM_TAKEN)
 		{
@@ -865,7 +940,7 @@ group_exit(int code, Datum arg)
 			it->state = ITEM_DONE;
 			latches[n++] = it->req.sender_latch;
 		}
-		else if (it->state == ITEM_PENDING && !it->outcome)
+		else if (it->state == ITEM_PENDING)
 			latches[n++] = it->req.sender_latch;
 	}
 	if (txn_queue->writers[my_writer].pid == MyProcPid)

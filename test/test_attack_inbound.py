@@ -649,3 +649,165 @@ def test_await_of_parts_whose_data_is_no_object(env):
                 assert _receive(cur, src, e)[0] == 200
             cur.execute("SELECT dci_await(%s, %s, 0)", (src, txn))
             assert cur.fetchone()[0]["status"] == "succ", data
+
+
+# ---------------------------------------------------------------- the writer's queue
+def test_terminated_senders_leak_no_queue_slot(env):
+    """Senders terminated (pg_terminate_backend: FATAL, no error handler runs)
+    while they wait for the writer must not keep their queue slot: after more
+    such senders than the queue has slots, the next call is written at once
+    (not refused with 53400 after waiting 10 s for a full queue)."""
+    import uuid
+    from test_inbound import _async, _senders, _wait
+    src = _src(env, None)
+    with closing(env.connect()) as warm:
+        _async(warm.cursor(), src)                  # the writer is up
+    waiting = ("SELECT pid FROM pg_stat_activity WHERE backend_type = 'client backend' "
+               "AND wait_event_type = 'Extension' AND query LIKE 'SELECT dci_search_async%%'")
+    for wave in range(3):
+        locker = env.connect(autocommit=False)
+        try:
+            locker.cursor().execute("LOCK TABLE dci_transaction IN SHARE MODE")   # holds every INSERT
+            txns = ["leak-%d-%d-%s" % (wave, i, uuid.uuid4().hex[:8]) for i in range(22)]
+            threads, _ = _senders(env, src, txns)
+            pids = _wait(lambda: (lambda p: p if len(p) == len(txns) else None)(
+                [r[0] for r in env.query(waiting)]), "the senders waiting")
+            for pid in pids:
+                env.query("SELECT pg_terminate_backend(%s)", (pid,))
+            _wait(lambda: not env.query(waiting), "the senders gone")
+        finally:
+            locker.rollback()
+            locker.close()
+        for th in threads:
+            th.join(60)
+    with closing(env.connect()) as conn:
+        cur = conn.cursor()
+        cur.execute("SET statement_timeout = '8s'")     # a full queue would wait 10 s, then 53400
+        t = _async(cur, src)
+    assert _txn(env, src, t) is not None
+
+
+def test_dropped_database_leaves_no_queued_outcome(env):
+    """Outcomes (ACK) queued for a writer that is then terminated by DROP
+    DATABASE ... WITH (FORCE) belong to a database that is gone: no writer
+    will ever take them, so they must not keep their queue slots (after more
+    of them than the queue has slots, the next call of another database is
+    written at once, not refused with 53400 after 10 s)."""
+    import threading
+    import psycopg2
+    from support.util import code
+    from test_inbound import _async, _wait
+    for rnd in range(3):
+        db = code("txnwleak")
+        admin = env.cluster.connect()
+        admin.cursor().execute("CREATE DATABASE %s" % db)
+        try:
+            holder = env.cluster.connect(dbname=db)
+            hc = holder.cursor()
+            hc.execute("CREATE EXTENSION dci_client CASCADE")
+            src = code("txnwleak")
+            env.add_source(src, conn=holder, callback_uri="https://openspp.example.org/cb")
+            # the writer's ACK of a row blocks on a lock this session holds
+            hc.execute("""CREATE FUNCTION public.hold_outcome() RETURNS trigger LANGUAGE plpgsql
+                          SET search_path = pg_catalog AS $$
+                          BEGIN PERFORM pg_advisory_xact_lock(4242); RETURN NEW; END $$""")
+            hc.execute("CREATE TRIGGER hold_outcome BEFORE UPDATE ON dci_transaction "
+                       "FOR EACH ROW EXECUTE FUNCTION public.hold_outcome()")
+            hc.execute("SELECT pg_advisory_lock(4242)")
+            with closing(env.cluster.connect(dbname=db)) as c:
+                _async(c.cursor(), src)           # its ACK holds the writer
+            _wait(lambda: env.query("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND "
+                                    "backend_type = 'dci_client transaction writer' AND wait_event_type = 'Lock'",
+                                    (db,))[0][0] == 1, "the writer held")
+            done = []
+
+            def send():
+                try:
+                    with closing(env.cluster.connect(dbname=db)) as c:
+                        _async(c.cursor(), src)   # to a worker of its own after 5 s; its ACK queued
+                        done.append(1)
+                except psycopg2.Error:
+                    pass
+            threads = [threading.Thread(target=send) for _ in range(22)]
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join(60)
+            assert len(done) == 22
+            admin.cursor().execute("DROP DATABASE %s WITH (FORCE)" % db)
+        finally:
+            admin.cursor().execute("DROP DATABASE IF EXISTS %s WITH (FORCE)" % db)
+            admin.close()
+    # another database: while its writer is held on a table lock with one
+    # request, two more are queued together (one transaction, after the lock);
+    # with the dropped databases' outcomes still in the queue only one slot is
+    # free, and they would follow one another
+    from test_inbound import _senders, _waiting_senders
+    db = code("txnwleak")
+    admin = env.cluster.connect()
+    admin.cursor().execute("CREATE DATABASE %s" % db)
+    try:
+        with closing(env.cluster.connect(dbname=db)) as conn:
+            cur = conn.cursor()
+            cur.execute("CREATE EXTENSION dci_client CASCADE")
+            src = code("txnwleak")
+            env.add_source(src, conn=conn, callback_uri="https://openspp.example.org/cb")
+            cur.execute("CREATE TABLE public.writer_xact (transaction_id text, xid bigint)")
+            cur.execute("""CREATE FUNCTION public.note_xact() RETURNS trigger LANGUAGE plpgsql
+                           SET search_path = pg_catalog AS $$
+                           BEGIN INSERT INTO public.writer_xact VALUES (NEW.transaction_id, txid_current());
+                           RETURN NEW; END $$""")
+            cur.execute("CREATE TRIGGER note_xact AFTER INSERT ON dci_transaction "
+                        "FOR EACH ROW EXECUTE FUNCTION public.note_xact()")
+            cur.execute("GRANT ALL ON public.writer_xact TO PUBLIC")
+        locker = env.cluster.connect(dbname=db)
+        locker.autocommit = False
+        try:
+            locker.cursor().execute("LOCK TABLE dci_transaction IN SHARE MODE")
+
+            class _Env:                         # _senders, in that database
+                def connect(self):
+                    return env.cluster.connect(dbname=db)
+            first, r1 = _senders(_Env(), src, ["first"])
+            _wait(lambda: env.query("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND "
+                                    "backend_type = 'dci_client transaction writer' AND wait_event_type = 'Lock'",
+                                    (db,))[0][0] == 1, "the writer held")
+            pair, r2 = _senders(_Env(), src, ["second", "third"])
+            _wait(lambda: _waiting_senders(env) == 3, "3 senders waiting")
+        finally:
+            locker.rollback()
+            locker.close()
+        for th in first + pair:
+            th.join(60)
+        assert r1 == {0: ("ok", "first")} and r2 == {0: ("ok", "second"), 1: ("ok", "third")}
+        with closing(env.cluster.connect(dbname=db)) as conn:
+            cur = conn.cursor()
+            cur.execute("SELECT count(DISTINCT xid) FROM public.writer_xact WHERE transaction_id IN ('second', 'third')")
+            assert cur.fetchone()[0] == 1
+    finally:
+        admin.cursor().execute("DROP DATABASE IF EXISTS %s WITH (FORCE)" % db)
+        admin.close()
+
+
+def test_tiny_statement_timeouts_send_nothing_unrecorded(env):
+    """Senders cancelled by a tiny statement_timeout at every point of the
+    queue's state machine (queued, taken, done): a cancelled call sends
+    nothing, a successful one has its row, and the queue stays usable."""
+    import psycopg2
+    from test_inbound import _async
+    src = _src(env, None)
+    before = env.mock.stats()["requests"].get("/registry/search", 0)
+    ok = []
+    with closing(env.connect()) as conn:
+        cur = conn.cursor()
+        for i in range(40):
+            cur.execute("SET statement_timeout = %s", ("%dms" % (1 + i % 20),))
+            try:
+                ok.append(_async(cur, src))
+            except psycopg2.errors.QueryCanceled:
+                pass
+        cur.execute("RESET statement_timeout")
+        t = _async(cur, src)
+    assert env.mock.stats()["requests"].get("/registry/search", 0) - before == len(ok) + 1
+    for txn in ok + [t]:
+        assert _txn(env, src, txn) is not None
