@@ -302,8 +302,8 @@ REVOKE ALL ON FUNCTION dci_data_source_trigger(), dci_signing_key_trigger(), dci
     FROM PUBLIC;
 
 -- ==== signing (sign.c) ====
--- DCI message signatures (README "Signing").  dci_sign is
--- granted separately from the other functions (README "Privileges").
+-- DCI message signatures (SPEC §6, DCI.md "Signatures").  dci_sign is
+-- granted separately from the other functions (SPEC §7).
 CREATE FUNCTION dci_sign(envelope jsonb, key_id text) RETURNS text
     AS 'MODULE_PATHNAME', 'dci_sign' LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
 CREATE FUNCTION dci_verify(envelope jsonb, public_key text) RETURNS boolean
