@@ -446,3 +446,14 @@ def test_extension_in_its_own_schema_qualified_calls(env):
         admin.cursor().execute("DROP DATABASE IF EXISTS %s WITH (FORCE)" % db)
         admin.cursor().execute("DROP ROLE IF EXISTS %s" % owner)
         admin.close()
+
+
+def test_released_0_1_script_is_unchanged():
+    """0.1 is deployed: its install script must stay as released (what
+    changes goes into dci_client--0.1--0.2.sql), or databases installed from
+    it and from this tree would differ under the same version."""
+    import hashlib
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src", "dci_client--0.1.sql")
+    with open(path, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
+    assert digest == "1a8aae431d118e4c51c18941bca1cfa7aec975f28e058b98f841bd407544e34b", digest
