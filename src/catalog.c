@@ -20,6 +20,7 @@
 #include "catalog/pg_extension.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
+#include "postmaster/bgworker.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -178,4 +179,11 @@ dci_spi_end_privileged(DciPrivilegedState *state)
 {
 	dci_spi_end_pinned(&state->pinned);
 	SetUserIdAndSecContext(state->save_userid, state->save_sec_context);
+}
+
+void
+dci_bgworker_connect(Oid dbid)
+{
+	BackgroundWorkerInitializeConnectionByOid(dbid, InvalidOid, 0);
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 }

@@ -16,6 +16,12 @@ extern void dci_catalog_forget(void);
 /* dci_data_source / dci_signing_key (they change when the extension is re-created) */
 extern Oid dci_source_table_oid(void);
 extern Oid dci_signing_key_table_oid(void);
+/*
+ * A background worker's connection to its database, as the bootstrap
+ * superuser with search_path pinned: nothing from a user's schema resolves
+ * in what it runs.
+ */
+extern void dci_bgworker_connect(Oid dbid);
 /* "schema"."table" for SQL text (DC001 when the table is gone) */
 extern char *dci_qualified_table_name(Oid table_oid);
 

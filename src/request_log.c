@@ -598,9 +598,7 @@ dci_log_worker_main(Datum arg)
 
 	pqsignal(SIGTERM, worker_sigterm);
 	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnectionByOid(dbid, InvalidOid, 0);
-	/* runs as the bootstrap superuser: nothing from a user's schema may resolve */
-	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
+	dci_bgworker_connect(dbid);
 
 	if (log_shared == NULL)
 		proc_exit(0);

@@ -341,24 +341,64 @@ end_xact(void)
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
+/*
+ * The writer's statements, prepared once and kept: the plan cache re-plans
+ * them when the tables change.  A statement is prepared again when its
+ * table's qualified name changes (the extension's schema renamed, moved).
+ */
+typedef struct GroupPlan
+{
+	SPIPlanPtr	plan;
+	char	   *table;			/* in TopMemoryContext */
+} GroupPlan;
+
+static GroupPlan plan_insert, plan_subscription, plan_outcome, plan_still_sent;
+
+static SPIPlanPtr
+group_plan(GroupPlan *gp, const char *table, const char *sql, int nargs, Oid *types)
+{
+	if (gp->plan != NULL && strcmp(gp->table, table) == 0)
+		return gp->plan;
+	if (gp->plan != NULL)
+	{
+		SPI_freeplan(gp->plan);
+		pfree(gp->table);
+		gp->plan = NULL;
+	}
+	gp->plan = SPI_prepare(sql, nargs, types);
+	if (gp->plan == NULL || SPI_keepplan(gp->plan) != 0)
+		elog(ERROR, "could not prepare a statement on %s", table);
+	gp->table = MemoryContextStrdup(TopMemoryContext, table);
+	return gp->plan;
+}
+
+/* the tables of one group, found once (dci_subscription only when needed) */
+typedef struct GroupTables
+{
+	char	   *txn;
+	char	   *subscription;
+} GroupTables;
+
 /* insert the row(s); returns the row id, 0 for a duplicate transaction_id */
 static int64
-insert_row(TxnShared *sh)
+insert_row(TxnShared *sh, GroupTables *gt)
 {
 	Oid			types[5] = {INT4OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
 	Datum		v[5];
 	int64		id = 0;
 	bool		isnull;
+	SPIPlanPtr	plan;
 
+	plan = group_plan(&plan_insert, gt->txn,
+					  psprintf("INSERT INTO %s (source_id, transaction_id, action, message_id, endpoint) "
+							   "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (source_id, transaction_id) DO NOTHING RETURNING id",
+							   gt->txn), 5, types);
 	v[0] = Int32GetDatum(sh->source_id);
 	v[1] = CStringGetTextDatum(sh->transaction_id);
 	v[2] = CStringGetTextDatum(sh->action);
 	v[3] = CStringGetTextDatum(sh->message_id);
 	v[4] = CStringGetTextDatum(sh->endpoint);
-	if (SPI_execute_with_args(psprintf("INSERT INTO %s (source_id, transaction_id, action, message_id, endpoint) "
-									   "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (source_id, transaction_id) DO NOTHING RETURNING id",
-									   txn_table("dci_transaction")),
-							  5, types, v, NULL, false, 0) != SPI_OK_INSERT_RETURNING)
+	if (SPI_execute_plan(plan, v, NULL, false, 0) != SPI_OK_INSERT_RETURNING)
 		elog(ERROR, "could not insert into dci_transaction");
 	if (SPI_processed == 1)
 		id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
@@ -367,17 +407,50 @@ insert_row(TxnShared *sh)
 		Oid			stypes[4] = {INT4OID, TEXTOID, TEXTOID, TEXTOID};
 		Datum		sv[4];
 
+		if (gt->subscription == NULL)
+			gt->subscription = txn_table("dci_subscription");
+		plan = group_plan(&plan_subscription, gt->subscription,
+						  psprintf("INSERT INTO %s (source_id, reg_event_type, filter, state, transaction_id) "
+								   "VALUES ($1, $2, $3::pg_catalog.jsonb, 'requested', $4)",
+								   gt->subscription), 4, stypes);
 		sv[0] = Int32GetDatum(sh->source_id);
 		sv[1] = CStringGetTextDatum(sh->sub_event);
 		sv[2] = CStringGetTextDatum(sh->sub_filter);
 		sv[3] = CStringGetTextDatum(sh->transaction_id);
-		if (SPI_execute_with_args(psprintf("INSERT INTO %s (source_id, reg_event_type, filter, state, transaction_id) "
-										   "VALUES ($1, $2, $3::pg_catalog.jsonb, 'requested', $4)",
-										   txn_table("dci_subscription")),
-								  4, stypes, sv, NULL, false, 0) != SPI_OK_INSERT)
+		if (SPI_execute_plan(plan, sv, NULL, false, 0) != SPI_OK_INSERT)
 			elog(ERROR, "could not insert into dci_subscription");
 	}
 	return id;
+}
+
+/* one outcome: 1 moved or no longer 'sent' (done), 0 locked by a callback (try again) */
+static int
+write_outcome(int64 row_id, bool acked, GroupTables *gt)
+{
+	Oid			types[2] = {TEXTOID, INT8OID};
+	Datum		v[2];
+	SPIPlanPtr	plan;
+	const char *t = gt->txn;
+
+	v[0] = CStringGetTextDatum(acked ? "acked" : "failed");
+	v[1] = Int64GetDatum(row_id);
+	/* skip a row a callback's open transaction holds: a writer waiting behind it would hold up every other */
+	plan = group_plan(&plan_outcome, t,
+					  psprintf("UPDATE %s SET state = $1 WHERE id OPERATOR(pg_catalog.=) ("
+							   "SELECT id FROM %s WHERE id OPERATOR(pg_catalog.=) $2 "
+							   "AND state OPERATOR(pg_catalog.=) 'sent' FOR UPDATE SKIP LOCKED)", t, t),
+					  2, types);
+	if (SPI_execute_plan(plan, v, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not update dci_transaction");
+	if (SPI_processed > 0)
+		return 1;
+	plan = group_plan(&plan_still_sent, t,
+					  psprintf("SELECT 1 FROM %s WHERE id OPERATOR(pg_catalog.=) $1 "
+							   "AND state OPERATOR(pg_catalog.=) 'sent'", t),
+					  1, types + 1);
+	if (SPI_execute_plan(plan, v + 1, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read dci_transaction");
+	return SPI_processed > 0 ? 0 : 1;
 }
 
 void
@@ -397,14 +470,15 @@ dci_txn_worker_main(Datum arg)
 		proc_exit(0);			/* the sender gave up before we came up */
 	dsm_pin_mapping(seg);
 	sh = dsm_segment_address(seg);
-	BackgroundWorkerInitializeConnectionByOid(dbid, InvalidOid, 0);
-	/* runs as the bootstrap superuser: nothing from a user's schema may resolve */
-	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
+	dci_bgworker_connect(dbid);
 
 	PG_TRY();
 	{
+		GroupTables gt = {0};
+
 		begin_xact("recording a dci_client transaction");
-		id = insert_row(sh);
+		gt.txn = txn_table("dci_transaction");
+		id = insert_row(sh, &gt);
 		end_xact();
 	}
 	PG_CATCH();
@@ -437,16 +511,11 @@ void
 dci_txn_outcome_main(Datum arg)
 {
 	TxnOutcome	o;
-	Oid			types[2] = {TEXTOID, INT8OID};
-	Datum		v[2];
 
 	pqsignal(SIGTERM, txn_worker_sigterm);
 	BackgroundWorkerUnblockSignals();
 	memcpy(&o, MyBgworkerEntry->bgw_extra, sizeof(o));
-	BackgroundWorkerInitializeConnectionByOid(o.dbid, InvalidOid, 0);
-	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
-	v[0] = CStringGetTextDatum(o.acked ? "acked" : "failed");
-	v[1] = arg;
+	dci_bgworker_connect(o.dbid);
 	/*
 	 * Waiting for nobody: a callback's transaction still open (its HTTP
 	 * request still being processed) holds the row, and a worker waiting
@@ -456,25 +525,14 @@ dci_txn_outcome_main(Datum arg)
 	 */
 	for (int attempt = 0; attempt < TXN_OUTCOME_TRIES && !txn_got_sigterm; attempt++)
 	{
-		char	   *t;
-		uint64		moved;
-		bool		still_sent;
+		GroupTables gt = {0};
+		int			done;
 
 		begin_xact("recording a dci_client transaction's acknowledgement");
-		t = txn_table("dci_transaction");
-		if (SPI_execute_with_args(psprintf("UPDATE %s SET state = $1 WHERE id OPERATOR(pg_catalog.=) ("
-										   "SELECT id FROM %s WHERE id OPERATOR(pg_catalog.=) $2 "
-										   "AND state OPERATOR(pg_catalog.=) 'sent' FOR UPDATE SKIP LOCKED)", t, t),
-								  2, types, v, NULL, false, 0) != SPI_OK_UPDATE)
-			elog(ERROR, "could not update dci_transaction");
-		moved = SPI_processed;
-		if (SPI_execute_with_args(psprintf("SELECT 1 FROM %s WHERE id OPERATOR(pg_catalog.=) $1 "
-										   "AND state OPERATOR(pg_catalog.=) 'sent'", t),
-								  1, types + 1, v + 1, NULL, true, 0) != SPI_OK_SELECT)
-			elog(ERROR, "could not read dci_transaction");
-		still_sent = SPI_processed > 0;
+		gt.txn = txn_table("dci_transaction");
+		done = write_outcome(DatumGetInt64(arg), o.acked, &gt);
 		end_xact();
-		if (moved > 0 || !still_sent)
+		if (done)
 			break;
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, TXN_OUTCOME_PAUSE_MS,
 						 PG_WAIT_EXTENSION);
@@ -996,118 +1054,6 @@ take_items(int *out, bool retire, bool *deferred)
 	return n;
 }
 
-/*
- * The writer's statements, prepared once and kept: the plan cache re-plans
- * them when the tables change.  A statement is prepared again when its
- * table's qualified name changes (the extension's schema renamed, moved).
- */
-typedef struct GroupPlan
-{
-	SPIPlanPtr	plan;
-	char	   *table;			/* in TopMemoryContext */
-} GroupPlan;
-
-static GroupPlan plan_insert, plan_subscription, plan_outcome, plan_still_sent;
-
-static SPIPlanPtr
-group_plan(GroupPlan *gp, const char *table, const char *sql, int nargs, Oid *types)
-{
-	if (gp->plan != NULL && strcmp(gp->table, table) == 0)
-		return gp->plan;
-	if (gp->plan != NULL)
-	{
-		SPI_freeplan(gp->plan);
-		pfree(gp->table);
-		gp->plan = NULL;
-	}
-	gp->plan = SPI_prepare(sql, nargs, types);
-	if (gp->plan == NULL || SPI_keepplan(gp->plan) != 0)
-		elog(ERROR, "could not prepare a statement on %s", table);
-	gp->table = MemoryContextStrdup(TopMemoryContext, table);
-	return gp->plan;
-}
-
-/* the tables of one group, found once (dci_subscription only when needed) */
-typedef struct GroupTables
-{
-	char	   *txn;
-	char	   *subscription;
-} GroupTables;
-
-/* insert_row with kept plans: the row id, 0 for a duplicate transaction_id */
-static int64
-group_insert(TxnShared *sh, GroupTables *gt)
-{
-	Oid			types[5] = {INT4OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
-	Datum		v[5];
-	int64		id = 0;
-	bool		isnull;
-	SPIPlanPtr	plan;
-
-	plan = group_plan(&plan_insert, gt->txn,
-					  psprintf("INSERT INTO %s (source_id, transaction_id, action, message_id, endpoint) "
-							   "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (source_id, transaction_id) DO NOTHING RETURNING id",
-							   gt->txn), 5, types);
-	v[0] = Int32GetDatum(sh->source_id);
-	v[1] = CStringGetTextDatum(sh->transaction_id);
-	v[2] = CStringGetTextDatum(sh->action);
-	v[3] = CStringGetTextDatum(sh->message_id);
-	v[4] = CStringGetTextDatum(sh->endpoint);
-	if (SPI_execute_plan(plan, v, NULL, false, 0) != SPI_OK_INSERT_RETURNING)
-		elog(ERROR, "could not insert into dci_transaction");
-	if (SPI_processed == 1)
-		id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	if (id != 0 && sh->subscription)
-	{
-		Oid			stypes[4] = {INT4OID, TEXTOID, TEXTOID, TEXTOID};
-		Datum		sv[4];
-
-		if (gt->subscription == NULL)
-			gt->subscription = txn_table("dci_subscription");
-		plan = group_plan(&plan_subscription, gt->subscription,
-						  psprintf("INSERT INTO %s (source_id, reg_event_type, filter, state, transaction_id) "
-								   "VALUES ($1, $2, $3::pg_catalog.jsonb, 'requested', $4)",
-								   gt->subscription), 4, stypes);
-		sv[0] = Int32GetDatum(sh->source_id);
-		sv[1] = CStringGetTextDatum(sh->sub_event);
-		sv[2] = CStringGetTextDatum(sh->sub_filter);
-		sv[3] = CStringGetTextDatum(sh->transaction_id);
-		if (SPI_execute_plan(plan, sv, NULL, false, 0) != SPI_OK_INSERT)
-			elog(ERROR, "could not insert into dci_subscription");
-	}
-	return id;
-}
-
-/* one outcome: 1 moved or no longer 'sent' (done), 0 locked by a callback (try again) */
-static int
-write_outcome(int64 row_id, bool acked, GroupTables *gt)
-{
-	Oid			types[2] = {TEXTOID, INT8OID};
-	Datum		v[2];
-	SPIPlanPtr	plan;
-	const char *t = gt->txn;
-
-	v[0] = CStringGetTextDatum(acked ? "acked" : "failed");
-	v[1] = Int64GetDatum(row_id);
-	/* skip a row a callback's open transaction holds (see dci_txn_outcome_main) */
-	plan = group_plan(&plan_outcome, t,
-					  psprintf("UPDATE %s SET state = $1 WHERE id OPERATOR(pg_catalog.=) ("
-							   "SELECT id FROM %s WHERE id OPERATOR(pg_catalog.=) $2 "
-							   "AND state OPERATOR(pg_catalog.=) 'sent' FOR UPDATE SKIP LOCKED)", t, t),
-					  2, types);
-	if (SPI_execute_plan(plan, v, NULL, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "could not update dci_transaction");
-	if (SPI_processed > 0)
-		return 1;
-	plan = group_plan(&plan_still_sent, t,
-					  psprintf("SELECT 1 FROM %s WHERE id OPERATOR(pg_catalog.=) $1 "
-							   "AND state OPERATOR(pg_catalog.=) 'sent'", t),
-					  1, types + 1);
-	if (SPI_execute_plan(plan, v + 1, NULL, true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read dci_transaction");
-	return SPI_processed > 0 ? 0 : 1;
-}
-
 typedef struct ItemResult
 {
 	int			phase;			/* TxnPhase; for an outcome: TXN_COMMITTED done, TXN_STARTING again */
@@ -1132,7 +1078,7 @@ write_item(TxnItem *it, GroupTables *gt, ItemResult *res)
 			res->phase = write_outcome(it->req.row_id, it->acked, gt) ? TXN_COMMITTED : TXN_STARTING;
 		else
 		{
-			res->row_id = group_insert(&it->req, gt);
+			res->row_id = insert_row(&it->req, gt);
 			res->phase = res->row_id != 0 ? TXN_COMMITTED : TXN_DUPLICATE;
 		}
 		ReleaseCurrentSubTransaction();
@@ -1255,9 +1201,7 @@ dci_txn_group_main(Datum arg)
 	 */
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnectionByOid(dbid, InvalidOid, 0);
-	/* runs as the bootstrap superuser: nothing from a user's schema may resolve */
-	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
+	dci_bgworker_connect(dbid);
 	if (txn_queue == NULL)
 		proc_exit(0);
 
