@@ -16,6 +16,8 @@
 #include "dci_client.h"
 
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/sha.h>
 
 #include "access/detoast.h"
@@ -223,7 +225,7 @@ token_matches(const char *given, size_t given_len, const char *expected)
 }
 
 static bool
-bearer_ok(DciSource *src, Jsonb *headers)
+bearer_ok(DciSource *src, Jsonb *headers, const char *body, size_t body_len)
 {
 	JsonbValue *v;
 	const char *p;
@@ -241,26 +243,32 @@ bearer_ok(DciSource *src, Jsonb *headers)
 	while (n > 0 && *p == ' ')
 		p++, n--;
 	/*
-	 * "sha256:<64 hex digits>": the controller may hand over the token's
-	 * SHA-256 instead of the token, so that the token itself is never in
-	 * the statement text (psycopg2 interpolates parameters into it).
+	 * "hmac-sha256:<64 hex digits>", HMAC-SHA256 keyed with the token over
+	 * this body: the controller may hand that over instead of the token, so
+	 * the token is never in the statement text (psycopg2 interpolates
+	 * parameters into it), and what is (in pg_stat_activity, a log line)
+	 * authenticates only this body — whose message_id is then taken.
 	 */
-	if (n == 7 + 2 * SHA256_DIGEST_LENGTH && strncmp(p, "sha256:", 7) == 0)
+	if (n == 12 + 2 * SHA256_DIGEST_LENGTH && strncmp(p, "hmac-sha256:", 12) == 0)
 	{
 		unsigned char given[SHA256_DIGEST_LENGTH];
-		unsigned char want[SHA256_DIGEST_LENGTH];
+		unsigned char want[EVP_MAX_MD_SIZE];
+		unsigned int want_len = 0;
 
 		for (int i = 0; i < SHA256_DIGEST_LENGTH; i++)
 		{
-			int			hi = dci_hex_value((unsigned char) p[7 + 2 * i]);
-			int			lo = dci_hex_value((unsigned char) p[8 + 2 * i]);
+			int			hi = dci_hex_value((unsigned char) p[12 + 2 * i]);
+			int			lo = dci_hex_value((unsigned char) p[13 + 2 * i]);
 
 			if (hi < 0 || lo < 0)
 				return false;
 			given[i] = (unsigned char) (hi << 4 | lo);
 		}
-		SHA256((const unsigned char *) src->callback_token, strlen(src->callback_token), want);
-		ok = CRYPTO_memcmp(given, want, sizeof(want)) == 0;
+		if (HMAC(EVP_sha256(), src->callback_token, (int) strlen(src->callback_token),
+				 (const unsigned char *) body, body_len, want, &want_len) == NULL ||
+			want_len != SHA256_DIGEST_LENGTH)
+			return false;
+		ok = CRYPTO_memcmp(given, want, SHA256_DIGEST_LENGTH) == 0;
 		explicit_bzero(want, sizeof(want));
 		return ok;
 	}
@@ -801,7 +809,7 @@ receive(DciSource *src, const char *raw, size_t len, Jsonb *headers, Refusal *r,
 	}
 	if (src->callback_token)
 	{
-		if (!bearer_ok(src, headers))
+		if (!bearer_ok(src, headers, raw, len))
 			REFUSE(401, "err.request.unauthorized", "a valid Authorization: Bearer callback token is required");
 		authenticated = true;
 	}

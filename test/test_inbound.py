@@ -3,7 +3,7 @@ the bundled mock acts as a registry that calls back; a small HTTP server in
 this process does what the Odoo controller does (raw body and lower-cased
 headers to dci_receive through psycopg2, commit, return status and body),
 connected as a role that has only EXECUTE on dci_receive."""
-import base64, hashlib, json, os, select, threading, time, uuid
+import base64, hashlib, hmac, json, os, select, threading, time, uuid
 from contextlib import closing
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -413,14 +413,23 @@ def test_callback_token(env, rx):
         assert st == 200, resp
         assert env.query("SELECT verified FROM dci_inbox i JOIN dci_data_source s ON s.id = i.source_id "
                          "WHERE s.code = %s", (src,)) == [("token",)]
-        # the token's SHA-256 instead of the token (kept out of the statement text)
-        digest = hashlib.sha256(b"cb-token-Zq81").hexdigest()
-        st, resp = _receive(cur, src, _envelope(txn=txn), {"authorization": "Bearer sha256:" + digest})
+        # HMAC-SHA256 of the body keyed with the token instead of the token (kept out of the
+        # statement text): valid for that body only
+        body = json.dumps(_envelope(txn=txn))
+        mac = hmac.new(b"cb-token-Zq81", body.encode(), hashlib.sha256).hexdigest()
+        st, resp = _receive(cur, src, body, {"authorization": "Bearer hmac-sha256:" + mac})
         assert st == 200, resp
-        _refused(cur, env, src, _envelope(txn=txn), 401, "err.request.unauthorized",
-                 {"authorization": "Bearer sha256:" + hashlib.sha256(b"cb-token-Zq8").hexdigest()})
-        _refused(cur, env, src, _envelope(txn=txn), 401, "err.request.unauthorized",
-                 {"authorization": "Bearer sha256:" + "zz" * 32})
+        other = json.dumps(_envelope(txn=txn))                       # another body, the same MAC
+        _refused(cur, env, src, other, 401, "err.request.unauthorized",
+                 {"authorization": "Bearer hmac-sha256:" + mac})
+        _refused(cur, env, src, other, 401, "err.request.unauthorized",
+                 {"authorization": "Bearer hmac-sha256:" + hmac.new(b"cb-token-Zq8", other.encode(),
+                                                                      hashlib.sha256).hexdigest()})
+        # the token's plain SHA-256 is no credential (it would be one wherever it is logged)
+        _refused(cur, env, src, other, 401, "err.request.unauthorized",
+                 {"authorization": "Bearer sha256:" + hashlib.sha256(b"cb-token-Zq81").hexdigest()})
+        _refused(cur, env, src, other, 401, "err.request.unauthorized",
+                 {"authorization": "Bearer hmac-sha256:" + "zz" * 32})
         # re-encryption reads it (under the current key already: left as is) and it still works
         cur.execute("SELECT public.dci_reencrypt_secrets()")
         st, resp = _receive(cur, src, _envelope(txn=txn), {"authorization": "Bearer cb-token-Zq81"})
@@ -949,6 +958,7 @@ def test_worker_role_needs_only_execute(env, rx):
 # ---------------------------------------------------------------- the README's controller
 README_CONTROLLER = '''
 import hashlib
+import hmac
 import json
 
 from odoo import http
@@ -967,8 +977,9 @@ class DciCallbacks(http.Controller):
                 headers=[("Content-Type", "application/json")])
         headers = {k.lower(): v for k, v in request.httprequest.headers.items()}
         auth = headers.get("authorization", "")
-        if auth[:7].lower() == "bearer ":                       # its SHA-256: the token stays out of the SQL text
-            headers["authorization"] = "Bearer sha256:" + hashlib.sha256(auth[7:].strip().encode()).hexdigest()
+        if auth[:7].lower() == "bearer ":                       # an HMAC of the body: the token stays out of the SQL text
+            headers["authorization"] = "Bearer hmac-sha256:" + hmac.new(auth[7:].lstrip(" ").encode(), raw,
+                                                                          hashlib.sha256).hexdigest()
         cr = request.env.cr
         cr.execute("SELECT http_status, response FROM dci_receive(%s, %s, %s)",
                    (source, body, json.dumps(headers)))

@@ -875,17 +875,19 @@ def test_migration_of_a_hostile_row(env, oenv, caplog):
 def test_callback_refused_before_sql_leaves_nothing(env, oenv):
     """Headers a sender controls are bounded and cleaned before they reach SQL:
     only what dci_receive reads goes there (never a Cookie: an Odoo session id
-    in the statement text), the bearer token only as its SHA-256, another
+    in the statement text), the bearer token only as an HMAC of the body, another
     Authorization scheme not at all."""
     import hashlib
     from odoo.addons.spp_dci_client_sql.services import callbacks
     hdrs = [("Content-Type", "application/json; " + "y" * 100000), ("Bad\x00Name", "x"), ("ok", "a\x00b"),
             (b"raw", "x"), ("Cookie", "session_id=Zq9-odoo-session"), ("Proxy-Authorization", "Basic Zq9-proxy"),
             ("Authorization", "Bearer  Zq9-cb-token")] + [("X-%d" % i, "v") for i in range(500)]
-    clean = callbacks.clean_headers(hdrs)
+    clean = callbacks.clean_headers(hdrs, b'{"body": 1}')
     assert set(clean) == {"content-type", "authorization"}, clean
     assert len(clean["content-type"]) == callbacks.MAX_HEADER_VALUE
-    assert clean["authorization"] == "Bearer sha256:" + hashlib.sha256(b"Zq9-cb-token").hexdigest()
+    import hmac
+    assert clean["authorization"] == "Bearer hmac-sha256:" + hmac.new(b"Zq9-cb-token", b'{"body": 1}',
+                                                                      hashlib.sha256).hexdigest()
     assert "Zq9" not in json.dumps(clean)
     assert callbacks.clean_headers([("authorization", "Basic Zq9-basic")]) == {}
     # more headers than MAX_HEADERS: the rest are not looked at

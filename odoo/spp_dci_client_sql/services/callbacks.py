@@ -6,6 +6,7 @@ its FastAPI routers (CRVS events, DR disability status, IBR duplication
 checks) then reads what dci_receive stored: the jsonb of dci_inbox, not the
 request body parsed again."""
 import hashlib
+import hmac
 import json
 import logging
 import re
@@ -64,10 +65,11 @@ def _nack(code, text):
 FORWARDED_HEADERS = ("authorization", "content-type")
 
 
-def clean_headers(headers):
+def clean_headers(headers, body=b""):
     """Lower-cased names, string values, bounded, only FORWARDED_HEADERS; the
-    Authorization header only as the SHA-256 of a Bearer token (dci_receive
-    compares that as well), so the token is not in the statement text either;
+    Authorization header only as an HMAC-SHA256 of body keyed with the Bearer
+    token (dci_receive checks that as well), so the token is not in the
+    statement text, and what is there authenticates this one body only;
     another scheme is dropped (dci_receive takes Bearer only)."""
     out = {}
     seen = 0
@@ -85,7 +87,7 @@ def clean_headers(headers):
         if name == "authorization":
             if value[:7].lower() != "bearer ":
                 continue
-            value = "Bearer sha256:" + hashlib.sha256(value[7:].lstrip(" ").encode()).hexdigest()
+            value = "Bearer hmac-sha256:" + hmac.new(value[7:].lstrip(" ").encode(), body, hashlib.sha256).hexdigest()
         out[name] = value[:MAX_HEADER_VALUE]
     return out
 
@@ -120,7 +122,7 @@ def receive(env, source, body, headers, kind=None):
             return 404, _nack("err.request.refused", "the message was not accepted")
         with sql.dci_errors(cr):
             cr.execute("SELECT http_status, response FROM dci_receive(%s, %s, %s)",
-                       (source, text, sql.jsonb(clean_headers(headers))))
+                       (source, text, sql.jsonb(clean_headers(headers, text.encode()))))
             status, answer = cr.fetchone()
     except UserError as e:
         code = getattr(e, "pgcode", None)
